@@ -1,0 +1,1 @@
+"""Benchmark of the bot as a real process against the in-process fakes: `python -m bench.run`."""

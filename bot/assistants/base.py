@@ -1,0 +1,98 @@
+"""The one small interface the conversation service talks to, whichever API is behind it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from bot.attachments import Image
+
+
+class RunState(StrEnum):
+    """Where a run (or background response) is. The service maps each to what users see."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    INCOMPLETE = "incomplete"
+    REQUIRES_ACTION = "requires_action"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunState.QUEUED, RunState.IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class RunCheck:
+    state: RunState
+    text: str = ""
+    detail: str | None = None
+    produced_files: int = 0
+
+
+@dataclass(frozen=True)
+class StreamDelta:
+    """A piece of answer text as the model produces it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class StreamStarted:
+    """The run exists remotely; its id must be stored before anything else happens."""
+
+    run_id: str
+
+
+StreamEvent = StreamStarted | StreamDelta | RunCheck
+
+
+class AssistantUnavailable(Exception):
+    """The API could not be reached or kept failing after the client's own retries."""
+
+
+class AssistantRejected(Exception):
+    """The API refused the request (bad key, unknown assistant, bad input): retrying won't help."""
+
+
+class AssistantBackend(Protocol):
+    """An assistant API as the service sees it: a thread of messages and runs over it.
+
+    `turn_key` is the bot's own id for a turn; backends store it with the run where the API
+    allows, so a process restarted between creating a run and recording its id finds it again.
+    """
+
+    name: str
+
+    async def create_thread(self, *, metadata: dict[str, str]) -> str: ...
+
+    async def start_run(
+        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+    ) -> str: ...
+
+    async def find_run(self, *, thread_id: str, turn_key: str, text: str) -> str | None:
+        """The run a crashed attempt of this turn may have started, if the API can tell."""
+        ...
+
+    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck: ...
+
+    async def cancel_run(self, *, thread_id: str, run_id: str) -> None: ...
+
+    def stream_run(
+        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+    ) -> AsyncIterator[StreamEvent]:
+        """Start a run and yield its id, then text deltas, then a final RunCheck."""
+        ...
+
+    async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
+        """Images the assistant made during the run, to upload into the Slack thread."""
+        ...
+
+    async def delete_thread(self, thread_id: str) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,177 @@
+"""OpenAI's Assistants API: a thread per Slack thread, a run per turn.
+
+OpenAI shut this API down on 2026-08-26; it stays for Assistants-compatible servers and
+deployments that still point at one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from openai import AsyncOpenAI
+
+from bot.assistants.base import RunCheck, RunState, StreamDelta, StreamEvent, StreamStarted
+from bot.assistants.errors import translated_errors
+from bot.attachments import Image
+from bot.text import Source, marker_title, with_sources
+
+_STATES = {state.value: state for state in RunState}
+_TERMINAL_EVENTS = {
+    "thread.run.completed",
+    "thread.run.failed",
+    "thread.run.cancelled",
+    "thread.run.expired",
+    "thread.run.incomplete",
+    "thread.run.requires_action",
+}
+
+
+class ThreadsBackend:
+    name = "threads"
+
+    def __init__(
+        self, client: AsyncOpenAI, *, assistant_id: str, instructions: str | None = None
+    ) -> None:
+        self._client = client
+        # Runs are started without the client's own retries: the service retries, and looks
+        # for a run that a failed-looking request did start before starting another.
+        self._once = client.with_options(max_retries=0)
+        self._assistant_id = assistant_id
+        self._instructions = instructions
+
+    async def create_thread(self, *, metadata: dict[str, str]) -> str:
+        with translated_errors("create thread"):
+            thread = await self._client.beta.threads.create(metadata=metadata)
+        return str(thread.id)
+
+    async def start_run(
+        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+    ) -> str:
+        args = await self._run_args(text, turn_key, images)
+        with translated_errors("start run"):
+            run = await self._once.beta.threads.runs.create(thread_id, **args)
+        return str(run.id)
+
+    async def find_run(self, *, thread_id: str, turn_key: str, text: str) -> str | None:
+        with translated_errors("list runs"):
+            page = await self._client.beta.threads.runs.list(thread_id, limit=20, order="desc")
+        for run in page.data:
+            if (run.metadata or {}).get("turn_key") == turn_key:  # type: ignore[union-attr]
+                return run.id
+        return None
+
+    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
+        with translated_errors("check run"):
+            run = await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+        state = _STATES.get(run.status, RunState.IN_PROGRESS)
+        if state in (RunState.QUEUED, RunState.IN_PROGRESS) or run.status == "cancelling":
+            return RunCheck(RunState.IN_PROGRESS if run.status == "cancelling" else state)
+        detail = run.last_error.message if run.last_error else None
+        if run.incomplete_details is not None:
+            detail = run.incomplete_details.reason
+        text, files = "", 0
+        if state in (RunState.COMPLETED, RunState.INCOMPLETE):
+            text, files = await self._run_text(thread_id, run_id)
+        return RunCheck(state, text=text, detail=detail, produced_files=files)
+
+    async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
+        try:
+            with translated_errors("cancel run"):
+                await self._client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
+        except Exception:
+            return
+
+    async def stream_run(
+        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+    ) -> AsyncIterator[StreamEvent]:
+        args = await self._run_args(text, turn_key, images)
+        with translated_errors("stream run"):
+            stream = await self._once.beta.threads.runs.create(thread_id, stream=True, **args)
+            run_id = ""
+            async for event in stream:
+                if event.event == "thread.run.created":
+                    run_id = event.data.id
+                    yield StreamStarted(run_id)
+                elif event.event == "thread.message.delta":
+                    for part in event.data.delta.content or []:
+                        if part.type == "text" and part.text is not None and part.text.value:
+                            yield StreamDelta(part.text.value)
+                elif event.event in _TERMINAL_EVENTS:
+                    yield await self.check_run(thread_id=thread_id, run_id=event.data.id)
+                    return
+
+    async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
+        with translated_errors("read produced files"):
+            page = await self._client.beta.threads.messages.list(
+                thread_id, run_id=run_id, order="asc", limit=100
+            )
+            file_ids = [
+                block.image_file.file_id
+                for message in page.data
+                if message.role == "assistant"
+                for block in message.content
+                if block.type == "image_file"
+            ]
+            images = []
+            for number, file_id in enumerate(file_ids, start=1):
+                content = await self._client.files.content(file_id)
+                images.append(Image(f"image-{number}.png", "image/png", content.content))
+        return images
+
+    async def delete_thread(self, thread_id: str) -> None:
+        try:
+            with translated_errors("delete thread"):
+                await self._client.beta.threads.delete(thread_id)
+        except Exception:
+            return
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def _run_args(self, text: str, turn_key: str, images: Sequence[Image]) -> dict[str, Any]:
+        content: str | list[dict[str, Any]] = text
+        if images:
+            content = [{"type": "text", "text": text}]
+            for image in images:
+                file_id = await self._upload_image(image)
+                content.append({"type": "image_file", "image_file": {"file_id": file_id}})
+        args: dict[str, Any] = {
+            "assistant_id": self._assistant_id,
+            "additional_messages": [{"role": "user", "content": content}],
+            "metadata": {"turn_key": turn_key},
+        }
+        if self._instructions:
+            args["additional_instructions"] = self._instructions
+        return args
+
+    async def _upload_image(self, image: Image) -> str:
+        """The Assistants API takes images as uploaded files (purpose "vision")."""
+        with translated_errors("upload image"):
+            uploaded = await self._client.files.create(
+                file=(image.name, image.data, image.mimetype), purpose="vision"
+            )
+        return str(uploaded.id)
+
+    async def _run_text(self, thread_id: str, run_id: str) -> tuple[str, int]:
+        """The run's answer with its citations as footnotes, and how many images it made."""
+        with translated_errors("read answer"):
+            page = await self._client.beta.threads.messages.list(
+                thread_id, run_id=run_id, order="asc", limit=100
+            )
+        parts: list[str] = []
+        sources: list[Source] = []
+        images = 0
+        for message in page.data:
+            if message.role != "assistant":
+                continue
+            for block in message.content:
+                images += block.type == "image_file"
+                if block.type == "text":
+                    parts.append(block.text.value)
+                    sources += [
+                        Source(title=marker_title(note.text), marker=note.text)
+                        for note in block.text.annotations
+                        if note.type == "file_citation"
+                    ]
+        return with_sources("\n\n".join(parts), sources), images

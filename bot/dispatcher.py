@@ -1,0 +1,135 @@
+"""Which conversation this process works on, and when.
+
+Conversations with work are leased through the database (a compare-and-set on the row), so
+any number of processes share the work and never run one conversation twice at once. A
+lease is renewed while a turn runs; a process that dies loses it after `LEASE_S`, and a
+conversation whose turn keeps failing is retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.settings import Settings
+from bot.store.repository import Store, TurnWork
+
+log = logging.getLogger(__name__)
+
+TakeTurn = Callable[[TurnWork], Awaitable[None]]
+MAX_RETRY_DELAY_S = 60.0
+
+
+class Dispatcher:
+    def __init__(
+        self, *, store: Store, settings: Settings, take_turn: TakeTurn, owner: str | None = None
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._take_turn = take_turn
+        self.owner = owner or f"bot-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._hints: set[int] = set()
+        self._active: dict[int, asyncio.Task[None]] = {}
+        self._failures: dict[int, int] = {}
+        self._last_scan = 0.0
+        self._scan_interval_s = min(1.0, settings.lease_s / 3)
+        self.stopping = False
+
+    def hint(self, conversation_id: int) -> None:
+        """New work in this conversation: look at it now rather than at the next scan."""
+        self._hints.add(conversation_id)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Lease and work on conversations until `shutdown` is called."""
+        while not self.stopping:
+            self._wake.clear()
+            try:
+                await self._dispatch_once()
+            except Exception:
+                log.exception("dispatcher: scanning for work failed; retrying")
+                await asyncio.sleep(self._scan_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._scan_interval_s)
+
+    async def shutdown(self) -> None:
+        """Stop taking work; let running turns finish within the grace period."""
+        self.stopping = True
+        self._wake.set()
+        active = list(self._active.values())
+        if active:
+            _, pending = await asyncio.wait(active, timeout=self._settings.shutdown_grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._store.release_all(owner=self.owner)
+
+    async def _dispatch_once(self) -> None:
+        candidates = list(self._hints)
+        self._hints.clear()
+        now = time.monotonic()
+        free = self._settings.max_concurrent_turns - len(self._active)
+        if now - self._last_scan >= self._scan_interval_s and free > 0:
+            self._last_scan = now
+            candidates += await self._store.conversations_needing_work(limit=free)
+        for conversation_id in dict.fromkeys(candidates):
+            if conversation_id in self._active or self.stopping:
+                continue
+            if len(self._active) >= self._settings.max_concurrent_turns:
+                self._hints.add(conversation_id)
+                continue
+            if await self._store.claim(
+                conversation_id, owner=self.owner, lease_s=self._settings.lease_s
+            ):
+                self._active[conversation_id] = asyncio.create_task(self._work_on(conversation_id))
+
+    async def _work_on(self, conversation_id: int) -> None:
+        heartbeat = asyncio.create_task(self._keep_lease(conversation_id, asyncio.current_task()))
+        try:
+            while not self.stopping:
+                work = await self._store.next_turn(
+                    conversation_id, deadline_s=self._settings.answer_deadline_s
+                )
+                if work is None:
+                    if await self._store.release_if_idle(conversation_id, owner=self.owner):
+                        return
+                    continue
+                await self._take_turn(work)
+                self._failures.pop(conversation_id, None)
+        except asyncio.CancelledError:
+            if not self.stopping:
+                log.warning(
+                    "conversation %s: lease lost, another process continues", conversation_id
+                )
+        except Exception as exc:
+            failures = self._failures.get(conversation_id, 0) + 1
+            self._failures[conversation_id] = failures
+            delay = min(MAX_RETRY_DELAY_S, 2.0**failures)
+            log.warning(
+                "conversation %s: will retry in %.0fs after %r", conversation_id, delay, exc
+            )
+            await self._store.defer(conversation_id, owner=self.owner, delay_s=delay)
+        finally:
+            heartbeat.cancel()
+            self._active.pop(conversation_id, None)
+            self._wake.set()
+
+    async def _keep_lease(self, conversation_id: int, worker: asyncio.Task[Any] | None) -> None:
+        while True:
+            await asyncio.sleep(self._settings.lease_s / 3)
+            try:
+                still_ours = await self._store.renew(
+                    conversation_id, owner=self.owner, lease_s=self._settings.lease_s
+                )
+            except Exception:
+                log.exception("conversation %s: renewing the lease failed", conversation_id)
+                continue
+            if not still_ours and worker is not None:
+                worker.cancel()
+                return

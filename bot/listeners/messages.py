@@ -1,0 +1,63 @@
+"""Mentions in channels, messages in DMs, and replies in threads the bot already answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.attachments import slack_file_entries
+from bot.conversation import ConversationService, IncomingMessage
+
+# Subtypes that are still a person writing to the bot; edits, deletions, joins and bot
+# messages all carry other subtypes and are ignored.
+ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
+
+
+def register(app: AsyncApp, service: ConversationService) -> None:
+    async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
+        if is_from_person(event):
+            await service.accept(incoming(body, event, surface="channel"))
+
+    async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+        if not is_from_person(event):
+            return
+        if event.get("channel_type") == "im":
+            await service.accept(incoming(body, event, surface="dm"))
+            return
+        thread_ts = event.get("thread_ts")
+        if thread_ts and thread_ts != event.get("ts"):
+            team_id = team_of(body, event)
+            if await service.is_known_thread(team_id, event["channel"], thread_ts):
+                await service.accept(incoming(body, event, surface="channel"))
+
+    app.event("app_mention")(on_mention)
+    app.event("message")(on_message)
+
+
+def is_from_person(event: dict[str, Any]) -> bool:
+    return (
+        event.get("subtype") in ANSWERED_SUBTYPES
+        and not event.get("bot_id")
+        and bool(event.get("user"))
+        and bool(event.get("ts"))
+        and bool(event.get("channel"))
+    )
+
+
+def team_of(body: dict[str, Any], event: dict[str, Any]) -> str:
+    return str(event.get("team") or body.get("team_id") or "")
+
+
+def incoming(body: dict[str, Any], event: dict[str, Any], *, surface: str) -> IncomingMessage:
+    return IncomingMessage(
+        team_id=str(body.get("team_id") or event.get("team") or ""),
+        channel_id=event["channel"],
+        thread_ts=event.get("thread_ts") or event["ts"],
+        ts=event["ts"],
+        user_id=event["user"],
+        text=str(event.get("text") or ""),
+        surface=surface,
+        event_id=body.get("event_id"),
+        files=slack_file_entries(event.get("files")),
+    )

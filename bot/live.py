@@ -1,0 +1,120 @@
+"""An answer shown while the model writes it.
+
+Slack's message streaming (`chat.startStream` / `appendStream` / `stopStream`) is used where
+the workspace allows it; otherwise a placeholder is edited with `chat.update`, throttled to
+stay inside that method's rate limit. Either way the message's ts is the turn's placeholder,
+which the final, fully formatted answer replaces, so a live preview never changes what is
+delivered or how often.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+from slack_sdk.errors import SlackApiError
+
+from bot.slack_api import Place, SlackGateway
+from bot.text import markdown_to_mrkdwn
+
+log = logging.getLogger(__name__)
+
+STREAM_FLUSH_S = 0.25
+UPDATE_FLUSH_S = 1.0
+
+
+class LiveMessage(Protocol):
+    ts: str
+
+    async def append(self, text: str) -> None: ...
+
+    async def finish(self) -> None: ...
+
+
+class _Throttle:
+    """Buffers text and says when to send it: the first piece at once, then every `every_s`."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self.pending = ""
+        self.sent_any = False
+        self._last = 0.0
+
+    def add(self, text: str) -> bool:
+        self.pending += text
+        return not self.sent_any or time.monotonic() - self._last >= self.every_s
+
+    def take(self) -> str:
+        text, self.pending = self.pending, ""
+        self.sent_any = True
+        self._last = time.monotonic()
+        return text
+
+
+class SlackStream:
+    def __init__(self, slack: SlackGateway, place: Place, ts: str) -> None:
+        self._slack = slack
+        self._place = place
+        self.ts = ts
+        self._throttle = _Throttle(STREAM_FLUSH_S)
+        self._broken = False
+
+    async def append(self, text: str) -> None:
+        if self._throttle.add(text) and not self._broken:
+            await self._send(self._throttle.take())
+
+    async def finish(self) -> None:
+        if self._throttle.pending and not self._broken:
+            await self._send(self._throttle.take())
+        await self._slack.stop_stream(self._place, self.ts)
+
+    async def _send(self, text: str) -> None:
+        if not text:
+            return
+        try:
+            await self._slack.append_stream(self._place, self.ts, text)
+        except SlackApiError as exc:
+            log.warning("streaming into Slack stopped: %s", exc.response.get("error"))
+            self._broken = True
+
+
+class UpdatedMessage:
+    """The fallback: the placeholder edited with the text so far, at most once a second."""
+
+    def __init__(self, slack: SlackGateway, place: Place, ts: str) -> None:
+        self._slack = slack
+        self._place = place
+        self.ts = ts
+        self._throttle = _Throttle(UPDATE_FLUSH_S)
+        self._text = ""
+
+    async def append(self, text: str) -> None:
+        if self._throttle.add(text):
+            await self._send()
+
+    async def finish(self) -> None:
+        if self._throttle.pending:
+            await self._send()
+
+    async def _send(self) -> None:
+        self._text += self._throttle.take()
+        try:
+            await self._slack.update(self._place, self.ts, markdown_to_mrkdwn(self._text) + " …")
+        except SlackApiError as exc:
+            log.warning("live update failed: %s", exc.response.get("error"))
+
+
+async def open_live_message(
+    slack: SlackGateway, place: Place, *, placeholder_text: str, team_id: str, user_id: str
+) -> LiveMessage:
+    try:
+        ts = await slack.start_stream(place, team_id=team_id, user_id=user_id)
+        return SlackStream(slack, place, ts)
+    except SlackApiError as exc:
+        log.info(
+            "Slack streaming unavailable (%s); editing a placeholder instead",
+            exc.response.get("error"),
+        )
+    ts = await slack.post(place, placeholder_text)
+    return UpdatedMessage(slack, place, ts)

@@ -1,0 +1,47 @@
+"""`python -m bot purge --older-than-days N`: forget conversations idle for longer than N days.
+
+Deletes the stored mapping, messages, turns and feedback, and the assistant thread or
+Conversation at OpenAI when it belongs to the configured backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from bot.assistants import make_backend
+from bot.settings import Settings
+from bot.store.db import create_engine, migrate
+from bot.store.repository import Store
+
+log = logging.getLogger(__name__)
+
+
+def parse_purge_args(argv: list[str]) -> float:
+    parser = argparse.ArgumentParser(prog="python -m bot purge", description=__doc__)
+    parser.add_argument("--older-than-days", type=float, required=True, metavar="N")
+    args = parser.parse_args(argv)
+    if args.older_than_days < 0:
+        parser.error("--older-than-days must not be negative")
+    return float(args.older_than_days)
+
+
+async def purge(settings: Settings, *, older_than_days: float) -> int:
+    """Delete conversations idle for longer than the given age; how many were deleted."""
+    engine = create_engine(settings.database_url)
+    backend = make_backend(settings)
+    try:
+        await migrate(engine)
+        cutoff = time.time() - older_than_days * 86400
+        removed = await Store(engine).delete_conversations_before(cutoff)
+        for backend_name, remote_id in removed:
+            if backend_name == backend.name:
+                await backend.delete_thread(remote_id)
+        log.info(
+            "purge: deleted %s conversations idle for over %s days", len(removed), older_than_days
+        )
+        return len(removed)
+    finally:
+        await backend.close()
+        await engine.dispose()

@@ -1,0 +1,266 @@
+"""One Settings object, read once from the environment (and a `.env` file).
+
+Every other module receives the settings it needs as arguments; nothing reads the
+environment on import. A bad or missing value raises `SettingsError` whose message is the
+single line the operator needs to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+AssistantApi = Literal["threads", "responses"]
+DeliveryMode = Literal["poll", "stream"]
+
+DEFAULT_MODEL = "gpt-5-mini"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///bot.db"
+DEFAULT_GREETING = "Hi! How can I help? Ask me anything, or pick a suggestion below."
+DEFAULT_PROMPTS = (
+    "Summarise this channel's recent discussion",
+    "Help me write a clear message",
+    "Explain a concept simply",
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str
+    slack_signing_secret: str
+    openai_api_key: str
+    assistant_api: AssistantApi
+    slack_app_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    openai_base_url: str | None = None
+    openai_assistant_id: str | None = None
+    openai_model: str = DEFAULT_MODEL
+    assistant_instructions: str | None = None
+    openai_web_search: bool = False
+    openai_vector_store_ids: tuple[str, ...] = ()
+    database_url: str = DEFAULT_DATABASE_URL
+    port: int = 3000
+    delivery: DeliveryMode = "stream"
+    poll_initial_s: float = 0.1
+    poll_max_s: float = 0.5
+    answer_deadline_s: float = 120.0
+    openai_max_retries: int = 2
+    openai_timeout_s: float = 30.0
+    lease_s: float = 30.0
+    max_concurrent_turns: int = 1000
+    shutdown_grace_s: float = 8.0
+    allowed_team_ids: frozenset[str] = field(default_factory=frozenset)
+    allowed_channel_ids: frozenset[str] = field(default_factory=frozenset)
+    user_rate_limit_per_minute: int = 0
+    log_level: str = "INFO"
+    assistant_greeting: str = DEFAULT_GREETING
+    suggested_prompts: tuple[str, ...] = DEFAULT_PROMPTS
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, dotenv_path: str | None = ".env"
+) -> Settings:
+    """Build Settings from `env` (default: the process environment plus `.env`)."""
+    if env is None:
+        if dotenv_path:
+            from dotenv import load_dotenv
+
+            load_dotenv(dotenv_path, override=False)
+        env = os.environ
+    return _parse(env)
+
+
+def _parse(env: Mapping[str, str]) -> Settings:
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    def required(name: str, hint: str) -> str:
+        value = get(name)
+        if value is None:
+            raise SettingsError(f"{name} is not set: {hint}")
+        return value
+
+    bot_token = required("SLACK_BOT_TOKEN", "set it to the app's Bot User OAuth Token (xoxb-…)")
+    if not bot_token.startswith("xoxb-"):
+        raise SettingsError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    app_token = get("SLACK_APP_TOKEN")
+    if app_token is not None and not app_token.startswith("xapp-"):
+        raise SettingsError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+    signing_secret = get("SLACK_SIGNING_SECRET")
+    if signing_secret is None and app_token is None:
+        raise SettingsError(
+            "SLACK_SIGNING_SECRET is not set: copy it from the Slack app's Basic Information page"
+            " (or set SLACK_APP_TOKEN to use Socket Mode)"
+        )
+    api_key = required("OPENAI_API_KEY", "set it to an OpenAI API key (sk-…)")
+    assistant_id = get("OPENAI_ASSISTANT_ID")
+    assistant_api = _assistant_api(get("ASSISTANT_API"), assistant_id)
+    if assistant_api == "threads" and assistant_id is None:
+        raise SettingsError(
+            "OPENAI_ASSISTANT_ID is not set: ASSISTANT_API=threads needs an assistant id (asst_…)"
+        )
+    return Settings(
+        slack_bot_token=bot_token,
+        slack_signing_secret=signing_secret or "",
+        slack_app_token=app_token,
+        slack_api_url=_with_trailing_slash(get("SLACK_API_URL") or DEFAULT_SLACK_API_URL),
+        openai_api_key=api_key,
+        openai_base_url=get("OPENAI_BASE_URL"),
+        openai_assistant_id=assistant_id,
+        openai_model=get("OPENAI_MODEL") or DEFAULT_MODEL,
+        assistant_api=assistant_api,
+        assistant_instructions=_instructions(
+            get("ASSISTANT_INSTRUCTIONS"), get("ASSISTANT_INSTRUCTIONS_FILE")
+        ),
+        openai_web_search=_bool(env, "OPENAI_WEB_SEARCH", False),
+        openai_vector_store_ids=_csv(get("OPENAI_VECTOR_STORE_IDS")),
+        database_url=database_url(get("DATABASE_URL")),
+        port=_int(env, "PORT", 3000, minimum=1, maximum=65535),
+        delivery=_delivery(get("DELIVERY")),
+        poll_initial_s=_float(env, "POLL_INITIAL_MS", 100, minimum=10) / 1000,
+        poll_max_s=_float(env, "POLL_MAX_MS", 500, minimum=10) / 1000,
+        answer_deadline_s=_float(env, "ANSWER_DEADLINE_S", 120, minimum=1),
+        openai_max_retries=_int(env, "OPENAI_MAX_RETRIES", 2, minimum=0, maximum=10),
+        openai_timeout_s=_float(env, "OPENAI_TIMEOUT_S", 30, minimum=1),
+        lease_s=_float(env, "LEASE_S", 30, minimum=1),
+        max_concurrent_turns=_int(env, "MAX_CONCURRENT_TURNS", 1000, minimum=1, maximum=100_000),
+        shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", 8, minimum=0),
+        allowed_team_ids=frozenset(_csv(get("ALLOWED_TEAM_IDS"))),
+        allowed_channel_ids=frozenset(_csv(get("ALLOWED_CHANNEL_IDS"))),
+        user_rate_limit_per_minute=_int(
+            env, "USER_RATE_LIMIT_PER_MINUTE", 0, minimum=0, maximum=10_000
+        ),
+        log_level=_log_level(get("LOG_LEVEL")),
+        assistant_greeting=get("ASSISTANT_GREETING") or DEFAULT_GREETING,
+        suggested_prompts=_prompts(env.get("ASSISTANT_SUGGESTED_PROMPTS")),
+    )
+
+
+def database_url(raw: str | None) -> str:
+    """Normalise DATABASE_URL to an async SQLAlchemy URL.
+
+    Heroku and most platforms hand out `postgres://` URLs, which SQLAlchemy does not accept.
+    """
+    if raw is None:
+        return DEFAULT_DATABASE_URL
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        raise SettingsError(
+            "DATABASE_URL must look like postgres://user@host/db or sqlite:///file.db"
+        )
+    drivers = {
+        "postgres": "postgresql+asyncpg",
+        "postgresql": "postgresql+asyncpg",
+        "postgresql+asyncpg": "postgresql+asyncpg",
+        "sqlite": "sqlite+aiosqlite",
+        "sqlite+aiosqlite": "sqlite+aiosqlite",
+    }
+    if scheme not in drivers:
+        raise SettingsError(
+            f"DATABASE_URL scheme {scheme!r} is not supported: use postgres:// or sqlite://"
+        )
+    return f"{drivers[scheme]}://{rest}"
+
+
+def _assistant_api(raw: str | None, assistant_id: str | None) -> AssistantApi:
+    if raw is None:
+        return "threads" if assistant_id else "responses"
+    if raw == "threads":
+        return "threads"
+    if raw == "responses":
+        return "responses"
+    raise SettingsError(f"ASSISTANT_API must be 'threads' or 'responses', not {raw!r}")
+
+
+def _delivery(raw: str | None) -> DeliveryMode:
+    if raw is None:
+        return "stream"
+    if raw == "poll":
+        return "poll"
+    if raw == "stream":
+        return "stream"
+    raise SettingsError(f"DELIVERY must be 'poll' or 'stream', not {raw!r}")
+
+
+def _instructions(text: str | None, path: str | None) -> str | None:
+    if path is None:
+        return text
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise SettingsError(
+            f"ASSISTANT_INSTRUCTIONS_FILE {path!r} cannot be read: {exc.strerror}"
+        ) from None
+
+
+def _log_level(raw: str | None) -> str:
+    level = (raw or "INFO").upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {raw!r}")
+    return level
+
+
+def _prompts(raw: str | None) -> tuple[str, ...]:
+    """`ASSISTANT_SUGGESTED_PROMPTS`: prompts separated by `|`; set but empty turns them off."""
+    if raw is None:
+        return DEFAULT_PROMPTS
+    return tuple(part.strip() for part in raw.split("|") if part.strip())[:4]
+
+
+def _with_trailing_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def _csv(raw: str | None) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum:g}, not {raw}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}, not {raw}")
+    return value

@@ -1,0 +1,166 @@
+"""Shared fixtures: fresh databases (SQLite and the local PostgreSQL), the fakes, the bot."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+
+import pytest
+
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.slack import FakeSlack
+from tests.harness import BotUnderTest, bot_env
+
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_unavailable_reason() -> str | None:
+    import asyncio
+
+    import asyncpg
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=3)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        return (
+            f"no PostgreSQL at {POSTGRES_ADMIN_DSN} ({type(exc).__name__}); set TEST_POSTGRES_DSN"
+        )
+    return None
+
+
+_PG_REASON: str | None = None
+_PG_PROBED = False
+
+
+def postgres_reason() -> str | None:
+    global _PG_REASON, _PG_PROBED
+    if not _PG_PROBED:
+        _PG_REASON = _postgres_unavailable_reason()
+        _PG_PROBED = True
+    return _PG_REASON
+
+
+def require_postgres() -> None:
+    reason = postgres_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run the PostgreSQL tests, but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A brand-new PostgreSQL database for one test, dropped afterwards."""
+    require_postgres()
+    import asyncio
+
+    import asyncpg
+
+    name = f"bot_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/bot.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    fake.add_user("UALICE", display_name="Alice")
+    fake.add_user("UBOB", display_name="Bob")
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def openai_fake() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture(params=["threads", "responses"])
+def assistant_api(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["poll", "stream"])
+def delivery(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Streamed delivery runs the conversation suite on SQLite only.
+
+    The database plays no part in how a reply is delivered, and intake, retention and backend
+    settings do not depend on the delivery mode; the full matrix would double the suite's
+    time for no new coverage.
+    """
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        streamed = params.get("delivery") == "stream"
+        module = getattr(item, "module", None)
+        wanted = module is not None and module.__name__.endswith("test_conversation")
+        if streamed and (params.get("database_url") == "postgres" or not wanted):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+BotFactory = Callable[..., AbstractAsyncContextManager[BotUnderTest]]
+
+
+@pytest.fixture
+def make_bot(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str, assistant_api: str, delivery: str
+) -> BotFactory:
+    """Start the real bot with extra settings: `async with make_bot(ANSWER_DEADLINE_S="1")`."""
+
+    def start(**settings: str) -> AbstractAsyncContextManager[BotUnderTest]:
+        env = bot_env(
+            slack=slack,
+            openai=openai_fake,
+            database_url=database_url,
+            assistant_api=assistant_api,
+            **{"DELIVERY": delivery, **settings},
+        )
+        return BotUnderTest.running(env, slack=slack, openai=openai_fake)
+
+    return start
+
+
+@pytest.fixture
+async def bot(make_bot: BotFactory) -> AsyncIterator[BotUnderTest]:
+    """The real bot (HTTP mode) in this process, on both backends and both databases."""
+    async with make_bot() as running:
+        yield running

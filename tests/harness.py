@@ -1,0 +1,304 @@
+"""The real bot, wired to the fakes, for end-to-end tests.
+
+`BotUnderTest` runs the production start-up (`running_bot`) and HTTP routes in this process on
+a free port, so each test talks to it over real HTTP with signed events while staying fast.
+Tests that need a separate process (kill -9, two processes, settings errors) use
+`BotProcess`, which runs `python -m bot` exactly as a user would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import func, select
+
+from bot.app import build_web_app
+from bot.conversation import THINKING_TEXT
+from bot.runtime import Bot, running_bot
+from bot.settings import load_settings
+from bot.store.models import Conversation, InboxMessage, Turn
+from tests.fakes.events import channel_message, dm_message, event_envelope, mention, post_event
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.slack import FakeSlack, SlackMessage
+
+SIGNING_SECRET = "test-signing-secret"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bot_env(
+    *,
+    slack: FakeSlack,
+    openai: FakeOpenAI,
+    database_url: str,
+    assistant_api: str,
+    **extra: str,
+) -> dict[str, str]:
+    env = {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "OPENAI_API_KEY": openai.api_key,
+        "OPENAI_BASE_URL": openai.base_url,
+        "ASSISTANT_API": assistant_api,
+        "OPENAI_MODEL": "gpt-test",
+        "DATABASE_URL": database_url,
+        "POLL_INITIAL_MS": "20",
+        "POLL_MAX_MS": "100",
+        "OPENAI_MAX_RETRIES": "2",
+        "LEASE_S": "3",
+        "LOG_LEVEL": "INFO",
+    }
+    if assistant_api == "threads":
+        env["OPENAI_ASSISTANT_ID"] = "asst_test"
+    env.update(extra)
+    return env
+
+
+def is_finished(message: SlackMessage) -> bool:
+    """Not a placeholder, and not a message still being streamed or edited live."""
+    return (
+        bool(message.text)
+        and message.text != THINKING_TEXT
+        and not message.streaming
+        and not message.text.endswith(" …")
+    )
+
+
+@dataclass
+class Conversations:
+    """Sends Slack events to a bot, the way Slack would, and reads what Slack shows."""
+
+    events_url: str
+    slack: FakeSlack
+    openai: FakeOpenAI
+    http: aiohttp.ClientSession
+    statuses: list[int] = field(default_factory=list)
+
+    async def deliver(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
+    ) -> int:
+        body = event_envelope(event, event_id=event_id, team_id=self.slack.team_id)
+        status, _, _ = await post_event(
+            self.http, self.events_url, body, signing_secret=SIGNING_SECRET, retry_num=retry_num
+        )
+        self.statuses.append(status)
+        return status
+
+    def _say(self, channel: str, user: str, text: str, thread_ts: str | None) -> SlackMessage:
+        return self.slack.add_message(channel, user=user, text=text, thread_ts=thread_ts)
+
+    async def mention(
+        self,
+        text: str,
+        *,
+        user: str = "UALICE",
+        channel: str = "C0001",
+        thread_ts: str | None = None,
+    ) -> SlackMessage:
+        """A person writes `@bot text` in a channel (in a thread when thread_ts is given)."""
+        full = f"<@{self.slack.bot_user_id}> {text}"
+        message = self._say(channel, user, full, thread_ts)
+        await self.deliver(
+            mention(text=full, user=user, channel=channel, ts=message.ts, thread_ts=thread_ts)
+        )
+        return message
+
+    async def reply(
+        self, text: str, *, thread_ts: str, user: str = "UALICE", channel: str = "C0001"
+    ) -> SlackMessage:
+        """A person replies in a channel thread without mentioning the bot."""
+        message = self._say(channel, user, text, thread_ts)
+        await self.deliver(
+            channel_message(
+                text=text, user=user, channel=channel, ts=message.ts, thread_ts=thread_ts
+            )
+        )
+        return message
+
+    async def dm(
+        self,
+        text: str,
+        *,
+        user: str = "UALICE",
+        channel: str = "D0001",
+        thread_ts: str | None = None,
+    ) -> SlackMessage:
+        message = self._say(channel, user, text, thread_ts)
+        await self.deliver(
+            dm_message(text=text, user=user, channel=channel, ts=message.ts, thread_ts=thread_ts)
+        )
+        return message
+
+    def answers(self, channel: str, thread_ts: str) -> list[SlackMessage]:
+        """The bot's finished messages in the thread (placeholders excluded)."""
+        return [m for m in self.slack.bot_replies(channel, thread_ts) if is_finished(m)]
+
+    async def wait_for_answers(
+        self, channel: str, thread_ts: str, count: int = 1, timeout: float = 15.0
+    ) -> list[SlackMessage]:
+        def done() -> bool:
+            replies = self.slack.bot_replies(channel, thread_ts)
+            finished = [m for m in replies if is_finished(m)]
+            return len(finished) >= count and len(finished) == len(replies)
+
+        await self.slack.wait_for(done, timeout=timeout)
+        return self.answers(channel, thread_ts)
+
+
+@dataclass
+class BotUnderTest(Conversations):
+    bot: Bot | None = None
+
+    @property
+    def assistant_api(self) -> str:
+        assert self.bot is not None
+        return self.bot.settings.assistant_api
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls, env: Mapping[str, str], *, slack: FakeSlack, openai: FakeOpenAI
+    ) -> AsyncIterator[BotUnderTest]:
+        settings = load_settings(env, dotenv_path=None)
+        async with running_bot(settings) as bot, aiohttp.ClientSession() as http:
+            runner = web.AppRunner(
+                build_web_app(bolt=bot.bolt, settings=settings, engine=bot.engine)
+            )
+            await runner.setup()
+            site = web.TCPSite(runner, host="127.0.0.1", port=0)
+            await site.start()
+            port = runner.addresses[0][1]
+            dispatcher = asyncio.create_task(bot.service.run())
+            under_test = cls(
+                events_url=f"http://127.0.0.1:{port}/slack/events",
+                slack=slack,
+                openai=openai,
+                http=http,
+                bot=bot,
+            )
+            try:
+                yield under_test
+            finally:
+                await runner.cleanup()
+                await bot.service.shutdown()
+                dispatcher.cancel()
+                await asyncio.gather(dispatcher, return_exceptions=True)
+
+    async def wait_for_answers(
+        self, channel: str, thread_ts: str, count: int = 1, timeout: float = 15.0
+    ) -> list[SlackMessage]:
+        """As Slack shows them once the bot has nothing left in hand for the thread."""
+        await super().wait_for_answers(channel, thread_ts, count, timeout)
+        await self.idle(timeout)
+        return self.answers(channel, thread_ts)
+
+    async def idle(self, timeout: float = 15.0) -> None:
+        """Wait until every stored message is answered and no conversation is leased."""
+        assert self.bot is not None
+        engine = self.bot.engine
+        deadline = time.monotonic() + timeout
+        while True:
+            async with engine.connect() as connection:
+                pending = await connection.scalar(
+                    select(func.count())
+                    .select_from(InboxMessage)
+                    .where(InboxMessage.turn_id.is_(None))
+                )
+                open_turns = await connection.scalar(
+                    select(func.count()).select_from(Turn).where(Turn.status != "done")
+                )
+                busy = await connection.scalar(
+                    select(func.count())
+                    .select_from(Conversation)
+                    .where(Conversation.needs_attention.is_(True))
+                )
+            if not pending and not open_turns and not busy:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"bot not idle after {timeout}s: {pending} unassigned messages, "
+                    f"{open_turns} open turns, {busy} conversations needing attention"
+                )
+            await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class BotProcess:
+    """`python -m bot` in a subprocess, as a user (or a platform) runs it."""
+
+    def __init__(self, env: Mapping[str, str], *, cwd: Path | None = None) -> None:
+        self.port = free_port()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))},
+            **env,
+            "PORT": str(self.port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.cwd = cwd or ROOT
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = (
+            self.cwd / f"bot-{self.port}.log" if cwd else Path(f"/tmp/bot-{self.port}.log")
+        )
+
+    @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slack/events"
+
+    def start(self) -> None:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot"], env=self.env, cwd=self.cwd, stdout=log, stderr=log
+        )
+
+    async def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise AssertionError(
+                        f"bot exited with {self.process.returncode}:\n{self.output()}"
+                    )
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"bot not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
