@@ -68,7 +68,12 @@ def bot_env(
 
 
 def is_finished(message: SlackMessage) -> bool:
-    """Not a placeholder, and not a message still being streamed or edited live."""
+    """Not a placeholder, and not a message still being streamed or edited live.
+
+    A file the bot shared without a comment is finished too: Slack shows it with empty text.
+    """
+    if message.files and not message.text:
+        return True
     return (
         bool(message.text)
         and message.text != THINKING_TEXT
