@@ -4,6 +4,10 @@ Conversations with work are leased through the database (a compare-and-set on th
 any number of processes share the work and never run one conversation twice at once. A
 lease is renewed while a turn runs; a process that dies loses it after `LEASE_S`, and a
 conversation whose turn keeps failing is retried with exponential backoff.
+
+Slack's acks share this process's event loop with the turns. When the loop runs late, new
+conversations wait in the database (they are already stored) rather than start, so the acks
+stay fast under a burst while the turns in hand finish at the pace the CPU allows.
 """
 
 from __future__ import annotations
@@ -23,6 +27,29 @@ log = logging.getLogger(__name__)
 
 TakeTurn = Callable[[TurnWork], Awaitable[None]]
 MAX_RETRY_DELAY_S = 60.0
+BUSY_LAG_S = 0.005
+"""Loop lag above which no new conversation is started: an ack waits a few loop turns."""
+BUSY_RECHECK_S = 0.02
+
+
+class LoopLag:
+    """How late the event loop runs what is ready, measured by a ticker that oversleeps.
+
+    The lag jumps up at once and decays over a few ticks, so a burst holds new work back
+    until the loop has been calm for a moment.
+    """
+
+    def __init__(self, tick_s: float = 0.01) -> None:
+        self.tick_s = tick_s
+        self.lag_s = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self.tick_s)
+            late = loop.time() - start - self.tick_s
+            self.lag_s = max(late, self.lag_s * 0.5)
 
 
 class Dispatcher:
@@ -30,6 +57,7 @@ class Dispatcher:
         self, *, store: Store, settings: Settings, take_turn: TakeTurn, owner: str | None = None
     ) -> None:
         self._store = store
+        self._load = LoopLag()
         self._settings = settings
         self._take_turn = take_turn
         self.owner = owner or f"bot-{uuid.uuid4().hex[:12]}"
@@ -48,15 +76,20 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Lease and work on conversations until `shutdown` is called."""
-        while not self.stopping:
-            self._wake.clear()
-            try:
-                await self._dispatch_once()
-            except Exception:
-                log.exception("dispatcher: scanning for work failed; retrying")
-                await asyncio.sleep(self._scan_interval_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._scan_interval_s)
+        watcher = asyncio.create_task(self._load.run())
+        try:
+            while not self.stopping:
+                self._wake.clear()
+                try:
+                    await self._dispatch_once()
+                except Exception:
+                    log.exception("dispatcher: scanning for work failed; retrying")
+                    await asyncio.sleep(self._scan_interval_s)
+                wait_s = BUSY_RECHECK_S if self._hints else self._scan_interval_s
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
+        finally:
+            watcher.cancel()
 
     async def shutdown(self) -> None:
         """Stop taking work; let running turns finish within the grace period."""
@@ -70,18 +103,30 @@ class Dispatcher:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._store.release_all(owner=self.owner)
 
+    def _can_start_more(self) -> bool:
+        """Room for another conversation: under the cap, and the loop is not running late.
+
+        With nothing active the loop's lag is not ours to fix, so work always starts.
+        """
+        if not self._active:
+            return True
+        return (
+            len(self._active) < self._settings.max_concurrent_turns
+            and self._load.lag_s < BUSY_LAG_S
+        )
+
     async def _dispatch_once(self) -> None:
         candidates = list(self._hints)
         self._hints.clear()
         now = time.monotonic()
-        free = self._settings.max_concurrent_turns - len(self._active)
-        if now - self._last_scan >= self._scan_interval_s and free > 0:
+        if now - self._last_scan >= self._scan_interval_s and self._can_start_more():
             self._last_scan = now
+            free = self._settings.max_concurrent_turns - len(self._active)
             candidates += await self._store.conversations_needing_work(limit=free)
         for conversation_id in dict.fromkeys(candidates):
             if conversation_id in self._active or self.stopping:
                 continue
-            if len(self._active) >= self._settings.max_concurrent_turns:
+            if not self._can_start_more():
                 self._hints.add(conversation_id)
                 continue
             if await self._store.claim(

@@ -6,6 +6,9 @@ Every test runs against both assistant backends (threads, responses) and both da
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from bot.conversation import THINKING_TEXT
@@ -276,6 +279,40 @@ async def test_conversations_run_in_parallel(bot: BotUnderTest) -> None:
     assert len(starts) == 5
     first_done = min(bot.openai.completed_at.values())
     assert all(start.at < first_done for start in starts), "no conversation waits for another"
+
+
+async def _keep_the_loop_late(block_s: float) -> None:
+    """Stand-in for a process saturated with work: every loop turn takes `block_s` longer."""
+    while True:
+        time.sleep(block_s)  # noqa: ASYNC251 (blocking the loop is the point)
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_saturated_bot_holds_new_conversations_back_and_loses_none(
+    bot: BotUnderTest,
+) -> None:
+    """Acks share the event loop with the turns, so a late loop starts no more work.
+
+    PostgreSQL only: on SQLite's single connection a saturated loop serializes the turns
+    anyway, so holding back would not show.
+    """
+    bot.openai.run_s = 2.0
+    run_starts = r"/v1/(threads/[^/]+/runs|responses)"
+    busy = asyncio.create_task(_keep_the_loop_late(0.02))
+    try:
+        questions = await asyncio.gather(
+            *(bot.mention(f"question {i}", channel=f"CBUSY{i}") for i in range(4))
+        )
+        await bot.openai.wait_for(lambda: bool(bot.openai.requests_to("POST", run_starts)))
+        await asyncio.sleep(1.2)
+        started_while_busy = bot.openai.requests_to("POST", run_starts)
+    finally:
+        busy.cancel()
+    for i, question in enumerate(questions):
+        (answer,) = await bot.wait_for_answers(f"CBUSY{i}", question.ts)
+        assert answer.text == f"Echo: Alice: question {i}"
+    assert len(started_while_busy) == 1
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
