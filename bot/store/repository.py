@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import Table, Update, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -57,6 +57,15 @@ class Store:
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    async def _write(self, statement: Update) -> bool:
+        """One UPDATE in its own transaction on a plain connection; True if it hit a row.
+
+        The ORM session adds about a third to the CPU of these hot, single-statement writes.
+        """
+        async with self.engine.begin() as connection:
+            result = await connection.execute(statement)
+            return bool(result.rowcount)
 
     # Slack side -------------------------------------------------------------------------
 
@@ -148,31 +157,26 @@ class Store:
     async def claim(self, conversation_id: int, *, owner: str, lease_s: float) -> bool:
         """Take the conversation's lease if nobody holds a live one (compare-and-set)."""
         now = time.time()
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, _lease_free(now))
-                .values(lease_owner=owner, lease_until=now + lease_s)
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        return await self._write(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, _lease_free(now))
+            .values(lease_owner=owner, lease_until=now + lease_s)
+        )
 
     async def renew(self, conversation_id: int, *, owner: str, lease_s: float) -> bool:
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
-                .values(lease_until=time.time() + lease_s)
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        return await self._write(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
+            .values(lease_until=time.time() + lease_s)
+        )
 
     async def defer(self, conversation_id: int, *, owner: str, delay_s: float) -> None:
         """Give the lease up but keep the work flagged, to be retried after `delay_s`."""
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
-                .values(lease_owner=None, lease_until=time.time() + delay_s, needs_attention=True)
-            )
+        await self._write(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
+            .values(lease_owner=None, lease_until=time.time() + delay_s, needs_attention=True)
+        )
 
     async def release_if_idle(self, conversation_id: int, *, owner: str) -> bool:
         """Give the lease up if nothing is left to do; False when new work arrived meanwhile."""
@@ -207,12 +211,11 @@ class Store:
 
     async def release_all(self, *, owner: str) -> None:
         """On shutdown: hand every held conversation to whichever process scans next."""
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
+        await self._write(
+            update(Conversation)
+            .where(Conversation.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
 
     # Turns ------------------------------------------------------------------------------
 
@@ -272,18 +275,16 @@ class Store:
         return turn
 
     async def update_turn(self, turn_id: int, **values: Any) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(update(Turn).where(Turn.id == turn_id).values(**values))
+        await self._write(update(Turn).where(Turn.id == turn_id).values(**values))
 
     async def set_remote_thread(
         self, conversation_id: int, *, backend: str, remote_id: str
     ) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id)
-                .values(backend=backend, remote_id=remote_id)
-            )
+        await self._write(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(backend=backend, remote_id=remote_id)
+        )
 
     async def record_feedback(self, *, turn_id: int, user_id: str, value: str) -> None:
         async with self._sessions.begin() as session:
