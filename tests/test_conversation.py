@@ -282,9 +282,11 @@ async def test_conversations_run_in_parallel(bot: BotUnderTest) -> None:
 
 
 async def _keep_the_loop_late(block_s: float) -> None:
-    """Stand-in for a process saturated with work: every loop turn takes `block_s` longer."""
+    """Stand-in for a process saturated with work: every loop turn computes for `block_s`."""
     while True:
-        time.sleep(block_s)  # noqa: ASYNC251 (blocking the loop is the point)
+        busy_until = time.thread_time() + block_s
+        while time.thread_time() < busy_until:
+            pass
         await asyncio.sleep(0)
 
 
