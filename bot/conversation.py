@@ -327,7 +327,7 @@ class ConversationService:
         None when there is nothing to ask (an empty mention). Files that cannot be read are
         named to the user in the thread, once.
         """
-        text = await self._turn_input(conversation, messages)
+        text = await self._turn_input(conversation, turn, messages)
         plan = plan_files([f for m in messages for f in parse_files(m.files)])
         images: list[Image] = []
         for file in plan.images:
@@ -351,9 +351,9 @@ class ConversationService:
         return Prompt(text=text, images=tuple(images)) if text.strip() else None
 
     async def _turn_input(
-        self, conversation: Conversation, messages: Sequence[InboxMessage]
+        self, conversation: Conversation, turn: Turn, messages: Sequence[InboxMessage]
     ) -> str:
-        history = await self._history_for(conversation, messages)
+        history = await self._history_for(conversation, turn, messages)
         texts = [m.text for m in messages] + [text for _, text, _ in history]
         names = await self._slack.display_names(
             [m.user_id for m in messages]
@@ -385,19 +385,22 @@ class ConversationService:
         return text
 
     async def _history_for(
-        self, conversation: Conversation, messages: Sequence[InboxMessage]
+        self, conversation: Conversation, turn: Turn, messages: Sequence[InboxMessage]
     ) -> list[tuple[str, str, bool]]:
         """Earlier Slack messages the assistant has not seen: (author id, text, from bot).
 
         Needed when the bot is first mentioned in the middle of a thread, or when the thread
         continues on a backend other than the one it started on.
         """
-        if not messages or (
-            conversation.remote_id is not None and conversation.backend == self._backend.name
-        ):
+        if not messages:
+            return []
+        ran_on = await self._backends_that_ran_before(conversation, turn)
+        if self._backend.name in ran_on:
             return []
         started_mid_thread = messages[0].ts != conversation.thread_ts
-        switched_backend = conversation.remote_id is not None
+        switched_backend = bool(ran_on) or (
+            conversation.remote_id is not None and conversation.backend != self._backend.name
+        )
         if not (started_mid_thread or switched_backend):
             return []
         history = await self._slack.thread_history(
@@ -408,6 +411,19 @@ class ConversationService:
             for message in history
             if message.text != THINKING_TEXT and (switched_backend or not message.from_bot)
         ]
+
+    async def _backends_that_ran_before(self, conversation: Conversation, turn: Turn) -> set[str]:
+        """The backends earlier turns of this conversation ran on.
+
+        On a first attempt the stored remote thread tells it without a query: it was made by
+        an earlier turn. A retried turn may have made the remote thread itself just before a
+        crash, before its first run, so only the turns' own records tell.
+        """
+        if conversation.remote_id is None:
+            return set()
+        if turn.attempts <= 1 and conversation.backend is not None:
+            return {conversation.backend}
+        return await self._store.backends_before(conversation.id, turn_id=turn.id)
 
     async def _ensure_thread(self, conversation: Conversation) -> str:
         if conversation.remote_id is not None and conversation.backend == self._backend.name:

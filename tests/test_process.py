@@ -195,6 +195,7 @@ async def test_healthz_answers(
         ):
             assert response.status == 200
             assert (await response.json())["ok"] is True
+        assert "WARNING" not in process.output(), "a clean start logs no warnings"
     finally:
         process.stop()
 
@@ -422,6 +423,33 @@ async def test_kill_9_before_the_response_id_is_known_answers_once(
         texts = [a.text for a in bot.talk.answers("C0001", question.ts)]
         assert texts == ["Echo: Alice: was my question lost?"]
         assert len(openai_fake.requests_to("POST", r"/v1/responses")) == 1
+
+
+async def test_kill_9_before_the_first_run_mid_thread_still_sends_the_earlier_messages(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object, assistant_api: str
+) -> None:
+    """The assistant thread was created and stored, the run never started: after a restart
+    the assistant still gets the Slack thread's earlier messages with the mention."""
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=f"sqlite:///{tmp_path}/first-run.db",
+        assistant_api=assistant_api,
+    )
+    shown: list[str] = []
+    openai_fake.reply = lambda texts: shown.extend(texts) or "Here is my answer."
+    parent = slack.add_message("C0001", user="UBOB", text="Our deploy failed with error E42")
+    run_starts = r"/v1/(threads/[^/]+/runs|responses)"
+    openai_fake.fail_http("POST", run_starts, status=503, times=1000)
+    async with crashable_bot(env, slack, openai_fake) as bot:
+        await bot.talk.mention("any idea what E42 means?", thread_ts=parent.ts)
+        await openai_fake.wait_for(lambda: bool(openai_fake.requests_to("POST", run_starts)))
+        bot.kill()
+        openai_fake.clear_failures()
+        await bot.restart()
+        (answer,) = await bot.talk.wait_for_answers("C0001", parent.ts, timeout=20)
+    assert answer.text == "Here is my answer."
+    assert any("Bob: Our deploy failed with error E42" in text for text in shown)
 
 
 async def test_kill_9_while_posting_a_long_answer_posts_each_part_once(

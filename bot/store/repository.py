@@ -274,6 +274,20 @@ class Store:
         )
         return turn
 
+    async def backends_before(self, conversation_id: int, *, turn_id: int) -> set[str]:
+        """The backends that earlier turns of the conversation started runs on."""
+        async with self.engine.connect() as connection:
+            rows = await connection.scalars(
+                select(Turn.backend)
+                .distinct()
+                .where(
+                    Turn.conversation_id == conversation_id,
+                    Turn.id < turn_id,
+                    Turn.backend.is_not(None),
+                )
+            )
+            return {str(backend) for backend in rows}
+
     async def update_turn(self, turn_id: int, **values: Any) -> None:
         await self._write(update(Turn).where(Turn.id == turn_id).values(**values))
 

@@ -455,6 +455,9 @@ class FakeOpenAI:
     def clear_holds(self) -> None:
         self._holds.clear()
 
+    def clear_failures(self) -> None:
+        self._failures.clear()
+
     def script_runs(self, *outcomes: str) -> None:
         """Make the next runs/responses created (in either API) end in these states, in order.
 
