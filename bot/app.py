@@ -9,6 +9,10 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import (
+    warning_client_prioritized_and_token_skipped,
+    warning_token_skipped,
+)
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
@@ -22,6 +26,16 @@ log = logging.getLogger(__name__)
 
 # Slack allows 40,000 characters of message text; an event envelope around it stays far below.
 MAX_EVENT_BYTES = 1_000_000
+
+
+class _TokenNoticeFilter(logging.Filter):
+    """Drops Bolt's start-up notices that the client and `authorize` we pass win over
+    SLACK_BOT_TOKEN, which Bolt reads from the environment itself: that is the intent."""
+
+    notices = frozenset({warning_client_prioritized_and_token_skipped(), warning_token_skipped()})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.notices
 
 
 def build_bolt_app(
@@ -41,7 +55,11 @@ def build_bolt_app(
     async def authorize(**_: object) -> AuthorizeResult:
         return identity
 
+    bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
+    if not any(isinstance(f, _TokenNoticeFilter) for f in bolt_logger.filters):
+        bolt_logger.addFilter(_TokenNoticeFilter())
     app = AsyncApp(
+        logger=bolt_logger,
         client=client,
         authorize=authorize,
         signing_secret=settings.slack_signing_secret or "unused-in-socket-mode",
