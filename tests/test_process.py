@@ -354,8 +354,14 @@ async def test_two_processes_on_one_postgres_answer_each_message_once(
                     "channel_type": "channel",
                 }
                 await asyncio.gather(*(talk.deliver(event) for talk in talks))
-            for channel, ts in threads:
-                await talks[0].wait_for_answers(channel, ts, count=2, timeout=30)
+            try:
+                for channel, ts in threads:
+                    await talks[0].wait_for_answers(channel, ts, count=2, timeout=30)
+            except AssertionError as exc:
+                logs = "\n".join(
+                    f"--- process {n} ---\n{p.output()}" for n, p in enumerate(processes)
+                )
+                raise AssertionError(f"{exc}\n{logs}") from None
             await asyncio.sleep(1.0)
             for i, (channel, ts) in enumerate(threads):
                 texts = [a.text for a in talks[0].answers(channel, ts)]
