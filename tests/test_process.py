@@ -340,8 +340,14 @@ async def test_socket_mode_end_to_end(
 async def test_two_processes_on_one_postgres_answer_each_message_once(
     slack: FakeSlack, openai_fake: FakeOpenAI, postgres_url: str, assistant_api: str
 ) -> None:
+    """Both processes get every event. Takeover after a lost lease has its own test; here a
+    long lease keeps a heavily loaded test machine from turning a late heartbeat into one."""
     env = bot_env(
-        slack=slack, openai=openai_fake, database_url=postgres_url, assistant_api=assistant_api
+        slack=slack,
+        openai=openai_fake,
+        database_url=postgres_url,
+        assistant_api=assistant_api,
+        LEASE_S="10",
     )
     openai_fake.run_s = 0.3
     processes = [await start_process(env), await start_process(env)]
