@@ -59,7 +59,6 @@ def build_bolt_app(
     if not any(isinstance(f, _TokenNoticeFilter) for f in bolt_logger.filters):
         bolt_logger.addFilter(_TokenNoticeFilter())
     app = AsyncApp(
-        logger=bolt_logger,
         client=client,
         authorize=authorize,
         signing_secret=settings.slack_signing_secret or "unused-in-socket-mode",

@@ -67,6 +67,10 @@ def bot_env(
     return env
 
 
+RUN_STARTS = r"/v1/(threads/[^/]+/runs|responses)"
+"""The OpenAI requests that start a run (threads) or a response (responses)."""
+
+
 def is_finished(message: SlackMessage) -> bool:
     """Not a placeholder, and not a message still being streamed or edited live.
 

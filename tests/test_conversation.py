@@ -15,7 +15,7 @@ from bot.conversation import THINKING_TEXT
 from bot.replies import OUTCOME_MESSAGES
 from tests.conftest import BotFactory
 from tests.fakes.events import channel_message, dm_message, mention
-from tests.harness import BotUnderTest, is_finished
+from tests.harness import RUN_STARTS, BotUnderTest, is_finished
 
 
 class Recorder:
@@ -275,7 +275,7 @@ async def test_conversations_run_in_parallel(bot: BotUnderTest) -> None:
     questions = [await bot.mention(f"question {i}", channel=f"CPAR{i}") for i in range(5)]
     for i, question in enumerate(questions):
         await bot.wait_for_answers(f"CPAR{i}", question.ts)
-    starts = bot.openai.requests_to("POST", r"/v1/(threads/[^/]+/runs|responses)")
+    starts = bot.openai.requests_to("POST", RUN_STARTS)
     assert len(starts) == 5
     first_done = min(bot.openai.completed_at.values())
     assert all(start.at < first_done for start in starts), "no conversation waits for another"
@@ -300,15 +300,14 @@ async def test_a_saturated_bot_holds_new_conversations_back_and_loses_none(
     anyway, so holding back would not show.
     """
     bot.openai.run_s = 2.0
-    run_starts = r"/v1/(threads/[^/]+/runs|responses)"
     busy = asyncio.create_task(_keep_the_loop_late(0.02))
     try:
         questions = await asyncio.gather(
             *(bot.mention(f"question {i}", channel=f"CBUSY{i}") for i in range(4))
         )
-        await bot.openai.wait_for(lambda: bool(bot.openai.requests_to("POST", run_starts)))
+        await bot.openai.wait_for(lambda: bool(bot.openai.requests_to("POST", RUN_STARTS)))
         await asyncio.sleep(1.2)
-        started_while_busy = bot.openai.requests_to("POST", run_starts)
+        started_while_busy = bot.openai.requests_to("POST", RUN_STARTS)
     finally:
         busy.cancel()
     for i, question in enumerate(questions):
@@ -325,4 +324,4 @@ async def test_slack_outage_while_posting_delays_but_never_loses_the_answer(
     question = await bot.mention("post me eventually")
     answers = await bot.wait_for_answers("C0001", question.ts, timeout=30)
     assert [a.text for a in answers] == ["Echo: Alice: post me eventually"]
-    assert len(bot.openai.requests_to("POST", r"/v1/(threads/[^/]+/runs|responses)")) == 1
+    assert len(bot.openai.requests_to("POST", RUN_STARTS)) == 1

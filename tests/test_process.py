@@ -21,7 +21,7 @@ from bot.store.models import Turn
 from tests.fakes.events import event_envelope, mention
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import BotProcess, Conversations, bot_env
+from tests.harness import RUN_STARTS, BotProcess, Conversations, bot_env
 
 pytestmark = pytest.mark.slow
 
@@ -218,7 +218,7 @@ async def test_kill_9_during_a_run_answers_once_after_restart(
             "Echo: Alice: survive a crash"
         ]
         assert answers[0].ts == slack.bot_replies("C0001", question.ts)[0].ts
-        runs = openai_fake.requests_to("POST", r"/v1/(threads/[^/]+/runs|responses)")
+        runs = openai_fake.requests_to("POST", RUN_STARTS)
         assert len(runs) == 1, "the run started before the crash is picked up, not started again"
 
 
@@ -404,7 +404,7 @@ async def test_kill_9_mid_stream_replaces_the_half_streamed_answer(
         replies = slack.bot_replies("C0001", question.ts)
         assert [r.text for r in replies] == ["Echo: Alice: stream through a crash"]
         assert replies[0].ts == half.ts, "the half-streamed message is completed, not duplicated"
-        runs = openai_fake.requests_to("POST", r"/v1/(threads/[^/]+/runs|responses)")
+        runs = openai_fake.requests_to("POST", RUN_STARTS)
         assert len(runs) == 1
 
 
@@ -451,11 +451,10 @@ async def test_kill_9_before_the_first_run_mid_thread_still_sends_the_earlier_me
     shown: list[str] = []
     openai_fake.reply = lambda texts: shown.extend(texts) or "Here is my answer."
     parent = slack.add_message("C0001", user="UBOB", text="Our deploy failed with error E42")
-    run_starts = r"/v1/(threads/[^/]+/runs|responses)"
-    openai_fake.fail_http("POST", run_starts, status=503, times=1000)
+    openai_fake.fail_http("POST", RUN_STARTS, status=503, times=1000)
     async with crashable_bot(env, slack, openai_fake) as bot:
         await bot.talk.mention("any idea what E42 means?", thread_ts=parent.ts)
-        await openai_fake.wait_for(lambda: bool(openai_fake.requests_to("POST", run_starts)))
+        await openai_fake.wait_for(lambda: bool(openai_fake.requests_to("POST", RUN_STARTS)))
         bot.kill()
         openai_fake.clear_failures()
         await bot.restart()
