@@ -28,11 +28,37 @@ class RunState(StrEnum):
 
 
 @dataclass(frozen=True)
+class Usage:
+    """The tokens a run used, as the API reported them."""
+
+    model: str
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class TurnOptions:
+    """Per-turn choices (a channel's own settings); None keeps the deployment's default.
+
+    `instructions` are added after the deployment-wide instructions, never instead of them.
+    """
+
+    model: str | None = None
+    instructions: str | None = None
+
+
+NO_OPTIONS = TurnOptions()
+
+
+@dataclass(frozen=True)
 class RunCheck:
     state: RunState
     text: str = ""
     detail: str | None = None
     produced_files: int = 0
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +86,12 @@ class AssistantRejected(Exception):
     """The API refused the request (bad key, unknown assistant, bad input): retrying won't help."""
 
 
+def joined_instructions(base: str | None, extra: str | None) -> str | None:
+    """Deployment-wide instructions first, then a channel's own."""
+    parts = [part for part in (base, extra) if part]
+    return "\n\n".join(parts) or None
+
+
 class AssistantBackend(Protocol):
     """An assistant API as the service sees it: a thread of messages and runs over it.
 
@@ -72,7 +104,13 @@ class AssistantBackend(Protocol):
     async def create_thread(self, *, metadata: dict[str, str]) -> str: ...
 
     async def start_run(
-        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+        self,
+        *,
+        thread_id: str,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image] = (),
+        options: TurnOptions = NO_OPTIONS,
     ) -> str: ...
 
     async def find_run(self, *, thread_id: str, turn_key: str, text: str) -> str | None:
@@ -84,7 +122,13 @@ class AssistantBackend(Protocol):
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None: ...
 
     def stream_run(
-        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+        self,
+        *,
+        thread_id: str,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image] = (),
+        options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
         """Start a run and yield its id, then text deltas, then a final RunCheck."""
         ...

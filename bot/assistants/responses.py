@@ -9,7 +9,17 @@ from typing import Any
 from openai import AsyncOpenAI
 from openai.types.responses import Response
 
-from bot.assistants.base import RunCheck, RunState, StreamDelta, StreamEvent, StreamStarted
+from bot.assistants.base import (
+    NO_OPTIONS,
+    RunCheck,
+    RunState,
+    StreamDelta,
+    StreamEvent,
+    StreamStarted,
+    TurnOptions,
+    Usage,
+    joined_instructions,
+)
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image, image_data_url
 from bot.text import Source, with_sources
@@ -50,11 +60,17 @@ class ResponsesBackend:
         return str(conversation.id)
 
     async def start_run(
-        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+        self,
+        *,
+        thread_id: str,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image] = (),
+        options: TurnOptions = NO_OPTIONS,
     ) -> str:
         with translated_errors("create response"):
             response = await self._once.responses.create(
-                background=True, **self._response_args(thread_id, text, turn_key, images)
+                background=True, **self._response_args(thread_id, text, turn_key, images, options)
             )
         return str(response.id)
 
@@ -90,7 +106,13 @@ class ResponsesBackend:
             return
 
     async def stream_run(
-        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+        self,
+        *,
+        thread_id: str,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image] = (),
+        options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
         """Create the background response, hand its id over, then stream it by id.
 
@@ -99,7 +121,7 @@ class ResponsesBackend:
         list a conversation's responses), so the id comes back before any waiting starts.
         """
         response_id = await self.start_run(
-            thread_id=thread_id, text=text, turn_key=turn_key, images=images
+            thread_id=thread_id, text=text, turn_key=turn_key, images=images, options=options
         )
         yield StreamStarted(response_id)
         with translated_errors("stream response"):
@@ -151,7 +173,12 @@ class ResponsesBackend:
         await self._client.close()
 
     def _response_args(
-        self, conversation_id: str, text: str, turn_key: str, images: Sequence[Image]
+        self,
+        conversation_id: str,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image],
+        options: TurnOptions,
     ) -> dict[str, Any]:
         content: str | list[dict[str, Any]] = text
         if images:
@@ -159,14 +186,15 @@ class ResponsesBackend:
                 {"type": "input_image", "image_url": image_data_url(image)} for image in images
             ]
         args: dict[str, Any] = {
-            "model": self._model,
+            "model": options.model or self._model,
             "conversation": conversation_id,
             "input": [{"role": "user", "content": content}],
             "store": True,
             "metadata": {"turn_key": turn_key},
         }
-        if self._instructions:
-            args["instructions"] = self._instructions
+        instructions = joined_instructions(self._instructions, options.instructions)
+        if instructions:
+            args["instructions"] = instructions
         if self._tools:
             args["tools"] = self._tools
         return args
@@ -193,7 +221,22 @@ def _check(response: Response) -> RunCheck:
         detail = response.incomplete_details.reason
     text = with_sources(response.output_text, _sources(response))
     images = sum(item.type == "image_generation_call" for item in response.output)
-    return RunCheck(state, text=text, detail=detail, produced_files=images)
+    return RunCheck(state, text=text, detail=detail, produced_files=images, usage=_usage(response))
+
+
+def _usage(response: Response) -> Usage | None:
+    usage = response.usage
+    if usage is None:
+        return None
+    cached = usage.input_tokens_details.cached_tokens if usage.input_tokens_details else 0
+    reasoning = usage.output_tokens_details.reasoning_tokens if usage.output_tokens_details else 0
+    return Usage(
+        model=str(response.model),
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=cached or 0,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=reasoning or 0,
+    )
 
 
 def _sources(response: Response) -> list[Source]:

@@ -11,7 +11,17 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from bot.assistants.base import RunCheck, RunState, StreamDelta, StreamEvent, StreamStarted
+from bot.assistants.base import (
+    NO_OPTIONS,
+    RunCheck,
+    RunState,
+    StreamDelta,
+    StreamEvent,
+    StreamStarted,
+    TurnOptions,
+    Usage,
+    joined_instructions,
+)
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image
 from bot.text import Source, marker_title, with_sources
@@ -46,9 +56,15 @@ class ThreadsBackend:
         return str(thread.id)
 
     async def start_run(
-        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+        self,
+        *,
+        thread_id: str,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image] = (),
+        options: TurnOptions = NO_OPTIONS,
     ) -> str:
-        args = await self._run_args(text, turn_key, images)
+        args = await self._run_args(text, turn_key, images, options)
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
         return str(run.id)
@@ -73,7 +89,14 @@ class ThreadsBackend:
         text, files = "", 0
         if state in (RunState.COMPLETED, RunState.INCOMPLETE):
             text, files = await self._run_text(thread_id, run_id)
-        return RunCheck(state, text=text, detail=detail, produced_files=files)
+        usage = None
+        if run.usage is not None:
+            usage = Usage(
+                model=str(run.model),
+                input_tokens=run.usage.prompt_tokens,
+                output_tokens=run.usage.completion_tokens,
+            )
+        return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
         try:
@@ -83,9 +106,15 @@ class ThreadsBackend:
             return
 
     async def stream_run(
-        self, *, thread_id: str, text: str, turn_key: str, images: Sequence[Image] = ()
+        self,
+        *,
+        thread_id: str,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image] = (),
+        options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
-        args = await self._run_args(text, turn_key, images)
+        args = await self._run_args(text, turn_key, images, options)
         with translated_errors("stream run"):
             stream = await self._once.beta.threads.runs.create(thread_id, stream=True, **args)
             run_id = ""
@@ -129,7 +158,9 @@ class ThreadsBackend:
     async def close(self) -> None:
         await self._client.close()
 
-    async def _run_args(self, text: str, turn_key: str, images: Sequence[Image]) -> dict[str, Any]:
+    async def _run_args(
+        self, text: str, turn_key: str, images: Sequence[Image], options: TurnOptions
+    ) -> dict[str, Any]:
         content: str | list[dict[str, Any]] = text
         if images:
             content = [{"type": "text", "text": text}]
@@ -141,8 +172,11 @@ class ThreadsBackend:
             "additional_messages": [{"role": "user", "content": content}],
             "metadata": {"turn_key": turn_key},
         }
-        if self._instructions:
-            args["additional_instructions"] = self._instructions
+        instructions = joined_instructions(self._instructions, options.instructions)
+        if instructions:
+            args["additional_instructions"] = instructions
+        if options.model:
+            args["model"] = options.model
         return args
 
     async def _upload_image(self, image: Image) -> str:

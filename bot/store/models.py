@@ -37,6 +37,7 @@ class Conversation(Base):
     needs_attention: Mapped[bool] = mapped_column(default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[float | None] = mapped_column(Float)
+    lease_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
@@ -52,6 +53,7 @@ class InboxMessage(Base):
     __table_args__ = (
         UniqueConstraint("team_id", "channel_id", "ts", name="uq_inbox_message"),
         Index("ix_inbox_pending", "conversation_id", "turn_id"),
+        Index("ix_inbox_user_recent", "team_id", "user_id", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
