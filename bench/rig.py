@@ -26,7 +26,7 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import psutil  # type: ignore[import-untyped]
 
-from bot.conversation import THINKING_TEXT
+from bot.turns.delivery import THINKING_TEXT
 from tests.fakes.events import event_envelope, mention, signed_headers
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackCall

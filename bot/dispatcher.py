@@ -2,8 +2,10 @@
 
 Conversations with work are leased through the database (a compare-and-set on the row), so
 any number of processes share the work and never run one conversation twice at once. A
-lease is renewed while a turn runs; a process that dies loses it after `LEASE_S`, and a
-conversation whose turn keeps failing is retried with exponential backoff.
+lease is renewed while a turn runs; a process that dies loses it after `LEASE_S` (or at once
+when it restarts under the same `BOT_INSTANCE_ID`), and a conversation whose turn keeps
+failing is retried with the shared backoff. Every claim carries a fencing token: a process
+that was paused past its lease stops at its next write instead of undoing the new holder's.
 
 Slack's acks share this process's event loop with the turns. When the loop runs late, new
 conversations wait in the database (they are already stored) rather than start, so the acks
@@ -16,17 +18,16 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.settings import Settings
-from bot.store.repository import Store, TurnWork
+from bot.store.repository import Lease, LeaseLost, Store, TurnWork
+from bot.turns.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 TakeTurn = Callable[[TurnWork], Awaitable[None]]
-MAX_RETRY_DELAY_S = 60.0
 BUSY_LAG_S = 0.005
 """Loop lag above which no new conversation is started: an ack waits a few loop turns."""
 BUSY_RECHECK_S = 0.02
@@ -57,13 +58,14 @@ class LoopLag:
 
 class Dispatcher:
     def __init__(
-        self, *, store: Store, settings: Settings, take_turn: TakeTurn, owner: str | None = None
+        self, *, store: Store, settings: Settings, take_turn: TakeTurn, retry: RetryPolicy
     ) -> None:
         self._store = store
         self._load = LoopLag()
         self._settings = settings
         self._take_turn = take_turn
-        self.owner = owner or f"bot-{uuid.uuid4().hex[:12]}"
+        self._retry = retry
+        self.owner = settings.instance_id
         self._wake = asyncio.Event()
         self._hints: set[int] = set()
         self._active: dict[int, asyncio.Task[None]] = {}
@@ -81,6 +83,9 @@ class Dispatcher:
         """Lease and work on conversations until `shutdown` is called."""
         watcher = asyncio.create_task(self._load.run())
         try:
+            freed = await self._store.release_dead_leases(owner=self.owner)
+            if freed:
+                log.info("resuming %s conversation(s) a previous run of this bot held", freed)
             while not self.stopping:
                 self._wake.clear()
                 try:
@@ -132,52 +137,65 @@ class Dispatcher:
             if not self._can_start_more():
                 self._hints.add(conversation_id)
                 continue
-            if await self._store.claim(
+            lease = await self._store.claim(
                 conversation_id, owner=self.owner, lease_s=self._settings.lease_s
-            ):
-                self._active[conversation_id] = asyncio.create_task(self._work_on(conversation_id))
+            )
+            if lease is not None:
+                self._active[conversation_id] = asyncio.create_task(self._work_on(lease))
 
-    async def _work_on(self, conversation_id: int) -> None:
-        heartbeat = asyncio.create_task(self._keep_lease(conversation_id, asyncio.current_task()))
+    async def _work_on(self, lease: Lease) -> None:
+        conversation_id = lease.conversation_id
+        heartbeat = asyncio.create_task(self._keep_lease(lease, asyncio.current_task()))
         try:
             while not self.stopping:
                 work = await self._store.next_turn(
-                    conversation_id, deadline_s=self._settings.answer_deadline_s
+                    lease, deadline_s=self._settings.answer_deadline_s
                 )
                 if work is None:
-                    if await self._store.release_if_idle(conversation_id, owner=self.owner):
+                    if await self._store.release_if_idle(lease):
                         return
                     continue
                 await self._take_turn(work)
                 self._failures.pop(conversation_id, None)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, LeaseLost) as exc:
             if not self.stopping:
                 log.warning(
-                    "conversation %s: lease lost, another process continues", conversation_id
+                    "conversation %s: lease lost (%s), another process continues",
+                    conversation_id,
+                    exc or "renewal failed",
                 )
         except Exception as exc:
             failures = self._failures.get(conversation_id, 0) + 1
             self._failures[conversation_id] = failures
-            delay = min(MAX_RETRY_DELAY_S, 2.0**failures)
+            delay = self._retry.delay(failures)
             log.warning(
-                "conversation %s: will retry in %.0fs after %r", conversation_id, delay, exc
+                "conversation %s: will retry in %.1fs after %r", conversation_id, delay, exc
             )
-            await self._store.defer(conversation_id, owner=self.owner, delay_s=delay)
+            await self._store.defer(lease, delay_s=delay)
         finally:
             heartbeat.cancel()
             self._active.pop(conversation_id, None)
             self._wake.set()
 
-    async def _keep_lease(self, conversation_id: int, worker: asyncio.Task[Any] | None) -> None:
+    async def _keep_lease(self, lease: Lease, worker: asyncio.Task[Any] | None) -> None:
+        """Renew the lease while the worker runs; stop the worker once it may have lapsed.
+
+        A renewal that fails (the database is away) is retried; when the lease may have
+        expired meanwhile, the worker is stopped rather than left acting without it.
+        """
+        lease_s = self._settings.lease_s
         while True:
-            await asyncio.sleep(self._settings.lease_s / 3)
+            await asyncio.sleep(lease_s / 3)
             try:
-                still_ours = await self._store.renew(
-                    conversation_id, owner=self.owner, lease_s=self._settings.lease_s
+                still_ours = await self._store.renew(lease)
+            except Exception as exc:
+                log.warning(
+                    "conversation %s: renewing the lease failed (%s)",
+                    lease.conversation_id,
+                    type(exc).__name__,
                 )
-            except Exception:
-                log.exception("conversation %s: renewing the lease failed", conversation_id)
-                continue
-            if not still_ours and worker is not None:
-                worker.cancel()
+                still_ours = time.monotonic() < lease.valid_until - lease_s / 3
+            if not still_ours:
+                if worker is not None:
+                    worker.cancel()
                 return

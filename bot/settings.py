@@ -8,6 +8,8 @@ single line the operator needs to fix it.
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,8 @@ class Settings:
     log_level: str = "INFO"
     assistant_greeting: str = DEFAULT_GREETING
     suggested_prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    instance_id: str = field(default_factory=lambda: f"bot-{uuid.uuid4().hex[:12]}")
+    retry_base_s: float = 0.5
 
     @property
     def socket_mode(self) -> bool:
@@ -111,7 +115,10 @@ def _parse(env: Mapping[str, str]) -> Settings:
         raise SettingsError(
             "OPENAI_ASSISTANT_ID is not set: ASSISTANT_API=threads needs an assistant id (asst_…)"
         )
+    port = _int(env, "PORT", 3000, minimum=1, maximum=65535)
     return Settings(
+        instance_id=_instance_id(get("BOT_INSTANCE_ID") or get("DYNO"), app_token, port),
+        retry_base_s=_float(env, "RETRY_BASE_S", 0.5, minimum=0),
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret or "",
         slack_app_token=app_token,
@@ -127,7 +134,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         openai_web_search=_bool(env, "OPENAI_WEB_SEARCH", False),
         openai_vector_store_ids=_csv(get("OPENAI_VECTOR_STORE_IDS")),
         database_url=database_url(get("DATABASE_URL")),
-        port=_int(env, "PORT", 3000, minimum=1, maximum=65535),
+        port=port,
         delivery=_delivery(get("DELIVERY")),
         poll_initial_s=_float(env, "POLL_INITIAL_MS", 100, minimum=10) / 1000,
         poll_max_s=_float(env, "POLL_MAX_MS", 500, minimum=10) / 1000,
@@ -172,6 +179,18 @@ def database_url(raw: str | None) -> str:
             f"DATABASE_URL scheme {scheme!r} is not supported: use postgres:// or sqlite://"
         )
     return f"{drivers[scheme]}://{rest}"
+
+
+def _instance_id(configured: str | None, app_token: str | None, port: int) -> str:
+    """A name for this process that survives its restarts, so a restarted process resumes
+    its predecessor's conversations at once: `BOT_INSTANCE_ID`, else the platform's (Heroku's
+    `DYNO`), else host and port in HTTP mode (two processes cannot share a port). Socket Mode
+    without either gets a fresh name: its predecessor's leases then expire after LEASE_S."""
+    if configured:
+        return configured[:64]
+    if app_token is None:
+        return f"{socket.gethostname()}:{port}"[:64]
+    return f"bot-{uuid.uuid4().hex[:12]}"
 
 
 def _assistant_api(raw: str | None, assistant_id: str | None) -> AssistantApi:

@@ -26,7 +26,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.app import build_web_app
-from bot.conversation import THINKING_TEXT
+from bot.turns.delivery import THINKING_TEXT
 from bot.runtime import Bot, running_bot
 from bot.settings import load_settings
 from bot.store.models import Conversation, InboxMessage, Turn
@@ -224,7 +224,7 @@ class BotUnderTest(Conversations):
                 pending = await connection.scalar(
                     select(func.count())
                     .select_from(InboxMessage)
-                    .where(InboxMessage.turn_id.is_(None))
+                    .where(InboxMessage.turn_id.is_(None), InboxMessage.refused.is_(False))
                 )
                 open_turns = await connection.scalar(
                     select(func.count()).select_from(Turn).where(Turn.status != "done")

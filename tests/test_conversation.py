@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bot.conversation import THINKING_TEXT
+from bot.turns.delivery import THINKING_TEXT
 from bot.replies import OUTCOME_MESSAGES
 from tests.conftest import BotFactory
 from tests.fakes.events import channel_message, dm_message, mention

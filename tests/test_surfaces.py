@@ -9,7 +9,8 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from bot.conversation import FEEDBACK_THANKS, STATUS_TEXT
+from bot.conversation import FEEDBACK_THANKS
+from bot.turns.delivery import STATUS_TEXT
 from bot.settings import DEFAULT_GREETING, DEFAULT_PROMPTS
 from bot.store.models import Feedback
 from tests.conftest import BotFactory

@@ -113,8 +113,11 @@ class AssistantBackend(Protocol):
         options: TurnOptions = NO_OPTIONS,
     ) -> str: ...
 
-    async def find_run(self, *, thread_id: str, turn_key: str, text: str) -> str | None:
-        """The run a crashed attempt of this turn may have started, if the API can tell."""
+    async def find_run(
+        self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
+    ) -> str | None:
+        """The run a failed or crashed attempt of this turn may have started, if the API can
+        tell; `previous_run_id` is the run of the conversation's turn before this one."""
         ...
 
     async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck: ...

@@ -6,7 +6,7 @@ import base64
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, omit
 from openai.types.responses import Response
 
 from bot.assistants.base import (
@@ -74,20 +74,39 @@ class ResponsesBackend:
             )
         return str(response.id)
 
-    async def find_run(self, *, thread_id: str, turn_key: str, text: str) -> str | None:
-        """A response whose id was lost in a crash, recognised by its input in the conversation.
+    async def find_run(
+        self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
+    ) -> str | None:
+        """A response whose id was lost (a failed-looking request, a crash), recognised by
+        its input in the conversation.
 
         The Responses API cannot list a conversation's responses, but the conversation shows
-        the input a response added. If the newest user message is this turn's text, the
-        response exists; the turn then waits for its answer to appear in the conversation,
-        through a handle naming that input item.
+        the input a response added. Only items after the previous turn's last item count, so
+        a question asked twice ("continue") is never taken for the earlier one. The turn then
+        waits for its answer to appear in the conversation, through a handle naming that
+        input item.
         """
+        after = await self._last_item_of(previous_run_id)
         with translated_errors("list conversation items"):
-            page = await self._client.conversations.items.list(thread_id, order="desc", limit=20)
-        for item in page.data:
-            if item.type == "message" and item.role == "user":
-                return f"{_AFTER_ITEM}{item.id}" if _item_text(item) == text else None
-        return None
+            page = await self._client.conversations.items.list(
+                thread_id, order="asc", limit=100, after=after or omit
+            )
+        mine = [
+            item
+            for item in page.data
+            if item.type == "message" and item.role == "user" and _item_text(item) == text
+        ]
+        return f"{_AFTER_ITEM}{mine[-1].id}" if mine else None
+
+    async def _last_item_of(self, run_id: str | None) -> str | None:
+        """The id of the last conversation item a turn's response (or handle) accounts for."""
+        if run_id is None:
+            return None
+        if run_id.startswith(_AFTER_ITEM):
+            return run_id.removeprefix(_AFTER_ITEM)
+        with translated_errors("read previous response"):
+            response = await self._client.responses.retrieve(run_id)
+        return response.output[-1].id if response.output else None
 
     async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
         if run_id.startswith(_AFTER_ITEM):

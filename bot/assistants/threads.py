@@ -69,7 +69,9 @@ class ThreadsBackend:
             run = await self._once.beta.threads.runs.create(thread_id, **args)
         return str(run.id)
 
-    async def find_run(self, *, thread_id: str, turn_key: str, text: str) -> str | None:
+    async def find_run(
+        self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
+    ) -> str | None:
         with translated_errors("list runs"):
             page = await self._client.beta.threads.runs.list(thread_id, limit=20, order="desc")
         for run in page.data:

@@ -67,6 +67,8 @@ class InboxMessage(Base):
     files: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[float] = mapped_column(Float)
     turn_id: Mapped[int | None] = mapped_column(ForeignKey("turns.id", ondelete="SET NULL"))
+    refused: Mapped[bool] = mapped_column(default=False, server_default="0")
+    """Stored (so a redelivery stays a duplicate) but not answered: over the rate limit."""
 
 
 class Turn(Base):

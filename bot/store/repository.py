@@ -7,18 +7,70 @@ lets exactly one process work on a conversation at a time.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
+from bot.turns.states import OPEN_STATUSES, TurnStatus
 
-OPEN_TURN_STATUSES = ("queued", "running", "posting")
+RATE_WINDOW_S = 60.0
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the conversation's lease: another one continues it."""
+
+
+@dataclass
+class Lease:
+    """A conversation held by this process, with its fencing token.
+
+    `generation` grows with every claim, so a write made under an older claim (a process that
+    was paused past its lease and woke up) matches no row and fails instead of undoing the
+    new holder's work. `valid_until` (monotonic) is how long the last renewal lets this
+    process act without asking the database: past it, the lease is renewed (and so proved
+    still ours) before anything else is sent to Slack.
+    """
+
+    conversation_id: int
+    owner: str
+    generation: int
+    lease_s: float
+    valid_until: float
+
+    @property
+    def lapsed(self) -> bool:
+        return time.monotonic() >= self.valid_until
+
+
+class RecordStatus(enum.Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    OVER_RATE_LIMIT = "over_rate_limit"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    status: RecordStatus
+    conversation_id: int
 
 
 @dataclass(frozen=True)
@@ -28,6 +80,7 @@ class TurnWork:
     conversation: Conversation
     turn: Turn
     messages: list[InboxMessage]
+    lease: Lease
 
 
 @dataclass(frozen=True)
@@ -43,6 +96,8 @@ class NewMessage:
     surface: str = "channel"
     event_id: str | None = None
     files: str | None = None
+    user_team_id: str | None = None
+    """The user's own workspace: another organisation's in a Slack Connect channel."""
 
 
 class Store:
@@ -69,8 +124,9 @@ class Store:
 
     # Slack side -------------------------------------------------------------------------
 
-    async def record_message(self, message: NewMessage) -> int | None:
-        """Store a message durably; the conversation id, or None if it was stored before.
+    async def record_message(self, message: NewMessage, *, per_minute: int = 0) -> Recorded:
+        """Store a message durably, once; over `per_minute` messages from its author in the
+        last minute (counted in the database, so across processes), it is stored refused.
 
         This runs inside Slack's ack, so it uses prebuilt Core statements on a plain
         connection: a third of the CPU the ORM spends building the same three statements.
@@ -109,7 +165,37 @@ class Store:
                     "received_at": now,
                 },
             )
-            return None if inserted is None else conversation_id
+            if inserted is None:
+                return Recorded(RecordStatus.DUPLICATE, conversation_id)
+            if per_minute > 0 and await self._over_rate_limit(
+                connection, message, per_minute=per_minute, now=now
+            ):
+                await connection.execute(
+                    update(InboxMessage).where(InboxMessage.id == inserted).values(refused=True)
+                )
+                return Recorded(RecordStatus.OVER_RATE_LIMIT, conversation_id)
+            return Recorded(RecordStatus.NEW, conversation_id)
+
+    async def _over_rate_limit(
+        self, connection: Any, message: NewMessage, *, per_minute: int, now: float
+    ) -> bool:
+        if self.dialect == "postgresql":
+            # One counter per user at a time, across processes.
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"rate:{message.team_id}:{message.user_id}"},
+            )
+        recent = await connection.scalar(
+            select(func.count())
+            .select_from(InboxMessage)
+            .where(
+                InboxMessage.team_id == message.team_id,
+                InboxMessage.user_id == message.user_id,
+                InboxMessage.received_at > now - RATE_WINDOW_S,
+                InboxMessage.refused.is_(False),
+            )
+        )
+        return int(recent or 0) > per_minute
 
     async def is_known_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
         async with self.engine.connect() as connection:
@@ -154,37 +240,67 @@ class Store:
             )
             return list(rows)
 
-    async def claim(self, conversation_id: int, *, owner: str, lease_s: float) -> bool:
-        """Take the conversation's lease if nobody holds a live one (compare-and-set)."""
+    async def claim(self, conversation_id: int, *, owner: str, lease_s: float) -> Lease | None:
+        """Take the conversation's lease if nobody holds a live one (compare-and-set).
+
+        A row locked by another transaction (a process frozen mid-write) is skipped rather
+        than waited for: the next scan tries again.
+        """
         now = time.time()
-        return await self._write(
-            update(Conversation)
-            .where(Conversation.id == conversation_id, _lease_free(now))
-            .values(lease_owner=owner, lease_until=now + lease_s)
-        )
+        started = time.monotonic()
+        free: Any = and_(Conversation.id == conversation_id, _lease_free(now))
+        if self.dialect == "postgresql":
+            free = (
+                Conversation.id
+                == (
+                    select(Conversation.id).where(free).with_for_update(skip_locked=True)
+                ).scalar_subquery()
+            )
+        async with self.engine.begin() as connection:
+            generation = await connection.scalar(
+                update(Conversation)
+                .where(free)
+                .values(
+                    lease_owner=owner,
+                    lease_until=now + lease_s,
+                    lease_generation=Conversation.lease_generation + 1,
+                )
+                .returning(Conversation.lease_generation)
+            )
+        if generation is None:
+            return None
+        return Lease(conversation_id, owner, int(generation), lease_s, started + lease_s)
 
-    async def renew(self, conversation_id: int, *, owner: str, lease_s: float) -> bool:
-        return await self._write(
-            update(Conversation)
-            .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
-            .values(lease_until=time.time() + lease_s)
+    async def renew(self, lease: Lease) -> bool:
+        """Extend the lease if it is still this process's (no other process claimed it)."""
+        started = time.monotonic()
+        renewed = await self._write(
+            update(Conversation).where(_held(lease)).values(lease_until=time.time() + lease.lease_s)
         )
+        if renewed:
+            lease.valid_until = started + lease.lease_s
+        return renewed
 
-    async def defer(self, conversation_id: int, *, owner: str, delay_s: float) -> None:
+    async def ensure_held(self, lease: Lease) -> None:
+        """Before an action another process must never repeat: a lease that may have lapsed
+        (this process was paused, or its loop ran late) is renewed first, or `LeaseLost`."""
+        if lease.lapsed and not await self.renew(lease):
+            raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
+
+    async def defer(self, lease: Lease, *, delay_s: float) -> None:
         """Give the lease up but keep the work flagged, to be retried after `delay_s`."""
         await self._write(
             update(Conversation)
-            .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
+            .where(_held(lease))
             .values(lease_owner=None, lease_until=time.time() + delay_s, needs_attention=True)
         )
 
-    async def release_if_idle(self, conversation_id: int, *, owner: str) -> bool:
+    async def release_if_idle(self, lease: Lease) -> bool:
         """Give the lease up if nothing is left to do; False when new work arrived meanwhile."""
+        conversation_id = lease.conversation_id
         async with self._sessions.begin() as session:
             locked = await session.scalar(
-                select(Conversation.id)
-                .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
-                .with_for_update()
+                select(Conversation.id).where(_held(lease)).with_for_update()
             )
             if locked is None:
                 return True
@@ -193,10 +309,11 @@ class Store:
                     exists().where(
                         InboxMessage.conversation_id == conversation_id,
                         InboxMessage.turn_id.is_(None),
+                        InboxMessage.refused.is_(False),
                     )
                     | exists().where(
                         Turn.conversation_id == conversation_id,
-                        Turn.status.in_(OPEN_TURN_STATUSES),
+                        Turn.status.in_(OPEN_STATUSES),
                     )
                 )
             )
@@ -217,17 +334,36 @@ class Store:
             .values(lease_owner=None, lease_until=None)
         )
 
+    async def release_dead_leases(self, *, owner: str) -> int:
+        """At start: the leases this process's predecessor held are dead, so free them now
+        rather than after `LEASE_S`. On SQLite (one process by design) every lease is."""
+        held: Any = Conversation.lease_owner.is_not(None)
+        if self.dialect != "sqlite":
+            held = Conversation.lease_owner == owner
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(Conversation).where(held).values(lease_owner=None, lease_until=None)
+            )
+            return int(result.rowcount or 0)
+
     # Turns ------------------------------------------------------------------------------
 
-    async def next_turn(self, conversation_id: int, *, deadline_s: float) -> TurnWork | None:
+    async def next_turn(self, lease: Lease, *, deadline_s: float) -> TurnWork | None:
         """The unfinished turn to resume, else a new turn for all waiting messages, else None.
 
-        One transaction returns everything a turn needs, and counts the attempt.
+        One transaction returns everything a turn needs, and counts the attempt; it holds the
+        conversation's row while it does, and only while the lease is still this process's.
         """
+        conversation_id = lease.conversation_id
         async with self._sessions.begin() as session:
+            held = await session.scalar(
+                select(Conversation.id).where(_held(lease)).with_for_update()
+            )
+            if held is None:
+                raise LeaseLost(f"conversation {conversation_id}: taken over")
             turn = await session.scalar(
                 select(Turn)
-                .where(Turn.conversation_id == conversation_id, Turn.status.in_(OPEN_TURN_STATUSES))
+                .where(Turn.conversation_id == conversation_id, Turn.status.in_(OPEN_STATUSES))
                 .order_by(Turn.id)
                 .limit(1)
             )
@@ -242,7 +378,9 @@ class Store:
                 .where(InboxMessage.turn_id == turn.id)
                 .order_by(InboxMessage.ts)
             )
-            return TurnWork(conversation=conversation, turn=turn, messages=list(messages))
+            return TurnWork(
+                conversation=conversation, turn=turn, messages=list(messages), lease=lease
+            )
 
     async def _open_turn(
         self, session: AsyncSession, conversation_id: int, *, deadline_s: float
@@ -252,6 +390,7 @@ class Store:
                 select(InboxMessage.id).where(
                     InboxMessage.conversation_id == conversation_id,
                     InboxMessage.turn_id.is_(None),
+                    InboxMessage.refused.is_(False),
                 )
             )
         ).all()
@@ -260,7 +399,7 @@ class Store:
         now = time.time()
         turn = Turn(
             conversation_id=conversation_id,
-            status="queued",
+            status=TurnStatus.QUEUED,
             chunks_posted=0,
             attempts=0,
             files_posted=False,
@@ -288,17 +427,38 @@ class Store:
             )
             return {str(backend) for backend in rows}
 
-    async def update_turn(self, turn_id: int, **values: Any) -> None:
-        await self._write(update(Turn).where(Turn.id == turn_id).values(**values))
+    async def previous_run_id(
+        self, conversation_id: int, *, turn_id: int, backend: str
+    ) -> str | None:
+        """The run (or response) of the conversation's latest earlier turn on `backend`."""
+        async with self.engine.connect() as connection:
+            found = await connection.scalar(
+                select(Turn.remote_run_id)
+                .where(
+                    Turn.conversation_id == conversation_id,
+                    Turn.id < turn_id,
+                    Turn.backend == backend,
+                    Turn.remote_run_id.is_not(None),
+                )
+                .order_by(Turn.id.desc())
+                .limit(1)
+            )
+            return None if found is None else str(found)
 
-    async def set_remote_thread(
-        self, conversation_id: int, *, backend: str, remote_id: str
-    ) -> None:
-        await self._write(
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
-            .values(backend=backend, remote_id=remote_id)
-        )
+    async def update_turn(self, turn_id: int, lease: Lease, **values: Any) -> None:
+        """Move a turn forward, only while this process still holds the conversation (the
+        fencing token is checked in the same statement); otherwise raise `LeaseLost`."""
+        still_held = exists().where(_held(lease))
+        if not await self._write(
+            update(Turn).where(Turn.id == turn_id, still_held).values(**values)
+        ):
+            raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
+
+    async def set_remote_thread(self, lease: Lease, *, backend: str, remote_id: str) -> None:
+        if not await self._write(
+            update(Conversation).where(_held(lease)).values(backend=backend, remote_id=remote_id)
+        ):
+            raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
 
     async def record_feedback(self, *, turn_id: int, user_id: str, value: str) -> None:
         async with self._sessions.begin() as session:
@@ -348,6 +508,14 @@ class Store:
 
 def _lease_free(now: float) -> Any:
     return or_(Conversation.lease_until.is_(None), Conversation.lease_until < now)
+
+
+def _held(lease: Lease) -> Any:
+    return and_(
+        Conversation.id == lease.conversation_id,
+        Conversation.lease_owner == lease.owner,
+        Conversation.lease_generation == lease.generation,
+    )
 
 
 @dataclass(frozen=True)

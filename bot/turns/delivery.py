@@ -1,0 +1,169 @@
+"""What Slack shows of a turn: the working indicator, the live (streamed) message, and the
+answer, posted exactly once, chunk by chunk, replacing the placeholder in place."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from slack_sdk.errors import SlackApiError
+
+from bot.attachments import Image
+from bot.live import LiveMessage, open_live_message
+from bot.replies import Reply, replies_for
+from bot.slack_api import SlackGateway, is_permanent_slack_error
+from bot.text import slack_to_plain
+from bot.turns.active import ActiveTurn
+from bot.turns.states import Outcome, TurnStatus
+
+log = logging.getLogger(__name__)
+
+THINKING_TEXT = "_Thinking…_"
+STATUS_TEXT = "is thinking…"
+
+FetchImages = Callable[[], Awaitable[Sequence[Image]]]
+
+
+class Delivery:
+    def __init__(self, slack: SlackGateway, *, streamed: bool) -> None:
+        self._slack = slack
+        self._streamed = streamed
+        self._live: dict[int, LiveMessage] = {}
+
+    # Before the answer ------------------------------------------------------------------
+
+    async def show_working(self, active: ActiveTurn) -> None:
+        """Let the user see that the bot works: the pane's status, and a placeholder message
+        (a live, streaming one when answers are streamed) that the answer will replace."""
+        turn, place, messages = active.turn, active.place, active.messages
+        first = messages[0] if messages else None
+        await active.check_lease()
+        if place.surface == "assistant":
+            await self._slack.set_status(place, STATUS_TEXT)
+            if active.first_attempt and first is not None:
+                await self._slack.set_title(place, slack_to_plain(first.text, user_names={}))
+        if turn.placeholder_ts is not None or first is None:
+            return
+        if not self._streamed and place.surface == "assistant":
+            return
+        if not active.first_attempt and await self._adopt_placeholder(active, messages[-1].ts):
+            return
+        await active.check_lease()
+        if self._streamed:
+            live = await open_live_message(
+                self._slack,
+                place,
+                placeholder_text=THINKING_TEXT,
+                team_id=active.conversation.team_id,
+                user_id=first.user_id,
+            )
+            self._live[turn.id] = live
+            await active.save(placeholder_ts=live.ts)
+        else:
+            await active.save(placeholder_ts=await self._slack.post(place, THINKING_TEXT))
+
+    async def _adopt_placeholder(self, active: ActiveTurn, after_ts: str) -> bool:
+        """A process that died right after posting the placeholder never stored its ts; take
+        that placeholder over instead of leaving it "thinking" forever next to a second one."""
+        ts = await self._slack.find_bot_message(
+            active.place, after_ts=after_ts, texts={"", THINKING_TEXT}
+        )
+        if ts is None:
+            return False
+        await active.save(placeholder_ts=ts)
+        return True
+
+    async def show_words(self, active: ActiveTurn, text: str) -> None:
+        """More of the answer, as the model writes it (streamed delivery only)."""
+        live = self._live.get(active.turn.id)
+        if live is not None:
+            await active.check_lease()
+            await live.append(text)
+
+    async def tell(self, active: ActiveTurn, text: str) -> None:
+        """A short note in the thread (files that could not be read)."""
+        await active.check_lease()
+        await self._slack.post(active.place, text)
+
+    # The answer -------------------------------------------------------------------------
+
+    async def deliver(self, active: ActiveTurn, *, after_ts: str, images: FetchImages) -> None:
+        """Post what is left of the turn's reply and the images the assistant made; the last
+        step is stored with "done"."""
+        turn, place = active.turn, active.place
+        outcome = turn.outcome or Outcome.FAILED
+        chunks = replies_for(outcome=outcome, answer=turn.answer, turn_id=turn.id)
+        reply_ts = turn.reply_ts
+        try:
+            for index in range(turn.chunks_posted, len(chunks)):
+                reply_ts = await self._post_chunk(
+                    active, chunks[index], first=index == 0, after_ts=reply_ts or after_ts
+                )
+                if index < len(chunks) - 1:
+                    await active.save(chunks_posted=index + 1, reply_ts=reply_ts)
+            if not turn.files_posted:
+                produced = await images()
+                if produced:
+                    await active.check_lease()
+                    await self._slack.upload_images(place, produced)
+        except SlackApiError as exc:
+            if not is_permanent_slack_error(exc):
+                raise
+            log.error(
+                "turn %s: Slack refused the answer (%s); dropping it",
+                turn.id,
+                exc.response.get("error"),
+            )
+        await self.finish(active, chunks_posted=len(chunks), reply_ts=reply_ts)
+
+    async def finish(self, active: ActiveTurn, *, chunks_posted: int, reply_ts: str | None) -> None:
+        if active.place.surface == "assistant":
+            await self._slack.set_status(active.place, "")
+        await active.save(
+            status=TurnStatus.DONE,
+            chunks_posted=chunks_posted,
+            reply_ts=reply_ts,
+            files_posted=True,
+            finished_at=time.time(),
+        )
+
+    async def _post_chunk(
+        self, active: ActiveTurn, reply: Reply, *, first: bool, after_ts: str
+    ) -> str:
+        """Post one chunk exactly once: the first replaces the placeholder; on a resumed turn,
+        a chunk already in the thread (posted just before a crash) is not posted again."""
+        turn, place = active.turn, active.place
+        if first and turn.placeholder_ts is not None:
+            await self._end_live_message(active)
+            await active.check_lease()
+            try:
+                await self._slack.update(
+                    place, turn.placeholder_ts, reply.text, blocks=reply.blocks
+                )
+                return turn.placeholder_ts
+            except SlackApiError as exc:
+                if exc.response.get("error") not in {"message_not_found", "cant_update_message"}:
+                    raise
+        if not active.first_attempt:
+            posted = await self._slack.find_bot_message(
+                place, after_ts=after_ts, texts={reply.text}
+            )
+            if posted is not None:
+                return posted
+        await active.check_lease()
+        return await self._slack.post(place, reply.text, blocks=reply.blocks)
+
+    async def _end_live_message(self, active: ActiveTurn) -> None:
+        """A streamed placeholder must stop streaming before the answer can replace it."""
+        turn = active.turn
+        live = self._live.pop(turn.id, None)
+        if live is not None:
+            await active.check_lease()
+            await live.finish()
+        elif self._streamed and not active.first_attempt and turn.placeholder_ts:
+            await self._slack.stop_stream(active.place, turn.placeholder_ts)
+
+    def forget(self, active: ActiveTurn) -> None:
+        """Drop what this process holds of a turn it stops working on."""
+        self._live.pop(active.turn.id, None)

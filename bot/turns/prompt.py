@@ -1,0 +1,157 @@
+"""What the assistant is asked in a turn: the new messages with their speakers, the Slack
+thread's earlier messages when the assistant has not seen them, and the attached files.
+
+The wording (who said what, markup made readable) is pure and lives in `bot/text.py`; this
+module gathers what it needs from Slack and the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from bot.attachments import (
+    MAX_IMAGE_BYTES,
+    MAX_TEXT_BYTES,
+    Image,
+    parse_files,
+    plan_files,
+    quoted_text_file,
+    refusal_note,
+)
+from bot.slack_api import ASSISTANT_AUTHOR, FileUnavailable, SlackGateway
+from bot.store.repository import Store
+from bot.text import build_turn_input, mentioned_user_ids, slack_to_plain
+from bot.turns.active import ActiveTurn
+
+log = logging.getLogger(__name__)
+
+History = list[tuple[str, str, bool]]
+"""(author id, text, from the bot) of earlier thread messages, oldest first."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    images: tuple[Image, ...] = ()
+
+
+class PromptBuilder:
+    def __init__(
+        self,
+        *,
+        slack: SlackGateway,
+        store: Store,
+        backend_name: str,
+        hidden_texts: frozenset[str],
+    ) -> None:
+        self._slack = slack
+        self._store = store
+        self._backend_name = backend_name
+        self._hidden_texts = hidden_texts
+
+    async def build(
+        self, active: ActiveTurn, *, tell: Callable[[str], Awaitable[None]]
+    ) -> Prompt | None:
+        """The text, quoted text files, and images; None when there is nothing to ask (an
+        empty mention). Files that cannot be read are named to the user (`tell`), once."""
+        turn, messages = active.turn, active.messages
+        text = await self._turn_input(active)
+        plan = plan_files([f for m in messages for f in parse_files(m.files)])
+        images: list[Image] = []
+        for file in plan.images:
+            try:
+                data = await self._slack.download(file.url, max_bytes=MAX_IMAGE_BYTES)
+                images.append(Image(file.name, file.mimetype, data))
+            except (FileUnavailable, aiohttp.ClientError) as exc:
+                log.warning("turn %s: an image could not be downloaded: %r", turn.id, exc)
+                plan.refused.append(f"{file.name} (Slack would not let me download it)")
+        for file in plan.texts:
+            try:
+                data = await self._slack.download(file.url, max_bytes=MAX_TEXT_BYTES)
+                text = f"{text}\n\n{quoted_text_file(file.name, data)}".strip()
+            except (FileUnavailable, aiohttp.ClientError) as exc:
+                log.warning("turn %s: a file could not be downloaded: %r", turn.id, exc)
+                plan.refused.append(f"{file.name} (Slack would not let me download it)")
+        if plan.refused and active.first_attempt:
+            await tell(refusal_note(plan.refused))
+        if not text and images:
+            text = "(The user sent the attached image without a question.)"
+        return Prompt(text=text, images=tuple(images)) if text.strip() else None
+
+    async def _turn_input(self, active: ActiveTurn) -> str:
+        conversation, messages = active.conversation, active.messages
+        history = await self._history_for(active)
+        texts = [m.text for m in messages] + [text for _, text, _ in history]
+        names = await self._slack.display_names(
+            [m.user_id for m in messages]
+            + [author for author, _, from_bot in history if not from_bot]
+            + [user_id for text in texts for user_id in mentioned_user_ids(text)]
+        )
+        bot = self._slack.bot_user_id
+        new = [
+            (
+                names.get(m.user_id, m.user_id),
+                slack_to_plain(m.text, user_names=names, bot_user_id=bot),
+            )
+            for m in messages
+        ]
+        new = [(author, text) for author, text in new if text]
+        if not new:
+            return ""
+        earlier = [
+            (
+                ASSISTANT_AUTHOR if from_bot else names.get(author, author),
+                slack_to_plain(text, user_names=names, bot_user_id=bot),
+            )
+            for author, text, from_bot in history
+        ]
+        text = build_turn_input(new, history=earlier, is_group=conversation.surface == "channel")
+        if conversation.context_channel_id:
+            viewing = f"<#{conversation.context_channel_id}>"
+            text = f"(The user is currently looking at the channel {viewing}.)\n\n{text}"
+        return text
+
+    async def _history_for(self, active: ActiveTurn) -> History:
+        """Earlier Slack messages the assistant has not seen.
+
+        Needed when the bot is first mentioned in the middle of a thread, or when the thread
+        continues on a backend other than the one it started on.
+        """
+        conversation, messages = active.conversation, active.messages
+        if not messages:
+            return []
+        ran_on = await self._backends_that_ran_before(active)
+        if self._backend_name in ran_on:
+            return []
+        started_mid_thread = messages[0].ts != conversation.thread_ts
+        switched_backend = bool(ran_on) or (
+            conversation.remote_id is not None and conversation.backend != self._backend_name
+        )
+        if not (started_mid_thread or switched_backend):
+            return []
+        history = await self._slack.thread_history(
+            conversation.channel_id, conversation.thread_ts, before_ts=messages[0].ts
+        )
+        return [
+            (message.author_id, message.text, message.from_bot)
+            for message in history
+            if message.text not in self._hidden_texts and (switched_backend or not message.from_bot)
+        ]
+
+    async def _backends_that_ran_before(self, active: ActiveTurn) -> set[str]:
+        """The backends earlier turns of this conversation ran on.
+
+        On a first attempt the stored remote thread tells it without a query: it was made by
+        an earlier turn. A retried turn may have made the remote thread itself just before a
+        crash, before its first run, so only the turns' own records tell.
+        """
+        conversation = active.conversation
+        if conversation.remote_id is None:
+            return set()
+        if active.first_attempt and conversation.backend is not None:
+            return {conversation.backend}
+        return await self._store.backends_before(conversation.id, turn_id=active.turn.id)

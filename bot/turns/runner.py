@@ -1,0 +1,298 @@
+"""The turn state machine: one turn of one conversation, resumed wherever it stopped.
+
+    queued  → the user sees that the bot is working; the run is started   → running
+    running → the run is polled (or streamed) until it ends                → posting
+    posting → the answer (or a clear error) is posted, chunk by chunk      → done
+
+Each transition is stored (fenced by the conversation's lease) before the next step, so a
+restarted process, or one that took the conversation over, resumes a turn where it was.
+Each state has a cap on attempts: past it, the user is told and the thread moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from bot.assistants.base import (
+    AssistantBackend,
+    AssistantRejected,
+    AssistantUnavailable,
+    RunCheck,
+    RunState,
+    StreamDelta,
+    StreamStarted,
+)
+from bot.attachments import Image
+from bot.polling import poll_intervals
+from bot.settings import Settings
+from bot.store.repository import LeaseLost, Store, TurnWork
+from bot.turns.active import ActiveTurn
+from bot.turns.delivery import THINKING_TEXT, Delivery
+from bot.turns.prompt import Prompt, PromptBuilder
+from bot.turns.retry import RetryPolicy
+from bot.turns.states import Outcome, TurnStatus
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 5
+"""Attempts at asking the assistant before the user is told it is unavailable."""
+MAX_POSTING_ATTEMPTS = 5
+"""Further attempts at posting before the answer is given up (Slack keeps refusing it)."""
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        backend: AssistantBackend,
+        delivery: Delivery,
+        prompts: PromptBuilder,
+        settings: Settings,
+        retry: RetryPolicy,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._delivery = delivery
+        self._prompts = prompts
+        self._settings = settings
+        self._retry = retry
+
+    async def take_turn(self, work: TurnWork) -> None:
+        active = ActiveTurn(self._store, work)
+        try:
+            await self._advance(active)
+        except (LeaseLost, asyncio.CancelledError):
+            self._delivery.forget(active)
+            raise
+
+    async def _advance(self, active: ActiveTurn) -> None:
+        await self._enforce_attempt_caps(active)
+        if active.status is TurnStatus.QUEUED:
+            await self._start(active)
+        if active.status is TurnStatus.RUNNING:
+            await self._finish_run(active)
+        if active.status is TurnStatus.POSTING:
+            messages = active.messages
+            newest_ts = messages[-1].ts if messages else active.conversation.thread_ts
+            await self._delivery.deliver(
+                active, after_ts=newest_ts, images=lambda: self._produced_files(active)
+            )
+
+    async def _enforce_attempt_caps(self, active: ActiveTurn) -> None:
+        turn = active.turn
+        if turn.attempts > MAX_ATTEMPTS and active.status in (
+            TurnStatus.QUEUED,
+            TurnStatus.RUNNING,
+        ):
+            log.error("turn %s: giving up after %s attempts", turn.id, MAX_ATTEMPTS)
+            await active.save(status=TurnStatus.POSTING, outcome=Outcome.UNAVAILABLE)
+        elif turn.attempts > MAX_ATTEMPTS + MAX_POSTING_ATTEMPTS:
+            log.error("turn %s: Slack kept refusing the answer; giving it up", turn.id)
+            await self._delivery.finish(
+                active, chunks_posted=turn.chunks_posted, reply_ts=turn.reply_ts
+            )
+
+    # queued → running ---------------------------------------------------------------------
+
+    async def _start(self, active: ActiveTurn) -> None:
+        await self._delivery.show_working(active)
+        try:
+            prompt = await self._prompts.build(
+                active, tell=lambda text: self._delivery.tell(active, text)
+            )
+            if prompt is None:
+                await active.save(status=TurnStatus.POSTING, outcome=Outcome.EMPTY)
+                return
+            thread_id = await self._retrying(active, lambda _: self._ensure_thread(active))
+            if self._settings.delivery == "stream":
+                await self._retrying(
+                    active,
+                    lambda retry: self._stream(
+                        active, thread_id=thread_id, prompt=prompt, retry=retry
+                    ),
+                )
+                return
+            run_id = await self._retrying(
+                active,
+                lambda retry: self._find_or_start_run(
+                    active, thread_id=thread_id, prompt=prompt, retry=retry
+                ),
+            )
+        except AssistantUnavailable as exc:
+            log.warning("turn %s: assistant unavailable: %s", active.turn.id, exc)
+            await active.save(status=TurnStatus.POSTING, outcome=Outcome.UNAVAILABLE)
+            return
+        except AssistantRejected as exc:
+            log.error("turn %s: assistant refused the request: %s", active.turn.id, exc)
+            await active.save(status=TurnStatus.POSTING, outcome=Outcome.REJECTED)
+            return
+        await self._running(active, run_id)
+
+    async def _running(self, active: ActiveTurn, run_id: str) -> None:
+        await active.save(
+            status=TurnStatus.RUNNING, remote_run_id=run_id, backend=self._backend.name
+        )
+
+    async def _ensure_thread(self, active: ActiveTurn) -> str:
+        conversation = active.conversation
+        if conversation.remote_id is not None and conversation.backend == self._backend.name:
+            return conversation.remote_id
+        remote_id = await self._backend.create_thread(
+            metadata={
+                "slack_team": conversation.team_id,
+                "slack_channel": conversation.channel_id,
+                "slack_thread_ts": conversation.thread_ts,
+            }
+        )
+        await self._store.set_remote_thread(
+            active.lease, backend=self._backend.name, remote_id=remote_id
+        )
+        conversation.remote_id = remote_id
+        conversation.backend = self._backend.name
+        return remote_id
+
+    async def _find_run(self, active: ActiveTurn, *, thread_id: str, text: str) -> str | None:
+        """The run an earlier attempt of this turn may have started (its request failed on
+        our side, or the process died before storing the run's id)."""
+        previous = await self._store.previous_run_id(
+            active.conversation.id, turn_id=active.turn.id, backend=self._backend.name
+        )
+        return await self._backend.find_run(
+            thread_id=thread_id, turn_key=active.key, text=text, previous_run_id=previous
+        )
+
+    async def _find_or_start_run(
+        self, active: ActiveTurn, *, thread_id: str, prompt: Prompt, retry: bool
+    ) -> str:
+        if retry or not active.first_attempt:
+            found = await self._find_run(active, thread_id=thread_id, text=prompt.text)
+            if found is not None:
+                return found
+        await active.check_lease()
+        return await self._backend.start_run(
+            thread_id=thread_id, text=prompt.text, turn_key=active.key, images=prompt.images
+        )
+
+    async def _stream(
+        self, active: ActiveTurn, *, thread_id: str, prompt: Prompt, retry: bool
+    ) -> None:
+        """Start the run as a stream and show its words as they come.
+
+        Once the run exists (its id stored), a broken stream falls back to polling that run;
+        before that, the error goes to the caller, which retries or explains.
+        """
+        if retry or not active.first_attempt:
+            found = await self._find_run(active, thread_id=thread_id, text=prompt.text)
+            if found is not None:
+                await self._running(active, found)
+                return
+        final: RunCheck | None = None
+        await active.check_lease()
+        try:
+            async with asyncio.timeout(max(0.0, active.turn.deadline_at - time.time())):
+                async for event in self._backend.stream_run(
+                    thread_id=thread_id,
+                    text=prompt.text,
+                    turn_key=active.key,
+                    images=prompt.images,
+                ):
+                    if isinstance(event, StreamStarted):
+                        await self._running(active, event.run_id)
+                    elif isinstance(event, StreamDelta):
+                        await self._delivery.show_words(active, event.text)
+                    else:
+                        final = event
+        except (AssistantUnavailable, TimeoutError) as exc:
+            if active.status is not TurnStatus.RUNNING:
+                raise AssistantUnavailable(f"stream: {exc!r}") from exc
+            log.warning(
+                "turn %s: the stream broke (%r); polling the run instead", active.turn.id, exc
+            )
+        if final is not None:
+            await self._record_outcome(active, thread_id=thread_id, check=final)
+
+    # running → posting --------------------------------------------------------------------
+
+    async def _finish_run(self, active: ActiveTurn) -> None:
+        turn, conversation = active.turn, active.conversation
+        assert turn.remote_run_id is not None and conversation.remote_id is not None
+        check = await self._wait_for_run(
+            active, thread_id=conversation.remote_id, run_id=turn.remote_run_id
+        )
+        await self._record_outcome(active, thread_id=conversation.remote_id, check=check)
+
+    async def _record_outcome(self, active: ActiveTurn, *, thread_id: str, check: RunCheck) -> None:
+        turn = active.turn
+        if check.state is RunState.REQUIRES_ACTION and turn.remote_run_id is not None:
+            await self._backend.cancel_run(thread_id=thread_id, run_id=turn.remote_run_id)
+        if check.detail:
+            log.info("turn %s: run ended %s (%s)", turn.id, check.state.value, check.detail)
+        await active.save(
+            status=TurnStatus.POSTING,
+            outcome=Outcome(check.state.value),
+            answer=check.text or None,
+            files_posted=check.produced_files == 0,
+        )
+
+    async def _wait_for_run(self, active: ActiveTurn, *, thread_id: str, run_id: str) -> RunCheck:
+        turn = active.turn
+        intervals = poll_intervals(
+            initial_s=self._settings.poll_initial_s, max_s=self._settings.poll_max_s
+        )
+        while True:
+            try:
+                check = await self._backend.check_run(thread_id=thread_id, run_id=run_id)
+            except AssistantUnavailable as exc:
+                log.warning("turn %s: checking the run failed (%s); still waiting", turn.id, exc)
+            except AssistantRejected as exc:
+                log.error("turn %s: the run cannot be read: %s", turn.id, exc)
+                return RunCheck(RunState.FAILED, detail=str(exc))
+            else:
+                if check.state.finished:
+                    return check
+            remaining = turn.deadline_at - time.time()
+            if remaining <= 0:
+                log.warning("turn %s: no answer within the deadline; cancelling the run", turn.id)
+                await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
+                return RunCheck(RunState.EXPIRED, detail="deadline")
+            await asyncio.sleep(min(next(intervals), remaining))
+
+    async def _retrying(self, active: ActiveTurn, call: Callable[[bool], Awaitable[T]]) -> T:
+        """Retry an unavailable assistant API with the shared backoff until the deadline.
+
+        `call` learns whether it is a retry: a request that failed on our side may still have
+        succeeded at OpenAI, so a retried run start looks for that run first.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await call(attempt > 0)
+            except AssistantUnavailable:
+                attempt += 1
+                delay = self._retry.delay(attempt)
+                if time.time() + delay >= active.turn.deadline_at:
+                    raise
+                await asyncio.sleep(delay)
+
+    # posting → done -----------------------------------------------------------------------
+
+    async def _produced_files(self, active: ActiveTurn) -> Sequence[Image]:
+        turn, conversation = active.turn, active.conversation
+        if not turn.remote_run_id or conversation.remote_id is None:
+            return []
+        try:
+            return await self._backend.produced_files(
+                thread_id=conversation.remote_id, run_id=turn.remote_run_id
+            )
+        except (AssistantUnavailable, AssistantRejected) as exc:
+            log.warning("turn %s: the assistant's files could not be read: %s", turn.id, exc)
+            return []
+
+
+HIDDEN_FROM_HISTORY = frozenset({THINKING_TEXT})

@@ -1,0 +1,41 @@
+"""A turn's states and outcomes, as stored in `turns.status` and `turns.outcome`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TurnStatus(StrEnum):
+    """queued → running (the run exists remotely) → posting (the answer is known) → done."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    POSTING = "posting"
+    DONE = "done"
+
+
+OPEN_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING, TurnStatus.POSTING)
+
+
+class Outcome(StrEnum):
+    """How a turn ended; each maps to what the user sees (`bot/replies.py`).
+
+    The first seven are the run states the assistant APIs report; the rest are the bot's own.
+    """
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    INCOMPLETE = "incomplete"
+    REQUIRES_ACTION = "requires_action"
+    UNAVAILABLE = "unavailable"
+    REJECTED = "rejected"
+    EMPTY = "empty"
+    NO_TEXT = "no_text"
+
+
+def turn_key(turn_id: int) -> str:
+    """The bot's own name for a turn at the assistant API (stored with the run or response),
+    by which a retried turn recognises the run an earlier attempt started."""
+    return f"turn-{turn_id}"
