@@ -3,12 +3,15 @@ the policies applied before a message is taken (allow-lists, per-user rate limit
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import time
 
 import pytest
 
+from bot.app import Rejection, check_request
 from tests.conftest import BotFactory
 from tests.fakes.events import event_envelope, mention, post_event
 from tests.harness import SIGNING_SECRET, BotUnderTest
@@ -108,3 +111,136 @@ async def test_logs_at_info_hold_no_message_text_and_no_secrets(
     assert logged, "the bot logs at INFO"
     for secret in ("hunter2", "4711", bot.slack.bot_token, bot.openai.api_key, SIGNING_SECRET):
         assert secret not in logged
+
+
+def _signed(body: bytes, *, timestamp: str, content_type: str) -> dict[str, str]:
+    """Headers as Slack computes them: the HMAC over the raw bytes, whatever they hold."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    digest = hmac.new(SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": f"v0={digest}",
+    }
+
+
+NOW = 1_700_000_000
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+EVENT = b'{"type": "event_callback", "event": {}}'
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "expected"),
+    [
+        pytest.param(EVENT, _signed(EVENT, timestamp=str(NOW), content_type=JSON), None, id="ok"),
+        pytest.param(
+            b"payload=%7B%22type%22%3A%22block_actions%22%7D",
+            _signed(
+                b"payload=%7B%22type%22%3A%22block_actions%22%7D",
+                timestamp=str(NOW),
+                content_type=FORM,
+            ),
+            None,
+            id="form with a JSON payload",
+        ),
+        pytest.param(
+            b"command=%2Fassistant&text=help",
+            _signed(b"command=%2Fassistant&text=help", timestamp=str(NOW), content_type=FORM),
+            None,
+            id="slash command form",
+        ),
+        pytest.param(
+            EVENT,
+            {**_signed(EVENT, timestamp=str(NOW), content_type=JSON), "X-Slack-Signature": "v0=0"},
+            Rejection.BAD_SIGNATURE,
+            id="forged",
+        ),
+        pytest.param(
+            EVENT,
+            _signed(EVENT, timestamp=str(NOW - 301), content_type=JSON),
+            Rejection.BAD_SIGNATURE,
+            id="stale",
+        ),
+        pytest.param(
+            EVENT,
+            _signed(EVENT, timestamp="abc", content_type=JSON),
+            Rejection.BAD_SIGNATURE,
+            id="timestamp not a number",
+        ),
+        pytest.param(
+            EVENT,
+            _signed(EVENT, timestamp=" 1700000000", content_type=JSON),
+            Rejection.BAD_SIGNATURE,
+            id="timestamp with a space",
+        ),
+        pytest.param(
+            EVENT,
+            {"Content-Type": JSON},
+            Rejection.BAD_SIGNATURE,
+            id="unsigned",
+        ),
+        pytest.param(
+            b'{"text": "\xff\xfe"}',
+            _signed(b'{"text": "\xff\xfe"}', timestamp=str(NOW), content_type=JSON),
+            Rejection.NOT_UTF8,
+            id="not utf-8",
+        ),
+        pytest.param(
+            b"payload=not-json",
+            _signed(b"payload=not-json", timestamp=str(NOW), content_type=FORM),
+            Rejection.MALFORMED_BODY,
+            id="form payload not JSON",
+        ),
+        pytest.param(
+            b"payload=%5B1%5D",
+            _signed(b"payload=%5B1%5D", timestamp=str(NOW), content_type=FORM),
+            Rejection.MALFORMED_BODY,
+            id="form payload not an object",
+        ),
+        pytest.param(
+            b"{broken",
+            _signed(b"{broken", timestamp=str(NOW), content_type=FORM),
+            Rejection.MALFORMED_BODY,
+            id="form type but a JSON body",
+        ),
+        pytest.param(
+            b"[1, 2]",
+            _signed(b"[1, 2]", timestamp=str(NOW), content_type=JSON),
+            Rejection.MALFORMED_BODY,
+            id="JSON not an object",
+        ),
+    ],
+)
+def test_check_request(body: bytes, headers: dict[str, str], expected: Rejection | None) -> None:
+    assert check_request(body, headers, signing_secret=SIGNING_SECRET, now=NOW) == expected
+
+
+def test_check_request_refuses_everything_without_a_signing_secret() -> None:
+    headers = _signed(EVENT, timestamp=str(NOW), content_type=JSON)
+    assert check_request(EVENT, headers, signing_secret="", now=NOW) is Rejection.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+@pytest.mark.parametrize(
+    ("body", "timestamp", "content_type"),
+    [
+        pytest.param(EVENT, "abc", JSON, id="timestamp abc"),
+        pytest.param(b'{"type": "event_callback", "x": "\xff"}', None, JSON, id="not utf-8"),
+        pytest.param(b"payload=%7Bnot+json", None, FORM, id="form payload not JSON"),
+    ],
+)
+async def test_malformed_requests_get_a_4xx_without_a_traceback(
+    bot: BotUnderTest,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    timestamp: str | None,
+    content_type: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    headers = _signed(body, timestamp=timestamp or str(int(time.time())), content_type=content_type)
+    async with bot.http.post(bot.events_url, data=body, headers=headers) as response:
+        assert 400 <= response.status < 500, await response.text()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert "Traceback" not in caplog.text
