@@ -10,6 +10,7 @@ import logging
 import time
 
 import pytest
+from sqlalchemy import text
 
 from bot.app import Rejection, check_request
 from tests.conftest import BotFactory
@@ -244,3 +245,30 @@ async def test_malformed_requests_get_a_4xx_without_a_traceback(
         assert 400 <= response.status < 500, await response.text()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_a_failed_ack_write_keeps_the_message_out_of_the_logs(
+    bot: BotUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLAlchemy puts a failed statement's parameters in its error text; the message must
+    still not reach the log, and Slack must hear of the failure so that it redelivers."""
+    assert bot.bot is not None
+    async with bot.bot.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "CREATE TRIGGER full_disk BEFORE INSERT ON inbox_messages "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        )
+    caplog.set_level(logging.INFO)
+    secret = "the launch code is swordfish-7781"
+    message = bot.slack.add_message("C0001", user="UALICE", text=f"<@UBOT> {secret}")
+    status = await bot.deliver(mention(text=f"<@UBOT> {secret}", user="UALICE", ts=message.ts))
+    assert not 200 <= status < 300, "Slack must redeliver a message the bot did not store"
+    assert "disk is full" in caplog.text, "the failure itself is logged"
+    for record in caplog.records:
+        if record.levelno >= logging.INFO:
+            shown = caplog.handler.format(record)
+            assert "swordfish" not in shown, shown
