@@ -125,7 +125,7 @@ class ConversationService:
     def _is_allowed(self, message: IncomingMessage) -> bool:
         teams = self._settings.allowed_team_ids
         channels = self._settings.allowed_channel_ids
-        if teams and message.team_id not in teams:
+        if teams and (message.user_team_id or message.team_id) not in teams:
             return False
         return not (
             channels and message.surface == "channel" and message.channel_id not in channels

@@ -8,13 +8,15 @@ import hmac
 import json
 import logging
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from bot.app import Rejection, check_request
+from bot.listeners.messages import team_of, user_team_of
 from tests.conftest import BotFactory
-from tests.fakes.events import event_envelope, mention, post_event
+from tests.fakes.events import channel_message, event_envelope, mention, post_event
 from tests.harness import SIGNING_SECRET, BotUnderTest
 
 
@@ -272,3 +274,85 @@ async def test_a_failed_ack_write_keeps_the_message_out_of_the_logs(
         if record.levelno >= logging.INFO:
             shown = caplog.handler.format(record)
             assert "swordfish" not in shown, shown
+
+
+# Slack Connect: a channel shared with another organisation ---------------------------------
+
+EXTERNAL_TEAM = "TEXTERNAL"
+
+
+def _external(event: dict[str, Any]) -> dict[str, Any]:
+    """How Slack marks a message from a user of another organisation in a shared channel:
+    the event names the writer's team, the envelope the workspace it is delivered to."""
+    return {
+        **event,
+        "team": EXTERNAL_TEAM,
+        "user_team": EXTERNAL_TEAM,
+        "source_team": EXTERNAL_TEAM,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "event", "workspace", "user_team"),
+    [
+        pytest.param(
+            event_envelope({}, team_id="T0001"), {"team": "T0001"}, "T0001", "T0001", id="local"
+        ),
+        pytest.param(
+            event_envelope({}, team_id="T0001"),
+            _external({}),
+            "T0001",
+            EXTERNAL_TEAM,
+            id="external user",
+        ),
+        pytest.param(
+            {**event_envelope({}, team_id=EXTERNAL_TEAM), "authorizations": [{"team_id": "T0001"}]},
+            _external({}),
+            "T0001",
+            EXTERNAL_TEAM,
+            id="authorizations name the receiving workspace",
+        ),
+        pytest.param({"team_id": "T0001"}, {}, "T0001", "T0001", id="no team in the event"),
+        pytest.param({}, {"team": "T0001"}, "T0001", "T0001", id="no team in the envelope"),
+    ],
+)
+def test_workspace_and_user_team(
+    body: dict[str, Any], event: dict[str, Any], workspace: str, user_team: str
+) -> None:
+    assert team_of(body, event) == workspace
+    assert user_team_of(body, event) == user_team
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_an_external_user_continues_the_channels_conversation(bot: BotUnderTest) -> None:
+    bot.slack.add_user("UEXT", display_name="Erin")
+    question = await bot.mention("what is our SLA?")
+    await bot.wait_for_answers("C0001", question.ts)
+    follow_up = bot.slack.add_message(
+        "C0001", user="UEXT", text="and on weekends?", thread_ts=question.ts
+    )
+    event = channel_message(
+        text="and on weekends?", user="UEXT", ts=follow_up.ts, thread_ts=question.ts
+    )
+    assert await bot.deliver(_external(event)) == 200
+    answers = await bot.wait_for_answers("C0001", question.ts, count=2)
+    assert [a.text for a in answers] == [
+        "Echo: Alice: what is our SLA?",
+        "Echo: Erin: and on weekends?",
+    ]
+    assert len(bot.openai.conversations) == 1, "one conversation for the whole thread"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_allowed_team_ids_checks_the_users_own_team(make_bot: BotFactory) -> None:
+    async with make_bot(ALLOWED_TEAM_IDS="T0001") as bot:
+        bot.slack.add_user("UEXT", display_name="Erin")
+        said = f"<@{bot.slack.bot_user_id}> hello from outside"
+        outside = bot.slack.add_message("C0001", user="UEXT", text=said)
+        assert await bot.deliver(_external(mention(text=said, user="UEXT", ts=outside.ts))) == 200
+        inside = await bot.mention("hello from here")
+        await bot.wait_for_answers("C0001", inside.ts)
+        await bot.idle()
+        assert bot.slack.bot_replies("C0001", outside.ts) == []

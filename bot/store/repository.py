@@ -43,6 +43,8 @@ class NewMessage:
     surface: str = "channel"
     event_id: str | None = None
     files: str | None = None
+    #: The writer's own team, when it differs from `team_id` (a Slack Connect channel).
+    user_team_id: str | None = None
 
 
 class Store:
