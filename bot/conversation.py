@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.assistants.base import (
@@ -34,8 +33,6 @@ from bot.assistants.base import (
     StreamStarted,
 )
 from bot.attachments import (
-    MAX_IMAGE_BYTES,
-    MAX_TEXT_BYTES,
     Image,
     parse_files,
     plan_files,
@@ -50,7 +47,6 @@ from bot.replies import Reply, replies_for
 from bot.settings import Settings
 from bot.slack_api import (
     ASSISTANT_AUTHOR,
-    FileUnavailable,
     Place,
     SlackGateway,
     is_permanent_slack_error,
@@ -329,21 +325,11 @@ class ConversationService:
         """
         text = await self._turn_input(conversation, turn, messages)
         plan = plan_files([f for m in messages for f in parse_files(m.files)])
-        images: list[Image] = []
-        for file in plan.images:
-            try:
-                data = await self._slack.download(file.url, max_bytes=MAX_IMAGE_BYTES)
-                images.append(Image(file.name, file.mimetype, data))
-            except (FileUnavailable, aiohttp.ClientError) as exc:
-                log.warning("turn %s: an image could not be downloaded: %r", turn.id, exc)
-                plan.refused.append(f"{file.name} (Slack would not let me download it)")
-        for file in plan.texts:
-            try:
-                data = await self._slack.download(file.url, max_bytes=MAX_TEXT_BYTES)
-                text = f"{text}\n\n{quoted_text_file(file.name, data)}".strip()
-            except (FileUnavailable, aiohttp.ClientError) as exc:
-                log.warning("turn %s: a file could not be downloaded: %r", turn.id, exc)
-                plan.refused.append(f"{file.name} (Slack would not let me download it)")
+        fetched = await self._slack.download_files(plan, deadline_at=turn.deadline_at)
+        images = fetched.images
+        for name, data in fetched.texts:
+            text = f"{text}\n\n{quoted_text_file(name, data)}".strip()
+        plan.refused.extend(fetched.refused)
         if plan.refused and turn.attempts == 1:
             await self._slack.post(place, refusal_note(plan.refused))
         if not text and images:
