@@ -35,6 +35,7 @@ from bot.attachments import (
     problem_note,
     url_host,
 )
+from bot.text import unping_markdown
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,10 @@ class SlackGateway:
         return str(response["ts"])
 
     async def append_stream(self, place: Place, ts: str, markdown: str) -> None:
-        await self.client.chat_appendStream(channel=place.channel_id, ts=ts, markdown_text=markdown)
+        """Stream the model's Markdown as it comes; its mentions are made plain text first."""
+        await self.client.chat_appendStream(
+            channel=place.channel_id, ts=ts, markdown_text=unping_markdown(markdown)
+        )
 
     async def stop_stream(self, place: Place, ts: str) -> None:
         """End a streamed message; one that already ended (or never streamed) is left as it is."""

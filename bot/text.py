@@ -22,6 +22,7 @@ __all__ = [
     "slack_to_plain",
     "split_message",
     "strip_citation_markers",
+    "unping_markdown",
 ]
 
 FENCE = "```"
@@ -354,6 +355,13 @@ def _parse_angle_bracket(text: str, start: int) -> tuple[_Span, int] | None:
         address = _escape(match[1])
         return _Span(mrkdwn=f"<mailto:{address}|{address}>", plain=match[1]), match.end()
     return None
+
+
+def unping_markdown(markdown: str) -> str:
+    """The model's raw Markdown with its mentions and broadcasts made plain, for the places
+    that send Markdown to Slack unconverted (a streamed preview's `markdown_text`)."""
+    unpinged = _PING.sub(lambda match: NO_PING + _unpinged(match).plain[1:], markdown)
+    return _BARE_BROADCAST.sub(NO_PING + r"\1", unpinged)
 
 
 def _unpinged(match: re.Match[str]) -> _Span:

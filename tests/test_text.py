@@ -15,6 +15,7 @@ from bot.text import (
     slack_to_plain,
     split_message,
     strip_citation_markers,
+    unping_markdown,
 )
 from tests.harness import BotUnderTest
 
@@ -709,6 +710,21 @@ def test_converted_markdown_splits_into_well_formed_chunks(seed: int) -> None:
     chunks = split_message(mrkdwn, limit=80)
     assert all(len(chunk) <= 80 and _fence_balance_ok(chunk) for chunk in chunks)
     assert _content("\n".join(chunks)) == _content(mrkdwn)
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        pytest.param("hi <@U111>", f"hi {NO_PING}U111", id="user"),
+        pytest.param("<@U111|a&b> hi", f"{NO_PING}a&b hi", id="label kept as Markdown"),
+        pytest.param("<!channel> **now**", f"{NO_PING}channel **now**", id="broadcast"),
+        pytest.param("<!subteam^S1|@ops>", f"{NO_PING}ops", id="group"),
+        pytest.param("@everyone", f"{NO_PING}everyone", id="bare"),
+        pytest.param("<https://x.y> and <#C1>", "<https://x.y> and <#C1>", id="links untouched"),
+    ],
+)
+def test_unping_markdown_for_streamed_previews(markdown: str, shown: str) -> None:
+    assert unping_markdown(markdown) == shown
 
 
 # ---------------------------------------------------------------------------
