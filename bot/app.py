@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import hmac
 import json
 import logging
+import re
+import time
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -13,7 +20,6 @@ from slack_bolt.logger.messages import (
     warning_client_prioritized_and_token_skipped,
     warning_token_skipped,
 )
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +32,73 @@ log = logging.getLogger(__name__)
 
 # Slack allows 40,000 characters of message text; an event envelope around it stays far below.
 MAX_EVENT_BYTES = 1_000_000
+MAX_CLOCK_SKEW_S = 300
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+
+class Rejection(enum.Enum):
+    """Why a request to `/slack/events` is turned away, with the status Slack (or a forger)
+    gets: each is the sender's fault, so none is a 5xx or worth a traceback."""
+
+    TOO_LARGE = (413, "request too large")
+    BAD_SIGNATURE = (401, "invalid or stale signature")
+    NOT_UTF8 = (400, "body is not UTF-8")
+    MALFORMED_BODY = (400, "malformed JSON body")
+
+    @property
+    def status(self) -> int:
+        return self.value[0]
+
+    @property
+    def reason(self) -> str:
+        return self.value[1]
+
+
+def check_request(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    signing_secret: str,
+    now: float,
+) -> Rejection | None:
+    """Whether a request may reach Bolt: signed by Slack within five minutes (over the raw
+    bytes, as Slack signs them), UTF-8, and a body Bolt can parse without failing."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    timestamp = lowered.get("x-slack-request-timestamp", "")
+    signature = lowered.get("x-slack-signature", "")
+    if not signing_secret or not _TIMESTAMP.fullmatch(timestamp):
+        return Rejection.BAD_SIGNATURE
+    if abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
+        return Rejection.BAD_SIGNATURE
+    expected = (
+        "v0="
+        + hmac.new(
+            signing_secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256
+        ).hexdigest()
+    )
+    if not hmac.compare_digest(expected.encode(), signature.encode(errors="replace")):
+        return Rejection.BAD_SIGNATURE
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejection.NOT_UTF8
+    content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
+    if not _bolt_can_parse(text, content_type):
+        return Rejection.MALFORMED_BODY
+    return None
+
+
+def _bolt_can_parse(text: str, content_type: str) -> bool:
+    """Mirrors `slack_bolt.request.internals.parse_body`, which raises on bad JSON: a JSON
+    body (by type, or by its first character), or a form whose `payload` field is JSON."""
+    if not text:
+        return True
+    if content_type == "application/json" or text.startswith("{"):
+        return _is_json_object(text)
+    if "payload" in text:
+        payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
+        return payload is None or _is_json_object(payload)
+    return True
 
 
 class _TokenNoticeFilter(logging.Filter):
@@ -71,16 +144,18 @@ def build_bolt_app(
 
 
 def build_web_app(*, bolt: AsyncApp, settings: Settings, engine: AsyncEngine) -> web.Application:
-    verifier = SignatureVerifier(settings.slack_signing_secret)
-
     async def slack_events(request: web.Request) -> web.Response:
         if (request.content_length or 0) > MAX_EVENT_BYTES:
-            return web.json_response({"error": "request too large"}, status=413)
+            return _rejected(Rejection.TOO_LARGE)
         body = await request.read()
-        if not verifier.is_valid_request(body, dict(request.headers)):
-            return web.json_response({"error": "invalid or stale signature"}, status=401)
-        if request.content_type == "application/json" and not _is_json_object(body):
-            return web.json_response({"error": "malformed JSON body"}, status=400)
+        rejection = check_request(
+            body,
+            request.headers,
+            signing_secret=settings.slack_signing_secret,
+            now=time.time(),
+        )
+        if rejection is not None:
+            return _rejected(rejection)
         bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
         if bolt_response.status == 404:
             # An event the bot has no listener for: acknowledge it, or Slack keeps retrying.
@@ -102,7 +177,12 @@ def build_web_app(*, bolt: AsyncApp, settings: Settings, engine: AsyncEngine) ->
     return web_app
 
 
-def _is_json_object(body: bytes) -> bool:
+def _rejected(rejection: Rejection) -> web.Response:
+    log.info("refused a request to /slack/events: %s", rejection.reason)
+    return web.json_response({"error": rejection.reason}, status=rejection.status)
+
+
+def _is_json_object(body: str) -> bool:
     try:
         return isinstance(json.loads(body), dict)
     except ValueError:

@@ -8,9 +8,11 @@ silently.
 from __future__ import annotations
 
 import base64
+import enum
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 TEXT_TYPES = frozenset(
@@ -25,6 +27,16 @@ TEXT_TYPES = frozenset(
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_TEXT_BYTES = 200 * 1024
 MAX_FILES = 10
+MAX_TURN_FILE_BYTES = 20 * 1024 * 1024
+"""The most file bytes one turn holds in memory: a message with many large images would
+otherwise hold up to MAX_FILES × MAX_IMAGE_BYTES, and a burst of turns many times that."""
+DOWNLOAD_TIMEOUT_S = 30.0
+"""One download's own limit, within what is left of the turn's answer deadline."""
+
+# Slack serves `url_private` from its own domains: files.slack.com, workspace hosts such as
+# acme.slack.com, and slack-gov.com for GovSlack. (slack-edge.com is Slack's public CDN; it
+# never needs the bot token.)
+SLACK_FILE_DOMAINS = ("slack.com", "slack-gov.com")
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,74 @@ class FilePlan:
     images: list[SlackFile] = field(default_factory=list)
     texts: list[SlackFile] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+
+
+class DownloadProblem(enum.Enum):
+    """Why a planned file did not reach the assistant; each is named to the user."""
+
+    TOO_LARGE = "too_large"
+    OVER_TURN_BUDGET = "over_turn_budget"
+    FOREIGN_HOST = "foreign_host"
+    NO_ACCESS = "no_access"
+    TIMED_OUT = "timed_out"
+    FAILED = "failed"
+
+
+def problem_note(problem: DownloadProblem, *, limit: int, host: str = "") -> str:
+    """The words, in brackets after the file's name, that tell the user why."""
+    if problem is DownloadProblem.TOO_LARGE:
+        return f"larger than {size_label(limit)}"
+    if problem is DownloadProblem.OVER_TURN_BUDGET:
+        return f"past the {size_label(MAX_TURN_FILE_BYTES)} of files I read per message"
+    if problem is DownloadProblem.FOREIGN_HOST:
+        return f"it is stored at {host or 'an unknown host'}, not on Slack, so I didn't fetch it"
+    if problem is DownloadProblem.TIMED_OUT:
+        return "the download took too long"
+    if problem is DownloadProblem.NO_ACCESS:
+        return "Slack would not let me download it"
+    return "the download failed"
+
+
+def url_host(url: str) -> str:
+    """The host (and port, when given) a URL names, for telling the user; "" when unreadable."""
+    try:
+        parts = urlsplit(url)
+        return parts.netloc.rpartition("@")[2].lower() if parts.hostname else ""
+    except ValueError:
+        return ""
+
+
+def may_send_token(url: str, *, slack_api_url: str) -> bool:
+    """Whether a file URL may receive the bot token: only Slack's own hosts over HTTPS, or
+    exactly the scheme, host and port of SLACK_API_URL (a proxy, or a local fake in tests).
+
+    A file's `url_private` can name any host (remote files), and whoever runs that host
+    would otherwise get a token that reads the whole workspace.
+    """
+    try:
+        target = urlsplit(url)
+        api = urlsplit(slack_api_url)
+        target_port, api_port = target.port, api.port
+    except ValueError:
+        return False
+    host = (target.hostname or "").rstrip(".")
+    if not host or target.username is not None or target.password is not None:
+        return False
+    same_as_api = (
+        target.scheme.lower() == api.scheme.lower()
+        and host == (api.hostname or "").rstrip(".")
+        and _port(target.scheme, target_port) == _port(api.scheme, api_port)
+    )
+    if same_as_api:
+        return True
+    on_slack = any(host == domain or host.endswith("." + domain) for domain in SLACK_FILE_DOMAINS)
+    return on_slack and target.scheme.lower() == "https" and target_port in (None, 443)
+
+
+def _port(scheme: str, port: int | None) -> int | None:
+    if port is not None:
+        return port
+    return {"https": 443, "http": 80}.get(scheme.lower())
 
 
 def parse_files(raw: str | None) -> list[SlackFile]:
@@ -98,6 +178,11 @@ def size_label(size: int) -> str:
     if size >= 1024 * 1024:
         return f"{size // (1024 * 1024)} MB"
     return f"{size // 1024} KB"
+
+
+def file_limit(file: SlackFile) -> int:
+    """The most bytes read for a file of its kind (see `plan_files`)."""
+    return MAX_IMAGE_BYTES if file.mimetype in IMAGE_TYPES else MAX_TEXT_BYTES
 
 
 def quoted_text_file(name: str, data: bytes) -> str:

@@ -15,12 +15,14 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "NO_PING",
     "build_turn_input",
     "markdown_to_mrkdwn",
     "mentioned_user_ids",
     "slack_to_plain",
     "split_message",
     "strip_citation_markers",
+    "unping_markdown",
 ]
 
 FENCE = "```"
@@ -208,7 +210,18 @@ _SPAN_PLACEHOLDER = re.compile(f"{_SPAN_START}(\\d+){_SPAN_END}")
 
 _URI_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^\s<>]*)>")
 _EMAIL_AUTOLINK = re.compile(r"<([\w.!#$%&'*+/=?^`{|}~\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*)>")
-_SLACK_MENTION = re.compile(r"<(?:@[UW][A-Z0-9]+|#C[A-Z0-9]+)(?:\|[^<>]*)?>")
+_CHANNEL_LINK = re.compile(r"<#C[A-Z0-9]+(?:\|[^<>]*)?>")
+# Slack's markup for notifying people: a user, a user group, or a broadcast to a channel.
+_PING = re.compile(
+    r"<(?:@(?P<user>[UW][A-Z0-9]+)|!subteam\^(?P<group>[A-Z0-9]+)|!(?P<broadcast>here|channel|everyone))"
+    r"(?:\|(?P<label>[^<>]*))?>"
+)
+# A bare "@here" in a section block's mrkdwn may be parsed into a live broadcast (Slack parses
+# "certain mentions" automatically unless `verbatim` is set); the joiner keeps it plain text.
+_BARE_BROADCAST = re.compile(r"(?<![\w@])@(here|channel|everyone)\b")
+NO_PING = "@\u2060"
+"""How the model's mentions are shown: an "@" followed by an invisible word joiner, which no
+Slack parser takes for a mention, so the name reads as usual but notifies nobody."""
 _BARE_URL = re.compile(r"(?:https?://|www\.)[^\s<>`]+", re.IGNORECASE)
 _URL_TRAILING_PUNCTUATION = ".,:;!?'\""
 _EMPHASIS_CHARS = "*_~"
@@ -263,6 +276,7 @@ def _inline_mrkdwn(text: str, *, markers: _Markers = _SLACK_MARKERS) -> str:
     """Converts one line of inline Markdown into escaped Slack mrkdwn."""
     protected, spans = _protect_spans(text)
     marked = _escape(_mark_emphasis(protected)).translate(_marker_table(markers))
+    marked = _BARE_BROADCAST.sub(NO_PING + r"\1", marked)
     return _SPAN_PLACEHOLDER.sub(lambda match: spans[int(match[1])].mrkdwn, marked)
 
 
@@ -330,16 +344,33 @@ def _parse_code_span(text: str, start: int) -> tuple[_Span, int]:
 
 
 def _parse_angle_bracket(text: str, start: int) -> tuple[_Span, int] | None:
+    if match := _CHANNEL_LINK.match(text, start):
+        # A link to a channel notifies nobody, so the model's one stays live.
+        return _Span(mrkdwn=match[0], plain=match[0]), match.end()
+    if match := _PING.match(text, start):
+        return _unpinged(match), match.end()
     if match := _URI_AUTOLINK.match(text, start):
         return _Span(mrkdwn=f"<{_slack_url(match[1])}>", plain=match[1]), match.end()
     if match := _EMAIL_AUTOLINK.match(text, start):
         address = _escape(match[1])
         return _Span(mrkdwn=f"<mailto:{address}|{address}>", plain=match[1]), match.end()
-    if match := _SLACK_MENTION.match(text, start):
-        # The model may address people the way Slack does; broadcasts such as
-        # <!channel> are deliberately not passed through and end up escaped.
-        return _Span(mrkdwn=match[0], plain=match[0]), match.end()
     return None
+
+
+def unping_markdown(markdown: str) -> str:
+    """The model's raw Markdown with its mentions and broadcasts made plain, for the places
+    that send Markdown to Slack unconverted (a streamed preview's `markdown_text`)."""
+    unpinged = _PING.sub(lambda match: NO_PING + _unpinged(match).plain[1:], markdown)
+    return _BARE_BROADCAST.sub(NO_PING + r"\1", unpinged)
+
+
+def _unpinged(match: re.Match[str]) -> _Span:
+    """The model's `<@U…>`, `<!subteam^…>` or `<!channel>` as plain text: text the model
+    writes must not notify people, whoever it names."""
+    name = (
+        (match["label"] or "").lstrip("@") or match["user"] or match["group"] or match["broadcast"]
+    )
+    return _Span(mrkdwn=NO_PING + _escape(name), plain="@" + name)
 
 
 def _parse_image(text: str, start: int) -> tuple[_Span, int] | None:

@@ -3,14 +3,20 @@ the policies applied before a message is taken (allow-lists, per-user rate limit
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import time
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from bot.app import Rejection, check_request
+from bot.listeners.messages import team_of, user_team_of
 from tests.conftest import BotFactory
-from tests.fakes.events import event_envelope, mention, post_event
+from tests.fakes.events import channel_message, event_envelope, mention, post_event
 from tests.harness import SIGNING_SECRET, BotUnderTest
 
 
@@ -108,3 +114,245 @@ async def test_logs_at_info_hold_no_message_text_and_no_secrets(
     assert logged, "the bot logs at INFO"
     for secret in ("hunter2", "4711", bot.slack.bot_token, bot.openai.api_key, SIGNING_SECRET):
         assert secret not in logged
+
+
+def _signed(body: bytes, *, timestamp: str, content_type: str) -> dict[str, str]:
+    """Headers as Slack computes them: the HMAC over the raw bytes, whatever they hold."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    digest = hmac.new(SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": f"v0={digest}",
+    }
+
+
+NOW = 1_700_000_000
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+EVENT = b'{"type": "event_callback", "event": {}}'
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "expected"),
+    [
+        pytest.param(EVENT, _signed(EVENT, timestamp=str(NOW), content_type=JSON), None, id="ok"),
+        pytest.param(
+            b"payload=%7B%22type%22%3A%22block_actions%22%7D",
+            _signed(
+                b"payload=%7B%22type%22%3A%22block_actions%22%7D",
+                timestamp=str(NOW),
+                content_type=FORM,
+            ),
+            None,
+            id="form with a JSON payload",
+        ),
+        pytest.param(
+            b"command=%2Fassistant&text=help",
+            _signed(b"command=%2Fassistant&text=help", timestamp=str(NOW), content_type=FORM),
+            None,
+            id="slash command form",
+        ),
+        pytest.param(
+            EVENT,
+            {**_signed(EVENT, timestamp=str(NOW), content_type=JSON), "X-Slack-Signature": "v0=0"},
+            Rejection.BAD_SIGNATURE,
+            id="forged",
+        ),
+        pytest.param(
+            EVENT,
+            _signed(EVENT, timestamp=str(NOW - 301), content_type=JSON),
+            Rejection.BAD_SIGNATURE,
+            id="stale",
+        ),
+        pytest.param(
+            EVENT,
+            _signed(EVENT, timestamp="abc", content_type=JSON),
+            Rejection.BAD_SIGNATURE,
+            id="timestamp not a number",
+        ),
+        pytest.param(
+            EVENT,
+            _signed(EVENT, timestamp=" 1700000000", content_type=JSON),
+            Rejection.BAD_SIGNATURE,
+            id="timestamp with a space",
+        ),
+        pytest.param(
+            EVENT,
+            {"Content-Type": JSON},
+            Rejection.BAD_SIGNATURE,
+            id="unsigned",
+        ),
+        pytest.param(
+            b'{"text": "\xff\xfe"}',
+            _signed(b'{"text": "\xff\xfe"}', timestamp=str(NOW), content_type=JSON),
+            Rejection.NOT_UTF8,
+            id="not utf-8",
+        ),
+        pytest.param(
+            b"payload=not-json",
+            _signed(b"payload=not-json", timestamp=str(NOW), content_type=FORM),
+            Rejection.MALFORMED_BODY,
+            id="form payload not JSON",
+        ),
+        pytest.param(
+            b"payload=%5B1%5D",
+            _signed(b"payload=%5B1%5D", timestamp=str(NOW), content_type=FORM),
+            Rejection.MALFORMED_BODY,
+            id="form payload not an object",
+        ),
+        pytest.param(
+            b"{broken",
+            _signed(b"{broken", timestamp=str(NOW), content_type=FORM),
+            Rejection.MALFORMED_BODY,
+            id="form type but a JSON body",
+        ),
+        pytest.param(
+            b"[1, 2]",
+            _signed(b"[1, 2]", timestamp=str(NOW), content_type=JSON),
+            Rejection.MALFORMED_BODY,
+            id="JSON not an object",
+        ),
+    ],
+)
+def test_check_request(body: bytes, headers: dict[str, str], expected: Rejection | None) -> None:
+    assert check_request(body, headers, signing_secret=SIGNING_SECRET, now=NOW) == expected
+
+
+def test_check_request_refuses_everything_without_a_signing_secret() -> None:
+    headers = _signed(EVENT, timestamp=str(NOW), content_type=JSON)
+    assert check_request(EVENT, headers, signing_secret="", now=NOW) is Rejection.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+@pytest.mark.parametrize(
+    ("body", "timestamp", "content_type"),
+    [
+        pytest.param(EVENT, "abc", JSON, id="timestamp abc"),
+        pytest.param(b'{"type": "event_callback", "x": "\xff"}', None, JSON, id="not utf-8"),
+        pytest.param(b"payload=%7Bnot+json", None, FORM, id="form payload not JSON"),
+    ],
+)
+async def test_malformed_requests_get_a_4xx_without_a_traceback(
+    bot: BotUnderTest,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    timestamp: str | None,
+    content_type: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    headers = _signed(body, timestamp=timestamp or str(int(time.time())), content_type=content_type)
+    async with bot.http.post(bot.events_url, data=body, headers=headers) as response:
+        assert 400 <= response.status < 500, await response.text()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_a_failed_ack_write_keeps_the_message_out_of_the_logs(
+    bot: BotUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLAlchemy puts a failed statement's parameters in its error text; the message must
+    still not reach the log, and Slack must hear of the failure so that it redelivers."""
+    assert bot.bot is not None
+    async with bot.bot.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "CREATE TRIGGER full_disk BEFORE INSERT ON inbox_messages "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        )
+    caplog.set_level(logging.INFO)
+    secret = "the launch code is swordfish-7781"
+    message = bot.slack.add_message("C0001", user="UALICE", text=f"<@UBOT> {secret}")
+    status = await bot.deliver(mention(text=f"<@UBOT> {secret}", user="UALICE", ts=message.ts))
+    assert not 200 <= status < 300, "Slack must redeliver a message the bot did not store"
+    assert "disk is full" in caplog.text, "the failure itself is logged"
+    for record in caplog.records:
+        if record.levelno >= logging.INFO:
+            shown = caplog.handler.format(record)
+            assert "swordfish" not in shown, shown
+
+
+# Slack Connect: a channel shared with another organisation ---------------------------------
+
+EXTERNAL_TEAM = "TEXTERNAL"
+
+
+def _external(event: dict[str, Any]) -> dict[str, Any]:
+    """How Slack marks a message from a user of another organisation in a shared channel:
+    the event names the writer's team, the envelope the workspace it is delivered to."""
+    return {
+        **event,
+        "team": EXTERNAL_TEAM,
+        "user_team": EXTERNAL_TEAM,
+        "source_team": EXTERNAL_TEAM,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "event", "workspace", "user_team"),
+    [
+        pytest.param(
+            event_envelope({}, team_id="T0001"), {"team": "T0001"}, "T0001", "T0001", id="local"
+        ),
+        pytest.param(
+            event_envelope({}, team_id="T0001"),
+            _external({}),
+            "T0001",
+            EXTERNAL_TEAM,
+            id="external user",
+        ),
+        pytest.param(
+            {**event_envelope({}, team_id=EXTERNAL_TEAM), "authorizations": [{"team_id": "T0001"}]},
+            _external({}),
+            "T0001",
+            EXTERNAL_TEAM,
+            id="authorizations name the receiving workspace",
+        ),
+        pytest.param({"team_id": "T0001"}, {}, "T0001", "T0001", id="no team in the event"),
+        pytest.param({}, {"team": "T0001"}, "T0001", "T0001", id="no team in the envelope"),
+    ],
+)
+def test_workspace_and_user_team(
+    body: dict[str, Any], event: dict[str, Any], workspace: str, user_team: str
+) -> None:
+    assert team_of(body, event) == workspace
+    assert user_team_of(body, event) == user_team
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_an_external_user_continues_the_channels_conversation(bot: BotUnderTest) -> None:
+    bot.slack.add_user("UEXT", display_name="Erin")
+    question = await bot.mention("what is our SLA?")
+    await bot.wait_for_answers("C0001", question.ts)
+    follow_up = bot.slack.add_message(
+        "C0001", user="UEXT", text="and on weekends?", thread_ts=question.ts
+    )
+    event = channel_message(
+        text="and on weekends?", user="UEXT", ts=follow_up.ts, thread_ts=question.ts
+    )
+    assert await bot.deliver(_external(event)) == 200
+    answers = await bot.wait_for_answers("C0001", question.ts, count=2)
+    assert [a.text for a in answers] == [
+        "Echo: Alice: what is our SLA?",
+        "Echo: Erin: and on weekends?",
+    ]
+    assert len(bot.openai.conversations) == 1, "one conversation for the whole thread"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_allowed_team_ids_checks_the_users_own_team(make_bot: BotFactory) -> None:
+    async with make_bot(ALLOWED_TEAM_IDS="T0001") as bot:
+        bot.slack.add_user("UEXT", display_name="Erin")
+        said = f"<@{bot.slack.bot_user_id}> hello from outside"
+        outside = bot.slack.add_message("C0001", user="UEXT", text=said)
+        assert await bot.deliver(_external(mention(text=said, user="UEXT", ts=outside.ts))) == 200
+        inside = await bot.mention("hello from here")
+        await bot.wait_for_answers("C0001", inside.ts)
+        await bot.idle()
+        assert bot.slack.bot_replies("C0001", outside.ts) == []

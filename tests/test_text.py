@@ -8,13 +8,16 @@ import re
 import pytest
 
 from bot.text import (
+    NO_PING,
     build_turn_input,
     markdown_to_mrkdwn,
     mentioned_user_ids,
     slack_to_plain,
     split_message,
     strip_citation_markers,
+    unping_markdown,
 )
+from tests.harness import BotUnderTest
 
 USER_NAMES = {"U111": "Alice", "U222": "Bob Smith", "W333": "Enterprise Eve"}
 BOT = "UBOT"
@@ -275,13 +278,41 @@ def test_markdown_emphasis_edge_cases(markdown: str, mrkdwn: str) -> None:
         pytest.param("**https://x.y/a**", "*<https://x.y/a>*", id="bold bare url"),
         pytest.param("_https://x.y/a_", "_<https://x.y/a>_", id="italic bare url"),
         pytest.param("www.x.y/a_b", "<http://www.x.y/a_b|www.x.y/a_b>", id="www url"),
-        pytest.param("ping <@U111>", "ping <@U111>", id="slack user mention kept"),
         pytest.param("in <#C123|general>", "in <#C123|general>", id="slack channel kept"),
-        pytest.param("<!channel> hi", "&lt;!channel&gt; hi", id="broadcast neutralised"),
     ],
 )
 def test_markdown_links(markdown: str, mrkdwn: str) -> None:
     assert markdown_to_mrkdwn(markdown) == mrkdwn
+
+
+@pytest.mark.parametrize(
+    ("markdown", "mrkdwn"),
+    [
+        pytest.param("ping <@U111>", f"ping {NO_PING}U111", id="user"),
+        pytest.param("ping <@W333>", f"ping {NO_PING}W333", id="enterprise user"),
+        pytest.param("ping <@U111|alice>", f"ping {NO_PING}alice", id="user with label"),
+        pytest.param("<!channel> hi", f"{NO_PING}channel hi", id="channel"),
+        pytest.param("<!here> hi", f"{NO_PING}here hi", id="here"),
+        pytest.param("<!everyone> hi", f"{NO_PING}everyone hi", id="everyone"),
+        pytest.param("<!here|@here> hi", f"{NO_PING}here hi", id="broadcast with label"),
+        pytest.param("<!subteam^S123|@design> look", f"{NO_PING}design look", id="user group"),
+        pytest.param("<!subteam^S123> look", f"{NO_PING}S123 look", id="group without label"),
+        pytest.param("@here and @channel", f"{NO_PING}here and {NO_PING}channel", id="bare"),
+        pytest.param("**<@U111>**", f"*{NO_PING}U111*", id="inside bold"),
+        pytest.param("mail a@here.com", "mail a@here.com", id="not a broadcast"),
+        pytest.param("`<!channel> @here`", "`&lt;!channel&gt; @here`", id="code kept as text"),
+        pytest.param("[<@U111>](https://x.y)", "<https://x.y|@U111>", id="link label"),
+        pytest.param(
+            "<!date^1392734382^{date}|Feb 18>",
+            "&lt;!date^1392734382^{date}|Feb 18&gt;",
+            id="other commands shown as text",
+        ),
+    ],
+)
+def test_the_models_mentions_ping_nobody(markdown: str, mrkdwn: str) -> None:
+    """`<@U…>`, user groups and broadcasts the model writes are shown, not sent as pings."""
+    assert markdown_to_mrkdwn(markdown) == mrkdwn
+    assert "<@" not in mrkdwn and "<!" not in mrkdwn
 
 
 @pytest.mark.parametrize(
@@ -679,3 +710,37 @@ def test_converted_markdown_splits_into_well_formed_chunks(seed: int) -> None:
     chunks = split_message(mrkdwn, limit=80)
     assert all(len(chunk) <= 80 and _fence_balance_ok(chunk) for chunk in chunks)
     assert _content("\n".join(chunks)) == _content(mrkdwn)
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        pytest.param("hi <@U111>", f"hi {NO_PING}U111", id="user"),
+        pytest.param("<@U111|a&b> hi", f"{NO_PING}a&b hi", id="label kept as Markdown"),
+        pytest.param("<!channel> **now**", f"{NO_PING}channel **now**", id="broadcast"),
+        pytest.param("<!subteam^S1|@ops>", f"{NO_PING}ops", id="group"),
+        pytest.param("@everyone", f"{NO_PING}everyone", id="bare"),
+        pytest.param("<https://x.y> and <#C1>", "<https://x.y> and <#C1>", id="links untouched"),
+    ],
+)
+def test_unping_markdown_for_streamed_previews(markdown: str, shown: str) -> None:
+    assert unping_markdown(markdown) == shown
+
+
+# ---------------------------------------------------------------------------
+# End to end: what the model writes reaches Slack without pinging anyone
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_an_answer_that_mentions_people_pings_nobody(bot: BotUnderTest) -> None:
+    bot.openai.reply = lambda texts: "<!channel> hi <@UALICE>, ask <!subteam^S1|@design>"
+    question = await bot.mention("announce it")
+    (answer,) = await bot.wait_for_answers("C0001", question.ts)
+    shown = [answer.text] + [
+        block["text"]["text"] for block in answer.blocks or [] if block.get("type") == "section"
+    ]
+    for text in shown:
+        assert text == f"{NO_PING}channel hi {NO_PING}UALICE, ask {NO_PING}design"
+        assert "<@" not in text and "<!" not in text

@@ -46,12 +46,30 @@ def is_from_person(event: dict[str, Any]) -> bool:
 
 
 def team_of(body: dict[str, Any], event: dict[str, Any]) -> str:
-    return str(event.get("team") or body.get("team_id") or "")
+    """The workspace the event was delivered to (the bot's own installation).
+
+    Conversations are keyed by it, not by the writer's team: in a Slack Connect channel a
+    thread is one conversation whichever organisation each message comes from. Like Bolt,
+    prefer `authorizations[0].team_id`, which Slack sets to the receiving workspace.
+    """
+    authorizations = body.get("authorizations")
+    if isinstance(authorizations, list) and authorizations:
+        first = authorizations[0]
+        if isinstance(first, dict) and first.get("team_id"):
+            return str(first["team_id"])
+    return str(body.get("team_id") or event.get("team") or "")
+
+
+def user_team_of(body: dict[str, Any], event: dict[str, Any]) -> str:
+    """The writer's own team: another organisation's for an external user in a shared
+    channel (`user_team`, else `team`); the receiving workspace when the event names none."""
+    return str(event.get("user_team") or event.get("team") or team_of(body, event))
 
 
 def incoming(body: dict[str, Any], event: dict[str, Any], *, surface: str) -> IncomingMessage:
     return IncomingMessage(
-        team_id=str(body.get("team_id") or event.get("team") or ""),
+        team_id=team_of(body, event),
+        user_team_id=user_team_of(body, event),
         channel_id=event["channel"],
         thread_ts=event.get("thread_ts") or event["ts"],
         ts=event["ts"],

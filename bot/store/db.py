@@ -22,12 +22,16 @@ def create_engine(url: str) -> AsyncEngine:
     failing with "database is locked", and WAL keeps readers off the writer's back.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # A pool big enough for a burst of turns, kept open: each new PostgreSQL connection costs a
     # TLS attempt, a login and a cold prepared-statement cache.
-    return create_async_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800)
+    return create_async_engine(
+        url, pool_size=40, max_overflow=10, pool_recycle=1800, hide_parameters=True
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -11,18 +11,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
-
 from bot.attachments import (
-    MAX_IMAGE_BYTES,
-    MAX_TEXT_BYTES,
     Image,
     parse_files,
     plan_files,
     quoted_text_file,
     refusal_note,
 )
-from bot.slack_api import ASSISTANT_AUTHOR, FileUnavailable, SlackGateway
+from bot.slack_api import ASSISTANT_AUTHOR, SlackGateway
 from bot.store.repository import Store
 from bot.text import build_turn_input, mentioned_user_ids, slack_to_plain
 from bot.turns.active import ActiveTurn
@@ -61,21 +57,11 @@ class PromptBuilder:
         turn, messages = active.turn, active.messages
         text = await self._turn_input(active)
         plan = plan_files([f for m in messages for f in parse_files(m.files)])
-        images: list[Image] = []
-        for file in plan.images:
-            try:
-                data = await self._slack.download(file.url, max_bytes=MAX_IMAGE_BYTES)
-                images.append(Image(file.name, file.mimetype, data))
-            except (FileUnavailable, aiohttp.ClientError) as exc:
-                log.warning("turn %s: an image could not be downloaded: %r", turn.id, exc)
-                plan.refused.append(f"{file.name} (Slack would not let me download it)")
-        for file in plan.texts:
-            try:
-                data = await self._slack.download(file.url, max_bytes=MAX_TEXT_BYTES)
-                text = f"{text}\n\n{quoted_text_file(file.name, data)}".strip()
-            except (FileUnavailable, aiohttp.ClientError) as exc:
-                log.warning("turn %s: a file could not be downloaded: %r", turn.id, exc)
-                plan.refused.append(f"{file.name} (Slack would not let me download it)")
+        fetched = await self._slack.download_files(plan, deadline_at=turn.deadline_at)
+        images = fetched.images
+        for name, data in fetched.texts:
+            text = f"{text}\n\n{quoted_text_file(name, data)}".strip()
+        plan.refused.extend(fetched.refused)
         if plan.refused and active.first_attempt:
             await tell(refusal_note(plan.refused))
         if not text and images:

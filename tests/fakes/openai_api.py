@@ -83,6 +83,9 @@ def echo_reply(user_texts: list[str]) -> str:
     return "Echo: " + (user_texts[-1] if user_texts else "")
 
 
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
 @dataclass
 class FakeRequest:
     """One HTTP request as it arrived, recorded before it was processed (or refused)."""
@@ -399,7 +402,10 @@ class FakeOpenAI:
         return self.max_concurrent_per_thread
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._make_middleware()])
+        # OpenAI takes requests of tens of MB (base64 images); aiohttp's default is 1 MB.
+        app = web.Application(
+            middlewares=[self._make_middleware()], client_max_size=MAX_REQUEST_BYTES
+        )
         self._add_routes(app.router)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()

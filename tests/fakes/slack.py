@@ -350,6 +350,10 @@ class FakeSlack:
         self.channels: dict[str, SlackChannel] = {}
         self.files: dict[str, FakeFile] = {}
         self.downloads: list[str] = []
+        #: When set, file downloads arrive in pieces of this many bytes, each after
+        #: ``download_pause_s``, with no Content-Length: what a slow network delivers.
+        self.download_chunk_bytes: int | None = None
+        self.download_pause_s = 0.0
         self._holds: dict[str, tuple[int, float]] = {}
         self._mimetypes: dict[str, str] = {}
         self.ephemerals: list[SlackEphemeral] = []
@@ -1335,7 +1339,16 @@ class FakeSlack:
         if file is None or file.content is None:
             return web.Response(status=404, text="Not Found")
         mimetype = self._mimetypes.get(file.id, "application/octet-stream")
-        return web.Response(body=file.content, content_type=mimetype)
+        if self.download_chunk_bytes is None:
+            return web.Response(body=file.content, content_type=mimetype)
+        response = web.StreamResponse(headers={"Content-Type": mimetype})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(file.content), self.download_chunk_bytes):
+            await asyncio.sleep(self.download_pause_s)
+            await response.write(file.content[start : start + self.download_chunk_bytes])
+        await response.write_eof()
+        return response
 
     async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
         """The ``upload_url`` from files.getUploadURLExternal: raw bytes or multipart."""
