@@ -32,6 +32,7 @@ from bot.assistants.base import (
     RunState,
     StreamDelta,
     StreamStarted,
+    is_unreachable,
 )
 from bot.attachments import (
     MAX_IMAGE_BYTES,
@@ -509,8 +510,8 @@ class ConversationService:
         while True:
             try:
                 return await call(retry)
-            except AssistantUnavailable:
-                if time.time() + delay >= turn.deadline_at:
+            except AssistantUnavailable as exc:
+                if is_unreachable(exc) or time.time() + delay >= turn.deadline_at:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.settings import Settings
+from bot.store.db import database_health
 from bot.store.repository import Store, TurnWork
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,10 @@ class Dispatcher:
                 self._wake.clear()
                 try:
                     await self._dispatch_once()
-                except Exception:
-                    log.exception("dispatcher: scanning for work failed; retrying")
+                except Exception as exc:
+                    database_health(self._store.engine).report(
+                        log, exc, "dispatcher: scanning for work failed; retrying"
+                    )
                     await asyncio.sleep(self._scan_interval_s)
                 wait_s = BUSY_RECHECK_S if self._hints else self._scan_interval_s
                 with contextlib.suppress(TimeoutError):
