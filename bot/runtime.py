@@ -165,10 +165,11 @@ async def _intake(bot: Bot) -> AsyncIterator[None]:
 @asynccontextmanager
 async def _socket_mode(bot: Bot, app_token: str) -> AsyncIterator[None]:
     settings = bot.settings
-    handler = AsyncSocketModeHandler(bot.bolt, app_token)
     # The SDK retries a refused app token every 10 s forever; ask once ourselves first, and
     # hand the address we got to the handler so it does not ask again.
-    handler.client.wss_uri = await _open_socket_url(bot.bolt.client, settings, app_token)
+    url = await _open_socket_url(bot.bolt.client, settings, app_token)
+    handler = AsyncSocketModeHandler(bot.bolt, app_token)
+    handler.client.wss_uri = url
     try:
         await handler.connect_async()  # type: ignore[no-untyped-call]
         health = build_health_app(bot.engine)
