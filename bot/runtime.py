@@ -54,10 +54,6 @@ class Bot:
     service: ConversationService
     bolt: AsyncApp
 
-    @property
-    def database(self) -> DatabaseHealth:
-        return database_health(self.engine)
-
 
 async def serve(settings: Settings, *, stop_signals: Sequence[signal.Signals] = ()) -> None:
     """Run the bot until a stop signal; `StartupError` if it cannot start.
@@ -94,6 +90,7 @@ async def serve(settings: Settings, *, stop_signals: Sequence[signal.Signals] = 
 
 
 async def _run(settings: Settings, *, stop: asyncio.Event, ready: asyncio.Event) -> None:
+    await check_openai(settings)
     async with running_bot(settings) as bot:
         dispatcher = asyncio.create_task(bot.service.run())
         try:
@@ -114,7 +111,6 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
     client = make_web_client(token=settings.slack_bot_token, base_url=settings.slack_api_url)
     try:
         identity = await _check_slack(client, settings)
-        await check_openai(settings)
         backend = make_backend(settings)
         service = ConversationService(
             store=Store(engine),
