@@ -10,12 +10,15 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
-import psutil  # type: ignore[import-untyped]
 
 from bench.rig import TOKEN_RE, Config, FakeOptions, Question, Rig, start_fakes
 from tests.fakes.openai_api import FakeOpenAI, FakeRequest, FakeResponse, FakeRun
+
+if TYPE_CHECKING:
+    import psutil  # type: ignore[import-untyped]
 
 ID_SEGMENT_RE = re.compile(r"^[a-z]+_[A-Za-z0-9]+$")
 LIGHT_RATE = 5
@@ -85,6 +88,8 @@ class ResourceSampler:
     """Peak RSS of the bot process and its children, sampled every 50 ms; CPU seconds used."""
 
     def __init__(self, pid: int) -> None:
+        import psutil  # a bench extra: imported when used, so `--help` works without it
+
         self._process = psutil.Process(pid)
         self.peak_rss = 0
         self._task: asyncio.Task[None] | None = None
@@ -93,6 +98,8 @@ class ResourceSampler:
         return [self._process, *self._process.children(recursive=True)]
 
     def rss(self) -> int:
+        import psutil
+
         total = 0
         for process in self._family():
             with contextlib.suppress(psutil.Error):
@@ -100,6 +107,8 @@ class ResourceSampler:
         return total
 
     def cpu_s(self) -> float:
+        import psutil
+
         total = 0.0
         for process in self._family():
             with contextlib.suppress(psutil.Error):

@@ -24,7 +24,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
-import psutil  # type: ignore[import-untyped]
 
 from bot.turns.delivery import THINKING_TEXT
 from tests.fakes.events import event_envelope, mention, signed_headers
@@ -366,17 +365,23 @@ class Noise:
     does anything else running on the machine; and CPU time stolen by the hypervisor."""
 
     def __init__(self) -> None:
+        import psutil  # type: ignore[import-untyped]  # a bench extra: imported when used
+
         self._started = time.monotonic()
         self._system = psutil.cpu_times()
         self._ours = self._our_cpu()
 
     @staticmethod
     def _our_cpu() -> float:
+        import psutil
+
         times = psutil.Process().cpu_times()
         return float(times.user + times.system + times.children_user + times.children_system)
 
     def cores(self) -> tuple[float, float]:
         """(other processes' CPU, stolen CPU) since creation, in cores."""
+        import psutil
+
         now = psutil.cpu_times()
         elapsed = max(1e-9, time.monotonic() - self._started)
         total = sum(now) - sum(self._system)

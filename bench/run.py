@@ -375,10 +375,37 @@ async def run_all(options: Options, plan: Plan) -> Results:
     return results
 
 
+def result_paths(options: Options) -> tuple[Path, Path]:
+    """Where the report and the chart go. `--quick` writes `quick.md`/`quick-latency.png`
+    (git-ignored), so a quick run never overwrites the full results the README links to."""
+    if options.quick:
+        return options.out / "quick.md", options.out / "quick-latency.png"
+    return options.out / "latest.md", options.out / "latency.png"
+
+
+def missing_extras() -> list[str]:
+    """The bench extras (`pip install -e '.[test,bench]'`) that are not installed."""
+    import importlib
+
+    missing = []
+    for name in ("psutil", "matplotlib"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    missing = missing_extras()
+    if missing:
+        print(
+            f"bench: needs {', '.join(missing)}: pip install -e '.[test,bench]'", file=sys.stderr
+        )
+        return 2
     from bench.report import plot, report
 
-    options = parse_options(argv)
     plan = build_plan(options)
     # A bot killed mid-stream leaves the fake OpenAI writing to a closed socket; expected here.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
@@ -388,9 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = time.monotonic() - started
     text = report(results, options, plan, runtime)
     print(text)
-    (options.out / "latest.md").write_text(text + "\n", encoding="utf-8")
-    plot(results, options.out / "latency.png")
-    progress(f"wrote {options.out / 'latest.md'} and {options.out / 'latency.png'}")
+    report_path, chart_path = result_paths(options)
+    report_path.write_text(text + "\n", encoding="utf-8")
+    plot(results, chart_path)
+    progress(f"wrote {report_path} and {chart_path}")
     return 1 if results.failures else 0
 
 

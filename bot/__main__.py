@@ -1,17 +1,75 @@
-"""`python -m bot`: settings → database → Slack → HTTP server or Socket Mode, until SIGTERM."""
+"""`python -m bot`: settings → database → Slack → HTTP server or Socket Mode, until SIGTERM.
+
+`python -m bot COMMAND …` runs one of the maintenance commands instead; `--help` lists them.
+The command line is parsed before the settings are read, so `--help` needs no settings.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from bot.settings import Settings, SettingsError, load_settings
 
 
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name and help, its arguments, and what it runs with the settings."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Settings, argparse.Namespace], int]
+
+
+def _purge_arguments(parser: argparse.ArgumentParser) -> None:
+    from bot.retention import add_purge_arguments
+
+    add_purge_arguments(parser)
+
+
+def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.retention import purge
+
+    older_than_days = float(args.older_than_days)
+    removed = asyncio.run(purge(settings, older_than_days=older_than_days))
+    print(f"deleted {removed} conversation(s) idle for more than {older_than_days:g} days")
+    return 0
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        name="purge",
+        help="delete conversations idle for longer than N days, here and at OpenAI",
+        add_arguments=_purge_arguments,
+        run=_purge,
+    ),
+)
+"""Add a command here: it then shows in `--help` and runs with the settings loaded."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="A Slack assistant bot backed by OpenAI. Without a command it runs the bot "
+        "(HTTP, or Socket Mode when SLACK_APP_TOKEN is set) until SIGTERM. Settings come from "
+        "the environment or a .env file; see .env.example.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -23,14 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     _quiet_chatty_libraries(settings.log_level)
-    if argv[:1] == ["purge"]:
-        return _purge(settings, argv[1:])
-    if argv:
-        print(
-            f"bot: unknown command {argv[0]!r}; use 'python -m bot' or 'python -m bot purge'",
-            file=sys.stderr,
-        )
-        return 2
+    run: Callable[[Settings, argparse.Namespace], int] | None = getattr(args, "run", None)
+    if run is not None:
+        return run(settings, args)
     from bot.runtime import StartupError, serve
 
     try:
@@ -40,15 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
-
-
-def _purge(settings: Settings, argv: list[str]) -> int:
-    from bot.retention import parse_purge_args, purge
-
-    older_than_days = parse_purge_args(argv)
-    removed = asyncio.run(purge(settings, older_than_days=older_than_days))
-    print(f"deleted {removed} conversation(s) idle for more than {older_than_days:g} days")
     return 0
 
 

@@ -21,12 +21,12 @@ from slack_bolt.logger.messages import (
     warning_token_skipped,
 )
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.conversation import ConversationService
 from bot.listeners import register_listeners
 from bot.settings import Settings
+from bot.store.db import database_answers
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +163,7 @@ def build_web_app(*, bolt: AsyncApp, settings: Settings, engine: AsyncEngine) ->
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_: web.Request) -> web.Response:
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception as exc:
-            log.warning("health check: database unreachable: %s", type(exc).__name__)
+        if not await database_answers(engine):  # an outage is logged once, not per check
             return web.json_response({"ok": False, "database": "unreachable"}, status=503)
         return web.json_response({"ok": True, "database": "ok"})
 

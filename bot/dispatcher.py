@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.settings import Settings
+from bot.store.db import database_health
 from bot.store.repository import Lease, LeaseLost, Store, TurnWork
 from bot.turns.retry import RetryPolicy
 
@@ -90,8 +91,10 @@ class Dispatcher:
                 self._wake.clear()
                 try:
                     await self._dispatch_once()
-                except Exception:
-                    log.exception("dispatcher: scanning for work failed; retrying")
+                except Exception as exc:
+                    database_health(self._store.engine).report(
+                        log, exc, "dispatcher: scanning for work failed; retrying"
+                    )
                     await asyncio.sleep(self._scan_interval_s)
                 wait_s = BUSY_RECHECK_S if self._hints else self._scan_interval_s
                 with contextlib.suppress(TimeoutError):

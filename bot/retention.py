@@ -18,18 +18,35 @@ from bot.store.repository import Store
 log = logging.getLogger(__name__)
 
 
+def add_purge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--older-than-days",
+        type=_days,
+        required=True,
+        metavar="N",
+        help="delete conversations with no activity for more than N days (may be fractional)",
+    )
+
+
 def parse_purge_args(argv: list[str]) -> float:
     parser = argparse.ArgumentParser(prog="python -m bot purge", description=__doc__)
-    parser.add_argument("--older-than-days", type=float, required=True, metavar="N")
-    args = parser.parse_args(argv)
-    if args.older_than_days < 0:
-        parser.error("--older-than-days must not be negative")
-    return float(args.older_than_days)
+    add_purge_arguments(parser)
+    return float(parser.parse_args(argv).older_than_days)
+
+
+def _days(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
 
 
 async def purge(settings: Settings, *, older_than_days: float) -> int:
     """Delete conversations idle for longer than the given age; how many were deleted."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     backend = make_backend(settings)
     try:
         await migrate(engine)

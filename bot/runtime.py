@@ -8,8 +8,10 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+import openai
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -21,13 +23,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_bolt_app, build_web_app
 from bot.assistants import make_backend
+from bot.assistants.errors import connection_refused
 from bot.conversation import ConversationService
 from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_web_client
-from bot.store.db import create_engine, migrate
+from bot.store.db import (
+    DatabaseHealth,
+    create_engine,
+    database_answers,
+    database_health,
+    migrate,
+)
 from bot.store.repository import Store
 
 log = logging.getLogger("bot")
+
+DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
+OPENAI_CHECK_TIMEOUT_S = 10.0
+SOCKET_CLOSE_TIMEOUT_S = 5.0
 
 
 class StartupError(Exception):
@@ -43,18 +56,52 @@ class Bot:
 
 
 async def serve(settings: Settings, *, stop_signals: Sequence[signal.Signals] = ()) -> None:
+    """Run the bot until a stop signal; `StartupError` if it cannot start.
+
+    The signal handlers are installed before anything is awaited, so a stop signal works in
+    every state: during start-up (a slow database, Slack or OpenAI) it abandons the start at
+    once; once running it stops intake and lets answers finish for SHUTDOWN_GRACE_S; a second
+    signal while that runs stops at once.
+    """
     stop = asyncio.Event()
+    ready = asyncio.Event()
+    work = asyncio.create_task(_run(settings, stop=stop, ready=ready))
+
+    def on_signal() -> None:
+        if stop.is_set() or not ready.is_set():
+            work.cancel()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in stop_signals:
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await asyncio.wait([work])
+    finally:
+        for sig in stop_signals:
+            loop.remove_signal_handler(sig)
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+    if work.cancelled():
+        log.info("stopped before finishing what was in hand; the next start resumes it")
+        return
+    work.result()
+
+
+async def _run(settings: Settings, *, stop: asyncio.Event, ready: asyncio.Event) -> None:
+    await check_openai(settings)
     async with running_bot(settings) as bot:
         dispatcher = asyncio.create_task(bot.service.run())
-        async with _intake(bot):
-            await stop.wait()
-            log.info("stopping: no new work is taken; finishing what is in hand")
-        await bot.service.shutdown()
-        dispatcher.cancel()
-        await asyncio.gather(dispatcher, return_exceptions=True)
+        try:
+            async with _intake(bot):
+                ready.set()
+                await stop.wait()
+                log.info("stopping: no new work is taken; finishing what is in hand")
+            await bot.service.shutdown()
+        finally:
+            dispatcher.cancel()
+            await asyncio.gather(dispatcher, return_exceptions=True)
     log.info("stopped")
 
 
@@ -75,6 +122,7 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
             bolt = build_bolt_app(
                 settings=settings, client=client, service=service, identity=identity
             )
+            bolt.error(_listener_error_handler(database_health(engine)))
             yield Bot(settings=settings, engine=engine, service=service, bolt=bolt)
         finally:
             await backend.close()
@@ -82,44 +130,96 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
         await engine.dispose()
 
 
+def _listener_error_handler(health: DatabaseHealth) -> Any:
+    """Bolt's error handler: the request still fails (HTTP 500, so Slack redelivers), but a
+    database outage is logged once by the tracker instead of a traceback per event."""
+
+    async def on_error(error: Exception) -> None:
+        health.report(log, error, "a Slack event could not be handled")
+
+    return on_error
+
+
 @asynccontextmanager
 async def _intake(bot: Bot) -> AsyncIterator[None]:
     """Take Slack events (HTTP or Socket Mode) for as long as the block runs."""
     settings = bot.settings
     if settings.slack_app_token:
-        handler = AsyncSocketModeHandler(bot.bolt, settings.slack_app_token)
-        await handler.connect_async()  # type: ignore[no-untyped-call]
-        log.info("ready: Socket Mode connected (%s assistant API)", settings.assistant_api)
-        try:
+        async with _socket_mode(bot, settings.slack_app_token):
             yield
-        finally:
-            await handler.close_async()  # type: ignore[no-untyped-call]
         return
-    runner = web.AppRunner(
-        build_web_app(bolt=bot.bolt, settings=settings, engine=bot.engine),
-        shutdown_timeout=5.0,
-        access_log=None,
-    )
+    web_app = build_web_app(bolt=bot.bolt, settings=settings, engine=bot.engine)
+    async with _http_server(web_app, settings.port, setting="PORT"):
+        log.info(
+            "ready: listening on port %s, POST /slack/events (%s assistant API)",
+            settings.port,
+            settings.assistant_api,
+        )
+        yield
+
+
+@asynccontextmanager
+async def _socket_mode(bot: Bot, app_token: str) -> AsyncIterator[None]:
+    settings = bot.settings
+    # The SDK retries a refused app token every 10 s forever; ask once ourselves first, and
+    # hand the address we got to the handler so it does not ask again.
+    url = await _open_socket_url(bot.bolt.client, settings, app_token)
+    handler = AsyncSocketModeHandler(bot.bolt, app_token)
+    handler.client.wss_uri = url
+    try:
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        health = build_health_app(bot.engine)
+        port = settings.health_port
+        if port is None:
+            log.info("ready: Socket Mode connected (%s assistant API)", settings.assistant_api)
+            yield
+            return
+        async with _http_server(health, port, setting="HEALTH_PORT or PORT"):
+            log.info(
+                "ready: Socket Mode connected, GET /healthz on port %s (%s assistant API)",
+                port,
+                settings.assistant_api,
+            )
+            yield
+    finally:
+        try:
+            async with asyncio.timeout(SOCKET_CLOSE_TIMEOUT_S):
+                await handler.close_async()  # type: ignore[no-untyped-call]
+        except TimeoutError:
+            log.warning("Socket Mode did not close within %.0f s", SOCKET_CLOSE_TIMEOUT_S)
+
+
+@asynccontextmanager
+async def _http_server(web_app: web.Application, port: int, *, setting: str) -> AsyncIterator[None]:
+    runner = web.AppRunner(web_app, shutdown_timeout=5.0, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host="0.0.0.0", port=settings.port)
+    site = web.TCPSite(runner, host="0.0.0.0", port=port)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise StartupError(f"cannot listen on PORT {settings.port}: {exc.strerror}") from None
-    log.info(
-        "ready: listening on port %s, POST /slack/events (%s assistant API)",
-        settings.port,
-        settings.assistant_api,
-    )
+        raise StartupError(f"cannot listen on {setting} {port}: {exc.strerror}") from None
     try:
         yield
     finally:
         await runner.cleanup()
 
 
+def build_health_app(engine: AsyncEngine) -> web.Application:
+    """`GET /healthz` alone, for Socket Mode (which otherwise listens on no port)."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        if await database_answers(engine):
+            return web.json_response({"ok": True, "database": "ok"})
+        return web.json_response({"ok": False, "database": "unreachable"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
 async def _open_database(settings: Settings) -> AsyncEngine:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     try:
         await migrate(engine)
     except (OSError, SQLAlchemyError) as exc:
@@ -127,7 +227,7 @@ async def _open_database(settings: Settings) -> AsyncEngine:
         reason = getattr(exc, "orig", None) or exc
         raise StartupError(
             f"cannot open the database in DATABASE_URL ({type(reason).__name__}: "
-            f"{str(reason).splitlines()[0][:160]})"
+            f"{str(reason).splitlines()[0][:160] if str(reason) else 'no detail'})"
         ) from None
     return engine
 
@@ -136,15 +236,135 @@ async def _check_slack(client: AsyncWebClient, settings: Settings) -> AuthorizeR
     """Who the bot is (`auth.test`), which also proves the token works."""
     try:
         response = await client.auth_test()
-    except SlackApiError as exc:
-        raise StartupError(
-            f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')}): "
-            "set it to the Bot User OAuth Token of your installed app"
-        ) from None
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise StartupError(
-            f"cannot reach Slack at SLACK_API_URL {settings.slack_api_url} ({type(exc).__name__})"
+    except (SlackApiError, ValueError, TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _slack_error(
+            exc,
+            settings,
+            token="SLACK_BOT_TOKEN",
+            hint="set it to the Bot User OAuth Token of your installed app",
         ) from None
     return AuthorizeResult.from_auth_test_response(
         bot_token=settings.slack_bot_token, auth_test_response=response
     )
+
+
+async def _open_socket_url(client: AsyncWebClient, settings: Settings, app_token: str) -> str:
+    """`apps.connections.open` with the app token: a Socket Mode address, or one line why not."""
+    try:
+        response = await client.apps_connections_open(app_token=app_token)
+    except (SlackApiError, ValueError, TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _slack_error(
+            exc,
+            settings,
+            token="SLACK_APP_TOKEN",
+            hint="set it to an app-level token (xapp-…) with the connections:write scope, "
+            "from the app's Basic Information page, and turn Socket Mode on",
+        ) from None
+    url = response.get("url")
+    if not isinstance(url, str) or not url:
+        raise StartupError(
+            f"SLACK_API_URL {settings.slack_api_url} gave no Socket Mode address "
+            "(apps.connections.open answered without a url)"
+        )
+    return url
+
+
+def _slack_error(exc: Exception, settings: Settings, *, token: str, hint: str) -> StartupError:
+    url = settings.slack_api_url
+    if isinstance(exc, SlackApiError):
+        data = exc.response.data if exc.response is not None else None
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(data, dict) and data.get("ok") is False and isinstance(error, str) and error:
+            return StartupError(f"Slack rejected {token} ({error}): {hint}")
+        status = exc.response.status_code if exc.response is not None else "?"
+        return StartupError(
+            f"SLACK_API_URL {url} does not look like Slack's Web API (HTTP {status})"
+        )
+    if isinstance(exc, ValueError):
+        return StartupError(
+            f"SLACK_API_URL {url} does not look like Slack's Web API (the answer is not JSON)"
+        )
+    detail = "connection refused" if connection_refused(exc) else type(exc).__name__
+    return StartupError(f"cannot reach Slack at SLACK_API_URL {url} ({detail})")
+
+
+async def check_openai(settings: Settings) -> None:
+    """One cheap authenticated call, so wrong OpenAI settings stop the bot at start.
+
+    Responses: `models.retrieve(OPENAI_MODEL)`; threads: `beta.assistants.retrieve`. An
+    OpenAI-compatible server may lack that endpoint: a 404 that is not an OpenAI-style
+    "not found" error (or one saying "Invalid URL") gives a warning and the bot starts.
+    """
+    client = openai.AsyncOpenAI(
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        max_retries=0,
+        timeout=min(OPENAI_CHECK_TIMEOUT_S, settings.openai_timeout_s),
+    )
+    url = settings.openai_base_url or DEFAULT_OPENAI_URL
+    threads = settings.assistant_api == "threads"
+    setting, value = (
+        ("OPENAI_ASSISTANT_ID", settings.openai_assistant_id)
+        if threads
+        else ("OPENAI_MODEL", settings.openai_model)
+    )
+    try:
+        if threads:
+            assert settings.openai_assistant_id is not None
+            await client.beta.assistants.retrieve(settings.openai_assistant_id)
+        else:
+            await client.models.retrieve(settings.openai_model)
+    except openai.APIConnectionError as exc:
+        detail = "connection refused" if connection_refused(exc) else _connection_detail(exc)
+        raise StartupError(f"cannot reach OpenAI at OPENAI_BASE_URL {url} ({detail})") from None
+    except openai.AuthenticationError:
+        raise StartupError(
+            f"OpenAI at {url} rejected OPENAI_API_KEY (HTTP 401): set it to a valid API key"
+        ) from None
+    except openai.PermissionDeniedError as exc:
+        raise StartupError(
+            f"OpenAI at {url} refused OPENAI_API_KEY access to {setting} {value} "
+            f"(HTTP 403: {_first_line(exc.message)})"
+        ) from None
+    except openai.NotFoundError as exc:
+        if _endpoint_missing(exc):
+            log.warning(
+                "OpenAI at %s cannot look up %s (HTTP 404, no such endpoint): starting "
+                "without checking it",
+                url,
+                setting,
+            )
+            return
+        what = "an assistant" if threads else "a model"
+        raise StartupError(
+            f"{setting} {value} is not {what} this OPENAI_API_KEY can use at {url} (HTTP 404)"
+        ) from None
+    except openai.APIStatusError as exc:
+        raise StartupError(
+            f"OpenAI at OPENAI_BASE_URL {url} answered HTTP {exc.status_code} when checking "
+            f"{setting}: {_first_line(exc.message)}"
+        ) from None
+    finally:
+        await client.close()
+
+
+def _endpoint_missing(exc: openai.NotFoundError) -> bool:
+    """A 404 for the endpoint itself rather than for the model or assistant asked about."""
+    body = exc.body
+    if not isinstance(body, dict):
+        return True
+    error = body.get("error", body)
+    if not isinstance(error, dict) or not error.get("message"):
+        return True
+    return str(error["message"]).startswith("Invalid URL")
+
+
+def _connection_detail(exc: openai.APIConnectionError) -> str:
+    if isinstance(exc, openai.APITimeoutError):
+        return f"no answer within {OPENAI_CHECK_TIMEOUT_S:g} s"
+    cause = exc.__cause__ or exc.__context__
+    return type(cause or exc).__name__
+
+
+def _first_line(text: str) -> str:
+    return (text.splitlines() or [""])[0][:160]

@@ -66,6 +66,9 @@ class Settings:
     suggested_prompts: tuple[str, ...] = DEFAULT_PROMPTS
     instance_id: str = field(default_factory=lambda: f"bot-{uuid.uuid4().hex[:12]}")
     retry_base_s: float = 0.5
+    db_pool_size: int = 20
+    health_port: int | None = None
+    """Socket Mode: where `GET /healthz` is served (HEALTH_PORT, else PORT when set)."""
 
     @property
     def socket_mode(self) -> bool:
@@ -152,7 +155,17 @@ def _parse(env: Mapping[str, str]) -> Settings:
         log_level=_log_level(get("LOG_LEVEL")),
         assistant_greeting=get("ASSISTANT_GREETING") or DEFAULT_GREETING,
         suggested_prompts=_prompts(env.get("ASSISTANT_SUGGESTED_PROMPTS")),
+        db_pool_size=_int(env, "DB_POOL_SIZE", 20, minimum=1, maximum=1000),
+        health_port=_health_port(env),
     )
+
+
+def _health_port(env: Mapping[str, str]) -> int | None:
+    """Socket Mode listens on no port; a health check needs one: HEALTH_PORT, else PORT."""
+    for name in ("HEALTH_PORT", "PORT"):
+        if env.get(name, "").strip():
+            return _int(env, name, 0, minimum=1, maximum=65535)
+    return None
 
 
 def database_url(raw: str | None) -> str:

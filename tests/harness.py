@@ -26,10 +26,10 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.app import build_web_app
-from bot.turns.delivery import THINKING_TEXT
 from bot.runtime import Bot, running_bot
 from bot.settings import load_settings
 from bot.store.models import Conversation, InboxMessage, Turn
+from bot.turns.delivery import THINKING_TEXT
 from tests.fakes.events import channel_message, dm_message, event_envelope, mention, post_event
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage

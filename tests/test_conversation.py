@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from bot.turns.delivery import THINKING_TEXT
 from bot.replies import OUTCOME_MESSAGES
+from bot.turns.delivery import THINKING_TEXT
 from tests.conftest import BotFactory
 from tests.fakes.events import channel_message, dm_message, mention
 from tests.harness import RUN_STARTS, BotUnderTest, is_finished

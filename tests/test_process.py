@@ -10,18 +10,20 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.settings import database_url as async_database_url
 from bot.store.db import create_engine
-from bot.store.models import Turn
+from bot.store.models import Conversation, Turn
 from tests.fakes.events import event_envelope, mention
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import RUN_STARTS, BotProcess, Conversations, bot_env
+from tests.harness import ROOT, RUN_STARTS, BotProcess, Conversations, bot_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -489,3 +491,372 @@ async def test_kill_9_while_posting_a_long_answer_posts_each_part_once(
         texts = [a.text for a in bot.talk.answers("C0001", question.ts)]
         assert len(texts) == 3, [t[:20] for t in texts]
         assert [t[:6] for t in texts] == ["Part 0", "Part 1", "Part 2"]
+
+
+# --------------------------------------------------------------------------- start-up, CLI
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any of the bot's settings (as on a fresh machine)."""
+    names = ("SLACK_", "OPENAI_", "ASSISTANT_", "DATABASE_URL", "PORT", "HEALTH_PORT")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(names)}, **extra}
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The process failed with exactly one line on stderr, and no traceback."""
+    assert result.returncode not in (0, None), result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["-m", "bot", "--help"], ["usage: python -m bot", "purge"]),
+        (["-m", "bot", "purge", "--help"], ["usage: python -m bot purge", "--older-than-days"]),
+    ],
+)
+def test_help_needs_no_settings(argv: list[str], expected: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, *argv],
+        env=clean_env(),
+        cwd="/tmp",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    for text in expected:
+        assert text in result.stdout
+
+
+def test_bench_help_needs_no_bench_extras() -> None:
+    """`python -m bench.run --help` with psutil and matplotlib not importable."""
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['psutil'] = None\n"
+        "sys.modules['matplotlib'] = None\n"
+        "sys.argv = ['python -m bench.run', '--help']\n"
+        "runpy.run_module('bench.run', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=clean_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--quick" in result.stdout
+
+
+async def test_rejected_app_token_stops_socket_mode_with_one_line(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=f"sqlite:///{tmp_path}/s.db",
+        assistant_api="responses",
+        SLACK_APP_TOKEN="xapp-revoked",
+    )
+    del env["SLACK_SIGNING_SECRET"]
+    result = await asyncio.to_thread(run_bot_expecting_failure, env)
+    line = one_line(result)
+    assert line.startswith("bot: Slack rejected SLACK_APP_TOKEN (invalid_auth)"), line
+    assert result.returncode == 1
+
+
+@asynccontextmanager
+async def tiny_server(status: int, body: str, content_type: str) -> AsyncIterator[str]:
+    """An HTTP server answering every request with the same response; yields its base URL."""
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [("<html><body><h1>404 Not Found</h1></body></html>", "text/html"), ("", "text/plain")],
+)
+async def test_slack_api_url_that_is_not_slack_is_one_true_line(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object, body: str, content_type: str
+) -> None:
+    async with tiny_server(404, body, content_type) as url:
+        env = bot_env(
+            slack=slack,
+            openai=openai_fake,
+            database_url=f"sqlite:///{tmp_path}/b.db",
+            assistant_api="responses",
+            SLACK_API_URL=f"{url}/api/",
+        )
+        result = await asyncio.to_thread(run_bot_expecting_failure, env)
+    assert one_line(result) == (
+        f"bot: SLACK_API_URL {url}/api/ does not look like Slack's Web API (HTTP 404)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("closed port", "bot: cannot reach OpenAI at OPENAI_BASE_URL {url} (connection refused)"),
+        ("wrong key", "bot: OpenAI at {url} rejected OPENAI_API_KEY (HTTP 401)"),
+        ("unknown model", "bot: OPENAI_MODEL gpt-nope is not a model this OPENAI_API_KEY"),
+        ("unknown assistant", "bot: OPENAI_ASSISTANT_ID asst_nope is not an assistant"),
+    ],
+)
+async def test_wrong_openai_settings_stop_the_bot_at_start(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object, case: str, expected: str
+) -> None:
+    api = "threads" if case == "unknown assistant" else "responses"
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=f"sqlite:///{tmp_path}/o.db",
+        assistant_api=api,
+    )
+    if case == "closed port":
+        env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{free_port()}/v1"
+    elif case == "wrong key":
+        env["OPENAI_API_KEY"] = "sk-wrong"
+    elif case == "unknown model":
+        env["OPENAI_MODEL"] = "gpt-nope"
+    else:
+        env["OPENAI_ASSISTANT_ID"] = "asst_nope"
+    result = await asyncio.to_thread(run_bot_expecting_failure, env)
+    assert one_line(result).startswith(expected.format(url=env["OPENAI_BASE_URL"]))
+    assert result.returncode == 1
+
+
+async def test_compatible_server_without_model_lookup_warns_and_starts(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object
+) -> None:
+    """A server that speaks the API but has no `GET /models/{id}` (vLLM answers
+    `{"detail": "Not Found"}`): one warning, and the bot starts."""
+    async with tiny_server(404, '{"detail": "Not Found"}', "application/json") as url:
+        env = bot_env(
+            slack=slack,
+            openai=openai_fake,
+            database_url=f"sqlite:///{tmp_path}/c.db",
+            assistant_api="responses",
+            OPENAI_BASE_URL=f"{url}/v1",
+        )
+        process = await start_process(env)
+        process.stop()
+    warnings = [line for line in process.output().splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, process.output()
+    assert "cannot look up OPENAI_MODEL (HTTP 404, no such endpoint)" in warnings[0]
+
+
+async def test_refused_openai_connection_fails_the_answer_fast(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=f"sqlite:///{tmp_path}/r.db",
+        assistant_api="responses",
+    )
+    process = await start_process(env)
+    try:
+        await openai_fake.stop()  # OpenAI goes away after the start: connections are refused
+        async with aiohttp.ClientSession() as http:
+            talk = Conversations(process.events_url, slack, openai_fake, http)
+            started = time.monotonic()
+            question = await talk.mention("are you there?")
+            (answer,) = await talk.wait_for_answers("C0001", question.ts, timeout=30)
+            took = time.monotonic() - started
+        assert "couldn't reach the assistant service" in answer.text
+        assert took < 10, f"a refused connection took {took:.1f}s to explain"
+        assert "connection refused" in process.output()
+    finally:
+        process.stop()
+
+
+# --------------------------------------------------------------------------- signals
+
+
+async def test_sigterm_during_a_slow_start_exits_promptly(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=f"sqlite:///{tmp_path}/slow.db",
+        assistant_api="responses",
+    )
+    slack.hold_next("auth.test", seconds=60)
+    process = BotProcess(env)
+    process.start()
+    try:
+        await slack.wait_for(lambda: bool(slack.calls_to("auth.test")), timeout=20)
+        started = time.monotonic()
+        code = await asyncio.to_thread(process.terminate, 10.0)
+        assert code == 0, process.output()
+        assert time.monotonic() - started < 5
+        assert "Traceback" not in process.output()
+    finally:
+        process.stop()
+
+
+async def test_socket_mode_serves_healthz_and_stops_on_sigterm_while_reconnecting(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=f"sqlite:///{tmp_path}/sock.db",
+        assistant_api="responses",
+        SLACK_APP_TOKEN=slack.app_token,
+    )
+    del env["SLACK_SIGNING_SECRET"]
+    process = await start_process(env)  # ready = GET /healthz on PORT answers 200
+    try:
+        await slack.wait_for(lambda: slack.socket_connections > 0, timeout=20)
+        opened = len(slack.calls_to("apps.connections.open"))
+        slack.fail_next("apps.connections.open", status=503, times=1000)
+        await slack.disconnect_sockets()
+        # The SDK now retries every 10 s: Slack keeps refusing a new connection.
+        await slack.wait_for(
+            lambda: len(slack.calls_to("apps.connections.open")) > opened, timeout=20
+        )
+        started = time.monotonic()
+        code = await asyncio.to_thread(process.terminate, 10.0)
+        assert code == 0, process.output()
+        assert time.monotonic() - started < 6
+    finally:
+        process.stop()
+
+
+# --------------------------------------------------------------------------- database outage
+
+
+class CuttableProxy:
+    """A TCP proxy in front of PostgreSQL that a test can cut (open connections dropped, new
+    ones refused, as when the database host goes away) and restore on the same port."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, upstream_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        self._writers.difference_update((writer, upstream_writer))
+
+
+async def wait_until_released(url: str, timeout: float = 15.0) -> None:
+    """Until no conversation is leased (the bot holds nothing when the database goes)."""
+    engine = create_engine(async_database_url(url))
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with engine.connect() as connection:
+                leased = await connection.scalar(
+                    select(func.count())
+                    .select_from(Conversation)
+                    .where(Conversation.lease_owner.is_not(None))
+                )
+            if not leased:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the bot still holds a conversation")
+    finally:
+        await engine.dispose()
+
+
+async def test_database_outage_is_two_log_lines_and_nothing_is_lost(
+    slack: FakeSlack, openai_fake: FakeOpenAI, postgres_url: str
+) -> None:
+    """The database goes away for a few seconds while events arrive: the events are refused
+    (Slack redelivers them), the log says so once and says once when it is back, and the
+    redelivered messages are answered."""
+    host_port, _, database = postgres_url.rpartition("@")[2].partition("/")
+    host, _, port = host_port.partition(":")
+    proxy = CuttableProxy(host, int(port or 5432))
+    await proxy.start()
+    user = postgres_url.split("//", 1)[1].rpartition("@")[0]
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=f"postgresql://{user}@127.0.0.1:{proxy.port}/{database}",
+        assistant_api="responses",
+    )
+    process = await start_process(env)
+    try:
+        async with aiohttp.ClientSession() as http:
+            talk = Conversations(process.events_url, slack, openai_fake, http)
+            before = await talk.mention("before the outage")
+            await talk.wait_for_answers("C0001", before.ts)
+            await wait_until_released(postgres_url)
+            await proxy.cut()
+            refused: list[tuple[dict[str, Any], str]] = []
+            for i in range(8):  # events keep arriving for about 3 s of outage
+                channel = f"COUT{i}"
+                message = slack.add_message(channel, user="UALICE", text=f"<@UBOT> outage {i}")
+                event = mention(text=message.text, user="UALICE", channel=channel, ts=message.ts)
+                status = await talk.deliver(event, event_id=f"EvOut{i}")
+                assert status >= 500, "an event the bot could not store must not be acked"
+                refused.append((event, message.ts))
+                await asyncio.sleep(0.4)
+            await proxy.start()
+            for i, (event, _) in enumerate(refused):  # Slack redelivers
+                assert await talk.deliver(event, event_id=f"EvOut{i}", retry_num=1) == 200
+            for i, (_, ts) in enumerate(refused):
+                await talk.wait_for_answers(f"COUT{i}", ts, timeout=30)
+    finally:
+        process.stop()
+        await proxy.cut()
+    log = process.output()
+    assert "Traceback" not in log, log
+    warnings = [line for line in log.splitlines() if " WARNING " in line or " ERROR " in line]
+    assert len(warnings) <= 2, "\n".join(warnings)
+    assert any("database unreachable" in line for line in warnings), log
+    back = [line for line in log.splitlines() if "database reachable again" in line]
+    assert len(back) == 1 and " INFO " in back[0], log

@@ -10,9 +10,11 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
+from bot.listeners.feedback import FEEDBACK_GONE
 from bot.retention import purge
 from bot.store.models import Conversation, InboxMessage
 from tests.harness import BotUnderTest
+from tests.test_surfaces import click
 
 
 async def _count(bot: BotUnderTest, model: type) -> int:
@@ -61,3 +63,25 @@ async def test_purge_command_line(bot: BotUnderTest) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "deleted 0 conversation(s) idle for more than 30 days" in result.stdout
+
+
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_feedback_on_a_purged_answer_gets_a_polite_note(bot: BotUnderTest) -> None:
+    question = await bot.mention("rate me later")
+    (answer,) = await bot.wait_for_answers("C0001", question.ts)
+    up = answer.blocks[-1]["elements"][0]
+    assert bot.bot is not None
+    assert await purge(bot.bot.settings, older_than_days=0) == 1
+    status = await click(
+        bot,
+        action_id=up["action_id"],
+        value=up["value"],
+        user="UALICE",
+        answer_ts=answer.ts,
+        thread_ts=question.ts,
+    )
+    assert status == 200
+    await bot.slack.wait_for(lambda: len(bot.slack.ephemerals) == 1)
+    note = bot.slack.ephemerals[0]
+    assert note.text == FEEDBACK_GONE
+    assert note.user == "UALICE"

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.conversation import FEEDBACK_THANKS
-from bot.turns.delivery import STATUS_TEXT
 from bot.settings import DEFAULT_GREETING, DEFAULT_PROMPTS
 from bot.store.models import Feedback
+from bot.turns.delivery import STATUS_TEXT
 from tests.conftest import BotFactory
 from tests.fakes.events import dm_message, signed_headers
 from tests.harness import SIGNING_SECRET, BotUnderTest

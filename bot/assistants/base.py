@@ -82,6 +82,24 @@ class AssistantUnavailable(Exception):
     """The API could not be reached or kept failing after the client's own retries."""
 
 
+class AssistantUnreachable(AssistantUnavailable):
+    """Nothing answers at the API's address (connection refused): a misconfigured
+    OPENAI_BASE_URL or a server that is down. Retrying within a turn only makes the user wait,
+    so the service gives up at once (the SDK has already retried with backoff)."""
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """`error` is, or was raised from, an AssistantUnreachable (wrappers keep the cause)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AssistantUnreachable):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class AssistantRejected(Exception):
     """The API refused the request (bad key, unknown assistant, bad input): retrying won't help."""
 

@@ -2,28 +2,58 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import IntegrityError
 
 from bot.conversation import ConversationService
 from bot.replies import FEEDBACK_ACTION_ID
 
+log = logging.getLogger(__name__)
+
+FEEDBACK_GONE = (
+    "Thanks! That answer is no longer stored (old conversations are deleted after a while), "
+    "so I couldn't record your feedback on it."
+)
+
 
 def register(app: AsyncApp, service: ConversationService) -> None:
-    async def on_feedback(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_feedback(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any
+    ) -> None:
         await ack()
         turn_id, _, value = str(action.get("value", "")).partition(":")
         if not (turn_id.isdigit() and value in FEEDBACK_ACTION_ID):
             return
         message = body.get("message") or {}
-        await service.record_feedback(
-            turn_id=int(turn_id),
-            user_id=str((body.get("user") or {}).get("id", "")),
-            value=value,
-            channel_id=str((body.get("channel") or {}).get("id", "")),
-            thread_ts=str(message.get("thread_ts") or message.get("ts") or ""),
-        )
+        user_id = str((body.get("user") or {}).get("id", ""))
+        channel_id = str((body.get("channel") or {}).get("id", ""))
+        thread_ts = str(message.get("thread_ts") or message.get("ts") or "")
+        try:
+            await service.record_feedback(
+                turn_id=int(turn_id),
+                user_id=user_id,
+                value=value,
+                channel_id=channel_id,
+                thread_ts=thread_ts,
+            )
+        except IntegrityError:
+            # The only reference a vote has is its answer (turn): retention purged it.
+            log.info("feedback: turn %s no longer exists (purged); told the user", turn_id)
+            if channel_id and user_id:
+                await _tell_gone(client, channel_id=channel_id, user_id=user_id, ts=thread_ts)
 
     for action_id in FEEDBACK_ACTION_ID.values():
         app.action(action_id)(on_feedback)
+
+
+async def _tell_gone(client: Any, *, channel_id: str, user_id: str, ts: str) -> None:
+    try:
+        await client.chat_postEphemeral(
+            channel=channel_id, user=user_id, text=FEEDBACK_GONE, thread_ts=ts or None
+        )
+    except SlackApiError as exc:
+        log.warning("feedback: could not tell the user (%s)", exc.response.get("error"))

@@ -1,43 +1,77 @@
-"""Engine creation and schema migrations (Alembic, applied at start)."""
+"""Engine creation, schema migrations (Alembic, applied at start) and database health."""
 
 from __future__ import annotations
 
+import logging
+import time
+import traceback
+import weakref
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 7_341_902_118
 
+DEFAULT_POOL_SIZE = 20
+DEFAULT_POOL_TIMEOUT_S = 2.0
+"""How long a unit of work waits for a pooled connection. Slack wants its ack within 3 s, so
+an ack that cannot get a connection fails (Slack redelivers) instead of queueing for 30 s."""
+CONNECT_TIMEOUT_S = 5.0
+"""How long opening a PostgreSQL connection may take (asyncpg waits 60 s by default)."""
 
-def create_engine(url: str) -> AsyncEngine:
+log = logging.getLogger(__name__)
+
+
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+) -> AsyncEngine:
     """An async engine tuned for the bot's short transactions.
 
     SQLite gets one pooled connection: transactions then queue inside the process instead of
     failing with "database is locked", and WAL keeps readers off the writer's back.
+    `synchronous=FULL` makes every commit durable before it returns: a message Slack got an
+    ack for survives a power cut, not only a crash of the process.
+
+    PostgreSQL gets `pool_size` connections kept open (each new one costs a TLS handshake, a
+    login and a cold statement cache) plus half as many again for bursts. Every process holds
+    up to 1.5 × `pool_size`, which must fit the server's connection limit.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    # A pool big enough for a burst of turns, kept open: each new PostgreSQL connection costs a
-    # TLS attempt, a login and a cold prepared-statement cache.
-    return create_async_engine(
-        url, pool_size=40, max_overflow=10, pool_recycle=1800, hide_parameters=True
-    )
+    else:
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=max(1, pool_size // 2),
+            pool_timeout=pool_timeout_s,
+            pool_recycle=1800,
+            hide_parameters=True,
+            connect_args={
+                "timeout": CONNECT_TIMEOUT_S,
+                # A process frozen inside a transaction must not hold row locks for long.
+                "server_settings": {"idle_in_transaction_session_timeout": "15000"},
+            },
+        )
+    database_health(engine)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -58,3 +92,118 @@ def _upgrade_to_head(connection: Connection) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+# --------------------------------------------------------------------------- health
+
+_DRIVER_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3")
+_OUTAGE_ERRORS = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.DisconnectionError,
+    exc.TimeoutError,
+)
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (not a bug in a query).
+
+    asyncpg raises plain `OSError`s (connection refused, timeouts) from its own code, so an
+    `OSError` counts when it was raised inside database driver code.
+    """
+    if isinstance(error, _OUTAGE_ERRORS):
+        return True
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, OSError):
+        return any(
+            str(frame.f_globals.get("__name__", "")).startswith(_DRIVER_MODULES)
+            for frame, _ in traceback.walk_tb(error.__traceback__)
+        )
+    return False
+
+
+class DatabaseHealth:
+    """Whether the database answers, told to the log once per change rather than per failure.
+
+    While the database is away, every ack, scan and health check fails; an operator needs one
+    line when it goes and one when it is back, not a traceback for each. Failures are reported
+    with `failed`; any statement that completes (an engine event) marks the database back.
+    """
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+        self.failures = 0
+
+    @property
+    def up(self) -> bool:
+        return self.down_since is None
+
+    def failed(self, error: BaseException, *, where: str) -> None:
+        self.failures += 1
+        if self.down_since is not None:
+            log.debug("database still unreachable (%s: %s)", where, _describe(error))
+            return
+        self.down_since = time.monotonic()
+        log.warning(
+            "database unreachable (%s: %s): Slack events are refused, so Slack redelivers "
+            "them, until it answers again",
+            where,
+            _describe(error),
+        )
+
+    def answered(self) -> None:
+        if self.down_since is None:
+            return
+        log.info(
+            "database reachable again after %.1f s (%d operations failed meanwhile)",
+            time.monotonic() - self.down_since,
+            self.failures,
+        )
+        self.down_since = None
+        self.failures = 0
+
+    def report(self, logger: logging.Logger, error: BaseException, message: str) -> None:
+        """Log an error from work that touched the database: an outage goes to the tracker
+        (one line per outage), anything else is logged with its traceback as before."""
+        if is_database_outage(error):
+            self.failed(error, where=message)
+        else:
+            logger.error(message, exc_info=error)
+
+
+_HEALTH: weakref.WeakKeyDictionary[Engine, DatabaseHealth] = weakref.WeakKeyDictionary()
+
+
+def database_health(engine: AsyncEngine) -> DatabaseHealth:
+    """The one tracker of this engine's database (created with the engine)."""
+    sync_engine = engine.sync_engine
+    health = _HEALTH.get(sync_engine)
+    if health is None:
+        health = _HEALTH[sync_engine] = DatabaseHealth()
+
+        def answered(*_: Any) -> None:
+            health.answered()
+
+        event.listen(sync_engine, "after_cursor_execute", answered)
+    return health
+
+
+async def database_answers(engine: AsyncEngine) -> bool:
+    """`SELECT 1` for health checks; a failure is told to the tracker, not logged each time."""
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as error:
+        if not is_database_outage(error):
+            log.exception("health check: the database query failed")
+            return False
+        database_health(engine).failed(error, where="health check")
+        return False
+    return True
+
+
+def _describe(error: BaseException) -> str:
+    reason = getattr(error, "orig", None) or error
+    first_line = (str(reason).splitlines() or [""])[0][:160]
+    return f"{type(reason).__name__}: {first_line}" if first_line else type(reason).__name__

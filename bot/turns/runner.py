@@ -25,6 +25,7 @@ from bot.assistants.base import (
     RunState,
     StreamDelta,
     StreamStarted,
+    is_unreachable,
 )
 from bot.attachments import Image
 from bot.polling import poll_intervals
@@ -264,7 +265,8 @@ class TurnRunner:
             await asyncio.sleep(min(next(intervals), remaining))
 
     async def _retrying(self, active: ActiveTurn, call: Callable[[bool], Awaitable[T]]) -> T:
-        """Retry an unavailable assistant API with the shared backoff until the deadline.
+        """Retry an unavailable assistant API with the shared backoff until the deadline; a
+        refused connection (nothing listens there) is explained at once instead.
 
         `call` learns whether it is a retry: a request that failed on our side may still have
         succeeded at OpenAI, so a retried run start looks for that run first.
@@ -273,10 +275,10 @@ class TurnRunner:
         while True:
             try:
                 return await call(attempt > 0)
-            except AssistantUnavailable:
+            except AssistantUnavailable as exc:
                 attempt += 1
                 delay = self._retry.delay(attempt)
-                if time.time() + delay >= active.turn.deadline_at:
+                if is_unreachable(exc) or time.time() + delay >= active.turn.deadline_at:
                     raise
                 await asyncio.sleep(delay)
 

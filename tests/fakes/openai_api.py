@@ -368,6 +368,10 @@ class FakeOpenAI:
         """If set, sent as ``openai-poll-after-ms`` on run retrieval (the SDK's poll helpers
         obey it)."""
         self.reply: Callable[[list[str]], str] = echo_reply
+        self.models: set[str] = {"gpt-4o", "gpt-4o-mini", "gpt-5-mini", "gpt-test"}
+        """Models ``GET /v1/models/{id}`` knows (others: 404 ``model_not_found``)."""
+        self.assistants: set[str] = {"asst_test", "asst_1"}
+        """Assistants ``GET /v1/assistants/{id}`` knows (others: 404)."""
 
         self.requests: list[FakeRequest] = []
         self.threads: dict[str, FakeThread] = {}
@@ -626,7 +630,53 @@ class FakeOpenAI:
         router.add_post(r + "/cancel", self._cancel_response)
         router.add_get(r + "/input_items", self._list_input_items)
         router.add_post("/v1/files", self._upload_file)
+        router.add_get("/v1/models/{model_id}", self._get_model)
+        router.add_get("/v1/assistants/{assistant_id}", self._get_assistant)
         router.add_get("/v1/files/{file_id}/content", self._file_content)
+
+    async def _get_model(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/models/{id}`` (``models.retrieve``), as the real API answers it."""
+        model = request.match_info["model_id"]
+        if model not in self.models:
+            raise _ApiError(
+                404,
+                f"The model '{model}' does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
+        created = self._wall(time.monotonic())
+        return web.json_response(
+            {"id": model, "object": "model", "created": created, "owned_by": "openai"}
+        )
+
+    async def _get_assistant(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/assistants/{id}`` (``beta.assistants.retrieve``); needs the beta header."""
+        if "assistants=v2" not in request.headers.get("OpenAI-Beta", ""):
+            raise _ApiError(
+                400,
+                "You must provide the 'OpenAI-Beta' header to access the Assistants API. Please "
+                "try again by setting the header 'OpenAI-Beta: assistants=v2'.",
+                code="invalid_beta",
+            )
+        assistant_id = request.match_info["assistant_id"]
+        if assistant_id not in self.assistants:
+            raise _ApiError(404, f"No assistant found with id '{assistant_id}'.")
+        return web.json_response(
+            {
+                "id": assistant_id,
+                "object": "assistant",
+                "created_at": self._wall(time.monotonic()),
+                "name": None,
+                "description": None,
+                "model": _DEFAULT_MODEL,
+                "instructions": None,
+                "tools": [],
+                "tool_resources": {},
+                "metadata": {},
+                "temperature": 1.0,
+                "top_p": 1.0,
+                "response_format": "auto",
+            }
+        )
 
     async def _upload_file(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/files``: multipart ``purpose`` and ``file``, as ``files.create`` sends."""
