@@ -646,6 +646,10 @@ class FakeSlack:
         for _ in range(times):
             queue.append(_Failure(status=status, error=error, retry_after=retry_after))
 
+    def clear_failures(self, method: str) -> None:
+        """Forget the failures still queued for ``method``."""
+        self._failures.pop(method, None)
+
     async def wait_for(
         self,
         predicate: Callable[[], bool],
