@@ -25,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_chatty_libraries(settings.log_level)
     if argv[:1] == ["purge"]:
         return _purge(settings, argv[1:])
+    if argv[:1] == ["usage"]:
+        return _usage(settings, argv[1:])
     if argv:
         print(
-            f"bot: unknown command {argv[0]!r}; use 'python -m bot' or 'python -m bot purge'",
+            f"bot: unknown command {argv[0]!r}; use 'python -m bot', "
+            "'python -m bot purge' or 'python -m bot usage'",
             file=sys.stderr,
         )
         return 2
@@ -49,6 +52,14 @@ def _purge(settings: Settings, argv: list[str]) -> int:
     older_than_days = parse_purge_args(argv)
     removed = asyncio.run(purge(settings, older_than_days=older_than_days))
     print(f"deleted {removed} conversation(s) idle for more than {older_than_days:g} days")
+    return 0
+
+
+def _usage(settings: Settings, argv: list[str]) -> int:
+    """`python -m bot usage [--since DATE] [--until DATE] [--by …] [--format …]`."""
+    from bot.admin.cli import parse_usage_args, usage_report
+
+    print(asyncio.run(usage_report(settings, parse_usage_args(argv))))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -18,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import metrics
 from bot.conversation import ConversationService
 from bot.listeners import register_listeners
 from bot.settings import Settings
@@ -81,7 +83,9 @@ def build_web_app(*, bolt: AsyncApp, settings: Settings, engine: AsyncEngine) ->
             return web.json_response({"error": "invalid or stale signature"}, status=401)
         if request.content_type == "application/json" and not _is_json_object(body):
             return web.json_response({"error": "malformed JSON body"}, status=400)
+        started = time.monotonic()
         bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
+        metrics.ack_took(time.monotonic() - started)
         if bolt_response.status == 404:
             # An event the bot has no listener for: acknowledge it, or Slack keeps retrying.
             return web.Response(status=200)
@@ -99,6 +103,7 @@ def build_web_app(*, bolt: AsyncApp, settings: Settings, engine: AsyncEngine) ->
     web_app = web.Application(client_max_size=MAX_EVENT_BYTES)
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
+    web_app.add_routes([metrics.route(engine)])
     return web_app
 
 

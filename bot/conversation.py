@@ -24,7 +24,10 @@ from typing import Any, TypeVar
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
+from bot import metrics
+from bot.admin.service import AdminService
 from bot.assistants.base import (
+    NO_OPTIONS,
     AssistantBackend,
     AssistantRejected,
     AssistantUnavailable,
@@ -32,6 +35,7 @@ from bot.assistants.base import (
     RunState,
     StreamDelta,
     StreamStarted,
+    TurnOptions,
 )
 from bot.attachments import (
     MAX_IMAGE_BYTES,
@@ -106,6 +110,7 @@ class ConversationService:
         )
         self._background: set[asyncio.Task[Any]] = set()
         self._live: dict[int, LiveMessage] = {}
+        self.admin = AdminService(store.engine, settings)  # issue 10 wiring: admin part
 
     # Intake (called by the Slack listeners, inside the ack) ---------------------------
 
@@ -186,6 +191,7 @@ class ConversationService:
 
     async def _take_turn(self, work: TurnWork) -> None:
         conversation, turn = work.conversation, work.turn
+        metrics.turn_began(turn.id, [m.received_at for m in work.messages])  # issue 10 wiring
         place = Place(conversation.channel_id, conversation.thread_ts, conversation.surface)
         if turn.attempts > MAX_ATTEMPTS and turn.status != "posting":
             log.error("turn %s: giving up after %s attempts", turn.id, MAX_ATTEMPTS)
@@ -206,35 +212,53 @@ class ConversationService:
         messages: Sequence[InboxMessage],
     ) -> None:
         await self._show_working(turn, place, messages, team_id=conversation.team_id)
+        # issue 10 wiring: a reached budget ends the turn with its reply, before any OpenAI call
+        if messages and await self._over_budget(conversation, turn, messages[0].user_id):
+            return
         try:
             prompt = await self._prompt(conversation, turn, place, messages)
             if prompt is None:
                 await self._save(turn, status="posting", outcome="empty")
                 return
+            # issue 10 wiring: the channel's own model and instructions, read for every turn
+            options = await self.admin.options_for(conversation.team_id, conversation.channel_id)
             thread_id = await self._retrying(turn, lambda _: self._ensure_thread(conversation))
             if self._settings.delivery == "stream":
                 await self._retrying(
                     turn,
                     lambda retry: self._stream(
-                        turn, thread_id=thread_id, prompt=prompt, retry=retry
+                        turn, thread_id=thread_id, prompt=prompt, retry=retry, options=options
                     ),
                 )
                 return
             run_id = await self._retrying(
                 turn,
                 lambda retry: self._find_or_start_run(
-                    turn, thread_id=thread_id, prompt=prompt, retry=retry
+                    turn, thread_id=thread_id, prompt=prompt, retry=retry, options=options
                 ),
             )
         except AssistantUnavailable as exc:
+            metrics.openai_error("unavailable")  # issue 10 wiring
             log.warning("turn %s: assistant unavailable: %s", turn.id, exc)
             await self._save(turn, status="posting", outcome="unavailable")
             return
         except AssistantRejected as exc:
+            metrics.openai_error("rejected")  # issue 10 wiring
             log.error("turn %s: assistant refused the request: %s", turn.id, exc)
             await self._save(turn, status="posting", outcome="rejected")
             return
         await self._save(turn, status="running", remote_run_id=run_id, backend=self._backend.name)
+
+    async def _over_budget(self, conversation: Conversation, turn: Turn, user_id: str) -> bool:
+        """issue 10 wiring: True when a limit is reached; the turn then ends with its reply."""
+        refusal = await self.admin.refusal_for(
+            conversation.team_id, conversation.channel_id, user_id
+        )
+        if refusal is None:
+            return False
+        log.info("turn %s: not asked, %s reached", turn.id, refusal.limit.source)
+        await self._save(turn, status="posting", outcome="over_budget", answer=refusal.text())
+        return True
 
     async def _show_working(
         self, turn: Turn, place: Place, messages: Sequence[InboxMessage], *, team_id: str
@@ -275,7 +299,15 @@ class ConversationService:
         await self._save(turn, placeholder_ts=ts)
         return True
 
-    async def _stream(self, turn: Turn, *, thread_id: str, prompt: Prompt, retry: bool) -> None:
+    async def _stream(
+        self,
+        turn: Turn,
+        *,
+        thread_id: str,
+        prompt: Prompt,
+        retry: bool,
+        options: TurnOptions = NO_OPTIONS,
+    ) -> None:
         """Start the run as a stream and show its words as they come.
 
         Once the run exists (its id stored), a broken stream falls back to polling that run;
@@ -299,6 +331,7 @@ class ConversationService:
                     text=prompt.text,
                     turn_key=f"turn-{turn.id}",
                     images=prompt.images,
+                    options=options,
                 ):
                     if isinstance(event, StreamStarted):
                         await self._save(
@@ -308,6 +341,7 @@ class ConversationService:
                             backend=self._backend.name,
                         )
                     elif isinstance(event, StreamDelta):
+                        metrics.first_words(turn.id)  # issue 10 wiring
                         if live is not None:
                             await live.append(event.text)
                     else:
@@ -443,7 +477,13 @@ class ConversationService:
         return remote_id
 
     async def _find_or_start_run(
-        self, turn: Turn, *, thread_id: str, prompt: Prompt, retry: bool
+        self,
+        turn: Turn,
+        *,
+        thread_id: str,
+        prompt: Prompt,
+        retry: bool,
+        options: TurnOptions = NO_OPTIONS,
     ) -> str:
         turn_key = f"turn-{turn.id}"
         if retry or turn.attempts > 1:
@@ -453,7 +493,11 @@ class ConversationService:
             if found is not None:
                 return found
         return await self._backend.start_run(
-            thread_id=thread_id, text=prompt.text, turn_key=turn_key, images=prompt.images
+            thread_id=thread_id,
+            text=prompt.text,
+            turn_key=turn_key,
+            images=prompt.images,
+            options=options,
         )
 
     async def _finish_run(self, turn: Turn, conversation: Conversation) -> None:
@@ -468,6 +512,8 @@ class ConversationService:
             await self._backend.cancel_run(thread_id=thread_id, run_id=turn.remote_run_id)
         if check.detail:
             log.info("turn %s: run ended %s (%s)", turn.id, check.state.value, check.detail)
+        if check.usage is not None:  # issue 10 wiring: usage and estimated cost, once per turn
+            await self._record_usage(turn, check)
         await self._save(
             turn,
             status="posting",
@@ -475,6 +521,18 @@ class ConversationService:
             answer=check.text or None,
             files_posted=check.produced_files == 0,
         )
+
+    async def _record_usage(self, turn: Turn, check: RunCheck) -> None:
+        """issue 10 wiring: store the run's usage; a failure here never costs the answer."""
+        assert check.usage is not None
+        try:
+            cost = await self.admin.record_usage(
+                turn_id=turn.id, conversation_id=turn.conversation_id, usage=check.usage
+            )
+        except Exception as exc:
+            log.warning("turn %s: usage not recorded: %r", turn.id, exc)
+            return
+        metrics.usage(check.usage, cost)
 
     async def _wait_for_run(self, turn: Turn, *, thread_id: str, run_id: str) -> RunCheck:
         intervals = poll_intervals(
@@ -531,6 +589,7 @@ class ConversationService:
                     await self._save(turn, chunks_posted=index + 1, reply_ts=reply_ts)
             await self._deliver_produced_files(turn, place, conversation)
         except SlackApiError as exc:
+            metrics.slack_error(str(exc.response.get("error")))  # issue 10 wiring
             if not is_permanent_slack_error(exc):
                 raise
             log.error(
@@ -548,6 +607,7 @@ class ConversationService:
             files_posted=True,
             finished_at=time.time(),
         )
+        metrics.answered(turn.id, turn.outcome or "failed")  # issue 10 wiring
 
     async def _deliver_produced_files(
         self, turn: Turn, place: Place, conversation: Conversation

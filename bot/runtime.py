@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import metrics
 from bot.app import build_bolt_app, build_web_app
 from bot.assistants import make_backend
 from bot.conversation import ConversationService
@@ -90,9 +91,12 @@ async def _intake(bot: Bot) -> AsyncIterator[None]:
         handler = AsyncSocketModeHandler(bot.bolt, settings.slack_app_token)
         await handler.connect_async()  # type: ignore[no-untyped-call]
         log.info("ready: Socket Mode connected (%s assistant API)", settings.assistant_api)
+        metrics_runner = await _metrics_site(bot)  # issue 10: GET /metrics on METRICS_PORT
         try:
             yield
         finally:
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             await handler.close_async()  # type: ignore[no-untyped-call]
         return
     runner = web.AppRunner(
@@ -116,6 +120,22 @@ async def _intake(bot: Bot) -> AsyncIterator[None]:
         yield
     finally:
         await runner.cleanup()
+
+
+async def _metrics_site(bot: Bot) -> web.AppRunner | None:
+    """Socket Mode has no HTTP port of its own: serve /metrics on METRICS_PORT if set."""
+    port = bot.settings.metrics_port
+    if port is None:
+        return None
+    runner = web.AppRunner(metrics.metrics_app(bot.engine), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host="0.0.0.0", port=port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(f"cannot listen on METRICS_PORT {port}: {exc.strerror}") from None
+    log.info("metrics: GET /metrics on port %s", port)
+    return runner
 
 
 async def _open_database(settings: Settings) -> AsyncEngine:

@@ -1,17 +1,24 @@
-"""👍/👎 buttons under answers."""
+"""👍/👎 buttons under answers; a 👎 opens a small optional form asking what went wrong."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 
+from bot.admin.home_view import REASON_CALLBACK, reason_modal, submitted_reason
 from bot.conversation import ConversationService
 from bot.replies import FEEDBACK_ACTION_ID
 
+log = logging.getLogger(__name__)
+
 
 def register(app: AsyncApp, service: ConversationService) -> None:
-    async def on_feedback(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_feedback(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any
+    ) -> None:
         await ack()
         turn_id, _, value = str(action.get("value", "")).partition(":")
         if not (turn_id.isdigit() and value in FEEDBACK_ACTION_ID):
@@ -24,6 +31,26 @@ def register(app: AsyncApp, service: ConversationService) -> None:
             channel_id=str((body.get("channel") or {}).get("id", "")),
             thread_ts=str(message.get("thread_ts") or message.get("ts") or ""),
         )
+        if value == "down" and body.get("trigger_id"):  # issue 10: ask what went wrong
+            try:
+                await client.views_open(
+                    trigger_id=body["trigger_id"], view=reason_modal(int(turn_id))
+                )
+            except SlackApiError as exc:
+                log.warning("the 👎 form could not open: %s", exc.response.get("error"))
+
+    async def on_reason(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        found = submitted_reason(view)
+        if found is None:
+            return
+        turn_id, reason = found
+        user_id = str((body.get("user") or {}).get("id", ""))
+        await service.admin.store.set_feedback_reason(
+            turn_id=turn_id, user_id=user_id, reason=reason
+        )
+        log.info("feedback: turn %s got a 👎 reason", turn_id)
 
     for action_id in FEEDBACK_ACTION_ID.values():
         app.action(action_id)(on_feedback)
+    app.view(REASON_CALLBACK)(on_reason)
