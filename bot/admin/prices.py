@@ -139,4 +139,6 @@ def _number(value: object) -> float:
 def format_cost(cost: float | None) -> str:
     if cost is None:
         return UNKNOWN_PRICE
-    return f"${cost:,.4f}" if cost < 1 else f"${cost:,.2f}"
+    if cost >= 1:
+        return f"${cost:,.2f}"
+    return f"${cost:.4f}" if cost >= 0.01 else f"${cost:.6f}"

@@ -322,15 +322,12 @@ class AdminStore:
 
     async def feedback_summary(self, *, since: float, latest: int = 5) -> FeedbackSummary:
         async with self.engine.connect() as connection:
-            counts = dict(
-                (
-                    await connection.execute(
-                        select(Feedback.value, func.count())
-                        .where(Feedback.created_at >= since)
-                        .group_by(Feedback.value)
-                    )
-                ).tuples()
+            votes = await connection.execute(
+                select(Feedback.value, func.count())
+                .where(Feedback.created_at >= since)
+                .group_by(Feedback.value)
             )
+            counts = {str(value): int(count) for value, count in votes}
             reasons = await connection.execute(
                 select(Feedback.created_at, Feedback.user_id, Feedback.reason)
                 .where(Feedback.value == "down", Feedback.reason.is_not(None))
