@@ -17,11 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"bot: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from bot.logs import configure
+
+    configure(settings.log_level, settings.log_format)  # LOG_FORMAT=json: one object a line
     _quiet_chatty_libraries(settings.log_level)
     if argv[:1] == ["purge"]:
         return _purge(settings, argv[1:])

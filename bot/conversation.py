@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from bot import metrics
+from bot import logs, metrics
 from bot.admin.service import AdminService
 from bot.assistants.base import (
     NO_OPTIONS,
@@ -192,6 +192,7 @@ class ConversationService:
     async def _take_turn(self, work: TurnWork) -> None:
         conversation, turn = work.conversation, work.turn
         metrics.turn_began(turn.id, [m.received_at for m in work.messages])  # issue 10 wiring
+        logs.bind_turn(turn.id, conversation.team_id, conversation.channel_id)  # issue 10 wiring
         place = Place(conversation.channel_id, conversation.thread_ts, conversation.surface)
         if turn.attempts > MAX_ATTEMPTS and turn.status != "posting":
             log.error("turn %s: giving up after %s attempts", turn.id, MAX_ATTEMPTS)
@@ -657,5 +658,6 @@ class ConversationService:
 
     async def _save(self, turn: Turn, **values: Any) -> None:
         await self._store.update_turn(turn.id, **values)
+        logs.note_outcome(values.get("outcome"))  # issue 10 wiring: JSON logs name the outcome
         for name, value in values.items():
             setattr(turn, name, value)

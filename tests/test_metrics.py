@@ -50,3 +50,37 @@ async def test_metrics_count_an_answered_mention(make_bot: BotFactory) -> None:
         assert grew(f'bot_estimated_cost_usd_total{{model="{model}"}}') > 0
     assert "bot_conversations_waiting 0.0" in after
     assert "bot_event_loop_lag_seconds" in after
+
+
+async def test_json_logs_name_the_turn_and_its_outcome() -> None:
+    import asyncio
+    import io
+    import json
+    import logging
+
+    from bot.logs import JsonFormatter, bind_turn, note_outcome
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test.json_logs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    async def a_turn() -> None:
+        bind_turn(42, "T0001", "C0002")
+        logger.info("turn %s: started", 42)
+        note_outcome("completed")
+        logger.warning("turn %s: done", 42)
+
+    await asyncio.create_task(a_turn())
+    logger.info("outside any turn")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["message"], e.get("turn_id"), e.get("outcome")) for e in lines] == [
+        ("turn 42: started", 42, None),
+        ("turn 42: done", 42, "completed"),
+        ("outside any turn", None, None),
+    ]
+    assert lines[1]["team"] == "T0001" and lines[1]["channel"] == "C0002"
+    assert lines[1]["level"] == "WARNING"
