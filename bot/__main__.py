@@ -42,12 +42,31 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _usage_arguments(parser: argparse.ArgumentParser) -> None:
+    from bot.admin.cli import add_usage_arguments
+
+    add_usage_arguments(parser)
+
+
+def _usage(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.admin.cli import usage_report
+
+    print(asyncio.run(usage_report(settings, args)))
+    return 0
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         name="purge",
         help="delete conversations idle for longer than N days, here and at OpenAI",
         add_arguments=_purge_arguments,
         run=_purge,
+    ),
+    Command(
+        name="usage",
+        help="print answers, tokens and estimated cost, by team, channel, user, model or day",
+        add_arguments=_usage_arguments,
+        run=_usage,
     ),
 )
 """Add a command here: it then shows in `--help` and runs with the settings loaded."""
@@ -75,11 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"bot: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from bot.logs import configure
+
+    configure(settings.log_level, settings.log_format)  # LOG_FORMAT=json: one object a line
     _quiet_chatty_libraries(settings.log_level)
     run: Callable[[Settings, argparse.Namespace], int] | None = getattr(args, "run", None)
     if run is not None:

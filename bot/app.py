@@ -23,6 +23,7 @@ from slack_bolt.logger.messages import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import metrics
 from bot.conversation import ConversationService
 from bot.listeners import register_listeners
 from bot.settings import Settings
@@ -156,7 +157,9 @@ def build_web_app(*, bolt: AsyncApp, settings: Settings, engine: AsyncEngine) ->
         )
         if rejection is not None:
             return _rejected(rejection)
+        started = time.monotonic()
         bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
+        metrics.ack_took(time.monotonic() - started)
         if bolt_response.status == 404:
             # An event the bot has no listener for: acknowledge it, or Slack keeps retrying.
             return web.Response(status=200)
@@ -170,6 +173,7 @@ def build_web_app(*, bolt: AsyncApp, settings: Settings, engine: AsyncEngine) ->
     web_app = web.Application(client_max_size=MAX_EVENT_BYTES)
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
+    web_app.add_routes([metrics.route(engine)])
     return web_app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.admin.service import AdminService
 from bot.assistants.base import AssistantBackend
 from bot.dispatcher import Dispatcher
 from bot.intake import Acceptance, Intake
@@ -38,6 +39,7 @@ class ConversationService:
         self._store = store
         self._slack = slack
         retry = RetryPolicy(base_s=settings.retry_base_s)
+        self.admin = AdminService(store.engine, settings)
         self._intake = Intake(store=store, slack=slack, settings=settings)
         self._runner = TurnRunner(
             store=store,
@@ -51,6 +53,7 @@ class ConversationService:
             ),
             settings=settings,
             retry=retry,
+            admin=self.admin,
         )
         self._dispatcher = Dispatcher(
             store=store, settings=settings, take_turn=self._runner.take_turn, retry=retry

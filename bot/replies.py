@@ -66,6 +66,8 @@ def replies_for(*, outcome: str, answer: str | None, turn_id: int) -> list[Reply
         return answer_chunks(answer, turn_id=turn_id)
     if outcome == "incomplete" and answer:
         return [*answer_chunks(answer, turn_id=turn_id), outcome_message(outcome)]
+    if outcome == "over_budget" and answer:
+        return [Reply(text=answer)]  # the refusal names the limit and when it resets
     return [outcome_message(outcome)]
 
 

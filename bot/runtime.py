@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import metrics
 from bot.app import build_bolt_app, build_web_app
 from bot.assistants import make_backend
 from bot.assistants.errors import connection_refused
@@ -146,7 +147,12 @@ async def _intake(bot: Bot) -> AsyncIterator[None]:
     settings = bot.settings
     if settings.slack_app_token:
         async with _socket_mode(bot, settings.slack_app_token):
-            yield
+            metrics_runner = await _metrics_site(bot)  # GET /metrics on METRICS_PORT
+            try:
+                yield
+            finally:
+                if metrics_runner is not None:
+                    await metrics_runner.cleanup()
         return
     web_app = build_web_app(bolt=bot.bolt, settings=settings, engine=bot.engine)
     async with _http_server(web_app, settings.port, setting="PORT"):
@@ -216,6 +222,22 @@ def build_health_app(engine: AsyncEngine) -> web.Application:
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     return app
+
+
+async def _metrics_site(bot: Bot) -> web.AppRunner | None:
+    """Socket Mode has no HTTP port of its own: serve /metrics on METRICS_PORT if set."""
+    port = bot.settings.metrics_port
+    if port is None:
+        return None
+    runner = web.AppRunner(metrics.metrics_app(bot.engine), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host="0.0.0.0", port=port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(f"cannot listen on METRICS_PORT {port}: {exc.strerror}") from None
+    log.info("metrics: GET /metrics on port %s", port)
+    return runner
 
 
 async def _open_database(settings: Settings) -> AsyncEngine:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 AssistantApi = Literal["threads", "responses"]
 DeliveryMode = Literal["poll", "stream"]
+LogFormat = Literal["text", "json"]
 
 DEFAULT_MODEL = "gpt-5-mini"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -69,6 +70,13 @@ class Settings:
     db_pool_size: int = 20
     health_port: int | None = None
     """Socket Mode: where `GET /healthz` is served (HEALTH_PORT, else PORT when set)."""
+    # Issue 10: admins, budgets, prices, metrics, logs.
+    admin_user_ids: frozenset[str] = field(default_factory=frozenset)
+    user_daily_token_limit: int = 0
+    channel_monthly_cost_limit_usd: float = 0.0
+    prices_file: str | None = None
+    metrics_port: int | None = None
+    log_format: LogFormat = "text"
 
     @property
     def socket_mode(self) -> bool:
@@ -157,6 +165,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         suggested_prompts=_prompts(env.get("ASSISTANT_SUGGESTED_PROMPTS")),
         db_pool_size=_int(env, "DB_POOL_SIZE", 20, minimum=1, maximum=1000),
         health_port=_health_port(env),
+        **_admin_settings(env, get),
     )
 
 
@@ -166,6 +175,29 @@ def _health_port(env: Mapping[str, str]) -> int | None:
         if env.get(name, "").strip():
             return _int(env, name, 0, minimum=1, maximum=65535)
     return None
+
+
+def _admin_settings(env: Mapping[str, str], get: Callable[[str], str | None]) -> dict[str, Any]:
+    """Issue 10's settings: admins, budgets (0 = off), a price file, metrics, log format."""
+    prices_file = get("PRICES_FILE")
+    if prices_file is not None and not Path(prices_file).is_file():
+        raise SettingsError(f"PRICES_FILE {prices_file!r} is not a readable file")
+    log_format = (get("LOG_FORMAT") or "text").lower()
+    if log_format not in ("text", "json"):
+        raise SettingsError(f"LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
+    metrics_port = get("METRICS_PORT")
+    return {
+        "admin_user_ids": frozenset(_csv(get("ADMIN_USER_IDS"))),
+        "user_daily_token_limit": _int(env, "USER_DAILY_TOKEN_LIMIT", 0, minimum=0, maximum=10**12),
+        "channel_monthly_cost_limit_usd": _float(
+            env, "CHANNEL_MONTHLY_COST_LIMIT_USD", 0, minimum=0
+        ),
+        "prices_file": prices_file,
+        "metrics_port": None
+        if metrics_port is None
+        else _int(env, "METRICS_PORT", 0, minimum=1, maximum=65535),
+        "log_format": log_format,
+    }
 
 
 def database_url(raw: str | None) -> str:

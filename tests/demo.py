@@ -15,7 +15,9 @@ import aiohttp
 
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import BotProcess, Conversations, bot_env
+from tests.harness import RUN_STARTS, BotProcess, Conversations, bot_env
+
+SUPPORT_INSTRUCTIONS = "You help customers. Be warm, and end with a link to status.example.com."
 
 
 def scripted_model(user_texts: list[str]) -> str:
@@ -34,6 +36,8 @@ async def demo(backend: str, delivery: str) -> None:
     await openai.start()
     slack.add_user("UALICE", display_name="Alice")
     slack.add_user("UBOB", display_name="Bob")
+    slack.add_user("UADA", display_name="Ada", is_admin=True)
+    slack.add_channel("C0002", name="support")
     openai.reply = scripted_model
     with tempfile.TemporaryDirectory() as workdir:
         env = bot_env(
@@ -55,10 +59,22 @@ async def demo(backend: str, delivery: str) -> None:
                 await talk.wait_for_answers("C0001", question.ts, count=2)
                 dm = await talk.dm("what's on my plate today?")
                 await talk.wait_for_answers("D0001", dm.ts)
+                # An admin gives #support its own instructions with /assistant.
+                command = f"instructions {SUPPORT_INSTRUCTIONS}"
+                _, ack = await talk.command(command, user="UADA", channel="C0002")
+                support = await talk.mention("a customer can't log in", channel="C0002")
+                await talk.wait_for_answers("C0002", support.ts)
             print(f"# #general (C0001), {backend} backend, {delivery} delivery\n")
             print(slack.render_thread("C0001", question.ts))
             print("\n# DM with the bot (D0001)\n")
             print(slack.render_thread("D0001", dm.ts))
+            print("\n# #support (C0002): its own instructions\n")
+            print(f"Ada: /assistant {command}")
+            print(f"(only Ada sees) {ack.get('text')}")
+            print(slack.render_thread("C0002", support.ts))
+            last_run = openai.requests_to("POST", RUN_STARTS)[-1].body
+            told = last_run.get("instructions") or last_run.get("additional_instructions")
+            print(f"(the model was told: {told!r})")
         finally:
             bot.stop()
             await slack.stop()

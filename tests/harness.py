@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -30,7 +31,17 @@ from bot.runtime import Bot, running_bot
 from bot.settings import load_settings
 from bot.store.models import Conversation, InboxMessage, Turn
 from bot.turns.delivery import THINKING_TEXT
-from tests.fakes.events import channel_message, dm_message, event_envelope, mention, post_event
+from tests.fakes.events import (
+    block_actions,
+    channel_message,
+    dm_message,
+    event_envelope,
+    mention,
+    post_event,
+    post_form,
+    slash_command,
+    view_submission,
+)
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
 
@@ -150,6 +161,45 @@ class Conversations:
             dm_message(text=text, user=user, channel=channel, ts=message.ts, thread_ts=thread_ts)
         )
         return message
+
+    async def command(
+        self, text: str, *, user: str = "UALICE", channel: str = "C0001"
+    ) -> tuple[int, dict[str, Any]]:
+        """A person types `/assistant text`; Slack shows them the ack's JSON body (ephemeral)."""
+        fields = slash_command(text=text, user=user, channel=channel, team_id=self.slack.team_id)
+        status, body = await post_form(
+            self.http, self.events_url, fields, signing_secret=SIGNING_SECRET
+        )
+        return status, (json.loads(body) if body.startswith("{") else {})
+
+    async def click(self, message: SlackMessage, action_id: str, *, user: str = "UALICE") -> int:
+        """A person clicks the button `action_id` under a bot message."""
+        for block in message.blocks or []:
+            for element in block.get("elements") or []:
+                if element.get("action_id") == action_id:
+                    fields = block_actions(
+                        user=user,
+                        action_id=action_id,
+                        value=str(element.get("value")),
+                        channel=message.channel,
+                        message={"ts": message.ts, "thread_ts": message.thread_ts},
+                        trigger_id=self.slack.new_trigger_id(),
+                        team_id=self.slack.team_id,
+                    )
+                    status, _ = await post_form(
+                        self.http, self.events_url, fields, signing_secret=SIGNING_SECRET
+                    )
+                    return status
+        raise AssertionError(f"no button {action_id!r} under the message {message.ts}")
+
+    async def submit_view(
+        self, view: dict[str, Any], values: dict[str, Any], *, user: str = "UALICE"
+    ) -> int:
+        fields = view_submission(user=user, view=view, values=values, team_id=self.slack.team_id)
+        status, _ = await post_form(
+            self.http, self.events_url, fields, signing_secret=SIGNING_SECRET
+        )
+        return status
 
     def answers(self, channel: str, thread_ts: str) -> list[SlackMessage]:
         """The bot's finished messages in the thread (placeholders excluded)."""

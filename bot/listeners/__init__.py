@@ -5,12 +5,14 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.conversation import ConversationService
-from bot.listeners import assistant, feedback, home, messages
+from bot.listeners import assistant, channel_switch, commands, feedback, home, messages
 from bot.settings import Settings
 
 
 def register_listeners(app: AsyncApp, service: ConversationService, settings: Settings) -> None:
+    channel_switch.register(app, service.admin)  # first: an off channel reaches no listener
     assistant.register(app, service, settings)
     messages.register(app, service)
     feedback.register(app, service)
-    home.register(app)
+    home.register(app, service.admin)
+    commands.register(app, service.admin)

@@ -1,4 +1,4 @@
-"""👍/👎 buttons under answers."""
+"""👍/👎 buttons under answers; a 👎 opens a small optional form asking what went wrong."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
+from bot.admin.home_view import REASON_CALLBACK, reason_modal, submitted_reason
 from bot.conversation import ConversationService
 from bot.replies import FEEDBACK_ACTION_ID
 
@@ -45,9 +46,30 @@ def register(app: AsyncApp, service: ConversationService) -> None:
             log.info("feedback: turn %s no longer exists (purged); told the user", turn_id)
             if channel_id and user_id:
                 await _tell_gone(client, channel_id=channel_id, user_id=user_id, ts=thread_ts)
+            return
+        if value == "down" and body.get("trigger_id"):  # ask what went wrong
+            try:
+                await client.views_open(
+                    trigger_id=body["trigger_id"], view=reason_modal(int(turn_id))
+                )
+            except SlackApiError as exc:
+                log.warning("the 👎 form could not open: %s", exc.response.get("error"))
+
+    async def on_reason(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        found = submitted_reason(view)
+        if found is None:
+            return
+        turn_id, reason = found
+        user_id = str((body.get("user") or {}).get("id", ""))
+        await service.admin.store.set_feedback_reason(
+            turn_id=turn_id, user_id=user_id, reason=reason
+        )
+        log.info("feedback: turn %s got a 👎 reason", turn_id)
 
     for action_id in FEEDBACK_ACTION_ID.values():
         app.action(action_id)(on_feedback)
+    app.view(REASON_CALLBACK)(on_reason)
 
 
 async def _tell_gone(client: Any, *, channel_id: str, user_id: str, ts: str) -> None:

@@ -1,35 +1,50 @@
-"""The App Home tab: what the bot does and how to use it."""
+"""The App Home tab: the admin view for admins, how to use the bot for everyone else."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-HOME_TEXT = (
-    "*Hi, I'm your team's assistant.* I answer questions with an OpenAI assistant and keep the "
-    "whole Slack thread as the conversation.\n\n"
-    "• *In a channel:* mention me (`@assistant your question`). I answer in the thread, and "
-    "I keep answering replies in that thread without another mention.\n"
-    "• *In a DM or the assistant pane:* just write; every thread is its own conversation.\n"
-    "• *Mid-thread:* mention me in an existing thread and I read the earlier messages first.\n"
-    "• Use 👍 / 👎 under an answer to tell the people running me how I did."
-)
+from bot.admin.budgets import period_start
+from bot.admin.commands import Period
+from bot.admin.home_view import AdminHome, admin_view, user_view
+from bot.admin.report import GroupBy, aggregate
+from bot.admin.service import AdminService
+
+DAY_S = 86_400.0
 
 
 def home_view() -> dict[str, Any]:
-    return {
-        "type": "home",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": "Assistant"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": HOME_TEXT}},
-        ],
-    }
+    return user_view()
 
 
-def register(app: AsyncApp) -> None:
-    async def publish_home(client: Any, event: dict[str, Any]) -> None:
-        if event.get("tab", "home") == "home":
-            await client.views_publish(user_id=event["user"], view=home_view())
+async def build_admin_home(admin: AdminService, team_id: str) -> AdminHome:
+    now = datetime.now(UTC)
+    since = period_start(Period.MONTH, now).timestamp()
+    rows = await admin.store.usage_rows(since=since, team_id=team_id)
+    return AdminHome(
+        month=now.strftime("%B %Y"),
+        by_channel=aggregate(rows, GroupBy.CHANNEL),
+        top_users=aggregate(rows, GroupBy.USER)[:5],
+        feedback=await admin.store.feedback_summary(since=since),
+        channels=await admin.store.all_channel_settings(team_id),
+        errors=await admin.store.errors_since(time.time() - DAY_S),
+    )
+
+
+def register(app: AsyncApp, admin: AdminService) -> None:
+    async def publish_home(client: Any, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        user_id = str(event["user"])
+        if await admin.is_admin(client, user_id):
+            team_id = str(body.get("team_id") or "")
+            view = admin_view(await build_admin_home(admin, team_id))
+        else:
+            view = user_view()
+        await client.views_publish(user_id=user_id, view=view)
 
     app.event("app_home_opened")(publish_home)

@@ -110,3 +110,4 @@ class Feedback(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     value: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(Text)  # what went wrong, from the 👎 form (0005)

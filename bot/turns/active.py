@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot import logs
 from bot.slack_api import Place
 from bot.store.models import Conversation, InboxMessage, Turn
 from bot.store.repository import Lease, Store, TurnWork
@@ -60,5 +61,6 @@ class ActiveTurn:
 
     async def save(self, **values: Any) -> None:
         await self.store.update_turn(self.turn.id, self.lease, **values)
+        logs.note_outcome(values.get("outcome"))
         for name, value in values.items():
             setattr(self.turn, name, value)

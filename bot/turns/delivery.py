@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from slack_sdk.errors import SlackApiError
 
+from bot import metrics
 from bot.attachments import Image
 from bot.live import LiveMessage, open_live_message
 from bot.replies import Reply, replies_for
@@ -76,6 +77,7 @@ class Delivery:
 
     async def show_words(self, active: ActiveTurn, text: str) -> None:
         """More of the answer, as the model writes it (streamed delivery only)."""
+        metrics.first_words(active.turn.id)
         live = self._live.get(active.turn.id)
         if live is not None:
             await active.check_lease()
@@ -108,6 +110,7 @@ class Delivery:
                     await active.check_lease()
                     await self._slack.upload_images(place, produced)
         except SlackApiError as exc:
+            metrics.slack_error(str(exc.response.get("error")))
             if not is_permanent_slack_error(exc):
                 raise
             log.error(
@@ -127,6 +130,7 @@ class Delivery:
             files_posted=True,
             finished_at=time.time(),
         )
+        metrics.answered(active.turn.id, active.turn.outcome or Outcome.FAILED)
 
     async def _post_chunk(
         self, active: ActiveTurn, reply: Reply, *, first: bool, after_ts: str

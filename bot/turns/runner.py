@@ -17,7 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from bot import logs, metrics
+from bot.admin.service import AdminService
 from bot.assistants.base import (
+    NO_OPTIONS,
     AssistantBackend,
     AssistantRejected,
     AssistantUnavailable,
@@ -25,6 +28,7 @@ from bot.assistants.base import (
     RunState,
     StreamDelta,
     StreamStarted,
+    TurnOptions,
     is_unreachable,
 )
 from bot.attachments import Image
@@ -56,7 +60,9 @@ class TurnRunner:
         prompts: PromptBuilder,
         settings: Settings,
         retry: RetryPolicy,
+        admin: AdminService,
     ) -> None:
+        self._admin = admin
         self._store = store
         self._backend = backend
         self._delivery = delivery
@@ -66,6 +72,9 @@ class TurnRunner:
 
     async def take_turn(self, work: TurnWork) -> None:
         active = ActiveTurn(self._store, work)
+        conversation = work.conversation
+        metrics.turn_began(work.turn.id, [m.received_at for m in work.messages])
+        logs.bind_turn(work.turn.id, conversation.team_id, conversation.channel_id)
         try:
             await self._advance(active)
         except (LeaseLost, asyncio.CancelledError):
@@ -103,6 +112,8 @@ class TurnRunner:
 
     async def _start(self, active: ActiveTurn) -> None:
         await self._delivery.show_working(active)
+        if await self._over_budget(active):
+            return
         try:
             prompt = await self._prompts.build(
                 active, tell=lambda text: self._delivery.tell(active, text)
@@ -110,30 +121,50 @@ class TurnRunner:
             if prompt is None:
                 await active.save(status=TurnStatus.POSTING, outcome=Outcome.EMPTY)
                 return
+            conversation = active.conversation
+            options = await self._admin.options_for(conversation.team_id, conversation.channel_id)
             thread_id = await self._retrying(active, lambda _: self._ensure_thread(active))
             if self._settings.delivery == "stream":
                 await self._retrying(
                     active,
                     lambda retry: self._stream(
-                        active, thread_id=thread_id, prompt=prompt, retry=retry
+                        active, thread_id=thread_id, prompt=prompt, retry=retry, options=options
                     ),
                 )
                 return
             run_id = await self._retrying(
                 active,
                 lambda retry: self._find_or_start_run(
-                    active, thread_id=thread_id, prompt=prompt, retry=retry
+                    active, thread_id=thread_id, prompt=prompt, retry=retry, options=options
                 ),
             )
         except AssistantUnavailable as exc:
+            metrics.openai_error("unavailable")
             log.warning("turn %s: assistant unavailable: %s", active.turn.id, exc)
             await active.save(status=TurnStatus.POSTING, outcome=Outcome.UNAVAILABLE)
             return
         except AssistantRejected as exc:
+            metrics.openai_error("rejected")
             log.error("turn %s: assistant refused the request: %s", active.turn.id, exc)
             await active.save(status=TurnStatus.POSTING, outcome=Outcome.REJECTED)
             return
         await self._running(active, run_id)
+
+    async def _over_budget(self, active: ActiveTurn) -> bool:
+        """A reached budget ends the turn with its reply, before any call to the assistant."""
+        if not active.messages:
+            return False
+        conversation = active.conversation
+        refusal = await self._admin.refusal_for(
+            conversation.team_id, conversation.channel_id, active.messages[0].user_id
+        )
+        if refusal is None:
+            return False
+        log.info("turn %s: not asked, %s reached", active.turn.id, refusal.limit.source)
+        await active.save(
+            status=TurnStatus.POSTING, outcome=Outcome.OVER_BUDGET, answer=refusal.text()
+        )
+        return True
 
     async def _running(self, active: ActiveTurn, run_id: str) -> None:
         await active.save(
@@ -169,7 +200,13 @@ class TurnRunner:
         )
 
     async def _find_or_start_run(
-        self, active: ActiveTurn, *, thread_id: str, prompt: Prompt, retry: bool
+        self,
+        active: ActiveTurn,
+        *,
+        thread_id: str,
+        prompt: Prompt,
+        retry: bool,
+        options: TurnOptions = NO_OPTIONS,
     ) -> str:
         if retry or not active.first_attempt:
             found = await self._find_run(active, thread_id=thread_id, text=prompt.text)
@@ -177,11 +214,21 @@ class TurnRunner:
                 return found
         await active.check_lease()
         return await self._backend.start_run(
-            thread_id=thread_id, text=prompt.text, turn_key=active.key, images=prompt.images
+            thread_id=thread_id,
+            text=prompt.text,
+            turn_key=active.key,
+            images=prompt.images,
+            options=options,
         )
 
     async def _stream(
-        self, active: ActiveTurn, *, thread_id: str, prompt: Prompt, retry: bool
+        self,
+        active: ActiveTurn,
+        *,
+        thread_id: str,
+        prompt: Prompt,
+        retry: bool,
+        options: TurnOptions = NO_OPTIONS,
     ) -> None:
         """Start the run as a stream and show its words as they come.
 
@@ -202,6 +249,7 @@ class TurnRunner:
                     text=prompt.text,
                     turn_key=active.key,
                     images=prompt.images,
+                    options=options,
                 ):
                     if isinstance(event, StreamStarted):
                         await self._running(active, event.run_id)
@@ -234,12 +282,28 @@ class TurnRunner:
             await self._backend.cancel_run(thread_id=thread_id, run_id=turn.remote_run_id)
         if check.detail:
             log.info("turn %s: run ended %s (%s)", turn.id, check.state.value, check.detail)
+        if check.usage is not None:
+            await self._record_usage(active, check)
         await active.save(
             status=TurnStatus.POSTING,
             outcome=Outcome(check.state.value),
             answer=check.text or None,
             files_posted=check.produced_files == 0,
         )
+
+    async def _record_usage(self, active: ActiveTurn, check: RunCheck) -> None:
+        """Store the run's usage and estimated cost, once per turn; a failure here never
+        costs the answer."""
+        assert check.usage is not None
+        turn = active.turn
+        try:
+            cost = await self._admin.record_usage(
+                turn_id=turn.id, conversation_id=turn.conversation_id, usage=check.usage
+            )
+        except Exception as exc:
+            log.warning("turn %s: usage not recorded: %r", turn.id, exc)
+            return
+        metrics.usage(check.usage, cost)
 
     async def _wait_for_run(self, active: ActiveTurn, *, thread_id: str, run_id: str) -> RunCheck:
         turn = active.turn

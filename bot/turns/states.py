@@ -33,6 +33,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     EMPTY = "empty"
     NO_TEXT = "no_text"
+    OVER_BUDGET = "over_budget"
 
 
 def turn_key(turn_id: int) -> str:

@@ -19,14 +19,18 @@ import aiohttp
 from slack_sdk.signature import SignatureVerifier
 
 __all__ = [
+    "block_actions",
     "channel_message",
     "dm_message",
     "event_envelope",
     "mention",
     "message_changed",
     "post_event",
+    "post_form",
     "signed_headers",
+    "slash_command",
     "url_verification",
+    "view_submission",
 ]
 
 _MENTION_RE = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
@@ -296,3 +300,106 @@ async def post_event(
         text = await response.text()
         status = response.status
     return status, text, time.monotonic() - started
+
+
+# ---------------------------------------------------------------------------- interactivity
+# Slash commands arrive as form fields; button clicks and modal submissions as one form
+# field, ``payload``, holding JSON. Both are signed like events, over the raw form body.
+
+
+def slash_command(
+    *,
+    text: str,
+    user: str,
+    channel: str = "C0001",
+    command: str = "/assistant",
+    team_id: str = "T0001",
+    api_app_id: str = "A0001",
+    trigger_id: str = "",
+    response_url: str = "https://hooks.slack.com/commands/T0001/1/fake",
+) -> dict[str, str]:
+    """The form fields of a slash command invocation, as Slack posts them."""
+    return {
+        "token": "fake-verification-token",
+        "team_id": team_id,
+        "team_domain": "fake-workspace",
+        "channel_id": channel,
+        "channel_name": channel.lower(),
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": api_app_id,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**12}.fake",
+    }
+
+
+def block_actions(
+    *,
+    user: str,
+    action_id: str,
+    value: str,
+    channel: str,
+    message: dict[str, Any],
+    trigger_id: str,
+    team_id: str = "T0001",
+) -> dict[str, str]:
+    """A button click (``block_actions``) as the ``payload`` form field."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "team_id": team_id},
+        "api_app_id": "A0001",
+        "token": "fake-verification-token",
+        "container": {"type": "message", "message_ts": message.get("ts"), "channel_id": channel},
+        "trigger_id": trigger_id,
+        "team": {"id": team_id, "domain": "fake-workspace"},
+        "channel": {"id": channel, "name": channel.lower()},
+        "message": message,
+        "response_url": "https://hooks.slack.com/actions/T0001/1/fake",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": f"block-{action_id}",
+                "value": value,
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    return {"payload": json.dumps(payload)}
+
+
+def view_submission(
+    *, user: str, view: dict[str, Any], values: dict[str, Any], team_id: str = "T0001"
+) -> dict[str, str]:
+    """A modal's submission (``view_submission``) with the input ``values`` the user gave."""
+    submitted = {**view, "id": "V" + uuid.uuid4().hex[:10].upper(), "state": {"values": values}}
+    payload = {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": "fake-workspace"},
+        "user": {"id": user, "username": user.lower(), "team_id": team_id},
+        "api_app_id": "A0001",
+        "token": "fake-verification-token",
+        "trigger_id": f"{uuid.uuid4().int % 10**12}.fake",
+        "view": submitted,
+    }
+    return {"payload": json.dumps(payload)}
+
+
+async def post_form(
+    session: aiohttp.ClientSession,
+    url: str,
+    fields: dict[str, str],
+    *,
+    signing_secret: str,
+) -> tuple[int, str]:
+    """POST signed form fields like Slack does; return ``(status, body text)``."""
+    from urllib.parse import urlencode
+
+    payload = urlencode(fields).encode()
+    headers = signed_headers(payload, signing_secret=signing_secret)
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    async with session.post(url, data=payload, headers=headers) as response:
+        return response.status, await response.text()

@@ -131,6 +131,9 @@ class SlackUser:
     display_name: str = ""
     real_name: str = ""
     is_bot: bool = False
+    is_admin: bool = False
+    is_owner: bool = False
+    is_primary_owner: bool = False
 
 
 @dataclass
@@ -360,6 +363,9 @@ class FakeSlack:
         self.deleted: list[SlackMessage] = []
         #: views.publish: user id -> the last published view.
         self.home_views: dict[str, dict[str, Any]] = {}
+        #: views.open: every modal opened, in order.
+        self.opened_views: list[dict[str, Any]] = []
+        self._trigger_ids: dict[str, float] = {}
         #: Every text frame received over Socket Mode that carried an ``envelope_id``.
         self.socket_acks: list[dict[str, Any]] = []
         #: Every envelope sent with :meth:`send_socket_event`.
@@ -402,6 +408,7 @@ class FakeSlack:
             "assistant.threads.setTitle": self._ok,
             "assistant.threads.setSuggestedPrompts": self._ok,
             "views.publish": self._views_publish,
+            "views.open": self._views_open,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "files.info": self._files_info,
@@ -485,15 +492,26 @@ class FakeSlack:
         display_name: str = "",
         real_name: str = "",
         is_bot: bool = False,
+        is_admin: bool = False,
+        is_owner: bool = False,
+        is_primary_owner: bool = False,
     ) -> None:
-        """Register a user served by users.info (replaces an existing one)."""
+        """Register a user served by users.info (replaces an existing one).
+
+        Workspace roles as Slack reports them: an owner is also an admin, the primary owner
+        also an owner.
+        """
         handle = (display_name or real_name or user_id).lower().replace(" ", ".")
+        owner = is_owner or is_primary_owner
         self.users[user_id] = SlackUser(
             id=user_id,
             name=handle,
             display_name=display_name,
             real_name=real_name,
             is_bot=is_bot,
+            is_admin=is_admin or owner,
+            is_owner=owner,
+            is_primary_owner=is_primary_owner,
         )
 
     def add_channel(
@@ -1227,6 +1245,9 @@ class FakeSlack:
                 "deleted": False,
                 "is_bot": user.is_bot,
                 "is_app_user": False,
+                "is_admin": user.is_admin,
+                "is_owner": user.is_owner,
+                "is_primary_owner": user.is_primary_owner,
                 "tz": "UTC",
                 "profile": profile,
             }
@@ -1267,6 +1288,26 @@ class FakeSlack:
         if not isinstance(view, dict) or not isinstance(view.get("type"), str):
             raise _ApiError("invalid_arguments")
         self.home_views[user_id] = view
+        return {"view": {"id": self._new_id("V"), "team_id": self.team_id, **view}}
+
+    def new_trigger_id(self) -> str:
+        """A trigger id as Slack sends with an interaction: usable once, for 3 seconds."""
+        trigger_id = f"{self._ids + 1}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex}"
+        self._ids += 1
+        self._trigger_ids[trigger_id] = time.monotonic() + 3.0
+        return trigger_id
+
+    def _views_open(self, args: JSONDict) -> JSONDict:
+        trigger_id = _req_str(args, "trigger_id", "invalid_trigger_id")
+        expires = self._trigger_ids.pop(trigger_id, None)
+        if expires is None:
+            raise _ApiError("invalid_trigger_id")
+        if time.monotonic() > expires:
+            raise _ApiError("expired_trigger_id")
+        view = args.get("view")
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            raise _ApiError("invalid_arguments")
+        self.opened_views.append(view)
         return {"view": {"id": self._new_id("V"), "team_id": self.team_id, **view}}
 
     def _files_get_upload_url_external(self, args: JSONDict) -> JSONDict:

@@ -1,0 +1,132 @@
+"""`/assistant …`: the command text parsed into a `Command` (pure)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+MAX_INSTRUCTIONS_CHARS = 4000
+
+
+class Action(enum.Enum):
+    HELP = "help"
+    SHOW = "show"
+    SET_INSTRUCTIONS = "instructions"
+    RESET_INSTRUCTIONS = "instructions reset"
+    SET_MODEL = "model"
+    RESET_MODEL = "model reset"
+    OFF = "off"
+    ON = "on"
+    USAGE = "usage"
+    SET_BUDGET = "budget"
+    RESET_BUDGET = "budget reset"
+
+    @property
+    def changes_settings(self) -> bool:
+        return self not in (Action.HELP, Action.SHOW, Action.USAGE)
+
+
+class BudgetUnit(enum.StrEnum):
+    USD = "usd"
+    TOKENS = "tokens"
+
+
+class Period(enum.StrEnum):
+    DAY = "day"
+    MONTH = "month"
+
+
+@dataclass(frozen=True)
+class Budget:
+    amount: float
+    unit: BudgetUnit
+    period: Period
+
+    def describe(self) -> str:
+        if self.unit is BudgetUnit.USD:
+            return f"${self.amount:,.2f} per {self.period.value}"
+        return f"{int(self.amount):,} tokens per {self.period.value}"
+
+
+@dataclass(frozen=True)
+class Command:
+    action: Action
+    text: str | None = None
+    budget: Budget | None = None
+    problem: str | None = None
+    """Why the text was not understood (shown above the help), None when it was."""
+
+
+def parse_command(raw: str) -> Command:
+    """`/assistant` text → Command; anything not understood is HELP with the problem named."""
+    text = raw.strip()
+    word, _, rest = text.partition(" ")
+    word, rest = word.lower(), rest.strip()
+    if word in ("", "help"):
+        return Command(Action.HELP)
+    if word in ("show", "usage", "off", "on") and not rest:
+        return Command(Action(word))
+    if word == "instructions":
+        if not rest:
+            return _help("`/assistant instructions` needs the instructions text (or `reset`).")
+        if rest.lower() == "reset":
+            return Command(Action.RESET_INSTRUCTIONS)
+        if len(rest) > MAX_INSTRUCTIONS_CHARS:
+            return _help(f"Instructions may be at most {MAX_INSTRUCTIONS_CHARS:,} characters.")
+        return Command(Action.SET_INSTRUCTIONS, text=rest)
+    if word == "model":
+        if not rest or " " in rest:
+            return _help("`/assistant model` needs one model name (or `reset`).")
+        if rest.lower() == "reset":
+            return Command(Action.RESET_MODEL)
+        return Command(Action.SET_MODEL, text=rest)
+    if word == "budget":
+        return _budget(rest)
+    return _help(f"I don't know `/assistant {word}`.")
+
+
+def _budget(rest: str) -> Command:
+    if rest.lower() == "reset":
+        return Command(Action.RESET_BUDGET)
+    usage = (
+        "Use `/assistant budget <amount> usd|tokens per day|month`, "
+        "e.g. `/assistant budget 20 usd per month`."
+    )
+    parts = rest.lower().replace("$", "").split()
+    if len(parts) == 3:  # "20 usd month"
+        parts.insert(2, "per")
+    if len(parts) != 4 or parts[2] != "per":
+        return _help(usage)
+    amount_text, unit_text, _, period_text = parts
+    try:
+        amount = float(amount_text.replace(",", ""))
+    except ValueError:
+        return _help(usage)
+    unit = {"usd": BudgetUnit.USD, "tokens": BudgetUnit.TOKENS, "token": BudgetUnit.TOKENS}.get(
+        unit_text
+    )
+    period = {"day": Period.DAY, "month": Period.MONTH}.get(period_text)
+    if unit is None or period is None or not amount > 0 or amount != amount:
+        return _help(usage)
+    if unit is BudgetUnit.TOKENS:
+        amount = float(int(amount))
+    return Command(Action.SET_BUDGET, budget=Budget(amount, unit, period))
+
+
+def _help(problem: str) -> Command:
+    return Command(Action.HELP, problem=problem)
+
+
+HELP_TEXT = """*`/assistant`: this channel's assistant*
+• `/assistant show`: the settings in effect here, and where each comes from
+• `/assistant usage`: this channel's usage this month, and yours
+• `/assistant instructions <text>` / `/assistant instructions reset`: this channel's own \
+instructions
+• `/assistant model <name>` / `/assistant model reset`: this channel's model
+• `/assistant off` / `/assistant on`: whether I answer in this channel at all
+• `/assistant budget <amount> usd|tokens per day|month` / `/assistant budget reset`: a limit here
+Changing settings is for workspace admins and owners (and the bot's configured admins)."""
+
+
+def help_text(command: Command) -> str:
+    return f"{command.problem}\n\n{HELP_TEXT}" if command.problem else HELP_TEXT

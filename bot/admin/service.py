@@ -1,0 +1,262 @@
+"""What the Slack listeners and the turn engine ask of the admin part.
+
+- the turn engine: `options_for` (a channel's model and instructions), `refusal_for` (a
+  budget reached: the reply instead of a run), `record_usage` (after a run);
+- the listeners: `is_enabled` (the off switch), `run_command` (`/assistant`), `is_admin`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.admin.budgets import Limit, Refusal, Scope, decide, period_start
+from bot.admin.commands import Action, Budget, BudgetUnit, Command, Period, help_text
+from bot.admin.prices import PriceTable, format_cost, load_price_table
+from bot.admin.report import total
+from bot.admin.store import AdminStore, ChannelSettings
+from bot.assistants.base import NO_OPTIONS, TurnOptions, Usage
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ADMIN_CACHE_S = 60.0
+NOT_ALLOWED_TEXT = (
+    "Sorry, only workspace admins and owners (and the bot's configured admins) can change "
+    "this channel's assistant settings. `/assistant show` and `/assistant usage` are open "
+    "to everyone."
+)
+
+
+def off_note(admins: str) -> str:
+    return (
+        "I'm switched off in this channel, so I won't answer here. "
+        f"{admins} can turn me back on with `/assistant on`."
+    )
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    team_id: str
+    channel_id: str
+    user_id: str
+
+
+class AdminService:
+    def __init__(
+        self, engine: AsyncEngine, settings: Settings, prices: PriceTable | None = None
+    ) -> None:
+        self.store = AdminStore(engine)
+        self._settings = settings
+        self.prices = prices or load_price_table(settings.prices_file)
+        self._admins: dict[str, tuple[float, bool]] = {}
+
+    # The turn engine --------------------------------------------------------------------
+
+    async def options_for(self, team_id: str, channel_id: str) -> TurnOptions:
+        """The channel's own model and instructions, read fresh for every turn."""
+        settings = await self.store.channel_settings(team_id, channel_id)
+        if settings.model is None and settings.instructions is None:
+            return NO_OPTIONS
+        return TurnOptions(model=settings.model, instructions=settings.instructions)
+
+    async def refusal_for(
+        self, team_id: str, channel_id: str, user_id: str, *, now: float | None = None
+    ) -> Refusal | None:
+        """A limit this message would go over, from the usage all processes recorded."""
+        limits = self._limits(await self.store.channel_settings(team_id, channel_id))
+        if not limits:
+            return None
+        moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+        measured = []
+        for limit in limits:
+            since = period_start(limit.budget.period, moment).timestamp()
+            spent = await self.store.spent(
+                team_id,
+                since=since,
+                channel_id=channel_id if limit.scope == Scope.CHANNEL else None,
+                user_id=user_id if limit.scope == Scope.USER else None,
+            )
+            measured.append((limit, spent))
+        return decide(measured, now=moment)
+
+    def _limits(self, channel: ChannelSettings) -> list[Limit]:
+        limits = []
+        if self._settings.user_daily_token_limit:
+            budget = Budget(
+                float(self._settings.user_daily_token_limit), BudgetUnit.TOKENS, Period.DAY
+            )
+            limits.append(Limit(Scope.USER, budget, "the daily limit per person"))
+        if channel.budget is not None:
+            limits.append(Limit(Scope.CHANNEL, channel.budget, "this channel's budget"))
+        elif self._settings.channel_monthly_cost_limit_usd:
+            budget = Budget(
+                self._settings.channel_monthly_cost_limit_usd, BudgetUnit.USD, Period.MONTH
+            )
+            limits.append(Limit(Scope.CHANNEL, budget, "the monthly limit per channel"))
+        return limits
+
+    async def record_usage(
+        self, *, turn_id: int, conversation_id: int, usage: Usage
+    ) -> float | None:
+        """Store what a run used (once per turn); its estimated cost."""
+        cost = self.prices.cost(usage)
+        await self.store.record_usage(
+            turn_id=turn_id, conversation_id=conversation_id, usage=usage, cost_usd=cost
+        )
+        return cost
+
+    # The listeners ----------------------------------------------------------------------
+
+    async def is_enabled(self, team_id: str, channel_id: str) -> bool:
+        return (await self.store.channel_settings(team_id, channel_id)).enabled
+
+    async def is_admin(self, client: AsyncWebClient, user_id: str) -> bool:
+        """Workspace admins and owners (users.info, remembered a minute), and ADMIN_USER_IDS."""
+        if user_id in self._settings.admin_user_ids:
+            return True
+        cached = self._admins.get(user_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            response = await client.users_info(user=user_id)
+        except SlackApiError as exc:
+            log.warning("users.info for %s failed: %s", user_id, exc.response.get("error"))
+            return False
+        user = response.get("user") or {}
+        admin = any(bool(user.get(flag)) for flag in ("is_admin", "is_owner", "is_primary_owner"))
+        self._admins[user_id] = (time.monotonic() + ADMIN_CACHE_S, admin)
+        return admin
+
+    def who_can_turn_on(self) -> str:
+        named = sorted(self._settings.admin_user_ids)
+        if named:
+            return "Workspace admins, or " + ", ".join(f"<@{u}>" for u in named) + ","
+        return "Workspace admins and owners"
+
+    async def run_command(
+        self, command: Command, context: CommandContext, *, is_admin: bool
+    ) -> str:
+        """Carry out an `/assistant` command; the ephemeral reply."""
+        if command.action is Action.HELP:
+            return help_text(command)
+        if command.action is Action.SHOW:
+            return await self._show(context)
+        if command.action is Action.USAGE:
+            return await self._usage(context)
+        if not is_admin:
+            log.info(
+                "settings: %s may not change %s in %s",
+                context.user_id,
+                command.action.value,
+                context.channel_id,
+            )
+            return NOT_ALLOWED_TEXT
+        values = _setting_values(command)
+        changes = await self.store.change_settings(
+            context.team_id, context.channel_id, user_id=context.user_id, **values
+        )
+        for change in changes:
+            log.info(
+                "settings: %s changed %s in %s/%s",
+                context.user_id,
+                change.field,
+                context.team_id,
+                context.channel_id,
+            )
+        return _confirmation(command, changed=bool(changes))
+
+    async def _show(self, context: CommandContext) -> str:
+        own = await self.store.channel_settings(context.team_id, context.channel_id)
+        settings = self._settings
+        default_model = (
+            settings.openai_model
+            if settings.assistant_api == "responses"
+            else (f"the assistant's own ({settings.openai_assistant_id})")
+        )
+        lines = [f"*Assistant settings in <#{context.channel_id}>*"]
+        lines.append(f"• Answers here: {'on' if own.enabled else '*off*'}")
+        lines.append(_line("Model", own.model, default_model))
+        workspace = settings.assistant_instructions
+        if own.instructions:
+            lines.append(f"• Instructions (this channel): {_quote(own.instructions)}")
+            if workspace:
+                lines.append("  (the workspace-wide instructions still come first)")
+        else:
+            lines.append(
+                "• Instructions (default): "
+                + (_quote(workspace) if workspace else "none beyond the assistant's own")
+            )
+        limits = self._limits(own)
+        if limits:
+            for limit in limits:
+                lines.append(f"• Limit ({limit.source}): {limit.budget.describe()}")
+        else:
+            lines.append("• Limits: none")
+        return "\n".join(lines)
+
+    async def _usage(self, context: CommandContext) -> str:
+        since = period_start(Period.MONTH, datetime.now(UTC)).timestamp()
+        rows = await self.store.usage_rows(
+            since=since, team_id=context.team_id, channel_id=context.channel_id
+        )
+        channel = total(rows)
+        mine = total(row for row in rows if row.user_id == context.user_id)
+        return (
+            f"*Usage in <#{context.channel_id}> this month*\n"
+            f"• This channel: {channel.answers:,} answers, {channel.tokens:,} tokens, "
+            f"about {channel.cost_text}\n"
+            f"• Yours here: {mine.answers:,} answers, {mine.tokens:,} tokens, "
+            f"about {mine.cost_text}"
+        )
+
+
+def _setting_values(command: Command) -> dict[str, object]:
+    values: dict[Action, dict[str, object]] = {
+        Action.SET_INSTRUCTIONS: {"instructions": command.text},
+        Action.RESET_INSTRUCTIONS: {"instructions": None},
+        Action.SET_MODEL: {"model": command.text},
+        Action.RESET_MODEL: {"model": None},
+        Action.OFF: {"enabled": False},
+        Action.ON: {"enabled": True},
+        Action.SET_BUDGET: {"budget": command.budget},
+        Action.RESET_BUDGET: {"budget": None},
+    }
+    return values[command.action]
+
+
+def _confirmation(command: Command, *, changed: bool) -> str:
+    unchanged = " (it already was)" if not changed else ""
+    texts = {
+        Action.SET_INSTRUCTIONS: (
+            "This channel has its own instructions now, from the next answer on."
+        ),
+        Action.RESET_INSTRUCTIONS: "This channel uses the default instructions again.",
+        Action.SET_MODEL: f"This channel uses the model `{command.text}` from the next answer on.",
+        Action.RESET_MODEL: "This channel uses the default model again.",
+        Action.OFF: "I'm off in this channel: I won't answer mentions here until `/assistant on`.",
+        Action.ON: "I'm on in this channel again.",
+        Action.SET_BUDGET: (
+            f"This channel's budget is {command.budget.describe()}." if command.budget else ""
+        ),
+        Action.RESET_BUDGET: "This channel has no budget of its own any more.",
+    }
+    return texts[command.action] + unchanged
+
+
+def _line(name: str, own: str | None, default: str) -> str:
+    return f"• {name} (this channel): `{own}`" if own else f"• {name} (default): {default}"
+
+
+def _quote(text: str, limit: int = 300) -> str:
+    short = text if len(text) <= limit else text[: limit - 1] + "…"
+    return "\n>" + short.replace("\n", "\n>")
+
+
+__all__ = ["AdminService", "CommandContext", "Refusal", "format_cost", "off_note"]

@@ -1,0 +1,379 @@
+"""The admin tables' reads and writes, each a short transaction (SQLite and PostgreSQL).
+
+Everything several processes must agree on (settings, budgets' spending) is read from the
+database each time, so a change made on one process holds on all of them at the next turn.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.admin.budgets import Spent
+from bot.admin.commands import Budget, BudgetUnit, Period
+from bot.admin.report import UsageRow
+from bot.assistants.base import Usage
+from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
+from bot.store.models import Conversation, Feedback, InboxMessage, Turn
+
+SETTING_FIELDS = ("instructions", "model", "enabled", "budget")
+ERROR_OUTCOMES = (
+    "failed",
+    "expired",
+    "cancelled",
+    "requires_action",
+    "unavailable",
+    "rejected",
+)
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """A channel's own settings (None: the default applies)."""
+
+    team_id: str
+    channel_id: str
+    instructions: str | None = None
+    model: str | None = None
+    enabled: bool = True
+    budget: Budget | None = None
+
+    def value_of(self, name: str) -> str | None:
+        value: object = {
+            "instructions": self.instructions,
+            "model": self.model,
+            "enabled": "on" if self.enabled else "off",
+            "budget": self.budget.describe() if self.budget else None,
+        }[name]
+        return None if value is None else str(value)
+
+    @property
+    def is_default(self) -> bool:
+        return (
+            self.instructions is None
+            and self.model is None
+            and self.enabled
+            and self.budget is None
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    field: str
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    up: int
+    down: int
+    latest_reasons: list[tuple[float, str, str]]
+    """(when, user, reason) of the latest 👎 with a reason, newest first."""
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    count: int
+    most_common: str | None
+
+
+class AdminStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def _insert(self, table: Any) -> Any:
+        dialect = self.engine.dialect.name
+        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+    # Channel settings -----------------------------------------------------------------
+
+    async def channel_settings(self, team_id: str, channel_id: str) -> ChannelSettings:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(ChannelSetting).where(
+                        ChannelSetting.team_id == team_id, ChannelSetting.channel_id == channel_id
+                    )
+                )
+            ).first()
+        if row is None:
+            return ChannelSettings(team_id, channel_id)
+        return _settings_of(row._mapping)
+
+    async def all_channel_settings(self, team_id: str) -> list[ChannelSettings]:
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(ChannelSetting)
+                .where(ChannelSetting.team_id == team_id)
+                .order_by(ChannelSetting.channel_id)
+            )
+            found = [_settings_of(row._mapping) for row in rows]
+        return [settings for settings in found if not settings.is_default]
+
+    async def change_settings(
+        self, team_id: str, channel_id: str, *, user_id: str, **values: Any
+    ) -> list[Change]:
+        """Set some of a channel's settings (None resets one); the changes, as logged.
+
+        The row is locked for the read-modify-write, so two admins changing different
+        settings at once on two processes both win.
+        """
+        now = time.time()
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                self._insert(ChannelSetting)
+                .values(team_id=team_id, channel_id=channel_id, enabled=True, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["team_id", "channel_id"])
+            )
+            row = (
+                await connection.execute(
+                    select(ChannelSetting)
+                    .where(
+                        ChannelSetting.team_id == team_id, ChannelSetting.channel_id == channel_id
+                    )
+                    .with_for_update()
+                )
+            ).one()
+            before = _settings_of(row._mapping)
+            columns: dict[str, Any] = {}
+            for name, value in values.items():
+                if name == "budget":
+                    budget: Budget | None = value
+                    columns["budget_amount"] = budget.amount if budget else None
+                    columns["budget_unit"] = budget.unit.value if budget else None
+                    columns["budget_period"] = budget.period.value if budget else None
+                else:
+                    columns[name] = value
+            await connection.execute(
+                update(ChannelSetting)
+                .where(ChannelSetting.id == row.id)
+                .values(**columns, updated_by=user_id, updated_at=now)
+            )
+            after_row = (
+                await connection.execute(select(ChannelSetting).where(ChannelSetting.id == row.id))
+            ).one()
+            after = _settings_of(after_row._mapping)
+            changes = [
+                Change(name, before.value_of(name), after.value_of(name))
+                for name in values
+                if before.value_of(name) != after.value_of(name)
+            ]
+            for change in changes:
+                await connection.execute(
+                    self._insert(SettingsChange).values(
+                        team_id=team_id,
+                        channel_id=channel_id,
+                        user_id=user_id,
+                        field=change.field,
+                        old_value=change.old,
+                        new_value=change.new,
+                        at=now,
+                    )
+                )
+            return changes
+
+    async def recent_changes(self, team_id: str, *, limit: int = 10) -> list[SettingsChange]:
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(SettingsChange)
+                .where(SettingsChange.team_id == team_id)
+                .order_by(SettingsChange.at.desc(), SettingsChange.id.desc())
+                .limit(limit)
+            )
+            return [SettingsChange(**row._asdict()) for row in rows]
+
+    # Usage ----------------------------------------------------------------------------
+
+    async def record_usage(
+        self, *, turn_id: int, conversation_id: int, usage: Usage, cost_usd: float | None
+    ) -> bool:
+        """Store a turn's usage once (a resumed turn records nothing twice); True if new."""
+        async with self.engine.begin() as connection:
+            place = (
+                await connection.execute(
+                    select(Conversation.team_id, Conversation.channel_id).where(
+                        Conversation.id == conversation_id
+                    )
+                )
+            ).first()
+            if place is None:
+                return False
+            user_id = await connection.scalar(
+                select(InboxMessage.user_id)
+                .where(InboxMessage.turn_id == turn_id)
+                .order_by(InboxMessage.ts)
+                .limit(1)
+            )
+            result = await connection.execute(
+                self._insert(TurnUsage)
+                .values(
+                    turn_id=turn_id,
+                    team_id=place.team_id,
+                    channel_id=place.channel_id,
+                    user_id=user_id or "",
+                    model=usage.model,
+                    input_tokens=usage.input_tokens,
+                    cached_input_tokens=usage.cached_input_tokens,
+                    output_tokens=usage.output_tokens,
+                    reasoning_tokens=usage.reasoning_tokens,
+                    cost_usd=cost_usd,
+                    at=time.time(),
+                )
+                .on_conflict_do_nothing(index_elements=["turn_id"])
+            )
+            return bool(result.rowcount)
+
+    async def spent(
+        self,
+        team_id: str,
+        *,
+        since: float,
+        channel_id: str | None = None,
+        user_id: str | None = None,
+    ) -> Spent:
+        conditions = [TurnUsage.team_id == team_id, TurnUsage.at >= since]
+        if channel_id is not None:
+            conditions.append(TurnUsage.channel_id == channel_id)
+        if user_id is not None:
+            conditions.append(TurnUsage.user_id == user_id)
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(
+                        func.coalesce(
+                            func.sum(TurnUsage.input_tokens + TurnUsage.output_tokens), 0
+                        ),
+                        func.coalesce(func.sum(TurnUsage.cost_usd), 0.0),
+                    ).where(and_(*conditions))
+                )
+            ).one()
+        return Spent(tokens=int(row[0]), cost_usd=float(row[1] or 0.0))
+
+    async def usage_rows(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        team_id: str | None = None,
+        channel_id: str | None = None,
+        user_id: str | None = None,
+    ) -> list[UsageRow]:
+        conditions = []
+        if since is not None:
+            conditions.append(TurnUsage.at >= since)
+        if until is not None:
+            conditions.append(TurnUsage.at < until)
+        if team_id is not None:
+            conditions.append(TurnUsage.team_id == team_id)
+        if channel_id is not None:
+            conditions.append(TurnUsage.channel_id == channel_id)
+        if user_id is not None:
+            conditions.append(TurnUsage.user_id == user_id)
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(
+                    TurnUsage.team_id,
+                    TurnUsage.channel_id,
+                    TurnUsage.user_id,
+                    TurnUsage.model,
+                    TurnUsage.input_tokens,
+                    TurnUsage.cached_input_tokens,
+                    TurnUsage.output_tokens,
+                    TurnUsage.reasoning_tokens,
+                    TurnUsage.cost_usd,
+                    TurnUsage.at,
+                )
+                .where(and_(True, *conditions))
+                .order_by(TurnUsage.at)
+            )
+            return [
+                UsageRow(
+                    team_id=row.team_id,
+                    channel_id=row.channel_id,
+                    user_id=row.user_id,
+                    model=row.model,
+                    input_tokens=row.input_tokens,
+                    cached_input_tokens=row.cached_input_tokens,
+                    output_tokens=row.output_tokens,
+                    reasoning_tokens=row.reasoning_tokens,
+                    cost_usd=row.cost_usd,
+                    at=row.at,
+                )
+                for row in rows
+            ]
+
+    # Feedback and errors --------------------------------------------------------------
+
+    async def set_feedback_reason(self, *, turn_id: int, user_id: str, reason: str) -> bool:
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(Feedback)
+                .where(Feedback.turn_id == turn_id, Feedback.user_id == user_id)
+                .values(reason=reason)
+            )
+            return bool(result.rowcount)
+
+    async def feedback_summary(self, *, since: float, latest: int = 5) -> FeedbackSummary:
+        async with self.engine.connect() as connection:
+            votes = await connection.execute(
+                select(Feedback.value, func.count())
+                .where(Feedback.created_at >= since)
+                .group_by(Feedback.value)
+            )
+            counts = {str(value): int(count) for value, count in votes}
+            reasons = await connection.execute(
+                select(Feedback.created_at, Feedback.user_id, Feedback.reason)
+                .where(Feedback.value == "down", Feedback.reason.is_not(None))
+                .order_by(Feedback.created_at.desc())
+                .limit(latest)
+            )
+            return FeedbackSummary(
+                up=int(counts.get("up", 0)),
+                down=int(counts.get("down", 0)),
+                latest_reasons=[(at, user, str(reason)) for at, user, reason in reasons],
+            )
+
+    async def errors_since(self, since: float) -> ErrorSummary:
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(Turn.outcome, func.count())
+                .where(Turn.outcome.in_(ERROR_OUTCOMES), Turn.created_at >= since)
+                .group_by(Turn.outcome)
+            )
+            counts = Counter({str(outcome): int(n) for outcome, n in rows})
+        common = counts.most_common(1)
+        return ErrorSummary(sum(counts.values()), common[0][0] if common else None)
+
+    async def turns_waiting(self) -> int:
+        async with self.engine.connect() as connection:
+            found = await connection.scalar(
+                select(func.count())
+                .select_from(Conversation)
+                .where(Conversation.needs_attention.is_(True))
+            )
+            return int(found or 0)
+
+
+def _settings_of(row: Any) -> ChannelSettings:
+    budget = None
+    if row["budget_amount"] is not None and row["budget_unit"] and row["budget_period"]:
+        budget = Budget(
+            float(row["budget_amount"]),
+            BudgetUnit(row["budget_unit"]),
+            Period(row["budget_period"]),
+        )
+    return ChannelSettings(
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        instructions=row["instructions"],
+        model=row["model"],
+        enabled=bool(row["enabled"]),
+        budget=budget,
+    )

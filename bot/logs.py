@@ -1,0 +1,57 @@
+"""Logging set-up: readable lines, or (`LOG_FORMAT=json`) one JSON object per line.
+
+Each JSON line carries the turn id, team, channel and outcome when the code logging it works
+on a turn: `bind_turn` puts them in a context variable for the task handling the turn (and
+`extra={"turn_id": …}` on a call overrides them). Message text is logged at DEBUG only, by
+the callers; this module adds nothing from messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TURN_FIELDS = ("turn_id", "team", "channel", "outcome")
+
+_turn: ContextVar[dict[str, Any] | None] = ContextVar("bot_turn", default=None)
+
+
+def bind_turn(turn_id: int, team: str, channel: str) -> None:
+    """From here on in this task, log lines name this turn."""
+    _turn.set({"turn_id": turn_id, "team": team, "channel": channel})
+
+
+def note_outcome(outcome: str | None) -> None:
+    current = _turn.get()
+    if current is not None and outcome:
+        current["outcome"] = outcome
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(_turn.get() or {})
+        for name in TURN_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    logging.basicConfig(level=level, handlers=[handler], force=True)

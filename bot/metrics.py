@@ -1,0 +1,162 @@
+"""Prometheus metrics (`GET /metrics`): answers, latencies, tokens and cost, errors, lag.
+
+One registry for the process. Call sites in the engine are single lines
+(`metrics.answered(turn.id, outcome)`); the timing state they need lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.assistants.base import Usage
+from bot.store.models import Conversation
+
+REGISTRY = CollectorRegistry()
+_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
+
+ANSWERS = Counter(
+    "bot_answers", "Finished turns, by how they ended", ["outcome"], registry=REGISTRY
+)
+FIRST_WORDS = Histogram(
+    "bot_event_to_first_words_seconds",
+    "From the Slack event to the first words of the answer visible in Slack",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+COMPLETE = Histogram(
+    "bot_event_to_complete_answer_seconds",
+    "From the Slack event to the complete answer in Slack",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+ACK = Histogram(
+    "bot_event_ack_seconds",
+    "Time to acknowledge a Slack request",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+WAITING = Gauge(
+    "bot_conversations_waiting",
+    "Conversations with a message or turn not yet answered (all processes)",
+    registry=REGISTRY,
+)
+TOKENS = Counter(
+    "bot_tokens", "Tokens the API reported, by model and kind", ["model", "kind"], registry=REGISTRY
+)
+COST = Counter(
+    "bot_estimated_cost_usd",
+    "Estimated cost of the answers, by model",
+    ["model"],
+    registry=REGISTRY,
+)
+OPENAI_ERRORS = Counter(
+    "bot_openai_errors", "OpenAI calls that failed, by kind", ["kind"], registry=REGISTRY
+)
+SLACK_ERRORS = Counter(
+    "bot_slack_errors", "Slack Web API errors, by Slack's error code", ["kind"], registry=REGISTRY
+)
+LOOP_LAG = Gauge(
+    "bot_event_loop_lag_seconds",
+    "How late the event loop ran a ready callback, sampled at scrape time",
+    registry=REGISTRY,
+)
+
+# turn id → (when its first message arrived, whether first words were already counted)
+_started: dict[int, list[float | bool]] = {}
+_MAX_TRACKED = 100_000
+
+
+def turn_began(turn_id: int, received_at: Sequence[float]) -> None:
+    if turn_id not in _started and received_at and len(_started) < _MAX_TRACKED:
+        _started[turn_id] = [min(received_at), False]
+
+
+def first_words(turn_id: int) -> None:
+    """The first piece of the answer is on its way to Slack (streamed delivery)."""
+    entry = _started.get(turn_id)
+    if entry is not None and not entry[1]:
+        entry[1] = True
+        FIRST_WORDS.observe(max(0.0, time.time() - float(entry[0])))
+
+
+def answered(turn_id: int, outcome: str) -> None:
+    ANSWERS.labels(outcome=outcome).inc()
+    entry = _started.pop(turn_id, None)
+    if entry is None:
+        return
+    elapsed = max(0.0, time.time() - float(entry[0]))
+    if not entry[1]:
+        FIRST_WORDS.observe(elapsed)  # posted at once: the first words are the whole answer
+    COMPLETE.observe(elapsed)
+
+
+def usage(report: Usage, cost_usd: float | None) -> None:
+    for kind, count in (
+        ("input", report.input_tokens),
+        ("cached_input", report.cached_input_tokens),
+        ("output", report.output_tokens),
+        ("reasoning", report.reasoning_tokens),
+    ):
+        TOKENS.labels(model=report.model, kind=kind).inc(count)
+    if cost_usd is not None:
+        COST.labels(model=report.model).inc(cost_usd)
+
+
+def openai_error(kind: str) -> None:
+    OPENAI_ERRORS.labels(kind=kind).inc()
+
+
+def slack_error(kind: str) -> None:
+    SLACK_ERRORS.labels(kind=kind).inc()
+
+
+def ack_took(seconds: float) -> None:
+    ACK.observe(seconds)
+
+
+async def scrape(engine: AsyncEngine) -> bytes:
+    """The exposition text, with the gauges that are measured at scrape time brought up to date."""
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    await asyncio.sleep(0)
+    LOOP_LAG.set(loop.time() - before)
+    try:
+        async with engine.connect() as connection:
+            waiting = await connection.scalar(
+                select(func.count())
+                .select_from(Conversation)
+                .where(Conversation.needs_attention.is_(True))
+            )
+        WAITING.set(int(waiting or 0))
+    except Exception:  # the database being down shows in /healthz; keep serving the rest
+        pass
+    return generate_latest(REGISTRY)
+
+
+def route(engine: AsyncEngine) -> web.RouteDef:
+    async def serve_metrics(_: web.Request) -> web.Response:
+        body = await scrape(engine)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return web.get("/metrics", serve_metrics)
+
+
+def metrics_app(engine: AsyncEngine) -> web.Application:
+    """The Socket Mode process's own tiny HTTP site for METRICS_PORT."""
+    app = web.Application()
+    app.add_routes([route(engine)])
+    return app
