@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_web_app
 from bot.runtime import Bot, running_bot
@@ -267,31 +268,48 @@ class BotUnderTest(Conversations):
     async def idle(self, timeout: float = 15.0) -> None:
         """Wait until every stored message is answered and no conversation is leased."""
         assert self.bot is not None
-        engine = self.bot.engine
-        deadline = time.monotonic() + timeout
-        while True:
-            async with engine.connect() as connection:
-                pending = await connection.scalar(
-                    select(func.count())
-                    .select_from(InboxMessage)
-                    .where(InboxMessage.turn_id.is_(None), InboxMessage.refused.is_(False))
-                )
-                open_turns = await connection.scalar(
-                    select(func.count()).select_from(Turn).where(Turn.status != "done")
-                )
-                busy = await connection.scalar(
-                    select(func.count())
-                    .select_from(Conversation)
-                    .where(Conversation.needs_attention.is_(True))
-                )
-            if not pending and not open_turns and not busy:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"bot not idle after {timeout}s: {pending} unassigned messages, "
-                    f"{open_turns} open turns, {busy} conversations needing attention"
-                )
-            await asyncio.sleep(0.02)
+        await wait_until_idle(self.bot.engine, timeout)
+
+
+async def wait_until_idle(engine: AsyncEngine, timeout: float = 15.0) -> None:
+    """Until the database says nothing is left: every stored message answered (or refused),
+    every turn done, no conversation waiting for work."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with engine.connect() as connection:
+            pending = await connection.scalar(
+                select(func.count())
+                .select_from(InboxMessage)
+                .where(InboxMessage.turn_id.is_(None), InboxMessage.refused.is_(False))
+            )
+            open_turns = await connection.scalar(
+                select(func.count()).select_from(Turn).where(Turn.status != "done")
+            )
+            busy = await connection.scalar(
+                select(func.count())
+                .select_from(Conversation)
+                .where(Conversation.needs_attention.is_(True))
+            )
+        if not pending and not open_turns and not busy:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"bot not idle after {timeout}s: {pending} unassigned messages, "
+                f"{open_turns} open turns, {busy} conversations needing attention"
+            )
+        await asyncio.sleep(0.02)
+
+
+async def nothing_left(database_url: str, timeout: float = 20.0) -> None:
+    """`wait_until_idle` for a bot in another process, through its DATABASE_URL."""
+    from bot.settings import database_url as async_url
+    from bot.store.db import create_engine
+
+    engine = create_engine(async_url(database_url))
+    try:
+        await wait_until_idle(engine, timeout)
+    finally:
+        await engine.dispose()
 
 
 def free_port() -> int:

@@ -23,7 +23,15 @@ from bot.store.models import Conversation, Turn
 from tests.fakes.events import event_envelope, mention
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import ROOT, RUN_STARTS, BotProcess, Conversations, bot_env, free_port
+from tests.harness import (
+    ROOT,
+    RUN_STARTS,
+    BotProcess,
+    Conversations,
+    bot_env,
+    free_port,
+    nothing_left,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -215,7 +223,7 @@ async def test_kill_9_during_a_run_answers_once_after_restart(
         bot.kill()
         await bot.restart()
         answers = await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
-        await asyncio.sleep(1.0)
+        await nothing_left(database_url)
         assert [a.text for a in bot.talk.answers("C0001", question.ts)] == [
             "Echo: Alice: survive a crash"
         ]
@@ -240,7 +248,7 @@ async def test_kill_9_between_ack_and_run_loses_nothing(
         await bot.restart()
         for i, question in enumerate(questions):
             await talk.wait_for_answers(f"CK{i}", question.ts, timeout=20)
-        await asyncio.sleep(0.5)
+        await nothing_left(database_url)
         for i, question in enumerate(questions):
             assert [a.text for a in talk.answers(f"CK{i}", question.ts)] == [
                 f"Echo: Alice: question {i}"
@@ -288,7 +296,7 @@ async def test_sigterm_leaves_long_work_for_the_next_start(
         restarted = await start_process(env)
         try:
             await talk.wait_for_answers("C0001", question.ts, timeout=20)
-            await asyncio.sleep(0.5)
+            await nothing_left(database_url)
             assert [a.text for a in talk.answers("C0001", question.ts)] == ["Echo: Alice: long one"]
             assert len(openai_fake.requests_to("POST", r"/v1/responses")) == 1
         finally:
@@ -318,7 +326,7 @@ async def test_socket_mode_end_to_end(
         async with aiohttp.ClientSession() as http:
             talk = Conversations("unused", slack, openai_fake, http)
             await talk.wait_for_answers("C0001", message.ts)
-            await asyncio.sleep(0.5)
+            await nothing_left(env["DATABASE_URL"])
             assert [a.text for a in talk.answers("C0001", message.ts)] == [
                 "Echo: Alice: over the socket"
             ]
@@ -370,7 +378,7 @@ async def test_two_processes_on_one_postgres_answer_each_message_once(
                     f"--- process {n} ---\n{p.output()}" for n, p in enumerate(processes)
                 )
                 raise AssertionError(f"{exc}\n{logs}") from None
-            await asyncio.sleep(1.0)
+            await nothing_left(postgres_url)
             for i, (channel, ts) in enumerate(threads):
                 texts = [a.text for a in talks[0].answers(channel, ts)]
                 assert len(texts) == 2, texts
@@ -402,7 +410,7 @@ async def test_kill_9_mid_stream_replaces_the_half_streamed_answer(
         assert half.streaming and half.text != "Echo: Alice: stream through a crash"
         await bot.restart()
         await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
-        await asyncio.sleep(0.5)
+        await nothing_left(env["DATABASE_URL"])
         replies = slack.bot_replies("C0001", question.ts)
         assert [r.text for r in replies] == ["Echo: Alice: stream through a crash"]
         assert replies[0].ts == half.ts, "the half-streamed message is completed, not duplicated"
@@ -433,7 +441,7 @@ async def test_kill_9_before_the_response_id_is_known_answers_once(
         openai_fake.clear_holds()
         await bot.restart()
         await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
-        await asyncio.sleep(0.5)
+        await nothing_left(env["DATABASE_URL"])
         texts = [a.text for a in bot.talk.answers("C0001", question.ts)]
         assert texts == ["Echo: Alice: was my question lost?"]
         assert len(openai_fake.requests_to("POST", r"/v1/responses")) == 1
@@ -487,7 +495,7 @@ async def test_kill_9_while_posting_a_long_answer_posts_each_part_once(
         bot.kill()
         await bot.restart()
         await bot.talk.wait_for_answers("C0001", question.ts, count=3, timeout=20)
-        await asyncio.sleep(1.0)
+        await nothing_left(env["DATABASE_URL"])
         texts = [a.text for a in bot.talk.answers("C0001", question.ts)]
         assert len(texts) == 3, [t[:20] for t in texts]
         assert [t[:6] for t in texts] == ["Part 0", "Part 1", "Part 2"]
