@@ -30,7 +30,7 @@ def parse_purge_args(argv: list[str]) -> float:
 async def purge(settings: Settings, *, older_than_days: float) -> int:
     """Delete conversations idle for longer than the given age; how many were deleted."""
     engine = create_engine(settings.database_url)
-    backend = make_backend(settings)
+    backend = make_backend(settings, engine)
     try:
         await migrate(engine)
         cutoff = time.time() - older_than_days * 86400

@@ -8,15 +8,16 @@ single line the operator needs to fix it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-AssistantApi = Literal["threads", "responses"]
+AssistantApi = Literal["threads", "responses", "chat"]
 DeliveryMode = Literal["poll", "stream"]
 
 DEFAULT_MODEL = "gpt-5-mini"
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///bot.db"
 DEFAULT_GREETING = "Hi! How can I help? Ask me anything, or pick a suggestion below."
@@ -62,6 +63,9 @@ class Settings:
     log_level: str = "INFO"
     assistant_greeting: str = DEFAULT_GREETING
     suggested_prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    context_tokens: int | None = None
+    azure_openai_endpoint: str | None = None
+    openai_api_version: str | None = None
 
     @property
     def socket_mode(self) -> bool:
@@ -104,9 +108,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
             "SLACK_SIGNING_SECRET is not set: copy it from the Slack app's Basic Information page"
             " (or set SLACK_APP_TOKEN to use Socket Mode)"
         )
-    api_key = required("OPENAI_API_KEY", "set it to an OpenAI API key (sk-…)")
     assistant_id = get("OPENAI_ASSISTANT_ID")
     assistant_api = _assistant_api(get("ASSISTANT_API"), assistant_id)
+    api_key = _api_key(get, assistant_api)
     if assistant_api == "threads" and assistant_id is None:
         raise SettingsError(
             "OPENAI_ASSISTANT_ID is not set: ASSISTANT_API=threads needs an assistant id (asst_…)"
@@ -145,6 +149,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         log_level=_log_level(get("LOG_LEVEL")),
         assistant_greeting=get("ASSISTANT_GREETING") or DEFAULT_GREETING,
         suggested_prompts=_prompts(env.get("ASSISTANT_SUGGESTED_PROMPTS")),
+        context_tokens=_optional_int(env, "CONTEXT_TOKENS", minimum=500, maximum=10_000_000),
+        azure_openai_endpoint=get("AZURE_OPENAI_ENDPOINT"),
+        openai_api_version=get("OPENAI_API_VERSION"),
     )
 
 
@@ -181,7 +188,9 @@ def _assistant_api(raw: str | None, assistant_id: str | None) -> AssistantApi:
         return "threads"
     if raw == "responses":
         return "responses"
-    raise SettingsError(f"ASSISTANT_API must be 'threads' or 'responses', not {raw!r}")
+    if raw == "chat":
+        return "chat"
+    raise SettingsError(f"ASSISTANT_API must be 'threads', 'responses' or 'chat', not {raw!r}")
 
 
 def _delivery(raw: str | None) -> DeliveryMode:
@@ -264,3 +273,24 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maxim
     if not minimum <= value <= maximum:
         raise SettingsError(f"{name} must be between {minimum} and {maximum}, not {raw}")
     return value
+
+
+NO_KEY = "no-key"
+"""The key sent to a Chat Completions server that needs none (the SDK insists on one)."""
+
+
+def _api_key(get: Callable[[str], str | None], assistant_api: AssistantApi) -> str:
+    """OPENAI_API_KEY (or AZURE_OPENAI_API_KEY on Azure); only the chat backend can do
+    without one, for a local server (Ollama, vLLM) that checks no key."""
+    key = get("OPENAI_API_KEY") or get("AZURE_OPENAI_API_KEY")
+    if key is not None:
+        return key
+    if assistant_api == "chat":
+        return NO_KEY
+    raise SettingsError("OPENAI_API_KEY is not set: set it to an OpenAI API key (sk-…)")
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int, maximum: int) -> int | None:
+    if not env.get(name, "").strip():
+        return None
+    return _int(env, name, minimum, minimum=minimum, maximum=maximum)

@@ -52,9 +52,9 @@ def run_bot_expecting_failure(env: dict[str, str]) -> subprocess.CompletedProces
                 "SLACK_BOT_TOKEN": "xoxb-1",
                 "SLACK_SIGNING_SECRET": "s",
                 "OPENAI_API_KEY": "k",
-                "ASSISTANT_API": "chat",
+                "ASSISTANT_API": "assistants",
             },
-            "ASSISTANT_API must be 'threads' or 'responses'",
+            "ASSISTANT_API must be 'threads', 'responses' or 'chat'",
         ),
         (
             {

@@ -1,0 +1,551 @@
+"""OpenAI's Chat Completions API (or any server that speaks it): the bot is the thread.
+
+Chat Completions keeps no state, so this backend keeps each thread's messages in the bot's
+own database (`bot/store/chat_models.py`) and sends the conversation on every turn, as much
+of it as fits the model's window (`bot/assistants/context.py`).
+
+A turn is a local run: its user message is stored first (once per turn key), the completion
+runs as an asyncio task in this process, and the answer is stored when the model finishes,
+in the one transaction that marks the run done. So:
+
+- a crash after the answer is stored posts the stored answer (the model is not asked again);
+- a crash before it is stored leaves a user message with no answer and no task: whoever
+  checks the run next asks the model again. The model may be called twice; the answer is
+  stored, and therefore posted, once (the first stored answer wins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import openai
+from openai import AsyncOpenAI
+from openai.types import CompletionUsage
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.assistants.base import (
+    NO_OPTIONS,
+    AssistantRejected,
+    AssistantUnavailable,
+    RunCheck,
+    RunState,
+    StreamDelta,
+    StreamEvent,
+    StreamStarted,
+    TurnOptions,
+    Usage,
+    joined_instructions,
+)
+from bot.assistants.context import (
+    CUT_NOTE,
+    IMAGE_TOKENS,
+    Entry,
+    context_budget,
+    cut_text,
+    estimate_tokens,
+    newest_fitting,
+    plan_context,
+    summary_room,
+)
+from bot.assistants.errors import translated_errors
+from bot.attachments import Image, image_data_url
+from bot.store.chat_models import ChatMessage, ChatSummary
+
+log = logging.getLogger(__name__)
+
+RUN_PREFIX = "chatrun:"
+CONTEXT_TOO_LONG = "context_length_exceeded"
+SUMMARY_PROMPT = (
+    "Summarise the conversation below for your own later reference, in at most 200 words: "
+    "who asked what, the facts, names, numbers and decisions that matter, and open questions. "
+    "Write only the summary."
+)
+SUMMARY_HEADING = "Summary of the earlier part of this conversation (older messages are not shown):"
+_FINISH_STATES = {
+    "stop": RunState.COMPLETED,
+    "length": RunState.INCOMPLETE,
+    "tool_calls": RunState.REQUIRES_ACTION,
+    "function_call": RunState.REQUIRES_ACTION,
+    "content_filter": RunState.FAILED,
+}
+_STORED_STATES = {RunState.COMPLETED, RunState.INCOMPLETE}
+
+
+@dataclass(frozen=True)
+class _Question:
+    """A turn's stored user message and what it needs to be asked (again)."""
+
+    seq: int
+    text: str
+    images: tuple[str, ...]
+    model: str | None
+    instructions: str | None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    state: RunState
+    text: str
+    usage: Usage | None
+
+
+class _ContextTooLong(Exception):
+    """The server said the request exceeds the model's window."""
+
+
+class ChatBackend:
+    name = "chat"
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        engine: AsyncEngine,
+        *,
+        model: str,
+        instructions: str | None = None,
+        context_tokens: int | None = None,
+        completion_timeout_s: float = 120.0,
+    ) -> None:
+        self._client = client
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._model = model
+        self._instructions = instructions
+        self._context_tokens = context_tokens
+        self._completion_timeout_s = completion_timeout_s
+        self._tasks: dict[str, asyncio.Task[RunCheck]] = {}
+
+    # The Protocol -------------------------------------------------------------------
+
+    async def create_thread(self, *, metadata: dict[str, str]) -> str:
+        return f"chat_{uuid.uuid4().hex}"
+
+    async def start_run(
+        self,
+        *,
+        thread_id: str,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image] = (),
+        options: TurnOptions = NO_OPTIONS,
+    ) -> str:
+        await self._store_question(thread_id, turn_key, text, images, options)
+        self._launch(thread_id, turn_key, deltas=None)
+        return RUN_PREFIX + turn_key
+
+    async def find_run(self, *, thread_id: str, turn_key: str, text: str) -> str | None:
+        """The turn's run exists once its user message is stored."""
+        async with self._sessions() as session:
+            stored = await session.scalar(
+                _row(thread_id, turn_key, "user").with_only_columns(ChatMessage.id)
+            )
+        return None if stored is None else RUN_PREFIX + turn_key
+
+    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
+        turn_key = run_id.removeprefix(RUN_PREFIX)
+        task = self._tasks.get(turn_key)
+        if task is not None and task.done():
+            del self._tasks[turn_key]
+            if not task.cancelled():
+                error = task.exception()
+                if error is None:
+                    return task.result()
+                if isinstance(error, AssistantRejected):
+                    return RunCheck(RunState.FAILED, detail=str(error))
+                log.warning("chat run %s failed (%s); asking again", turn_key, error)
+        elif task is not None:
+            return RunCheck(RunState.IN_PROGRESS)
+        answer = await self._stored_answer(thread_id, turn_key)
+        if answer is not None:
+            return answer
+        if await self.find_run(thread_id=thread_id, turn_key=turn_key, text="") is None:
+            return RunCheck(RunState.FAILED, detail="the turn's question was never stored")
+        # Started by a process that is gone (or failed here): ask the model again.
+        self._launch(thread_id, turn_key, deltas=None)
+        return RunCheck(RunState.IN_PROGRESS)
+
+    async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
+        task = self._tasks.pop(run_id.removeprefix(RUN_PREFIX), None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def stream_run(
+        self,
+        *,
+        thread_id: str,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image] = (),
+        options: TurnOptions = NO_OPTIONS,
+    ) -> AsyncIterator[StreamEvent]:
+        """Store the question, then stream the answer as the model writes it.
+
+        The completion runs as a task of its own: if the caller stops listening (a deadline,
+        a broken Slack stream), it carries on, and `check_run` finds it.
+        """
+        await self._store_question(thread_id, turn_key, text, images, options)
+        yield StreamStarted(RUN_PREFIX + turn_key)
+        deltas: asyncio.Queue[str] = asyncio.Queue()
+        task = self._launch(thread_id, turn_key, deltas=deltas)
+        getter: asyncio.Future[str] | None = None
+        try:
+            while True:
+                getter = asyncio.ensure_future(deltas.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    break
+                yield StreamDelta(getter.result())
+            while not deltas.empty():
+                yield StreamDelta(deltas.get_nowait())
+            try:
+                result = await asyncio.shield(task)
+            finally:
+                if self._tasks.get(turn_key) is task:
+                    del self._tasks[turn_key]
+            yield result
+        finally:
+            if getter is not None and not getter.done():
+                getter.cancel()
+
+    async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
+        return []
+
+    async def delete_thread(self, thread_id: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(ChatMessage).where(ChatMessage.thread_id == thread_id))
+            await session.execute(delete(ChatSummary).where(ChatSummary.thread_id == thread_id))
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        await self._client.close()
+
+    # A turn ---------------------------------------------------------------------------
+
+    def _launch(
+        self, thread_id: str, turn_key: str, *, deltas: asyncio.Queue[str] | None
+    ) -> asyncio.Task[RunCheck]:
+        task = self._tasks.get(turn_key)
+        if task is None or task.done():
+            task = asyncio.create_task(self._answer(thread_id, turn_key, deltas))
+            self._tasks[turn_key] = task
+        return task
+
+    async def _answer(
+        self, thread_id: str, turn_key: str, deltas: asyncio.Queue[str] | None
+    ) -> RunCheck:
+        stored = await self._stored_answer(thread_id, turn_key)
+        if stored is not None:
+            return stored
+        question = await self._question(thread_id, turn_key)
+        model = question.model or self._model
+        budget = context_budget(model, self._context_tokens)
+        try:
+            messages, cut = await self._messages(thread_id, question, model, budget)
+            try:
+                reply = await self._complete(model, messages, deltas)
+            except _ContextTooLong:
+                log.warning("chat run %s: too long for %s; retrying with less", turn_key, model)
+                messages, cut = await self._messages(thread_id, question, model, budget // 2)
+                reply = await self._complete(model, messages, None)
+        except _ContextTooLong:
+            return RunCheck(RunState.TOO_LONG, detail=CONTEXT_TOO_LONG)
+        if reply.state not in _STORED_STATES:
+            return RunCheck(reply.state, detail=f"finish_reason {reply.state.value}")
+        text = f"{CUT_NOTE}\n\n{reply.text}" if cut else reply.text
+        text = await self._store_answer(thread_id, turn_key, text, reply.state)
+        return RunCheck(reply.state, text=text, usage=reply.usage)
+
+    async def _messages(
+        self, thread_id: str, question: _Question, model: str, budget: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """What this turn sends within `budget` tokens, and whether the question was cut."""
+        instructions = joined_instructions(self._instructions, question.instructions) or ""
+        async with self._sessions() as session:
+            summary = await session.get(ChatSummary, thread_id)
+            after = summary.up_to_seq if summary is not None else 0
+            rows = list(
+                await session.scalars(
+                    select(ChatMessage)
+                    .where(
+                        ChatMessage.thread_id == thread_id,
+                        ChatMessage.seq > after,
+                        ChatMessage.seq < question.seq,
+                    )
+                    .order_by(ChatMessage.seq)
+                )
+            )
+        plan = plan_context(
+            budget=budget,
+            instructions_tokens=estimate_tokens(instructions) if instructions else 0,
+            history=[Entry(row.seq, row.role, row.tokens) for row in rows],
+            newest_tokens=estimate_tokens(question.text, images=len(question.images)),
+            summary_through=summary.up_to_seq if summary is not None else None,
+            summary_tokens=summary.tokens if summary is not None else 0,
+        )
+        summary_text = summary.text if summary is not None else None
+        if plan.summarise_through is not None:
+            dropped = [row for row in rows if row.seq <= plan.summarise_through]
+            summary_text = await self._summarise(
+                thread_id, model, budget, summary_text, dropped, plan.summarise_through
+            )
+        system = instructions
+        if plan.use_summary and summary_text:
+            system = f"{instructions}\n\n{SUMMARY_HEADING}\n{summary_text}".strip()
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        if plan.send_from_seq is not None:
+            messages += [
+                {"role": row.role, "content": row.content}
+                for row in rows
+                if row.seq >= plan.send_from_seq
+            ]
+        text = question.text
+        images = question.images
+        if plan.cut_to_tokens is not None:
+            text = cut_text(text, plan.cut_to_tokens - len(images) * IMAGE_TOKENS)
+        messages.append({"role": "user", "content": _user_content(text, images)})
+        return messages, plan.cut_to_tokens is not None
+
+    async def _summarise(
+        self,
+        thread_id: str,
+        model: str,
+        budget: int,
+        previous: str | None,
+        dropped: Sequence[ChatMessage],
+        through: int,
+    ) -> str:
+        """A summary of the previous summary and the newly dropped messages, stored."""
+        lines = [
+            f"{'Assistant' if row.role == 'assistant' else 'User'}: {row.content}"
+            for row in dropped
+        ]
+        earlier = f"Earlier summary:\n{previous}\n\n" if previous else ""
+        room = budget - summary_room(budget) - estimate_tokens(SUMMARY_PROMPT + earlier)
+        lines = lines[
+            len(lines) - newest_fitting([estimate_tokens(line) for line in lines], room) :
+        ]
+        content = f"{earlier}Conversation:\n" + "\n".join(lines)
+        with translated_errors("summarise"):
+            completion = await self._client.chat.completions.create(
+                model=model,
+                messages=[
+                    {"role": "system", "content": SUMMARY_PROMPT},
+                    {"role": "user", "content": content},
+                ],
+                timeout=self._completion_timeout_s,
+            )
+        text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
+        text = cut_text(text, summary_room(budget))
+        async with self._sessions.begin() as session:
+            stored = await session.get(ChatSummary, thread_id, with_for_update=True)
+            if stored is None:
+                session.add(
+                    ChatSummary(
+                        thread_id=thread_id,
+                        up_to_seq=through,
+                        text=text,
+                        tokens=estimate_tokens(text),
+                        created_at=time.time(),
+                    )
+                )
+            elif stored.up_to_seq < through:
+                stored.up_to_seq, stored.text = through, text
+                stored.tokens, stored.created_at = estimate_tokens(text), time.time()
+        log.info("chat thread %s: summarised through message %s", thread_id, through)
+        return text
+
+    async def _complete(
+        self, model: str, messages: list[dict[str, Any]], deltas: asyncio.Queue[str] | None
+    ) -> _Reply:
+        try:
+            with translated_errors("chat completion"):
+                try:
+                    if deltas is None:
+                        return await self._complete_plain(model, messages)
+                    return await self._complete_streamed(model, messages, deltas)
+                except openai.BadRequestError as exc:
+                    if exc.code == CONTEXT_TOO_LONG:
+                        raise _ContextTooLong from exc
+                    raise
+        except openai.APIError as exc:
+            if isinstance(exc, openai.APIStatusError | openai.APIConnectionError):
+                raise
+            # An error event in the middle of a stream: the server gave up on this answer.
+            raise AssistantUnavailable(f"chat completion: {exc.message}") from exc
+
+    async def _complete_plain(self, model: str, messages: list[dict[str, Any]]) -> _Reply:
+        completion = await self._client.chat.completions.create(
+            model=model,
+            messages=messages,
+            timeout=self._completion_timeout_s,  # type: ignore[arg-type]
+        )
+        if not completion.choices:
+            return _Reply(RunState.FAILED, "", None)
+        choice = completion.choices[0]
+        return _Reply(
+            _FINISH_STATES.get(choice.finish_reason, RunState.COMPLETED),
+            choice.message.content or "",
+            _usage(completion.model, completion.usage),
+        )
+
+    async def _complete_streamed(
+        self, model: str, messages: list[dict[str, Any]], deltas: asyncio.Queue[str]
+    ) -> _Reply:
+        stream = await self._client.chat.completions.create(
+            model=model,
+            messages=cast(Any, messages),
+            stream=True,
+            stream_options={"include_usage": True},
+            timeout=self._completion_timeout_s,
+        )
+        parts: list[str] = []
+        finish: str | None = None
+        usage: Usage | None = None
+        async with stream:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = _usage(chunk.model, chunk.usage)
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        parts.append(choice.delta.content)
+                        deltas.put_nowait(choice.delta.content)
+                    finish = choice.finish_reason or finish
+        state = (
+            RunState.IN_PROGRESS
+            if finish is None
+            else _FINISH_STATES.get(finish, RunState.COMPLETED)
+        )
+        if state is RunState.IN_PROGRESS:
+            raise AssistantUnavailable("chat completion: the stream ended before the answer did")
+        return _Reply(state, "".join(parts), usage)
+
+    # The store ----------------------------------------------------------------------
+
+    async def _store_question(
+        self,
+        thread_id: str,
+        turn_key: str,
+        text: str,
+        images: Sequence[Image],
+        options: TurnOptions,
+    ) -> None:
+        """Store the turn's user message, once however often the turn is started."""
+        urls = [image_data_url(image) for image in images]
+        row = ChatMessage(
+            thread_id=thread_id,
+            role="user",
+            turn_key=turn_key,
+            content=text,
+            tokens=estimate_tokens(text, images=len(urls)),
+            images=json.dumps(urls) if urls else None,
+            model=options.model,
+            instructions=options.instructions,
+            created_at=time.time(),
+        )
+        await self._insert(row)
+
+    async def _store_answer(self, thread_id: str, turn_key: str, text: str, state: RunState) -> str:
+        """Store the answer (this marks the run done); the first stored answer wins."""
+        row = ChatMessage(
+            thread_id=thread_id,
+            role="assistant",
+            turn_key=turn_key,
+            content=text,
+            tokens=estimate_tokens(text),
+            outcome=state.value,
+            created_at=time.time(),
+        )
+        if await self._insert(row):
+            return text
+        stored = await self._stored_answer(thread_id, turn_key)
+        return stored.text if stored is not None else text
+
+    async def _insert(self, row: ChatMessage) -> bool:
+        """Add the row as the thread's next message; False if the turn already has it."""
+        for _ in range(5):
+            try:
+                async with self._sessions.begin() as session:
+                    if await _exists(session, row):
+                        return False
+                    newest = await session.scalar(
+                        select(func.max(ChatMessage.seq)).where(
+                            ChatMessage.thread_id == row.thread_id
+                        )
+                    )
+                    row.seq = (newest or 0) + 1
+                    session.add(row)
+                return True
+            except IntegrityError:
+                continue  # another process stored this row, or took the seq: look again
+        raise AssistantUnavailable("chat store: could not store a message")
+
+    async def _question(self, thread_id: str, turn_key: str) -> _Question:
+        async with self._sessions() as session:
+            row = await session.scalar(_row(thread_id, turn_key, "user"))
+        if row is None:
+            raise AssistantRejected(f"chat run {turn_key}: its question was never stored")
+        return _Question(
+            seq=row.seq,
+            text=row.content,
+            images=tuple(json.loads(row.images)) if row.images else (),
+            model=row.model,
+            instructions=row.instructions,
+        )
+
+    async def _stored_answer(self, thread_id: str, turn_key: str) -> RunCheck | None:
+        async with self._sessions() as session:
+            row = await session.scalar(_row(thread_id, turn_key, "assistant"))
+        if row is None:
+            return None
+        return RunCheck(RunState(row.outcome or RunState.COMPLETED.value), text=row.content)
+
+
+def _row(thread_id: str, turn_key: str, role: str) -> Any:
+    return select(ChatMessage).where(
+        ChatMessage.thread_id == thread_id,
+        ChatMessage.turn_key == turn_key,
+        ChatMessage.role == role,
+    )
+
+
+async def _exists(session: AsyncSession, row: ChatMessage) -> bool:
+    found = await session.scalar(
+        _row(row.thread_id, row.turn_key, row.role).with_only_columns(ChatMessage.id)
+    )
+    return found is not None
+
+
+def _user_content(text: str, images: Sequence[str]) -> str | list[dict[str, Any]]:
+    if not images:
+        return text
+    return [{"type": "text", "text": text}] + [
+        {"type": "image_url", "image_url": {"url": url}} for url in images
+    ]
+
+
+def _usage(model: str, usage: CompletionUsage | None) -> Usage | None:
+    if usage is None:
+        return None
+    cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+    reasoning = (
+        usage.completion_tokens_details.reasoning_tokens if usage.completion_tokens_details else 0
+    )
+    return Usage(
+        model=model,
+        input_tokens=usage.prompt_tokens,
+        cached_input_tokens=cached or 0,
+        output_tokens=usage.completion_tokens,
+        reasoning_tokens=reasoning or 0,
+    )
