@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
 from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionChunk
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -92,6 +93,14 @@ class _Question:
 
 
 @dataclass(frozen=True)
+class _Opened:
+    """A turn's request, sent: the answer streams in from `stream`."""
+
+    stream: AsyncStream[ChatCompletionChunk]
+    cut: bool
+
+
+@dataclass(frozen=True)
 class _Reply:
     state: RunState
     text: str
@@ -122,6 +131,7 @@ class ChatBackend:
         self._context_tokens = context_tokens
         self._completion_timeout_s = completion_timeout_s
         self._tasks: dict[str, asyncio.Task[RunCheck]] = {}
+        self._unreached: set[str] = set()
 
     # The Protocol -------------------------------------------------------------------
 
@@ -137,12 +147,24 @@ class ChatBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> str:
+        """Store the question and send it; the answer is read (and stored) by a task.
+
+        The request is sent before this returns, so an API that refuses it or cannot be
+        reached is reported here, as other backends report a run that cannot be created.
+        """
         await self._store_question(thread_id, turn_key, text, images, options)
-        self._launch(thread_id, turn_key, deltas=None)
+        opened = await self._opening(thread_id, turn_key)
+        self._tasks[turn_key] = asyncio.create_task(self._read(thread_id, turn_key, opened, None))
         return RUN_PREFIX + turn_key
 
     async def find_run(self, *, thread_id: str, turn_key: str, text: str) -> str | None:
-        """The turn's run exists once its user message is stored."""
+        """The run a crashed attempt of this turn started: its question is stored.
+
+        Not when this process's own last attempt could not reach the model: then the turn
+        is started again, so an API that stays down is reported as such.
+        """
+        if turn_key in self._unreached:
+            return None
         async with self._sessions() as session:
             stored = await session.scalar(
                 _row(thread_id, turn_key, "user").with_only_columns(ChatMessage.id)
@@ -152,7 +174,9 @@ class ChatBackend:
     async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
         turn_key = run_id.removeprefix(RUN_PREFIX)
         task = self._tasks.get(turn_key)
-        if task is not None and task.done():
+        if task is not None and not task.done():
+            return RunCheck(RunState.IN_PROGRESS)
+        if task is not None:
             del self._tasks[turn_key]
             if not task.cancelled():
                 error = task.exception()
@@ -161,15 +185,13 @@ class ChatBackend:
                 if isinstance(error, AssistantRejected):
                     return RunCheck(RunState.FAILED, detail=str(error))
                 log.warning("chat run %s failed (%s); asking again", turn_key, error)
-        elif task is not None:
-            return RunCheck(RunState.IN_PROGRESS)
         answer = await self._stored_answer(thread_id, turn_key)
         if answer is not None:
             return answer
         if await self.find_run(thread_id=thread_id, turn_key=turn_key, text="") is None:
             return RunCheck(RunState.FAILED, detail="the turn's question was never stored")
         # Started by a process that is gone (or failed here): ask the model again.
-        self._launch(thread_id, turn_key, deltas=None)
+        self._tasks[turn_key] = asyncio.create_task(self._answer(thread_id, turn_key))
         return RunCheck(RunState.IN_PROGRESS)
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
@@ -193,9 +215,11 @@ class ChatBackend:
         a broken Slack stream), it carries on, and `check_run` finds it.
         """
         await self._store_question(thread_id, turn_key, text, images, options)
+        opened = await self._opening(thread_id, turn_key)
         yield StreamStarted(RUN_PREFIX + turn_key)
         deltas: asyncio.Queue[str] = asyncio.Queue()
-        task = self._launch(thread_id, turn_key, deltas=deltas)
+        task = asyncio.create_task(self._read(thread_id, turn_key, opened, deltas))
+        self._tasks[turn_key] = task
         getter: asyncio.Future[str] | None = None
         try:
             while True:
@@ -233,37 +257,57 @@ class ChatBackend:
 
     # A turn ---------------------------------------------------------------------------
 
-    def _launch(
-        self, thread_id: str, turn_key: str, *, deltas: asyncio.Queue[str] | None
-    ) -> asyncio.Task[RunCheck]:
-        task = self._tasks.get(turn_key)
-        if task is None or task.done():
-            task = asyncio.create_task(self._answer(thread_id, turn_key, deltas))
-            self._tasks[turn_key] = task
-        return task
+    async def _answer(self, thread_id: str, turn_key: str) -> RunCheck:
+        """Ask (again) for a turn whose question is stored: send it, read the answer."""
+        return await self._read(thread_id, turn_key, await self._opening(thread_id, turn_key), None)
 
-    async def _answer(
-        self, thread_id: str, turn_key: str, deltas: asyncio.Queue[str] | None
-    ) -> RunCheck:
+    async def _opening(self, thread_id: str, turn_key: str) -> _Opened | RunCheck:
+        try:
+            opened = await self._open(thread_id, turn_key)
+        except AssistantUnavailable:
+            self._unreached.add(turn_key)
+            raise
+        self._unreached.discard(turn_key)
+        return opened
+
+    async def _open(self, thread_id: str, turn_key: str) -> _Opened | RunCheck:
+        """Send the turn (what fits of the thread, then its question) as a streamed request.
+
+        A stored answer is the result already. A request the server finds too long for the
+        model is sent once more with half the budget; then the turn ends TOO_LONG.
+        """
         stored = await self._stored_answer(thread_id, turn_key)
         if stored is not None:
             return stored
         question = await self._question(thread_id, turn_key)
         model = question.model or self._model
         budget = context_budget(model, self._context_tokens)
-        try:
-            messages, cut = await self._messages(thread_id, question, model, budget)
+        for attempt_budget in (budget, budget // 2):
+            messages, cut = await self._messages(thread_id, question, model, attempt_budget)
             try:
-                reply = await self._complete(model, messages, deltas)
+                stream = await self._create_stream(model, messages)
             except _ContextTooLong:
-                log.warning("chat run %s: too long for %s; retrying with less", turn_key, model)
-                messages, cut = await self._messages(thread_id, question, model, budget // 2)
-                reply = await self._complete(model, messages, None)
-        except _ContextTooLong:
-            return RunCheck(RunState.TOO_LONG, detail=CONTEXT_TOO_LONG)
+                log.warning(
+                    "chat run %s: too long for %s at %s tokens", turn_key, model, attempt_budget
+                )
+                continue
+            return _Opened(stream, cut)
+        return RunCheck(RunState.TOO_LONG, detail=CONTEXT_TOO_LONG)
+
+    async def _read(
+        self,
+        thread_id: str,
+        turn_key: str,
+        opened: _Opened | RunCheck,
+        deltas: asyncio.Queue[str] | None,
+    ) -> RunCheck:
+        """Read the answer as the model writes it and store it: that marks the run done."""
+        if isinstance(opened, RunCheck):
+            return opened
+        reply = await self._read_stream(opened.stream, deltas)
         if reply.state not in _STORED_STATES:
-            return RunCheck(reply.state, detail=f"finish_reason {reply.state.value}")
-        text = f"{CUT_NOTE}\n\n{reply.text}" if cut else reply.text
+            return RunCheck(reply.state, detail=f"the model stopped ({reply.state.value})")
+        text = f"{CUT_NOTE}\n\n{reply.text}" if opened.cut else reply.text
         text = await self._store_answer(thread_id, turn_key, text, reply.state)
         return RunCheck(reply.state, text=text, usage=reply.usage)
 
@@ -366,70 +410,47 @@ class ChatBackend:
         log.info("chat thread %s: summarised through message %s", thread_id, through)
         return text
 
-    async def _complete(
-        self, model: str, messages: list[dict[str, Any]], deltas: asyncio.Queue[str] | None
-    ) -> _Reply:
-        try:
-            with translated_errors("chat completion"):
-                try:
-                    if deltas is None:
-                        return await self._complete_plain(model, messages)
-                    return await self._complete_streamed(model, messages, deltas)
-                except openai.BadRequestError as exc:
-                    if exc.code == CONTEXT_TOO_LONG:
-                        raise _ContextTooLong from exc
-                    raise
-        except openai.APIError as exc:
-            if isinstance(exc, openai.APIStatusError | openai.APIConnectionError):
+    async def _create_stream(
+        self, model: str, messages: list[dict[str, Any]]
+    ) -> AsyncStream[ChatCompletionChunk]:
+        with translated_errors("chat completion"):
+            try:
+                return await self._client.chat.completions.create(
+                    model=model,
+                    messages=cast(Any, messages),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    timeout=self._completion_timeout_s,
+                )
+            except openai.BadRequestError as exc:
+                if exc.code == CONTEXT_TOO_LONG:
+                    raise _ContextTooLong from exc
                 raise
-            # An error event in the middle of a stream: the server gave up on this answer.
-            raise AssistantUnavailable(f"chat completion: {exc.message}") from exc
 
-    async def _complete_plain(self, model: str, messages: list[dict[str, Any]]) -> _Reply:
-        completion = await self._client.chat.completions.create(
-            model=model,
-            messages=messages,
-            timeout=self._completion_timeout_s,  # type: ignore[arg-type]
-        )
-        if not completion.choices:
-            return _Reply(RunState.FAILED, "", None)
-        choice = completion.choices[0]
-        return _Reply(
-            _FINISH_STATES.get(choice.finish_reason, RunState.COMPLETED),
-            choice.message.content or "",
-            _usage(completion.model, completion.usage),
-        )
-
-    async def _complete_streamed(
-        self, model: str, messages: list[dict[str, Any]], deltas: asyncio.Queue[str]
+    async def _read_stream(
+        self, stream: AsyncStream[ChatCompletionChunk], deltas: asyncio.Queue[str] | None
     ) -> _Reply:
-        stream = await self._client.chat.completions.create(
-            model=model,
-            messages=cast(Any, messages),
-            stream=True,
-            stream_options={"include_usage": True},
-            timeout=self._completion_timeout_s,
-        )
         parts: list[str] = []
         finish: str | None = None
         usage: Usage | None = None
-        async with stream:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = _usage(chunk.model, chunk.usage)
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        parts.append(choice.delta.content)
-                        deltas.put_nowait(choice.delta.content)
-                    finish = choice.finish_reason or finish
-        state = (
-            RunState.IN_PROGRESS
-            if finish is None
-            else _FINISH_STATES.get(finish, RunState.COMPLETED)
-        )
-        if state is RunState.IN_PROGRESS:
-            raise AssistantUnavailable("chat completion: the stream ended before the answer did")
-        return _Reply(state, "".join(parts), usage)
+        try:
+            with translated_errors("chat completion stream"):
+                async with stream:
+                    async for chunk in stream:
+                        if chunk.usage is not None:
+                            usage = _usage(chunk.model, chunk.usage)
+                        for choice in chunk.choices:
+                            if choice.delta.content:
+                                parts.append(choice.delta.content)
+                                if deltas is not None:
+                                    deltas.put_nowait(choice.delta.content)
+                            finish = choice.finish_reason or finish
+        except openai.APIError as exc:
+            # An error event in the middle of the stream: the server gave up on this answer.
+            raise AssistantUnavailable(f"chat completion stream: {exc.message}") from exc
+        if finish is None:
+            raise AssistantUnavailable("chat completion stream: it ended before the answer")
+        return _Reply(_FINISH_STATES.get(finish, RunState.COMPLETED), "".join(parts), usage)
 
     # The store ----------------------------------------------------------------------
 
