@@ -307,3 +307,30 @@ async def test_litellm_proxy_recipe(make_bot: BotFactory) -> None:
         assert answer.text == "Echo: Alice: hello gateway"
         (request,) = bot.openai.requests_to("POST", CHAT)
         assert request.body["model"] == "anthropic/claude-sonnet-4"
+
+
+@sqlite_only
+@pytest.mark.parametrize(("before", "after"), [("responses", "chat"), ("chat", "threads")])
+async def test_a_thread_continues_across_a_switch_to_or_from_chat(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str, before: str, after: str
+) -> None:
+    seen: list[list[str]] = []
+
+    def reply(texts: list[str]) -> str:
+        seen.append(list(texts))
+        return f"answer {len(seen)}"
+
+    openai_fake.reply = reply
+    env = bot_env(slack=slack, openai=openai_fake, database_url=database_url, assistant_api=before)
+    env.setdefault("OPENAI_ASSISTANT_ID", "asst_test")
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        question = await bot.mention("the secret word is pineapple")
+        await bot.wait_for_answers("C0001", question.ts)
+    async with BotUnderTest.running(
+        {**env, "ASSISTANT_API": after}, slack=slack, openai=openai_fake
+    ) as bot:
+        await bot.reply("what was the secret word?", thread_ts=question.ts)
+        answers = await bot.wait_for_answers("C0001", question.ts, count=2)
+    assert [a.text for a in answers] == ["answer 1", "answer 2"]
+    shown = "\n".join(seen[-1])
+    assert "the secret word is pineapple" in shown and "Assistant: answer 1" in shown
