@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.assistants.base import RunState, TurnOptions
 from bot.assistants.chat import RUN_PREFIX, SUMMARY_HEADING, ChatBackend
 from bot.assistants.context import CUT_NOTE
+from bot.attachments import Image, image_data_url
 from bot.replies import OUTCOME_MESSAGES
 from bot.settings import NO_KEY, SettingsError, load_settings
 from bot.settings import database_url as async_url
@@ -119,6 +120,23 @@ async def test_the_stored_thread_is_sent_and_a_turn_is_stored_once(
     await backend.delete_thread(thread_id)
     async with engine.connect() as connection:
         assert await connection.scalar(select(func.count()).select_from(ChatMessage)) == 0
+
+
+async def test_images_go_with_their_own_turn_only(
+    backend: ChatBackend, openai_fake: FakeOpenAI, engine: AsyncEngine
+) -> None:
+    thread_id = await backend.create_thread(metadata={})
+    image = Image("chart.png", "image/png", b"\x89PNG")
+    first = await backend.start_run(thread_id=thread_id, text="look", turn_key="i1", images=[image])
+    await wait_done(backend, thread_id, first)
+    second = await backend.start_run(thread_id=thread_id, text="and now?", turn_key="i2")
+    await wait_done(backend, thread_id, second)
+    with_image, without = openai_fake.chat_completions
+    assert with_image.messages[-1]["content"] == [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": image_data_url(image)}},
+    ]
+    assert [m["content"] for m in without.messages[1:]] == ["look", "Echo: look", "and now?"]
 
 
 async def test_streamed_answer_reports_its_usage(

@@ -12,6 +12,13 @@ in the one transaction that marks the run done. So:
 - a crash before it is stored leaves a user message with no answer and no task: whoever
   checks the run next asks the model again. The model may be called twice; the answer is
   stored, and therefore posted, once (the first stored answer wins).
+
+The request is sent (and its HTTP status known) before `start_run` returns or `stream_run`
+yields the run id, so an API that is down or refuses the turn is reported where the service
+retries or explains it. Answers are always streamed from the API (the read timeout then
+applies between chunks, not to the whole answer); poll delivery simply reads them in the
+background. Only the newest question carries its images: earlier ones are sent as text, so a
+model without vision refuses one turn, not every later one.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from openai.types.chat import ChatCompletionChunk
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import undefer
 
 from bot.assistants.base import (
     NO_OPTIONS,
@@ -283,8 +291,8 @@ class ChatBackend:
         model = question.model or self._model
         budget = context_budget(model, self._context_tokens)
         for attempt_budget in (budget, budget // 2):
-            messages, cut = await self._messages(thread_id, question, model, attempt_budget)
             try:
+                messages, cut = await self._messages(thread_id, question, model, attempt_budget)
                 stream = await self._create_stream(model, messages)
             except _ContextTooLong:
                 log.warning(
@@ -382,14 +390,19 @@ class ChatBackend:
         ]
         content = f"{earlier}Conversation:\n" + "\n".join(lines)
         with translated_errors("summarise"):
-            completion = await self._client.chat.completions.create(
-                model=model,
-                messages=[
-                    {"role": "system", "content": SUMMARY_PROMPT},
-                    {"role": "user", "content": content},
-                ],
-                timeout=self._completion_timeout_s,
-            )
+            try:
+                completion = await self._client.chat.completions.create(
+                    model=model,
+                    messages=[
+                        {"role": "system", "content": SUMMARY_PROMPT},
+                        {"role": "user", "content": content},
+                    ],
+                    timeout=self._completion_timeout_s,
+                )
+            except openai.BadRequestError as exc:
+                if exc.code == CONTEXT_TOO_LONG:
+                    raise _ContextTooLong from exc
+                raise
         text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
         text = cut_text(text, summary_room(budget))
         async with self._sessions.begin() as session:
@@ -469,7 +482,7 @@ class ChatBackend:
             role="user",
             turn_key=turn_key,
             content=text,
-            tokens=estimate_tokens(text, images=len(urls)),
+            tokens=estimate_tokens(text),
             images=json.dumps(urls) if urls else None,
             model=options.model,
             instructions=options.instructions,
@@ -514,7 +527,9 @@ class ChatBackend:
 
     async def _question(self, thread_id: str, turn_key: str) -> _Question:
         async with self._sessions() as session:
-            row = await session.scalar(_row(thread_id, turn_key, "user"))
+            row = await session.scalar(
+                _row(thread_id, turn_key, "user").options(undefer(ChatMessage.images))
+            )
         if row is None:
             raise AssistantRejected(f"chat run {turn_key}: its question was never stored")
         return _Question(

@@ -18,7 +18,9 @@ class ChatMessage(Base):
 
     `images` (user messages only) holds the turn's images as a JSON list of data URLs, so a
     turn asked again after a crash sends them again; `model` and `instructions` are the
-    turn's per-channel options, for the same reason. `outcome` marks an answer cut short
+    turn's per-channel options, for the same reason. Only the newest question's images are
+    sent (a model without vision would otherwise refuse every later turn), so the column is
+    loaded only for it. `tokens` estimates the text alone. `outcome` marks an answer cut short
     ("incomplete") apart from a finished one ("completed").
     """
 
@@ -35,7 +37,7 @@ class ChatMessage(Base):
     turn_key: Mapped[str] = mapped_column(String(64))
     content: Mapped[str] = mapped_column(Text)
     tokens: Mapped[int] = mapped_column(Integer)
-    images: Mapped[str | None] = mapped_column(Text)
+    images: Mapped[str | None] = mapped_column(Text, deferred=True)
     model: Mapped[str | None] = mapped_column(String(128))
     instructions: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str | None] = mapped_column(String(16))
