@@ -85,7 +85,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     add("--quick", action="store_true", help="about a minute: responses backend, poll only")
     add("--everything", action="store_true", help="every measurement on every configuration")
     add("--out", type=Path, default=ROOT / "bench" / "results", help="where to write results")
-    add("--backends", help="threads,responses (quick: responses)")
+    add("--backends", help="threads,responses,chat (quick: responses)")
     add("--databases", default="sqlite,postgres")
     add("--deliveries", help="poll,stream (quick: poll); stream only if the bot implements it")
     add("--ack-rates", default="100,200,300", help="events/s (quick: 200 only)")
@@ -108,7 +108,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         quick=quick,
         everything=bool(args.everything),
         out=args.out,
-        backends=_csv(args.backends or ("responses" if quick else "threads,responses")),
+        backends=_csv(args.backends or ("responses" if quick else "threads,responses,chat")),
         databases=_csv(args.databases),
         deliveries=_csv(args.deliveries or ("poll" if quick else "poll,stream")),
         ack_rates=_ints(str(ACK_GOAL_RATE) if quick else args.ack_rates),

@@ -33,6 +33,10 @@ OUTCOME_MESSAGES = {
         "Sorry, the assistant service refused this request. "
         "If it keeps happening, please tell whoever runs this bot."
     ),
+    "too_long": (
+        "Sorry, this conversation has grown too long for the model, even after I shortened "
+        "it. Please start a new thread."
+    ),
     "empty": "Hi! Ask me a question in this thread and I'll answer here.",
     "no_text": "The assistant finished without writing an answer. Please try rephrasing.",
 }

@@ -47,7 +47,7 @@ def _days(raw: str) -> float:
 async def purge(settings: Settings, *, older_than_days: float) -> int:
     """Delete conversations idle for longer than the given age; how many were deleted."""
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    backend = make_backend(settings)
+    backend = make_backend(settings, engine)
     try:
         await migrate(engine)
         cutoff = time.time() - older_than_days * 86400

@@ -112,7 +112,7 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
     client = make_web_client(token=settings.slack_bot_token, base_url=settings.slack_api_url)
     try:
         identity = await _check_slack(client, settings)
-        backend = make_backend(settings)
+        backend = make_backend(settings, engine)
         service = ConversationService(
             store=Store(engine),
             backend=backend,
@@ -317,8 +317,11 @@ async def check_openai(settings: Settings) -> None:
     OpenAI-compatible server may lack that endpoint: a 404 that is not an OpenAI-style
     "not found" error (or one saying "Invalid URL") gives a warning and the bot starts.
     """
+    if settings.azure_openai_endpoint:
+        # Azure names deployments, not models: the first answer is the check.
+        return
     client = openai.AsyncOpenAI(
-        api_key=settings.openai_api_key,
+        api_key=settings.openai_api_key or "no-key",
         base_url=settings.openai_base_url,
         max_retries=0,
         timeout=min(OPENAI_CHECK_TIMEOUT_S, settings.openai_timeout_s),

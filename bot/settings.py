@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-AssistantApi = Literal["threads", "responses"]
+AssistantApi = Literal["threads", "responses", "chat"]
 DeliveryMode = Literal["poll", "stream"]
 LogFormat = Literal["text", "json"]
 
 DEFAULT_MODEL = "gpt-5-mini"
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///bot.db"
 DEFAULT_GREETING = "Hi! How can I help? Ask me anything, or pick a suggestion below."
@@ -77,6 +78,9 @@ class Settings:
     prices_file: str | None = None
     metrics_port: int | None = None
     log_format: LogFormat = "text"
+    context_tokens: int | None = None
+    azure_openai_endpoint: str | None = None
+    openai_api_version: str | None = None
 
     @property
     def socket_mode(self) -> bool:
@@ -119,9 +123,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
             "SLACK_SIGNING_SECRET is not set: copy it from the Slack app's Basic Information page"
             " (or set SLACK_APP_TOKEN to use Socket Mode)"
         )
-    api_key = required("OPENAI_API_KEY", "set it to an OpenAI API key (sk-…)")
     assistant_id = get("OPENAI_ASSISTANT_ID")
     assistant_api = _assistant_api(get("ASSISTANT_API"), assistant_id)
+    api_key = _api_key(get, assistant_api)
     if assistant_api == "threads" and assistant_id is None:
         raise SettingsError(
             "OPENAI_ASSISTANT_ID is not set: ASSISTANT_API=threads needs an assistant id (asst_…)"
@@ -166,6 +170,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         db_pool_size=_int(env, "DB_POOL_SIZE", 20, minimum=1, maximum=1000),
         health_port=_health_port(env),
         **_admin_settings(env, get),
+        context_tokens=_optional_int(env, "CONTEXT_TOKENS", minimum=500, maximum=10_000_000),
+        azure_openai_endpoint=get("AZURE_OPENAI_ENDPOINT"),
+        openai_api_version=get("OPENAI_API_VERSION"),
     )
 
 
@@ -245,7 +252,9 @@ def _assistant_api(raw: str | None, assistant_id: str | None) -> AssistantApi:
         return "threads"
     if raw == "responses":
         return "responses"
-    raise SettingsError(f"ASSISTANT_API must be 'threads' or 'responses', not {raw!r}")
+    if raw == "chat":
+        return "chat"
+    raise SettingsError(f"ASSISTANT_API must be 'threads', 'responses' or 'chat', not {raw!r}")
 
 
 def _delivery(raw: str | None) -> DeliveryMode:
@@ -328,3 +337,25 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maxim
     if not minimum <= value <= maximum:
         raise SettingsError(f"{name} must be between {minimum} and {maximum}, not {raw}")
     return value
+
+
+NO_KEY = "no-key"
+"""The key sent to a Chat Completions server that needs none (the SDK insists on one)."""
+
+
+def _api_key(get: Callable[[str], str | None], assistant_api: AssistantApi) -> str:
+    """OPENAI_API_KEY (or AZURE_OPENAI_API_KEY on Azure); only the chat backend can do
+    without one, for a local server (Ollama, vLLM) that checks no key."""
+    openai_key, azure_key = get("OPENAI_API_KEY"), get("AZURE_OPENAI_API_KEY")
+    key = openai_key or azure_key
+    if key is not None:
+        return key
+    if assistant_api == "chat":
+        return NO_KEY
+    raise SettingsError("OPENAI_API_KEY is not set: set it to an OpenAI API key (sk-…)")
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int, maximum: int) -> int | None:
+    if not env.get(name, "").strip():
+        return None
+    return _int(env, name, minimum, minimum=minimum, maximum=maximum)

@@ -105,7 +105,7 @@ async def openai_fake() -> AsyncIterator[FakeOpenAI]:
     await fake.stop()
 
 
-@pytest.fixture(params=["threads", "responses"])
+@pytest.fixture(params=["threads", "responses", "chat"])
 def assistant_api(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

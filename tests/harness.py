@@ -75,12 +75,16 @@ def bot_env(
     }
     if assistant_api == "threads":
         env["OPENAI_ASSISTANT_ID"] = "asst_test"
+    if assistant_api == "chat":
+        # "gpt-test" is no model the bot knows; a deployment of one states its window.
+        env["CONTEXT_TOKENS"] = "32000"
     env.update(extra)
     return env
 
 
-RUN_STARTS = r"/v1/(threads/[^/]+/runs|responses)"
-"""The OpenAI requests that start a run (threads) or a response (responses)."""
+RUN_STARTS = r"/v1/(threads/[^/]+/runs|responses|chat/completions)"
+"""The OpenAI requests that start a run (threads), a response (responses) or a completion
+(chat)."""
 
 
 def is_finished(message: SlackMessage) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from bot.listeners.feedback import FEEDBACK_GONE
 from bot.retention import purge
+from bot.store.chat_models import ChatMessage
 from bot.store.models import Conversation, InboxMessage
 from tests.harness import BotUnderTest
 from tests.test_surfaces import click
@@ -31,9 +32,14 @@ async def test_purge_deletes_old_conversations_and_their_remote_threads(bot: Bot
     settings = bot.bot.settings
     assert await purge(settings, older_than_days=1) == 0
     assert await _count(bot, Conversation) == 1
+    if bot.assistant_api == "chat":
+        assert await _count(bot, ChatMessage) == 2
     assert await purge(settings, older_than_days=0) == 1
     assert await _count(bot, Conversation) == 0
     assert await _count(bot, InboxMessage) == 0
+    if bot.assistant_api == "chat":  # the bot was the thread: its messages go too
+        assert await _count(bot, ChatMessage) == 0
+        return
     deleted = bot.openai.requests_to("DELETE", r"/v1/(threads|conversations)/[^/]+")
     assert len(deleted) == 1
 

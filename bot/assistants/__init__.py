@@ -4,39 +4,67 @@ from __future__ import annotations
 
 from typing import Any
 
-from openai import AsyncOpenAI, DefaultAioHttpClient
+from openai import AsyncAzureOpenAI, AsyncOpenAI, DefaultAioHttpClient
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.assistants.base import AssistantBackend
+from bot.assistants.chat import ChatBackend
 from bot.assistants.responses import ResponsesBackend
 from bot.assistants.threads import ThreadsBackend
-from bot.settings import Settings
+from bot.settings import DEFAULT_AZURE_API_VERSION, Settings
 
 
-def make_backend(settings: Settings) -> AssistantBackend:
+def make_backend(settings: Settings, engine: AsyncEngine) -> AssistantBackend:
     """The backend the settings name, on the SDK's aiohttp transport.
 
     aiohttp (already here for Slack) costs about half the CPU per OpenAI call of the
-    SDK's default httpx transport, and polling makes several calls per answer.
+    SDK's default httpx transport, and polling makes several calls per answer. The chat
+    backend keeps its threads in the bot's database (`engine`).
     """
-    client = AsyncOpenAI(
-        http_client=DefaultAioHttpClient(),
-        api_key=settings.openai_api_key,
-        base_url=settings.openai_base_url,
-        max_retries=settings.openai_max_retries,
-        timeout=settings.openai_timeout_s,
-    )
+    client = make_client(settings)
     if settings.assistant_api == "threads":
         assert settings.openai_assistant_id is not None
         return ThreadsBackend(
             client,
             assistant_id=settings.openai_assistant_id,
             instructions=settings.assistant_instructions,
+            context_tokens=settings.context_tokens,
+        )
+    if settings.assistant_api == "chat":
+        return ChatBackend(
+            client,
+            engine,
+            model=settings.openai_model,
+            instructions=settings.assistant_instructions,
+            context_tokens=settings.context_tokens,
+            completion_timeout_s=max(settings.answer_deadline_s, settings.openai_timeout_s),
         )
     return ResponsesBackend(
         client,
         model=settings.openai_model,
         instructions=settings.assistant_instructions,
         tools=hosted_tools(settings),
+    )
+
+
+def make_client(settings: Settings) -> AsyncOpenAI:
+    """OpenAI (or OPENAI_BASE_URL), or Azure OpenAI when AZURE_OPENAI_ENDPOINT is set; on
+    Azure the model setting names the deployment."""
+    if settings.azure_openai_endpoint:
+        return AsyncAzureOpenAI(
+            http_client=DefaultAioHttpClient(),
+            azure_endpoint=settings.azure_openai_endpoint,
+            api_key=settings.openai_api_key,
+            api_version=settings.openai_api_version or DEFAULT_AZURE_API_VERSION,
+            max_retries=settings.openai_max_retries,
+            timeout=settings.openai_timeout_s,
+        )
+    return AsyncOpenAI(
+        http_client=DefaultAioHttpClient(),
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        max_retries=settings.openai_max_retries,
+        timeout=settings.openai_timeout_s,
     )
 
 

@@ -21,6 +21,8 @@ class RunState(StrEnum):
     CANCELLED = "cancelled"
     INCOMPLETE = "incomplete"
     REQUIRES_ACTION = "requires_action"
+    TOO_LONG = "too_long"
+    """The thread no longer fits the model's window, even with less history sent."""
 
     @property
     def finished(self) -> bool:

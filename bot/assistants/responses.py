@@ -210,6 +210,9 @@ class ResponsesBackend:
             "input": [{"role": "user", "content": content}],
             "store": True,
             "metadata": {"turn_key": turn_key},
+            # A Conversation grows with every turn; "auto" drops its oldest items when it no
+            # longer fits the model's window, where "disabled" (the default) fails the turn.
+            "truncation": "auto",
         }
         instructions = joined_instructions(self._instructions, options.instructions)
         if instructions:

@@ -37,13 +37,32 @@ _TERMINAL_EVENTS = {
 }
 
 
+TOKENS_PER_MESSAGE = 1000
+"""How many tokens of CONTEXT_TOKENS one thread message is assumed to take."""
+
+
+def truncation_strategy(context_tokens: int | None) -> dict[str, Any] | None:
+    """The run's `truncation_strategy` from CONTEXT_TOKENS: the newest messages, one per
+    thousand tokens (at least two). Unset, the API's default ("auto") drops old messages
+    to fit the model's window by itself."""
+    if context_tokens is None:
+        return None
+    return {"type": "last_messages", "last_messages": max(2, context_tokens // TOKENS_PER_MESSAGE)}
+
+
 class ThreadsBackend:
     name = "threads"
 
     def __init__(
-        self, client: AsyncOpenAI, *, assistant_id: str, instructions: str | None = None
+        self,
+        client: AsyncOpenAI,
+        *,
+        assistant_id: str,
+        instructions: str | None = None,
+        context_tokens: int | None = None,
     ) -> None:
         self._client = client
+        self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
         # for a run that a failed-looking request did start before starting another.
         self._once = client.with_options(max_retries=0)
@@ -179,6 +198,8 @@ class ThreadsBackend:
             args["additional_instructions"] = instructions
         if options.model:
             args["model"] = options.model
+        if self._truncation is not None:
+            args["truncation_strategy"] = self._truncation
         return args
 
     async def _upload_image(self, image: Image) -> str:

@@ -1,4 +1,5 @@
-"""A fake OpenAI HTTP API for tests: Assistants (threads/runs) and Responses + Conversations.
+"""A fake OpenAI HTTP API for tests: Assistants (threads/runs), Responses + Conversations,
+and Chat Completions (also at Azure OpenAI's deployment path).
 
 The server is a small aiohttp app on 127.0.0.1 that the real ``openai.AsyncOpenAI``
 client talks to (``base_url=fake.base_url``). Every JSON body has the shape of the
@@ -99,6 +100,11 @@ class FakeRequest:
     headers: dict[str, str] = field(default_factory=dict)
     status: int | None = None
     """HTTP status of the answer, once it has been sent (for a stream: once it has ended)."""
+
+
+_RECORD: Final = web.RequestKey("record", FakeRequest)
+"""The request's record (its status becomes 499 when the client goes away before the end)."""
+CLIENT_GONE: Final = 499
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -286,6 +292,26 @@ class FakeResponse:
 
 
 @dataclass(eq=False)
+class FakeChatCompletion:
+    """One Chat Completions request as the fake model saw it."""
+
+    id: str
+    model: str
+    messages: list[Json]
+    stream: bool
+    reply: str
+    lifecycle: _Lifecycle
+
+    @property
+    def system(self) -> str:
+        return "\n".join(_chat_text(m) for m in self.messages if m.get("role") == "system")
+
+    @property
+    def user_texts(self) -> list[str]:
+        return [_chat_text(m) for m in self.messages if m.get("role") == "user"]
+
+
+@dataclass(eq=False)
 class FakeConversation:
     id: str
     created_at: int
@@ -384,7 +410,14 @@ class FakeOpenAI:
         self.completed_at: dict[str, float] = {}
         """Run/response id → ``time.monotonic()`` of the moment it became completed."""
         self.max_concurrent_per_thread = 0
-        """Most runs/responses seen active at once on one thread or conversation."""
+        """Most runs/responses seen active at once on one thread or conversation (for chat
+        completions: requests whose conversations begin with the same user message)."""
+        self.require_auth = True
+        """False: a server that checks no key (Ollama, vLLM without --api-key)."""
+        self.chat_completions: list[FakeChatCompletion] = []
+        self.context_chars: int | None = None
+        """If set, chat completions whose messages hold more characters than this are refused
+        with 400 ``context_length_exceeded``, as a model's context window refuses them."""
 
         self.base_url = ""
         self._scripted: deque[Outcome] = deque()
@@ -633,6 +666,8 @@ class FakeOpenAI:
         router.add_get("/v1/models/{model_id}", self._get_model)
         router.add_get("/v1/assistants/{assistant_id}", self._get_assistant)
         router.add_get("/v1/files/{file_id}/content", self._file_content)
+        router.add_post("/v1/chat/completions", self._chat_completion)
+        router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat_completion)
 
     async def _get_model(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/models/{id}`` (``models.retrieve``), as the real API answers it."""
@@ -734,13 +769,26 @@ class FakeOpenAI:
             response = web.json_response(_ApiError(404, message).body, status=404)
         if not response.prepared:
             response.headers.setdefault("x-request-id", _new_id("req"))
-        record.status = response.status
+        if record.status is None:
+            record.status = response.status
         return response
 
     async def _process(
         self, request: web.Request, handler: Handler, raw: bytes, record: FakeRequest
     ) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+        request[_RECORD] = record
+        if request.path.startswith("/openai/"):  # Azure OpenAI: an api-key header
+            if self.require_auth and request.headers.get("api-key") != self.api_key:
+                raise _ApiError(
+                    401,
+                    "Access denied due to invalid subscription key or wrong API endpoint.",
+                    code="401",
+                )
+            if not request.query.get("api-version"):
+                raise _ApiError(404, "Resource not found", code="404")
+        elif self.require_auth and request.headers.get("Authorization") != (
+            f"Bearer {self.api_key}"
+        ):
             raise _ApiError(401, "Incorrect API key provided", code="invalid_api_key")
         for failure in self._failures:
             if (
@@ -1497,6 +1545,197 @@ class FakeOpenAI:
         if outcome in ("completed", "failed", "incomplete"):
             yield {"type": f"response.{outcome}", "response": snapshot(response, ends_at)}
 
+    # ----------------------------------------------------------------- Chat Completions
+
+    async def _chat_completion(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/chat/completions`` (and Azure's deployment path): stateless; the
+        conversation is the request's ``messages``. Answered when the model is done (plain
+        JSON, sent in chunks) or as it writes (``stream``: SSE chunks, then ``[DONE]``)."""
+        body: Json = request[_BODY]
+        model = request.match_info.get("deployment") or _required_str(body, "model")
+        messages = _opt_list(body, "messages")
+        if not messages or not all(
+            isinstance(m, dict) and m.get("role") in _CHAT_ROLES for m in messages
+        ):
+            raise _ApiError(
+                400, "Invalid 'messages': expected an array of messages.", param="messages"
+            )
+        size = sum(len(_chat_text(m)) for m in messages)
+        if self.context_chars is not None and size > self.context_chars:
+            raise _ApiError(
+                400,
+                f"This model's maximum context length is {self.context_chars // 4} tokens. "
+                f"However, your messages resulted in {size // 4} tokens. Please reduce the "
+                "length of the messages.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        outcome = self._next_outcome()
+        completion = FakeChatCompletion(
+            id=_new_id("chatcmpl", 16),
+            model=model,
+            messages=messages,
+            stream=body.get("stream") is True,
+            reply="",
+            lifecycle=self._new_lifecycle(outcome, cancel_delay_s=0.0),
+        )
+        completion.reply = self.reply(completion.user_texts)
+        self.chat_completions.append(completion)
+        first_user = next(iter(completion.user_texts), "")
+        self._note_concurrency(
+            sum(
+                1
+                for c in self.chat_completions
+                if c.lifecycle.status_at(time.monotonic()) in ACTIVE_STATUSES
+                and next(iter(c.user_texts), "") == first_user
+            )
+        )
+        if outcome == "failed" and not completion.stream:
+            raise _ApiError(
+                500,
+                "The server had an error while processing your request.",
+                type="server_error",
+                code="server_error",
+            )
+        if completion.stream:
+            options = body.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            return await self._chat_sse(request, completion, include_usage=usage)
+        if not await self._while_client_waits(request, completion.lifecycle):
+            return web.Response(status=CLIENT_GONE)
+        return await _chunked_json(request, self._chat_json(completion))
+
+    async def _while_client_waits(
+        self, request: web.Request, lifecycle: _Lifecycle, deadline: float | None = None
+    ) -> bool:
+        """Sleep until ``deadline`` (default: the model is done; None for a stuck one: for
+        ever); False if the client hung up first (recorded as 499) or the fake stops."""
+        if deadline is None:
+            deadline = lifecycle.ends_at
+        while deadline is None or time.monotonic() < deadline:
+            transport = request.transport
+            if self._closing or transport is None or transport.is_closing():
+                request[_RECORD].status = CLIENT_GONE
+                return False
+            remaining = 0.02 if deadline is None else deadline - time.monotonic()
+            await asyncio.sleep(max(0.0, min(0.02, remaining)))
+        self._settle()
+        self._chat_done(lifecycle)
+        return True
+
+    def _chat_done(self, lifecycle: _Lifecycle) -> None:
+        for completion in self.chat_completions:
+            ends_at = lifecycle.ends_at
+            if (
+                completion.lifecycle is lifecycle
+                and lifecycle.outcome == "completed"
+                and ends_at is not None
+                and time.monotonic() >= ends_at
+            ):
+                self.completed_at[completion.id] = ends_at
+
+    def _chat_text_of(self, completion: FakeChatCompletion) -> tuple[str, str]:
+        """(text, finish_reason) the completion ends with."""
+        if completion.lifecycle.outcome == "incomplete":
+            return _partial(completion.reply), "length"
+        return completion.reply, "stop"
+
+    def _chat_usage(self, completion: FakeChatCompletion, text: str) -> Json:
+        prompt, output = _usage_tokens((_chat_text(m) for m in completion.messages), text)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": output,
+            "total_tokens": prompt + output,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        }
+
+    def _chat_json(self, completion: FakeChatCompletion) -> Json:
+        text, finish_reason = self._chat_text_of(completion)
+        return {
+            "id": completion.id,
+            "object": "chat.completion",
+            "created": self._wall(completion.lifecycle.start),
+            "model": completion.model,
+            "system_fingerprint": "fp_fake",
+            "service_tier": "default",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": text,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": self._chat_usage(completion, text),
+        }
+
+    async def _chat_sse(
+        self, request: web.Request, completion: FakeChatCompletion, *, include_usage: bool
+    ) -> web.StreamResponse:
+        """The chunks of a streamed completion, each at its moment on the timeline."""
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "x-request-id": _new_id("req"),
+            }
+        )
+        await response.prepare(request)
+        lifecycle = completion.lifecycle
+        text, finish_reason = self._chat_text_of(completion)
+
+        def chunk(choices: list[Json], usage: Json | None = None) -> bytes:
+            data: Json = {
+                "id": completion.id,
+                "object": "chat.completion.chunk",
+                "created": self._wall(lifecycle.start),
+                "model": completion.model,
+                "system_fingerprint": "fp_fake",
+                "service_tier": "default",
+                "choices": choices,
+            }
+            if include_usage:
+                data["usage"] = usage
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        def delta(content: Json, finish: str | None = None) -> Json:
+            return {"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}
+
+        try:
+            await response.write(chunk([delta({"role": "assistant", "content": ""})]))
+            pieces = _chunks(text, self.stream_chunks)
+            for i, piece in enumerate(pieces):
+                at = lifecycle.in_progress_at + lifecycle.run_s * i / len(pieces)
+                if not await self._while_client_waits(request, lifecycle, at):
+                    return response
+                if lifecycle.outcome == "failed" and i == len(pieces) // 2:
+                    error = {
+                        "message": ERROR_MESSAGE,
+                        "type": "server_error",
+                        "param": None,
+                        "code": "server_error",
+                    }
+                    await response.write(f"data: {json.dumps({'error': error})}\n\n".encode())
+                    await response.write_eof()
+                    return response
+                await response.write(chunk([delta({"content": piece})]))
+            if not await self._while_client_waits(request, lifecycle):
+                return response
+            await response.write(chunk([delta({}, finish_reason)]))
+            if include_usage:
+                await response.write(chunk([], self._chat_usage(completion, text)))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionResetError:
+            request[_RECORD].status = CLIENT_GONE
+        return response
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -1808,3 +2047,35 @@ def _multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str, by
         payload = part.get_payload(decode=True) or b""
         fields[str(name)] = (str(part.get_filename() or ""), payload)
     return fields
+
+
+_CHAT_ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def _chat_text(message: Json) -> str:
+    """The text of a chat message (its text parts joined by newlines)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+async def _chunked_json(request: web.Request, data: Json) -> web.StreamResponse:
+    """A JSON body sent with chunked transfer encoding, in several writes, as a proxy or a
+    slow server sends it."""
+    response = web.StreamResponse(
+        headers={"Content-Type": "application/json", "x-request-id": _new_id("req")}
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    raw = json.dumps(data).encode()
+    for piece in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):
+        await response.write(piece)
+    await response.write_eof()
+    return response

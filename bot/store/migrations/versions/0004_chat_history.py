@@ -1,8 +1,11 @@
-"""the chat backend's own thread store (filled in by the chat backend's change)
+"""the chat backend's own thread store: chat_messages and chat_summaries
 
 Revision ID: 0004
 Revises: 0003
 """
+
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0004"
 down_revision = "0003"
@@ -11,8 +14,35 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "chat_messages",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("thread_id", sa.String(length=64), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("turn_key", sa.String(length=64), nullable=False),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("tokens", sa.Integer(), nullable=False),
+        sa.Column("images", sa.Text(), nullable=True),
+        sa.Column("model", sa.String(length=128), nullable=True),
+        sa.Column("instructions", sa.Text(), nullable=True),
+        sa.Column("outcome", sa.String(length=16), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("thread_id", "turn_key", "role", name="uq_chat_turn_role"),
+        sa.UniqueConstraint("thread_id", "seq", name="uq_chat_seq"),
+    )
+    op.create_table(
+        "chat_summaries",
+        sa.Column("thread_id", sa.String(length=64), nullable=False),
+        sa.Column("up_to_seq", sa.Integer(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("tokens", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("thread_id"),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("chat_summaries")
+    op.drop_table("chat_messages")
