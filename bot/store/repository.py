@@ -27,12 +27,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, TurnStatus
 
 RATE_WINDOW_S = 60.0
+CLAIM_LOCK_WAIT = "500ms"
 
 
 class LeaseLost(Exception):
@@ -243,30 +245,32 @@ class Store:
     async def claim(self, conversation_id: int, *, owner: str, lease_s: float) -> Lease | None:
         """Take the conversation's lease if nobody holds a live one (compare-and-set).
 
-        A row locked by another transaction (a process frozen mid-write) is skipped rather
-        than waited for: the next scan tries again.
+        On PostgreSQL the claim waits at most `CLAIM_LOCK_WAIT` for the row: long enough for
+        an intake transaction storing a message in the same conversation (so that message is
+        not left for the next scan), short enough that a process frozen mid-transaction never
+        stalls this one's dispatcher.
         """
         now = time.time()
         started = time.monotonic()
-        free: Any = and_(Conversation.id == conversation_id, _lease_free(now))
-        if self.dialect == "postgresql":
-            free = (
-                Conversation.id
-                == (
-                    select(Conversation.id).where(free).with_for_update(skip_locked=True)
-                ).scalar_subquery()
+        claim = (
+            update(Conversation)
+            .where(Conversation.id == conversation_id, _lease_free(now))
+            .values(
+                lease_owner=owner,
+                lease_until=now + lease_s,
+                lease_generation=Conversation.lease_generation + 1,
             )
-        async with self.engine.begin() as connection:
-            generation = await connection.scalar(
-                update(Conversation)
-                .where(free)
-                .values(
-                    lease_owner=owner,
-                    lease_until=now + lease_s,
-                    lease_generation=Conversation.lease_generation + 1,
-                )
-                .returning(Conversation.lease_generation)
-            )
+            .returning(Conversation.lease_generation)
+        )
+        try:
+            async with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    await connection.execute(text(f"SET LOCAL lock_timeout = '{CLAIM_LOCK_WAIT}'"))
+                generation = await connection.scalar(claim)
+        except DBAPIError as exc:
+            if "lock timeout" not in str(exc.orig).lower():
+                raise
+            return None
         if generation is None:
             return None
         return Lease(conversation_id, owner, int(generation), lease_s, started + lease_s)
