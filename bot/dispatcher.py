@@ -32,6 +32,8 @@ TakeTurn = Callable[[TurnWork], Awaitable[None]]
 BUSY_LAG_S = 0.005
 """Loop lag above which no new conversation is started: an ack waits a few loop turns."""
 BUSY_RECHECK_S = 0.02
+IDLE_SCAN_MAX_S = 10.0
+"""Idle, the database is scanned this rarely (other processes' dead leases, missed hints)."""
 
 
 class LoopLag:
@@ -46,6 +48,19 @@ class LoopLag:
     def __init__(self, tick_s: float = 0.01) -> None:
         self.tick_s = tick_s
         self.lag_s = 0.0
+        self.sampled = False
+        """At least one tick measured since the ticker started: until then the lag is unknown."""
+        self._ticker: asyncio.Task[None] | None = None
+
+    def measure(self, busy: bool) -> None:
+        """Tick only while there is work: idle, the process costs no wake-ups."""
+        if busy and self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self.run())
+        elif not busy and self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+            self.lag_s = 0.0
+            self.sampled = False
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -55,6 +70,7 @@ class LoopLag:
             late = loop.time() - start - self.tick_s
             ours = min(late, time.thread_time() - cpu_start)
             self.lag_s = max(ours, self.lag_s * 0.5)
+            self.sampled = True
 
 
 class Dispatcher:
@@ -73,6 +89,10 @@ class Dispatcher:
         self._failures: dict[int, int] = {}
         self._last_scan = 0.0
         self._scan_interval_s = min(1.0, settings.lease_s / 3)
+        self._idle_scan_interval_s = max(
+            self._scan_interval_s, min(IDLE_SCAN_MAX_S, settings.lease_s / 3)
+        )
+        self._timers: set[asyncio.TimerHandle] = set()
         self.stopping = False
 
     def hint(self, conversation_id: int) -> None:
@@ -82,7 +102,6 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Lease and work on conversations until `shutdown` is called."""
-        watcher = asyncio.create_task(self._load.run())
         try:
             freed = await self._store.release_dead_leases(owner=self.owner)
             if freed:
@@ -96,11 +115,19 @@ class Dispatcher:
                         log, exc, "dispatcher: scanning for work failed; retrying"
                     )
                     await asyncio.sleep(self._scan_interval_s)
-                wait_s = BUSY_RECHECK_S if self._hints else self._scan_interval_s
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._wait_s())
         finally:
-            watcher.cancel()
+            self._load.measure(busy=False)
+            for timer in self._timers:
+                timer.cancel()
+
+    def _wait_s(self) -> float:
+        """Until the next look at the work: soon while hints wait for room, at the scan
+        interval while conversations are worked on, rarely when idle (hints wake it)."""
+        if self._hints:
+            return BUSY_RECHECK_S
+        return self._scan_interval_s if self._active else self._idle_scan_interval_s
 
     async def shutdown(self) -> None:
         """Stop taking work; let running turns finish within the grace period."""
@@ -117,12 +144,15 @@ class Dispatcher:
     def _can_start_more(self) -> bool:
         """Room for another conversation: under the cap, and the loop is not running late.
 
-        With nothing active the loop's lag is not ours to fix, so work always starts.
+        With nothing active the loop's lag is not ours to fix, so work always starts; the
+        lag is measured only while there is work, so the next conversation waits for the
+        first measurement.
         """
         if not self._active:
             return True
         return (
             len(self._active) < self._settings.max_concurrent_turns
+            and self._load.sampled
             and self._load.lag_s < BUSY_LAG_S
         )
 
@@ -130,7 +160,8 @@ class Dispatcher:
         candidates = list(self._hints)
         self._hints.clear()
         now = time.monotonic()
-        if now - self._last_scan >= self._scan_interval_s and self._can_start_more():
+        interval = self._scan_interval_s if self._active else self._idle_scan_interval_s
+        if now - self._last_scan >= interval and self._can_start_more():
             self._last_scan = now
             free = self._settings.max_concurrent_turns - len(self._active)
             candidates += await self._store.conversations_needing_work(limit=free)
@@ -145,6 +176,7 @@ class Dispatcher:
             )
             if lease is not None:
                 self._active[conversation_id] = asyncio.create_task(self._work_on(lease))
+                self._load.measure(busy=True)
 
     async def _work_on(self, lease: Lease) -> None:
         conversation_id = lease.conversation_id
@@ -175,10 +207,23 @@ class Dispatcher:
                 "conversation %s: will retry in %.1fs after %r", conversation_id, delay, exc
             )
             await self._store.defer(lease, delay_s=delay)
+            self._hint_later(conversation_id, delay)
         finally:
             heartbeat.cancel()
             self._active.pop(conversation_id, None)
+            self._load.measure(busy=bool(self._active))
             self._wake.set()
+
+    def _hint_later(self, conversation_id: int, delay_s: float) -> None:
+        """A deferred conversation is looked at again when its retry is due, not at a scan."""
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            self.hint(conversation_id)
+
+        timer = loop.call_later(delay_s + 0.01, fire)
+        self._timers.add(timer)
 
     async def _keep_lease(self, lease: Lease, worker: asyncio.Task[Any] | None) -> None:
         """Renew the lease while the worker runs; stop the worker once it may have lapsed.
