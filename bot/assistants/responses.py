@@ -133,20 +133,19 @@ class ResponsesBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
-        """Create the background response, hand its id over, then stream it by id.
+        """Create the background response and stream it in one request.
 
-        Creating and streaming in one request would leave the id unknown until the first
-        event arrives; a crash in that gap could not find the response again (this API cannot
-        list a conversation's responses), so the id comes back before any waiting starts.
+        Its first event names the response, which is handed over (and stored) before any
+        waiting starts. A crash before that event arrives is covered by `find_run`, which
+        recognises this turn's input in the conversation.
         """
-        response_id = await self.start_run(
-            thread_id=thread_id, text=text, turn_key=turn_key, images=images, options=options
-        )
-        yield StreamStarted(response_id)
+        args = self._response_args(thread_id, text, turn_key, images, options)
         with translated_errors("stream response"):
-            stream = await self._client.responses.retrieve(response_id, stream=True)
+            stream = await self._once.responses.create(background=True, stream=True, **args)
             async for event in stream:
-                if event.type == "response.output_text.delta":
+                if event.type == "response.created":
+                    yield StreamStarted(event.response.id)
+                elif event.type == "response.output_text.delta":
                     yield StreamDelta(event.delta)
                 elif event.type in _TERMINAL_EVENTS:
                     yield _check(event.response)  # type: ignore[union-attr]

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from openai import AsyncOpenAI
+from openai.types.beta.threads import Message, Run
 
 from bot.assistants.base import (
     NO_OPTIONS,
@@ -101,23 +102,14 @@ class ThreadsBackend:
     async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
         with translated_errors("check run"):
             run = await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-        state = _STATES.get(run.status, RunState.IN_PROGRESS)
-        if state in (RunState.QUEUED, RunState.IN_PROGRESS) or run.status == "cancelling":
-            return RunCheck(RunState.IN_PROGRESS if run.status == "cancelling" else state)
-        detail = run.last_error.message if run.last_error else None
-        if run.incomplete_details is not None:
-            detail = run.incomplete_details.reason
-        text, files = "", 0
-        if state in (RunState.COMPLETED, RunState.INCOMPLETE):
-            text, files = await self._run_text(thread_id, run_id)
-        usage = None
-        if run.usage is not None:
-            usage = Usage(
-                model=str(run.model),
-                input_tokens=run.usage.prompt_tokens,
-                output_tokens=run.usage.completion_tokens,
-            )
-        return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
+        messages: list[Message] | None = None
+        if run.status in ("completed", "incomplete"):
+            with translated_errors("read answer"):
+                page = await self._client.beta.threads.messages.list(
+                    thread_id, run_id=run_id, order="asc", limit=100
+                )
+            messages = list(page.data)
+        return _check(run, messages or [])
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
         try:
@@ -138,17 +130,19 @@ class ThreadsBackend:
         args = await self._run_args(text, turn_key, images, options)
         with translated_errors("stream run"):
             stream = await self._once.beta.threads.runs.create(thread_id, stream=True, **args)
-            run_id = ""
+            answer: list[Message] = []
             async for event in stream:
                 if event.event == "thread.run.created":
-                    run_id = event.data.id
-                    yield StreamStarted(run_id)
+                    yield StreamStarted(event.data.id)
                 elif event.event == "thread.message.delta":
                     for part in event.data.delta.content or []:
                         if part.type == "text" and part.text is not None and part.text.value:
                             yield StreamDelta(part.text.value)
+                elif event.event in ("thread.message.completed", "thread.message.incomplete"):
+                    answer.append(event.data)
                 elif event.event in _TERMINAL_EVENTS:
-                    yield await self.check_run(thread_id=thread_id, run_id=event.data.id)
+                    # The stream carried the run and its messages: no further requests.
+                    yield _check(event.data, answer)
                     return
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
@@ -210,25 +204,43 @@ class ThreadsBackend:
             )
         return str(uploaded.id)
 
-    async def _run_text(self, thread_id: str, run_id: str) -> tuple[str, int]:
-        """The run's answer with its citations as footnotes, and how many images it made."""
-        with translated_errors("read answer"):
-            page = await self._client.beta.threads.messages.list(
-                thread_id, run_id=run_id, order="asc", limit=100
-            )
-        parts: list[str] = []
-        sources: list[Source] = []
-        images = 0
-        for message in page.data:
-            if message.role != "assistant":
-                continue
-            for block in message.content:
-                images += block.type == "image_file"
-                if block.type == "text":
-                    parts.append(block.text.value)
-                    sources += [
-                        Source(title=marker_title(note.text), marker=note.text)
-                        for note in block.text.annotations
-                        if note.type == "file_citation"
-                    ]
-        return with_sources("\n\n".join(parts), sources), images
+
+def _check(run: Run, messages: Sequence[Message]) -> RunCheck:
+    """A run as the service sees it, its answer taken from the run's own messages."""
+    state = _STATES.get(run.status, RunState.IN_PROGRESS)
+    if state in (RunState.QUEUED, RunState.IN_PROGRESS) or run.status == "cancelling":
+        return RunCheck(RunState.IN_PROGRESS if run.status == "cancelling" else state)
+    detail = run.last_error.message if run.last_error else None
+    if run.incomplete_details is not None:
+        detail = run.incomplete_details.reason
+    text, files = "", 0
+    if state in (RunState.COMPLETED, RunState.INCOMPLETE):
+        text, files = _answer_text(messages)
+    usage = None
+    if run.usage is not None:
+        usage = Usage(
+            model=str(run.model),
+            input_tokens=run.usage.prompt_tokens,
+            output_tokens=run.usage.completion_tokens,
+        )
+    return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
+
+
+def _answer_text(messages: Sequence[Message]) -> tuple[str, int]:
+    """The run's answer with its citations as footnotes, and how many images it made."""
+    parts: list[str] = []
+    sources: list[Source] = []
+    images = 0
+    for message in messages:
+        if message.role != "assistant":
+            continue
+        for block in message.content:
+            images += block.type == "image_file"
+            if block.type == "text":
+                parts.append(block.text.value)
+                sources += [
+                    Source(title=marker_title(note.text), marker=note.text)
+                    for note in block.text.annotations
+                    if note.type == "file_citation"
+                ]
+    return with_sources("\n\n".join(parts), sources), images
