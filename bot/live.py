@@ -1,17 +1,19 @@
 """An answer shown while the model writes it.
 
-Slack's message streaming (`chat.startStream` / `appendStream` / `stopStream`) is used where
-the workspace allows it; otherwise a placeholder is edited with `chat.update`, throttled to
-stay inside that method's rate limit. Either way the message's ts is the turn's placeholder,
-which the final, fully formatted answer replaces, so a live preview never changes what is
-delivered or how often.
+Slack's message streaming is used where the workspace allows it: the stream starts with the
+model's first words (`chat.startStream`), more arrive in batches (`chat.appendStream`), and
+the last words and the feedback buttons end it (`chat.stopStream`). Slack renders the
+Markdown itself, so what the user watched is what stays: two or three calls for a short
+answer, and no re-rendering at the end. Where streaming is not allowed, a placeholder is
+edited with `chat.update`, throttled to that method's rate limit, and the fully formatted
+answer replaces it at the end.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
@@ -20,7 +22,9 @@ from bot.text import markdown_to_mrkdwn
 
 log = logging.getLogger(__name__)
 
-STREAM_FLUSH_S = 0.25
+STREAM_FLUSH_S = 0.75
+MAX_STREAMED_CHARS = 12_000
+"""Longer answers are finished as separate messages (`chat.update` plus posts)."""
 UPDATE_FLUSH_S = 1.0
 
 
@@ -30,6 +34,11 @@ class LiveMessage(Protocol):
     async def append(self, text: str) -> None: ...
 
     async def finish(self) -> None: ...
+
+    async def complete(self, answer: str, *, blocks: list[dict[str, Any]]) -> bool:
+        """End the live message as the finished answer, if it can be; False otherwise (the
+        caller then replaces it with the formatted answer)."""
+        ...
 
 
 class _Throttle:
@@ -48,17 +57,39 @@ class _Throttle:
     def take(self) -> str:
         text, self.pending = self.pending, ""
         self.sent_any = True
-        self._last = time.monotonic()
+        self.mark()
         return text
+
+    def mark(self) -> None:
+        self._last = time.monotonic()
 
 
 class SlackStream:
-    def __init__(self, slack: SlackGateway, place: Place, ts: str) -> None:
+    def __init__(self, slack: SlackGateway, place: Place, ts: str, *, sent: str = "") -> None:
         self._slack = slack
         self._place = place
         self.ts = ts
         self._throttle = _Throttle(STREAM_FLUSH_S)
+        self._throttle.sent_any = bool(sent)
+        self._throttle.mark()
+        self._sent = sent
         self._broken = False
+
+    async def complete(self, answer: str, *, blocks: list[dict[str, Any]]) -> bool:
+        """The rest of the answer (what was not streamed yet, its sources) and the blocks,
+        in the call that ends the stream."""
+        if self._broken or len(answer) > MAX_STREAMED_CHARS or not answer.startswith(self._sent):
+            return False
+        try:
+            await self._slack.finish_stream(
+                self._place, self.ts, markdown=answer[len(self._sent) :], blocks=blocks
+            )
+        except SlackApiError as exc:
+            log.warning("finishing the stream failed: %s", exc.response.get("error"))
+            self._broken = True
+            return False
+        self._throttle.take()
+        return True
 
     async def append(self, text: str) -> None:
         if self._throttle.add(text) and not self._broken:
@@ -74,6 +105,7 @@ class SlackStream:
             return
         try:
             await self._slack.append_stream(self._place, self.ts, text)
+            self._sent += text
         except SlackApiError as exc:
             log.warning("streaming into Slack stopped: %s", exc.response.get("error"))
             self._broken = True
@@ -82,12 +114,17 @@ class SlackStream:
 class UpdatedMessage:
     """The fallback: the placeholder edited with the text so far, at most once a second."""
 
-    def __init__(self, slack: SlackGateway, place: Place, ts: str) -> None:
+    def __init__(self, slack: SlackGateway, place: Place, ts: str, *, text: str = "") -> None:
         self._slack = slack
         self._place = place
         self.ts = ts
         self._throttle = _Throttle(UPDATE_FLUSH_S)
-        self._text = ""
+        self._throttle.sent_any = bool(text)
+        self._throttle.mark()
+        self._text = text
+
+    async def complete(self, answer: str, *, blocks: list[dict[str, Any]]) -> bool:
+        return False
 
     async def append(self, text: str) -> None:
         if self._throttle.add(text):
@@ -106,15 +143,16 @@ class UpdatedMessage:
 
 
 async def open_live_message(
-    slack: SlackGateway, place: Place, *, placeholder_text: str, team_id: str, user_id: str
+    slack: SlackGateway, place: Place, *, first_words: str, team_id: str, user_id: str
 ) -> LiveMessage:
+    """A live message that starts with the model's first words."""
     try:
-        ts = await slack.start_stream(place, team_id=team_id, user_id=user_id)
-        return SlackStream(slack, place, ts)
+        ts = await slack.start_stream(place, team_id=team_id, user_id=user_id, markdown=first_words)
+        return SlackStream(slack, place, ts, sent=first_words)
     except SlackApiError as exc:
         log.info(
             "Slack streaming unavailable (%s); editing a placeholder instead",
             exc.response.get("error"),
         )
-    ts = await slack.post(place, placeholder_text)
-    return UpdatedMessage(slack, place, ts)
+    ts = await slack.post(place, markdown_to_mrkdwn(first_words) + " …")
+    return UpdatedMessage(slack, place, ts, text=first_words)

@@ -292,12 +292,16 @@ class SlackGateway:
             channel=place.channel_id, thread_ts=place.thread_ts, user=user_id, text=text
         )
 
-    async def start_stream(self, place: Place, *, team_id: str, user_id: str) -> str:
+    async def start_stream(
+        self, place: Place, *, team_id: str, user_id: str, markdown: str = ""
+    ) -> str:
+        """Start a streamed message, with its first words when they are known."""
         response = await self.client.chat_startStream(
             channel=place.channel_id,
             thread_ts=place.thread_ts,
             recipient_team_id=team_id,
             recipient_user_id=user_id,
+            markdown_text=unping_markdown(markdown) if markdown else None,
         )
         return str(response["ts"])
 
@@ -305,6 +309,17 @@ class SlackGateway:
         """Stream the model's Markdown as it comes; its mentions are made plain text first."""
         await self.client.chat_appendStream(
             channel=place.channel_id, ts=ts, markdown_text=unping_markdown(markdown)
+        )
+
+    async def finish_stream(
+        self, place: Place, ts: str, *, markdown: str, blocks: list[dict[str, Any]]
+    ) -> None:
+        """End a streamed message with its last words and the blocks shown under it."""
+        await self.client.chat_stopStream(
+            channel=place.channel_id,
+            ts=ts,
+            blocks=blocks,
+            markdown_text=unping_markdown(markdown) if markdown else None,
         )
 
     async def stop_stream(self, place: Place, ts: str) -> None:

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from bot import metrics
 from bot.attachments import Image
 from bot.live import LiveMessage, open_live_message
-from bot.replies import Reply, replies_for
+from bot.replies import Reply, feedback_block, replies_for
 from bot.slack_api import SlackGateway, is_permanent_slack_error
 from bot.text import slack_to_plain
 from bot.turns.active import ActiveTurn
@@ -35,8 +35,9 @@ class Delivery:
     # Before the answer ------------------------------------------------------------------
 
     async def show_working(self, active: ActiveTurn) -> None:
-        """Let the user see that the bot works: the pane's status, and a placeholder message
-        (a live, streaming one when answers are streamed) that the answer will replace."""
+        """Let the user see that the bot works: the pane's status, and (when answers are not
+        streamed) a placeholder message that the answer will replace. A streamed answer's
+        message starts with the model's first words (`show_words`)."""
         turn, place, messages = active.turn, active.place, active.messages
         first = messages[0] if messages else None
         await active.check_lease()
@@ -44,25 +45,14 @@ class Delivery:
             await self._slack.set_status(place, STATUS_TEXT)
             if active.first_attempt and first is not None:
                 await self._slack.set_title(place, slack_to_plain(first.text, user_names={}))
-        if turn.placeholder_ts is not None or first is None:
+        if turn.placeholder_ts is not None or first is None or self._streamed:
             return
-        if not self._streamed and place.surface == "assistant":
+        if place.surface == "assistant":
             return
         if not active.first_attempt and await self._adopt_placeholder(active, messages[-1].ts):
             return
         await active.check_lease()
-        if self._streamed:
-            live = await open_live_message(
-                self._slack,
-                place,
-                placeholder_text=THINKING_TEXT,
-                team_id=active.conversation.team_id,
-                user_id=first.user_id,
-            )
-            self._live[turn.id] = live
-            await active.save(placeholder_ts=live.ts)
-        else:
-            await active.save(placeholder_ts=await self._slack.post(place, THINKING_TEXT))
+        await active.save(placeholder_ts=await self._slack.post(place, THINKING_TEXT))
 
     async def _adopt_placeholder(self, active: ActiveTurn, after_ts: str) -> bool:
         """A process that died right after posting the placeholder never stored its ts; take
@@ -76,12 +66,28 @@ class Delivery:
         return True
 
     async def show_words(self, active: ActiveTurn, text: str) -> None:
-        """More of the answer, as the model writes it (streamed delivery only)."""
-        metrics.first_words(active.turn.id)
-        live = self._live.get(active.turn.id)
+        """More of the answer, as the model writes it (streamed delivery only): the first
+        words start the live message, whose ts is stored at once as the placeholder."""
+        turn = active.turn
+        metrics.first_words(turn.id)
+        live = self._live.get(turn.id)
         if live is not None:
             await active.check_lease()
             await live.append(text)
+            return
+        if not self._streamed or turn.placeholder_ts is not None or not text:
+            return
+        await active.check_lease()
+        messages = active.messages
+        live = await open_live_message(
+            self._slack,
+            active.place,
+            first_words=text,
+            team_id=active.conversation.team_id,
+            user_id=messages[0].user_id if messages else "",
+        )
+        self._live[turn.id] = live
+        await active.save(placeholder_ts=live.ts)
 
     async def tell(self, active: ActiveTurn, text: str) -> None:
         """A short note in the thread (files that could not be read)."""
@@ -93,22 +99,22 @@ class Delivery:
     async def deliver(self, active: ActiveTurn, *, after_ts: str, images: FetchImages) -> None:
         """Post what is left of the turn's reply and the images the assistant made; the last
         step is stored with "done"."""
-        turn, place = active.turn, active.place
+        turn = active.turn
         outcome = turn.outcome or Outcome.FAILED
         chunks = replies_for(outcome=outcome, answer=turn.answer, turn_id=turn.id)
         reply_ts = turn.reply_ts
         try:
+            if await self._complete_live_message(active):
+                await self._upload_produced(active, images)
+                await self.finish(active, chunks_posted=len(chunks), reply_ts=turn.placeholder_ts)
+                return
             for index in range(turn.chunks_posted, len(chunks)):
                 reply_ts = await self._post_chunk(
                     active, chunks[index], first=index == 0, after_ts=reply_ts or after_ts
                 )
                 if index < len(chunks) - 1:
                     await active.save(chunks_posted=index + 1, reply_ts=reply_ts)
-            if not turn.files_posted:
-                produced = await images()
-                if produced:
-                    await active.check_lease()
-                    await self._slack.upload_images(place, produced)
+            await self._upload_produced(active, images)
         except SlackApiError as exc:
             metrics.slack_error(str(exc.response.get("error")))
             if not is_permanent_slack_error(exc):
@@ -119,6 +125,27 @@ class Delivery:
                 exc.response.get("error"),
             )
         await self.finish(active, chunks_posted=len(chunks), reply_ts=reply_ts)
+
+    async def _complete_live_message(self, active: ActiveTurn) -> bool:
+        """A completed answer streamed by this process ends its own stream: the rest of its
+        words and the feedback buttons in one call, nothing re-rendered."""
+        turn = active.turn
+        live = self._live.get(turn.id)
+        if live is None or turn.outcome != Outcome.COMPLETED or not turn.answer:
+            return False
+        await active.check_lease()
+        if not await live.complete(turn.answer, blocks=[feedback_block(turn.id)]):
+            return False
+        self._live.pop(turn.id, None)
+        return True
+
+    async def _upload_produced(self, active: ActiveTurn, images: FetchImages) -> None:
+        if active.turn.files_posted:
+            return
+        produced = await images()
+        if produced:
+            await active.check_lease()
+            await self._slack.upload_images(active.place, produced)
 
     async def finish(self, active: ActiveTurn, *, chunks_posted: int, reply_ts: str | None) -> None:
         if active.place.surface == "assistant":
