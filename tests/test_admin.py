@@ -34,6 +34,10 @@ def run_starts(openai: FakeOpenAI) -> list[dict[str, Any]]:
 
 
 def instructions_of(body: dict[str, Any]) -> str:
+    """The instructions a run, response or chat completion was started with."""
+    system = [m["content"] for m in body.get("messages") or [] if m.get("role") == "system"]
+    if system:
+        return str(system[0])
     return str(body.get("instructions") or body.get("additional_instructions") or "")
 
 

@@ -134,6 +134,8 @@ def received_images(bot: BotUnderTest) -> list[bytes]:
     for part in image_parts(bot):
         if bot.assistant_api == "responses":
             images.append(base64.b64decode(part["image_url"].split(",", 1)[1]))
+        elif bot.assistant_api == "chat":
+            images.append(base64.b64decode(part["image_url"]["url"].split(",", 1)[1]))
         else:
             images.append(bot.openai.files[part["image_file"]["file_id"]]["bytes"])
     return images
@@ -153,7 +155,8 @@ async def test_a_file_sent_slowly_in_small_pieces_reaches_the_model_whole(
     bot.slack.download_chunk_bytes = 16 * 1024
     bot.slack.download_pause_s = 0.002
     image = big_png(2 * 1024 * 1024)
-    notes = ("line of the minutes\n" * 8000).encode()  # 160 KB, under the text cap
+    # 60 KB: many pieces, under the text cap and within the chat backend's context budget
+    notes = ("line of the minutes\n" * 3000).encode()
     seen: list[str] = []
     bot.openai.reply = lambda texts: seen.append(texts[-1]) or "read them"
     files = [

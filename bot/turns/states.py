@@ -21,6 +21,7 @@ class Outcome(StrEnum):
     """How a turn ended; each maps to what the user sees (`bot/replies.py`).
 
     The first seven are the run states the assistant APIs report; the rest are the bot's own.
+    Every finished `RunState` must have an outcome here (tests/test_states.py checks it).
     """
 
     COMPLETED = "completed"
@@ -29,6 +30,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     INCOMPLETE = "incomplete"
     REQUIRES_ACTION = "requires_action"
+    TOO_LONG = "too_long"
     UNAVAILABLE = "unavailable"
     REJECTED = "rejected"
     EMPTY = "empty"

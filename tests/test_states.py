@@ -1,0 +1,13 @@
+"""Every way a run can end is an outcome the user is told about."""
+
+from bot.assistants.base import RunState
+from bot.replies import OUTCOME_MESSAGES
+from bot.turns.states import Outcome
+
+
+def test_every_finished_run_state_is_an_outcome_with_a_message() -> None:
+    finished = [state for state in RunState if state.finished]
+    assert {state.value for state in finished} <= {outcome.value for outcome in Outcome}
+    # "completed" shows the answer; "over_budget" shows the refusal stored as its answer.
+    told = {outcome.value for outcome in Outcome} - {"completed", "over_budget"}
+    assert told <= set(OUTCOME_MESSAGES)
