@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 import asyncio
 import csv
 import io
@@ -16,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import pytest
 from sqlalchemy import select
 
 from bot.store.models import Conversation, InboxMessage, Turn
