@@ -438,8 +438,8 @@ async def test_kill_9_before_the_response_id_is_known_answers_once(
     openai_fake.hold_response("POST", r"/v1/responses", seconds=30)
     async with crashable_bot(env, slack, openai_fake) as bot:
         question = await bot.talk.mention("was my question lost?")
-        await openai_fake.wait_for(lambda: bool(openai_fake.requests_to("POST", r"/v1/responses")))
-        await asyncio.sleep(0.3)
+        # The response exists at OpenAI; its id is held back from the bot.
+        await openai_fake.wait_for(lambda: bool(openai_fake.responses))
         bot.kill()
         openai_fake.clear_holds()
         await bot.restart()
@@ -494,7 +494,8 @@ async def test_kill_9_while_posting_a_long_answer_posts_each_part_once(
         await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) == 1)
         slack.hold_next("chat.postMessage", seconds=30)
         await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) == 2, timeout=15)
-        await asyncio.sleep(0.2)
+        # The second part is in the thread; the bot has not heard back (held).
+        await slack.wait_for(lambda: len(slack.bot_replies("C0001", question.ts)) == 2)
         bot.kill()
         await bot.restart()
         await bot.talk.wait_for_answers("C0001", question.ts, count=3, timeout=20)
