@@ -109,7 +109,10 @@ async def _run(settings: Settings, *, stop: asyncio.Event, ready: asyncio.Event)
 @asynccontextmanager
 async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
     engine = await _open_database(settings)
-    client = make_web_client(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    slack_http = aiohttp.ClientSession()
+    client = make_web_client(
+        token=settings.slack_bot_token, base_url=settings.slack_api_url, session=slack_http
+    )
     try:
         identity = await _check_slack(client, settings)
         backend = make_backend(settings, engine)
@@ -128,6 +131,7 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
         finally:
             await backend.close()
     finally:
+        await slack_http.close()
         await engine.dispose()
 
 

@@ -45,10 +45,18 @@ _READ_CHUNK = 64 * 1024
 _MAX_REDIRECTS = 3
 
 
-def make_web_client(*, token: str, base_url: str) -> AsyncWebClient:
+def make_web_client(
+    *, token: str, base_url: str, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """Slack's Web API client with the bot's retry policy.
+
+    Given a `session`, every call reuses its connections; without one the SDK opens (and
+    closes) a new HTTP session, so a new connection and TLS handshake, for every call.
+    """
     return AsyncWebClient(
         token=token,
         base_url=base_url,
+        session=session,
         timeout=15,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=3),
