@@ -44,11 +44,11 @@ class Windows:
         if profiler is None:
             return
         session = profiler.stop()
+        seconds = time.monotonic() - self._started
         name = self._names.pop(0) if self._names else f"window-{int(self._started)}"
         own = ConsoleRenderer(flat=True, flat_time="self", show_all=False).render(session)
         leaves = ConsoleRenderer(flat=True, flat_time="self", show_all=True).render(session)
         tree = ConsoleRenderer(unicode=True, show_all=False, short_mode=False).render(session)
-        seconds = time.monotonic() - self._started
         text = "\n".join(
             [
                 f"# pyinstrument profile: {name} ({seconds:.1f} s window, main thread, "
