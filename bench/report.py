@@ -130,7 +130,9 @@ def header(options: Options, plan: Plan, runtime_s: float, results: Results) -> 
         f"{fakes.slack_latency_s * 1000:g} ms, OpenAI latency {fakes.openai_latency_s * 1000:g} "
         f"ms, runs queued {fakes.queue_s * 1000:g} ms; model time {fakes.fast_model_s * 1000:g} "
         f"ms in ack phases, uniform {low:g}–{high:g} s in answer phases, "
-        f"{options.scale_model_s:g} s in scale phases",
+        f"{options.scale_model_s:g} s in scale phases; `+webhooks` configurations: "
+        f"OPENAI_WEBHOOK_SECRET set, the fake OpenAI POSTs each background response's end "
+        f"{fakes.webhook_delay_s * 1000:g} ms after it (every 2nd event twice)",
         *(f"- Plan: {line}" for line in plan.describe()),
         "",
     ]
