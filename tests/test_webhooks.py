@@ -19,7 +19,7 @@ from bot.settings import load_settings
 from bot.store.db import create_engine, migrate
 from bot.store.webhook_models import WebhookEvent
 from bot.turns.wakeups import RunWakeups
-from bot.webhooks import WebhookOutcome, WebhookReceiver, ended_response
+from bot.webhooks import WebhookOutcome, WebhookReceiver, ended_response, unused_secret
 from tests.fakes.openai_api import FakeOpenAI, new_webhook_secret, sign_webhook
 from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest, bot_env
@@ -253,3 +253,44 @@ def test_webhooks_are_used_in_http_mode_with_the_responses_api(
         **extra,
     }
     assert load_settings(env, dotenv_path=None).openai_webhooks is active
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({}, None),
+        ({"OPENAI_WEBHOOK_SECRET": ""}, None),
+        ({"SLACK_APP_TOKEN": "xapp-1"}, "Socket Mode listens on no port for OpenAI to call"),
+        (
+            {"ASSISTANT_API": "chat"},
+            "webhooks announce background responses (ASSISTANT_API=responses), not chat",
+        ),
+    ],
+)
+def test_a_secret_that_cannot_serve_is_named_at_start(
+    extra: dict[str, str], reason: str | None
+) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "OPENAI_API_KEY": "sk-1",
+        "OPENAI_WEBHOOK_SECRET": SECRET,
+        **extra,
+    }
+    assert unused_secret(load_settings(env, dotenv_path=None)) == reason
+
+
+def test_the_fake_signs_its_events_as_the_sdk_verifies_them() -> None:
+    """The fake's webhooks are what OpenAI sends: the SDK's own verifier takes them."""
+    import openai
+
+    body = event_body("evt_sdk", "response.completed", "resp_sdk")
+    headers = sign_webhook(SECRET, "evt_sdk", int(time.time()), body)
+    client = openai.OpenAI(api_key="unused")
+    try:
+        event = client.webhooks.unwrap(body, headers, secret=SECRET)
+        assert (event.type, event.data.id) == ("response.completed", "resp_sdk")
+        with pytest.raises(openai.InvalidWebhookSignatureError):
+            client.webhooks.unwrap(body + b" ", headers, secret=SECRET)
+    finally:
+        client.close()
