@@ -24,9 +24,11 @@ import openai
 from aiohttp import web
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.settings import Settings
+from bot.store.db import database_health
 from bot.store.webhook_models import WebhookEvent
 from bot.turns.wakeups import RunWakeups
 
@@ -38,6 +40,7 @@ MAX_WEBHOOK_BYTES = 256 * 1024
 KEEP_S = 3 * 86400
 """How long a webhook id is remembered: OpenAI retries a failed delivery for up to 72 h."""
 PRUNE_EVERY_S = 3600.0
+MAX_ID_CHARS = 128
 RUN_ENDED = frozenset(
     {"response.completed", "response.failed", "response.cancelled", "response.incomplete"}
 )
@@ -54,6 +57,7 @@ class WebhookOutcome(enum.Enum):
     TOO_LARGE = (413, "request too large")
     MALFORMED = (400, "not a webhook event")
     BAD_SIGNATURE = (401, "invalid or stale signature")
+    UNAVAILABLE = (503, "the database is unavailable; OpenAI retries later")
 
     @property
     def status(self) -> int:
@@ -104,11 +108,16 @@ class WebhookReceiver:
             return WebhookOutcome.MALFORMED
         event_type = getattr(event, "type", None)
         webhook_id = _header(headers, "webhook-id")
-        if not isinstance(event_type, str) or not webhook_id:
+        if not isinstance(event_type, str) or not webhook_id or len(webhook_id) > MAX_ID_CHARS:
             return WebhookOutcome.MALFORMED
         object_id = getattr(getattr(event, "data", None), "id", None)
         object_id = object_id if isinstance(object_id, str) else None
-        if not await self._record(webhook_id, event_type, object_id):
+        try:
+            fresh = await self._record(webhook_id, event_type, object_id)
+        except (SQLAlchemyError, OSError) as exc:
+            database_health(self._engine).report(log, exc, "an OpenAI webhook was not recorded")
+            return WebhookOutcome.UNAVAILABLE
+        if not fresh:
             log.info("openai webhook %s (%s): already received", webhook_id, event_type)
             return WebhookOutcome.DUPLICATE
         response_id = ended_response(event_type, object_id)
@@ -126,7 +135,7 @@ class WebhookReceiver:
         statement = (
             insert(WebhookEvent)
             .values(
-                webhook_id=webhook_id[:128],
+                webhook_id=webhook_id,
                 event_type=event_type[:64],
                 object_id=(object_id or "")[:128],
                 received_at=now,

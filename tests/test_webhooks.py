@@ -294,3 +294,19 @@ def test_the_fake_signs_its_events_as_the_sdk_verifies_them() -> None:
             client.webhooks.unwrap(body + b" ", headers, secret=SECRET)
     finally:
         client.close()
+
+
+async def test_a_webhook_the_database_cannot_record_is_left_for_openai_to_retry() -> None:
+    """503, so OpenAI delivers it again later; and nobody is woken by an unrecorded event."""
+    engine = create_engine(async_url("postgresql://nobody@127.0.0.1:1/none"))
+    wakeups = RunWakeups()
+    receiver = WebhookReceiver(secret=SECRET, engine=engine, wakeups=wakeups)
+    body = event_body("evt_down", "response.completed", "resp_down")
+    try:
+        headers = sign_webhook(SECRET, "evt_down", int(time.time()), body)
+        outcome = await receiver.receive(body, headers)
+        assert (outcome, outcome.status) == (WebhookOutcome.UNAVAILABLE, 503)
+        assert not wakeups.pending("resp_down")
+    finally:
+        await receiver.close()
+        await engine.dispose()
