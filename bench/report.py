@@ -12,6 +12,21 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.peer import (
+    ACK_P99_GOAL_S,
+    BURST_WALL_GOAL_S,
+    CPU_PER_ANSWER_GOAL_S,
+    IDLE_CPU_GOAL_S_PER_S,
+    LARGE_EXCESS_GOAL_S,
+    PEAK_RSS_GOAL_MIB,
+    PEER_DELTAS,
+    PEER_MODEL_S,
+    SLACK_CALLS_AIM,
+    TAIL_S,
+    PeerOptions,
+    PeerResults,
+    p50,
+)
 from bench.phases import (
     ACK_GOAL_P99_S,
     ACK_GOAL_RATE,
@@ -115,7 +130,9 @@ def header(options: Options, plan: Plan, runtime_s: float, results: Results) -> 
         f"{fakes.slack_latency_s * 1000:g} ms, OpenAI latency {fakes.openai_latency_s * 1000:g} "
         f"ms, runs queued {fakes.queue_s * 1000:g} ms; model time {fakes.fast_model_s * 1000:g} "
         f"ms in ack phases, uniform {low:g}–{high:g} s in answer phases, "
-        f"{options.scale_model_s:g} s in scale phases",
+        f"{options.scale_model_s:g} s in scale phases; `+webhooks` configurations: "
+        f"OPENAI_WEBHOOK_SECRET set, the fake OpenAI POSTs each background response's end "
+        f"{fakes.webhook_delay_s * 1000:g} ms after it (every 2nd event twice)",
         *(f"- Plan: {line}" for line in plan.describe()),
         "",
     ]
@@ -342,6 +359,7 @@ def report(results: Results, options: Options, plan: Plan, runtime_s: float) -> 
             *calls_lines(results.answers),
             *scale_lines(results.scales, options, plan),
             *db_lines(results),
+            *(peer_lines(results.peer, options.peer, results) if results.peer else []),
             *fake_cost_lines(results.fake_cost),
             *noise_lines(results),
             *notes_lines(results),
@@ -388,3 +406,233 @@ def plot(results: Results, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+# --------------------------------------------------------------------------- peer workload
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    if math.isnan(ours) or math.isnan(theirs) or theirs <= 0:
+        return "–"
+    return f"{ours / theirs:.2f}×"
+
+
+def _met(value: float, goal: float) -> str:
+    return "–" if math.isnan(value) else ("✅" if value <= goal else "❌")
+
+
+def peer_lines(
+    peer: PeerResults, peer_options: PeerOptions, results: Results | None = None
+) -> list[str]:
+    """Issue 12's table: the bot beside the baseline bot, against the targets."""
+    bot, base = peer.bot, peer.baseline
+    acks_200 = [a for a in (results.acks if results else []) if a.rate == ACK_GOAL_RATE]
+    large = [s for s in (results.scales if results else []) if s.size >= SCALE_GOAL_SIZE]
+
+    def row(
+        figure: str, unit_scale: float, fmt: str, ours: float, theirs: float, goal: str, met: str
+    ) -> str:
+        def cell(value: float) -> str:
+            return "–" if math.isnan(value) else format(value * unit_scale, fmt)
+
+        return (
+            f"| {figure} | {goal} | {cell(ours)} | {cell(theirs)} | {_ratio(ours, theirs)} | "
+            f"{met} |"
+        )
+
+    mib = 1 / 2**20
+    lines = [
+        "## Peer workload: the bot beside a minimal baseline bot (issue 12)",
+        "",
+        f"Socket Mode, Responses API, a {PEER_MODEL_S:g} s model streaming {PEER_DELTAS} deltas; "
+        f"after one warm-up question, {peer_options.idle_s:g} s idle, {peer_options.sequential} "
+        f"mentions one after another, then {peer_options.burst} at once. The bot runs with its "
+        "defaults (DELIVERY=stream, SQLite); the baseline (bench/baseline_bot.py) is slack-bolt "
+        "in Socket Mode answering `app_mention` with one `responses.stream` shown through "
+        "chat.startStream/appendStream/stopStream, with no storage. CPU = the process's "
+        f"user+system time from the first send until every answer is in Slack + {TAIL_S:g} s, "
+        "per answer; peak RSS sampled every 50 ms from the warm-up on; event → answer = socket "
+        "envelope sent → the Slack call completing the answer. *Ratio* = bot ÷ baseline.",
+        "",
+        "| figure | target | bot | baseline | ratio | met |",
+        "|---|---|---:|---:|---:|---|",
+        row(
+            f"CPU per answer, {peer_options.burst} at once (ms)",
+            1000,
+            ".1f",
+            bot.burst_cpu_per_answer,
+            base.burst_cpu_per_answer,
+            f"≤ {CPU_PER_ANSWER_GOAL_S * 1000:g}",
+            _met(bot.burst_cpu_per_answer, CPU_PER_ANSWER_GOAL_S),
+        ),
+        row(
+            "CPU per answer, one at a time (ms)",
+            1000,
+            ".1f",
+            bot.sequential_cpu_per_answer,
+            base.sequential_cpu_per_answer,
+            f"≤ {CPU_PER_ANSWER_GOAL_S * 1000:g}",
+            _met(bot.sequential_cpu_per_answer, CPU_PER_ANSWER_GOAL_S),
+        ),
+        row(
+            "idle CPU (ms per second)",
+            1000,
+            ".2f",
+            bot.idle_cpu_s_per_s,
+            base.idle_cpu_s_per_s,
+            f"≤ {IDLE_CPU_GOAL_S_PER_S * 1000:g}",
+            _met(bot.idle_cpu_s_per_s, IDLE_CPU_GOAL_S_PER_S),
+        ),
+        row(
+            "peak RSS (MiB)",
+            mib,
+            ".0f",
+            float(bot.peak_rss or math.nan),
+            float(base.peak_rss or math.nan),
+            f"≤ {PEAK_RSS_GOAL_MIB:g}",
+            _met(bot.peak_rss * mib if bot.peak_rss else math.nan, PEAK_RSS_GOAL_MIB),
+        ),
+        row(
+            f"{peer_options.burst} at once, wall (s)",
+            1,
+            ".2f",
+            bot.burst_wall_s,
+            base.burst_wall_s,
+            f"≤ {BURST_WALL_GOAL_S:g}",
+            _met(bot.burst_wall_s, BURST_WALL_GOAL_S),
+        ),
+        row(
+            "event → answer p50, one at a time (s)",
+            1,
+            ".2f",
+            p50(bot.sequential_latencies),
+            p50(base.sequential_latencies),
+            "–",
+            "–",
+        ),
+        row(
+            "event → answer max, one at a time (s)",
+            1,
+            ".2f",
+            max(bot.sequential_latencies, default=math.nan),
+            max(base.sequential_latencies, default=math.nan),
+            "–",
+            "–",
+        ),
+        row(
+            f"event → answer p50, {peer_options.burst} at once (s)",
+            1,
+            ".2f",
+            p50(bot.burst_latencies),
+            p50(base.burst_latencies),
+            "–",
+            "–",
+        ),
+        row(
+            f"event → answer max, {peer_options.burst} at once (s)",
+            1,
+            ".2f",
+            max(bot.burst_latencies, default=math.nan),
+            max(base.burst_latencies, default=math.nan),
+            "–",
+            "–",
+        ),
+        row(
+            "socket ack p99 (ms)",
+            1000,
+            ".1f",
+            percentile(bot.acks, 99),
+            percentile(base.acks, 99),
+            "–",
+            "–",
+        ),
+        row(
+            "Slack calls per answer",
+            1,
+            ".2f",
+            bot.calls_to("Slack"),
+            base.calls_to("Slack"),
+            f"≤ {SLACK_CALLS_AIM:g} (aim)",
+            _met(bot.calls_to("Slack"), SLACK_CALLS_AIM),
+        ),
+        row(
+            "OpenAI calls per answer",
+            1,
+            ".2f",
+            bot.calls_to("OpenAI"),
+            base.calls_to("OpenAI"),
+            "–",
+            "–",
+        ),
+    ]
+    if acks_200:
+        worst = max(percentile(a.latencies, 99) for a in acks_200)
+        lines.append(
+            f"| ack p99 at {ACK_GOAL_RATE} events/s, HTTP (ms; worst configuration, section 1) "
+            f"| ≤ {ACK_P99_GOAL_S * 1000:g} | {worst * 1000:.1f} | – | – | "
+            f"{_met(worst, ACK_P99_GOAL_S)} |"
+        )
+    else:
+        lines.append(
+            f"| ack p99 at {ACK_GOAL_RATE} events/s, HTTP (ms) | ≤ {ACK_P99_GOAL_S * 1000:g} | "
+            "not run (full run: section 1) | – | – | – |"
+        )
+    if large:
+        excess = max((max(s.excess, default=math.nan) for s in large), default=math.nan)
+        missing = sum(s.missing for s in large)
+        met = "❌" if missing else _met(excess, LARGE_EXCESS_GOAL_S)
+        unanswered = f" ({missing} unanswered)" if missing else ""
+        lines.append(
+            f"| {SCALE_GOAL_SIZE:,} at once: answer − model time, max (s; section 4) | "
+            f"≤ {LARGE_EXCESS_GOAL_S:g} | {secs(excess)}{unanswered}"
+            f" | – | – | {met} |"
+        )
+    else:
+        lines.append(
+            f"| {SCALE_GOAL_SIZE:,} at once: answer − model time, max (s) | "
+            f"≤ {LARGE_EXCESS_GOAL_S:g} | not run (full run: section 4) | – | – | – |"
+        )
+    lines.append("")
+    for result in (bot, base):
+        if result.error or result.missing:
+            lines.append(
+                f"- {result.name}: {result.missing} unanswered"
+                + (f"; failed: {result.error}" if result.error else "")
+            )
+    lines += ["", "Calls per answer by method (sequential and burst together):", ""]
+    keys = sorted({*bot.calls, *base.calls})
+    lines += ["| call | bot | baseline |", "|---|---:|---:|"]
+    lines += [
+        f"| {key} | {bot.calls.get(key, 0.0):.2f} | {base.calls.get(key, 0.0):.2f} |"
+        for key in keys
+    ]
+    lines.append("")
+    if peer.profiles:
+        links = ", ".join(f"[{path.name}]({path.name})" for path in peer.profiles)
+        lines += [
+            "Profiles of the bot (pyinstrument, a separate profiled process; "
+            f"{peer_options.idle_s:g} s idle and the burst): {links}.",
+            "",
+        ]
+    if peer.profile_error:
+        lines += [f"Profiling failed: {peer.profile_error}", ""]
+    return lines
+
+
+def peer_report(
+    peer: PeerResults, peer_options: PeerOptions, runtime_s: float, digests: tuple[str, str]
+) -> str:
+    return "\n".join(
+        [
+            f"# Benchmark: peer workload ({time.strftime('%Y-%m-%d %H:%M')}, {runtime_s:.0f} s)",
+            "",
+            f"- Machine: {machine()}; load average at the start "
+            f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+            f"- Bot: commit {bot_revision()}",
+            code_line(digests),
+            "- Command: `python -m bench.run --workload peer"
+            f"{' --profile' if peer.profiles else ''}`",
+            "",
+            *peer_lines(peer, peer_options),
+        ]
+    )

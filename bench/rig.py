@@ -27,7 +27,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from bot.turns.delivery import THINKING_TEXT
 from tests.fakes.events import event_envelope, mention, signed_headers
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, new_webhook_secret
 from tests.fakes.slack import FakeSlack, SlackCall
 from tests.harness import SIGNING_SECRET, BotProcess, bot_env
 
@@ -50,10 +50,13 @@ class Config:
     backend: str
     database: str
     delivery: str
+    webhooks: bool = False
+    """OPENAI_WEBHOOK_SECRET set and the fake OpenAI calling POST /openai/webhook (issue 12)."""
 
     @property
     def label(self) -> str:
-        return f"{self.backend}·{self.database}·{self.delivery}"
+        hooked = "+webhooks" if self.webhooks else ""
+        return f"{self.backend}·{self.database}·{self.delivery}{hooked}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class FakeOptions:
     fast_model_s: float = 0.05
     """Model time for warm-up and ack phases."""
     seed: int = 1
+    webhook_delay_s: float = 0.02
+    """Fake OpenAI: from a background response's end to its webhook (webhook configurations)."""
 
 
 class BenchOpenAI(FakeOpenAI):
@@ -337,7 +342,12 @@ async def running_rig(
     try:
         async with fresh_database(config.database) as database_url:
             env = bot_environment(config, slack, openai, database_url, extra_env or {})
+            if config.webhooks:
+                env["OPENAI_WEBHOOK_SECRET"] = openai.webhook_secret = new_webhook_secret()
+                openai.webhook_delay_s = fakes.webhook_delay_s
             bot = BotProcess(env)
+            if config.webhooks:
+                openai.webhook_url = f"http://127.0.0.1:{bot.port}/openai/webhook"
             bot.start()
             connector = aiohttp.TCPConnector(limit=100)
             timeout = aiohttp.ClientTimeout(total=30)

@@ -1,6 +1,7 @@
 """Benchmark: the real bot process (`python -m bot`, HTTP mode) against in-process fakes.
 
     python -m bench.run [--quick] [--everything] [--out bench/results]
+    python -m bench.run --workload peer [--profile]      # issue 12's workload alone, ~2 min
 
 The fake Slack Web API and fake OpenAI API (tests/fakes) run in this process on asyncio; the
 bot runs as a subprocess exactly as a user starts it, configured by environment variables
@@ -19,6 +20,10 @@ Measurements (see bench/phases.py for the exact definitions):
 4. Scale: 100 (and 1,000) conversations at the same moment with a 5 s model: time to answer
    all, answer time − model time, peak RSS, CPU per answer.
 5. Naive polling (a fixed 1 s poll, like the SDK's create_and_poll) versus the bot's own.
+6. The peer workload (bench/peer.py): Socket Mode, a 1 s model streaming 3 deltas, 20 mentions
+   one after another then 30 at once, the bot beside a minimal baseline bot: CPU per answer,
+   idle CPU, peak RSS, burst wall time, event → answer, calls per answer. `--workload peer`
+   runs it alone (bench/results/peer.md); `--profile` adds pyinstrument profiles of the bot.
 
 Which configuration gets which measurement is decided by `build_plan` (printed in the report):
 the full matrix at the spec'd durations takes over 10 minutes on 2 cores, mostly because the
@@ -40,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.peer import PeerOptions, PeerResults, run_peer
 from bench.phases import (
     ACK_GOAL_RATE,
     LIGHT_RATE,
@@ -77,6 +83,8 @@ class Options:
     scale_sizes: tuple[int, ...]
     scale_model_s: float
     fakes: FakeOptions
+    workload: str = "all"
+    peer: PeerOptions = field(default_factory=PeerOptions)
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -101,6 +109,17 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     add("--openai-latency-ms", type=float, default=0.0, help="fake OpenAI's delay per request")
     add("--queue-ms", type=float, default=0.0, help="how long fake runs stay queued")
     add("--seed", type=int, default=1)
+    add(
+        "--workload",
+        choices=("all", "peer", "classic"),
+        default="all",
+        help="peer: the peer workload alone; classic: everything but it",
+    )
+    add("--webhook-delay-ms", type=float, default=20, help="fake OpenAI's webhook delay")
+    add("--profile", action="store_true", help="peer workload: also profile the bot")
+    add("--peer-sequential", type=int, default=20, help="peer: mentions one after another")
+    add("--peer-burst", type=int, default=30, help="peer: mentions at once")
+    add("--peer-idle-s", type=float, default=10.0, help="peer: seconds of idling measured")
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     low, high = (float(x) for x in _csv(args.answer_model_s))
@@ -126,6 +145,15 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             queue_s=args.queue_ms / 1000,
             fast_model_s=args.fast_model_ms / 1000,
             seed=args.seed,
+            webhook_delay_s=args.webhook_delay_ms / 1000,
+        ),
+        workload=args.workload,
+        peer=PeerOptions(
+            sequential=args.peer_sequential,
+            burst=args.peer_burst,
+            idle_s=args.peer_idle_s,
+            profile=bool(args.profile),
+            profile_dir=args.out,
         ),
     )
 
@@ -198,9 +226,16 @@ def build_plan(options: Options) -> Plan:
     poll = frozenset(c for c in configs if c.delivery == "poll")
     if not configs:
         raise SystemExit("bench: nothing to run with these --backends/--databases/--deliveries")
+    # Issue 12: responses·poll once more with OpenAI's webhooks (POST /openai/webhook): light
+    # acks, answer overhead, calls and acks at the goal rate only.
+    hooked = tuple(
+        Config(c.backend, c.database, c.delivery, webhooks=True)
+        for c in configs
+        if c.backend == "responses" and c.delivery == "poll" and not options.quick
+    )
     if options.everything:
         everything = frozenset(configs)
-        return Plan(tuple(configs), everything, poll, everything, LARGE_SCALE, tuple(skipped))
+        return Plan((*configs, *hooked), everything, poll, everything, LARGE_SCALE, tuple(skipped))
     if options.quick:
         extras = frozenset({LARGE_SCALE if LARGE_SCALE in configs else configs[-1]})
         return Plan(tuple(configs), extras, extras & poll, frozenset(), LARGE_SCALE, tuple(skipped))
@@ -211,7 +246,12 @@ def build_plan(options: Options) -> Plan:
             "retired; `--everything` runs them)"
         )
     return Plan(
-        tuple(configs), responses, responses & poll, responses & poll, LARGE_SCALE, tuple(skipped)
+        (*configs, *hooked),
+        responses,
+        responses & poll,
+        responses & poll,
+        LARGE_SCALE,
+        tuple(skipped),
     )
 
 
@@ -246,6 +286,7 @@ class Results:
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
     source_digests: tuple[str, str] = ("", "")
     """Digest of bot/ at the start and at the end of the run: differ if it was edited."""
+    peer: PeerResults | None = None
 
 
 def source_digest() -> str:
@@ -371,6 +412,8 @@ async def run_all(options: Options, plan: Plan) -> Results:
         if config in plan.sweep:
             await sweep_bots(config, options, results)
     await large_scale(options, plan, results)
+    if options.workload == "all":
+        results.peer = await run_peer(options.peer, progress)
     results.source_digests = (first_digest, source_digest())
     return results
 
@@ -383,12 +426,12 @@ def result_paths(options: Options) -> tuple[Path, Path]:
     return options.out / "latest.md", options.out / "latency.png"
 
 
-def missing_extras() -> list[str]:
+def missing_extras(*, profile: bool = False) -> list[str]:
     """The bench extras (`pip install -e '.[test,bench]'`) that are not installed."""
     import importlib
 
     missing = []
-    for name in ("psutil", "matplotlib"):
+    for name in ("psutil", "matplotlib", *(("pyinstrument",) if profile else ())):
         try:
             importlib.import_module(name)
         except ImportError:
@@ -398,14 +441,14 @@ def missing_extras() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
-    missing = missing_extras()
+    missing = missing_extras(profile=options.peer.profile)
     if missing:
-        print(
-            f"bench: needs {', '.join(missing)}: pip install -e '.[test,bench]'", file=sys.stderr
-        )
+        print(f"bench: needs {', '.join(missing)}: pip install -e '.[test,bench]'", file=sys.stderr)
         return 2
     from bench.report import plot, report
 
+    if options.workload == "peer":
+        return main_peer(options)
     plan = build_plan(options)
     # A bot killed mid-stream leaves the fake OpenAI writing to a closed socket; expected here.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
@@ -419,7 +462,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_path.write_text(text + "\n", encoding="utf-8")
     plot(results, chart_path)
     progress(f"wrote {report_path} and {chart_path}")
+    if results.peer is not None and not options.quick:
+        write_peer(results.peer, options, runtime, results.source_digests)
     return 1 if results.failures else 0
+
+
+def main_peer(options: Options) -> int:
+    """`--workload peer`: the peer workload alone, written to bench/results/peer.md."""
+    options.out.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+    started = time.monotonic()
+    first_digest = source_digest()
+    peer = asyncio.run(run_peer(options.peer, progress))
+    text = write_peer(peer, options, time.monotonic() - started, (first_digest, source_digest()))
+    print(text)
+    failed = peer.bot.error or peer.baseline.error or peer.profile_error
+    return 1 if failed else 0
+
+
+def write_peer(
+    peer: PeerResults, options: Options, runtime_s: float, digests: tuple[str, str]
+) -> str:
+    from bench.report import peer_report
+
+    text = peer_report(peer, options.peer, runtime_s, digests)
+    path = options.out / "peer.md"
+    path.write_text(text + "\n", encoding="utf-8")
+    progress(f"wrote {path}")
+    return text
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from bot.conversation import ConversationService
 from bot.listeners import register_listeners
 from bot.settings import Settings
 from bot.store.db import database_answers
+from bot.turns.wakeups import RunWakeups
+from bot.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +146,13 @@ def build_bolt_app(
     return app
 
 
-def build_web_app(*, bolt: AsyncApp, settings: Settings, engine: AsyncEngine) -> web.Application:
+def build_web_app(
+    *,
+    bolt: AsyncApp,
+    settings: Settings,
+    engine: AsyncEngine,
+    wakeups: RunWakeups | None = None,
+) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
         if (request.content_length or 0) > MAX_EVENT_BYTES:
             return _rejected(Rejection.TOO_LARGE)
@@ -174,7 +182,21 @@ def build_web_app(*, bolt: AsyncApp, settings: Settings, engine: AsyncEngine) ->
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
     web_app.add_routes([metrics.route(engine)])
+    if settings.openai_webhook_secret:  # issue 12: POST /openai/webhook
+        add_webhook_route(web_app, settings.openai_webhook_secret, engine, wakeups)
     return web_app
+
+
+def add_webhook_route(
+    web_app: web.Application, secret: str, engine: AsyncEngine, wakeups: RunWakeups | None
+) -> None:
+    receiver = WebhookReceiver(secret=secret, engine=engine, wakeups=wakeups)
+
+    async def close_receiver(_: web.Application) -> None:
+        await receiver.close()
+
+    web_app.add_routes([receiver.route()])
+    web_app.on_cleanup.append(close_receiver)
 
 
 def _rejected(rejection: Rejection) -> web.Response:

@@ -20,6 +20,7 @@ from bot.turns.delivery import Delivery
 from bot.turns.prompt import PromptBuilder
 from bot.turns.retry import RetryPolicy
 from bot.turns.runner import HIDDEN_FROM_HISTORY, TurnRunner
+from bot.turns.wakeups import RunWakeups
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class ConversationService:
         self._slack = slack
         retry = RetryPolicy(base_s=settings.retry_base_s)
         self.admin = AdminService(store.engine, settings)
+        self.wakeups = RunWakeups()
+        """Issue 12: OpenAI's webhooks (bot/webhooks.py) wake the turns waiting on runs."""
         self._intake = Intake(store=store, slack=slack, settings=settings)
         self._runner = TurnRunner(
             store=store,
@@ -54,6 +57,7 @@ class ConversationService:
             settings=settings,
             retry=retry,
             admin=self.admin,
+            wakeups=self.wakeups,
         )
         self._dispatcher = Dispatcher(
             store=store, settings=settings, take_turn=self._runner.take_turn, retry=retry

@@ -36,6 +36,7 @@ from bot.store.db import (
     migrate,
 )
 from bot.store.repository import Store
+from bot.webhooks import unused_secret
 
 log = logging.getLogger("bot")
 
@@ -92,6 +93,8 @@ async def serve(settings: Settings, *, stop_signals: Sequence[signal.Signals] = 
 
 async def _run(settings: Settings, *, stop: asyncio.Event, ready: asyncio.Event) -> None:
     await check_openai(settings)
+    if (unused := unused_secret(settings)) is not None:  # issue 12
+        log.warning("OPENAI_WEBHOOK_SECRET is set but not used: %s; polling as usual", unused)
     async with running_bot(settings) as bot:
         dispatcher = asyncio.create_task(bot.service.run())
         try:
@@ -158,7 +161,9 @@ async def _intake(bot: Bot) -> AsyncIterator[None]:
                 if metrics_runner is not None:
                     await metrics_runner.cleanup()
         return
-    web_app = build_web_app(bolt=bot.bolt, settings=settings, engine=bot.engine)
+    web_app = build_web_app(
+        bolt=bot.bolt, settings=settings, engine=bot.engine, wakeups=bot.service.wakeups
+    )
     async with _http_server(web_app, settings.port, setting="PORT"):
         log.info(
             "ready: listening on port %s, POST /slack/events (%s assistant API)",

@@ -81,10 +81,24 @@ class Settings:
     context_tokens: int | None = None
     azure_openai_endpoint: str | None = None
     openai_api_version: str | None = None
+    # Issue 12: OpenAI webhooks for background responses (bot/webhooks.py).
+    openai_webhook_secret: str | None = None
+    webhook_poll_s: float = 5.0
+    """With webhooks, runs are still polled this often: a safety net for a lost webhook."""
 
     @property
     def socket_mode(self) -> bool:
         return bool(self.slack_app_token)
+
+    @property
+    def openai_webhooks(self) -> bool:
+        """Whether OpenAI's webhooks can reach the bot and wake its turns: a secret, HTTP
+        mode (POST /openai/webhook on PORT) and the Responses API (background responses)."""
+        return (
+            bool(self.openai_webhook_secret)
+            and not self.socket_mode
+            and (self.assistant_api == "responses")
+        )
 
 
 def load_settings(
@@ -173,6 +187,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
         context_tokens=_optional_int(env, "CONTEXT_TOKENS", minimum=500, maximum=10_000_000),
         azure_openai_endpoint=get("AZURE_OPENAI_ENDPOINT"),
         openai_api_version=get("OPENAI_API_VERSION"),
+        openai_webhook_secret=get("OPENAI_WEBHOOK_SECRET"),
+        webhook_poll_s=_float(env, "OPENAI_WEBHOOK_POLL_S", 5, minimum=0.1),
     )
 
 

@@ -239,7 +239,12 @@ class BotUnderTest(Conversations):
         settings = load_settings(env, dotenv_path=None)
         async with running_bot(settings) as bot, aiohttp.ClientSession() as http:
             runner = web.AppRunner(
-                build_web_app(bolt=bot.bolt, settings=settings, engine=bot.engine)
+                build_web_app(
+                    bolt=bot.bolt,
+                    settings=settings,
+                    engine=bot.engine,
+                    wakeups=bot.service.wakeups,
+                )
             )
             await runner.setup()
             site = web.TCPSite(runner, host="127.0.0.1", port=0)

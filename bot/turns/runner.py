@@ -40,6 +40,7 @@ from bot.turns.delivery import THINKING_TEXT, Delivery
 from bot.turns.prompt import Prompt, PromptBuilder
 from bot.turns.retry import RetryPolicy
 from bot.turns.states import Outcome, TurnStatus
+from bot.turns.wakeups import RunWakeups
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,7 +62,9 @@ class TurnRunner:
         settings: Settings,
         retry: RetryPolicy,
         admin: AdminService,
+        wakeups: RunWakeups | None = None,
     ) -> None:
+        self._wakeups = wakeups or RunWakeups()  # issue 12: OpenAI webhooks wake waiting runs
         self._admin = admin
         self._store = store
         self._backend = backend
@@ -307,9 +310,22 @@ class TurnRunner:
 
     async def _wait_for_run(self, active: ActiveTurn, *, thread_id: str, run_id: str) -> RunCheck:
         turn = active.turn
-        intervals = poll_intervals(
-            initial_s=self._settings.poll_initial_s, max_s=self._settings.poll_max_s
+        # --- issue 12 (webhooks): OpenAI announces the run's end and `_wakeups` ends the wait
+        # at once; polling continues only as a slow safety net (OPENAI_WEBHOOK_POLL_S). A run
+        # this process has just started is not checked before the first wait: nothing is there
+        # to see yet. A resumed turn checks at once (its webhook may have gone elsewhere).
+        webhooks = self._settings.openai_webhooks
+        net_s = self._settings.webhook_poll_s
+        intervals = (
+            poll_intervals(initial_s=net_s, max_s=net_s)
+            if webhooks
+            else poll_intervals(
+                initial_s=self._settings.poll_initial_s, max_s=self._settings.poll_max_s
+            )
         )
+        if webhooks and active.first_attempt:
+            await self._wakeups.wait(run_id, min(net_s, turn.deadline_at - time.time()))
+        # --- end issue 12
         while True:
             try:
                 check = await self._backend.check_run(thread_id=thread_id, run_id=run_id)
@@ -326,7 +342,7 @@ class TurnRunner:
                 log.warning("turn %s: no answer within the deadline; cancelling the run", turn.id)
                 await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
                 return RunCheck(RunState.EXPIRED, detail="deadline")
-            await asyncio.sleep(min(next(intervals), remaining))
+            await self._wakeups.wait(run_id, min(next(intervals), remaining))  # issue 12
 
     async def _retrying(self, active: ActiveTurn, call: Callable[[bool], Awaitable[T]]) -> T:
         """Retry an unavailable assistant API with the shared backoff until the deadline; a

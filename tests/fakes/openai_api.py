@@ -6,6 +6,18 @@ client talks to (``base_url=fake.base_url``). Every JSON body has the shape of t
 SDK's types in ``openai/types`` (including the fields the SDK declares required), so
 the SDK — and its stream helpers — parse everything without surprises.
 
+Webhooks
+--------
+With ``webhook_url`` and ``webhook_secret`` set, a background response that ends
+(completed, failed, cancelled, incomplete) is announced to that URL as OpenAI does: a POST of
+``{"id": "evt_…", "object": "event", "created_at", "type": "response.<status>",
+"data": {"id": "resp_…"}}`` signed as Standard Webhooks (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``
+keyed with the base64-decoded ``whsec_`` secret), ``webhook_delay_s`` after the moment it
+ended, retried on a failure, and — delivery being at least once — every
+``webhook_repeat_every``-th event delivered a second time. ``webhook_deliveries`` records
+every attempt.
+
 Time model
 ----------
 A run or response follows a timeline fixed when it is created::
@@ -25,6 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import re
@@ -37,6 +52,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar, cast, get_args
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
@@ -49,6 +65,9 @@ __all__ = [
     "FakeRun",
     "FakeThread",
     "Outcome",
+    "WebhookDelivery",
+    "new_webhook_secret",
+    "sign_webhook",
 ]
 
 Json = dict[str, Any]
@@ -105,6 +124,40 @@ class FakeRequest:
 _RECORD: Final = web.RequestKey("record", FakeRequest)
 """The request's record (its status becomes 499 when the client goes away before the end)."""
 CLIENT_GONE: Final = 499
+
+
+@dataclass
+class WebhookDelivery:
+    """One POST of a webhook event to ``FakeOpenAI.webhook_url``."""
+
+    webhook_id: str
+    type: str
+    response_id: str
+    at: float
+    status: int
+    """The receiver's HTTP status; 0 when the connection failed."""
+
+
+WEBHOOK_EVENTS: Final = frozenset({"completed", "failed", "cancelled", "incomplete"})
+"""Response statuses that are announced by a ``response.<status>`` webhook event."""
+
+
+def new_webhook_secret() -> str:
+    """A secret in the format OpenAI's dashboard shows: ``whsec_`` + base64 of 32 bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sign_webhook(secret: str, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers for ``body``, as OpenAI signs it."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": f"v1,{signature}",
+        "content-type": "application/json",
+    }
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -419,6 +472,20 @@ class FakeOpenAI:
         """If set, chat completions whose messages hold more characters than this are refused
         with 400 ``context_length_exceeded``, as a model's context window refuses them."""
 
+        self.webhook_url: str | None = None
+        """Where background responses that end are announced (None: no webhooks)."""
+        self.webhook_secret: str | None = None
+        self.webhook_delay_s = 0.02
+        """From the moment a response ends to the first POST of its event."""
+        self.webhook_repeat_every = 2
+        """Every n-th event is delivered twice (0: never), as at-least-once delivery does."""
+        self.webhook_retries = 2
+        """Further attempts after a failed POST (non-2xx or no connection), backing off."""
+        self.webhook_deliveries: list[WebhookDelivery] = []
+        self._webhook_events = 0
+        self._webhook_tasks: set[asyncio.Task[None]] = set()
+        self._webhook_http: aiohttp.ClientSession | None = None
+
         self.base_url = ""
         self._scripted: deque[Outcome] = deque()
         self._failures: list[_InjectedFailure] = []
@@ -460,6 +527,12 @@ class FakeOpenAI:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        for task in list(self._webhook_tasks):
+            task.cancel()
+        await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
+        if self._webhook_http is not None:
+            await self._webhook_http.close()
+            self._webhook_http = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -595,9 +668,68 @@ class FakeOpenAI:
                 conversation = self.conversations.get(job.conversation_id or "")
                 if conversation is not None and status in ("completed", "incomplete"):
                     conversation.items.append(self._output_item(job, status))
+                if job.background and status in WEBHOOK_EVENTS:
+                    self._announce(f"response.{status}", job.id, finished_at)
             if status == "completed":
                 self.completed_at[job.id] = finished_at
             job.settled = True
+
+    # ----------------------------------------------------------------- webhooks
+
+    def _announce(self, event_type: str, response_id: str, finished_at: float) -> None:
+        """Schedule the webhook event(s) for a background response that ended."""
+        if self.webhook_url is None or self.webhook_secret is None or self._closing:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._webhook_events += 1
+        every = self.webhook_repeat_every
+        copies = 2 if every and self._webhook_events % every == 0 else 1
+        event_id = _new_id("evt", 16)
+        body = json.dumps(
+            {
+                "id": event_id,
+                "object": "event",
+                "created_at": self._wall(finished_at),
+                "type": event_type,
+                "data": {"id": response_id},
+            },
+            separators=(",", ":"),
+        ).encode()
+        first = max(0.0, finished_at + self.webhook_delay_s - time.monotonic())
+        for copy in range(copies):
+            delay = first * (copy + 1) + 0.01 * copy
+            task = loop.create_task(self._deliver(event_id, event_type, response_id, body, delay))
+            self._webhook_tasks.add(task)
+            task.add_done_callback(self._webhook_tasks.discard)
+
+    async def _deliver(
+        self, event_id: str, event_type: str, response_id: str, body: bytes, delay: float
+    ) -> None:
+        await asyncio.sleep(delay)
+        url, secret = self.webhook_url, self.webhook_secret
+        if url is None or secret is None:
+            return
+        if self._webhook_http is None:
+            self._webhook_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        backoff = 0.05
+        for _ in range(1 + self.webhook_retries):
+            # Each attempt is signed anew (a fresh timestamp), with the same webhook-id.
+            headers = sign_webhook(secret, event_id, int(time.time()), body)
+            status = 0
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with self._webhook_http.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    status = answer.status
+            self.webhook_deliveries.append(
+                WebhookDelivery(event_id, event_type, response_id, time.monotonic(), status)
+            )
+            if 200 <= status < 300:
+                return
+            await asyncio.sleep(backoff)
+            backoff *= 2
 
     def _note_concurrency(self, active: int) -> None:
         self.max_concurrent_per_thread = max(self.max_concurrent_per_thread, active)
