@@ -38,6 +38,8 @@ class ConversationService:
     ) -> None:
         self._store = store
         self._slack = slack
+        # OAuth installs share one database: a vote must name an answer of its own workspace.
+        self._by_team = settings.oauth
         retry = RetryPolicy(base_s=settings.retry_base_s)
         self.admin = AdminService(store.engine, settings)
         self._intake = Intake(store=store, slack=slack, settings=settings)
@@ -69,10 +71,26 @@ class ConversationService:
         return acceptance
 
     async def record_feedback(
-        self, *, turn_id: int, user_id: str, value: str, channel_id: str, thread_ts: str
+        self,
+        *,
+        turn_id: int,
+        user_id: str,
+        value: str,
+        channel_id: str,
+        thread_ts: str,
+        team_id: str | None = None,
+        enterprise_id: str | None = None,
     ) -> None:
-        """Store a 👍/👎 click (the latest per user wins) and thank the user privately."""
-        await self._store.record_feedback(turn_id=turn_id, user_id=user_id, value=value)
+        """Store a 👍/👎 click (the latest per user wins) and thank the user privately; a
+        click naming another workspace's answer is ignored."""
+        if not await self._store.record_feedback(
+            turn_id=turn_id,
+            user_id=user_id,
+            value=value,
+            team_id=team_id if self._by_team else None,
+        ):
+            log.warning("feedback: turn %s is another workspace's; ignored", turn_id)
+            return
         counts = await self._store.feedback_counts()
         log.info(
             "feedback: turn %s got %s (all answers: %s up, %s down)",
@@ -82,8 +100,14 @@ class ConversationService:
             counts.get("down", 0),
         )
         if channel_id:
-            place = Place(channel_id, thread_ts, "channel")
+            place = Place(
+                channel_id, thread_ts, "channel", team_id=team_id or "", enterprise_id=enterprise_id
+            )
             self._intake.in_background(self._slack.post_ephemeral(place, user_id, FEEDBACK_THANKS))
+
+    @property
+    def scoped_by_team(self) -> bool:
+        return self._by_team
 
     async def is_known_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
         return await self._store.is_known_thread(team_id, channel_id, thread_ts)

@@ -34,6 +34,9 @@ class Conversation(Base):
     backend: Mapped[str | None] = mapped_column(String(16))
     remote_id: Mapped[str | None] = mapped_column(String(128))
     context_channel_id: Mapped[str | None] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    """The workspace's Enterprise Grid organisation, if any (0006): an org-wide install
+    answers for every workspace of it."""
     needs_attention: Mapped[bool] = mapped_column(default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[float | None] = mapped_column(Float)

@@ -98,6 +98,8 @@ class NewMessage:
     files: str | None = None
     user_team_id: str | None = None
     """The user's own workspace: another organisation's in a Slack Connect channel."""
+    enterprise_id: str | None = None
+    """The receiving workspace's Enterprise Grid organisation, if any."""
 
 
 class Store:
@@ -140,6 +142,7 @@ class Store:
                     "channel_id": message.channel_id,
                     "thread_ts": message.thread_ts,
                     "surface": message.surface,
+                    "enterprise_id": message.enterprise_id,
                     "needs_attention": False,
                     "created_at": now,
                     "updated_at": now,
@@ -460,8 +463,19 @@ class Store:
         ):
             raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
 
-    async def record_feedback(self, *, turn_id: int, user_id: str, value: str) -> None:
+    async def record_feedback(
+        self, *, turn_id: int, user_id: str, value: str, team_id: str | None = None
+    ) -> bool:
+        """Store a vote; False (nothing stored) when the answer is another workspace's."""
         async with self._sessions.begin() as session:
+            if team_id is not None:
+                owner = await session.scalar(
+                    select(Conversation.team_id)
+                    .join(Turn, Turn.conversation_id == Conversation.id)
+                    .where(Turn.id == turn_id)
+                )
+                if owner is not None and owner != team_id:
+                    return False
             await session.execute(
                 self._insert(Feedback)
                 .values(turn_id=turn_id, user_id=user_id, value=value, created_at=time.time())
@@ -470,6 +484,7 @@ class Store:
                     set_={"value": value, "created_at": time.time()},
                 )
             )
+            return True
 
     async def feedback_counts(self) -> dict[str, int]:
         async with self._sessions() as session:

@@ -57,7 +57,9 @@ class PromptBuilder:
         turn, messages = active.turn, active.messages
         text = await self._turn_input(active)
         plan = plan_files([f for m in messages for f in parse_files(m.files)])
-        fetched = await self._slack.download_files(plan, deadline_at=turn.deadline_at)
+        fetched = await self._slack.download_files(
+            plan, deadline_at=turn.deadline_at, team=active.place.team
+        )
         images = fetched.images
         for name, data in fetched.texts:
             text = f"{text}\n\n{quoted_text_file(name, data)}".strip()
@@ -72,12 +74,14 @@ class PromptBuilder:
         conversation, messages = active.conversation, active.messages
         history = await self._history_for(active)
         texts = [m.text for m in messages] + [text for _, text, _ in history]
+        team = active.place.team
         names = await self._slack.display_names(
             [m.user_id for m in messages]
             + [author for author, _, from_bot in history if not from_bot]
-            + [user_id for text in texts for user_id in mentioned_user_ids(text)]
+            + [user_id for text in texts for user_id in mentioned_user_ids(text)],
+            team=team,
         )
-        bot = self._slack.bot_user_id
+        bot = await self._slack.bot_user_for(team)
         new = [
             (
                 names.get(m.user_id, m.user_id),
@@ -120,7 +124,10 @@ class PromptBuilder:
         if not (started_mid_thread or switched_backend):
             return []
         history = await self._slack.thread_history(
-            conversation.channel_id, conversation.thread_ts, before_ts=messages[0].ts
+            conversation.channel_id,
+            conversation.thread_ts,
+            before_ts=messages[0].ts,
+            team=active.place.team,
         )
         return [
             (message.author_id, message.text, message.from_bot)

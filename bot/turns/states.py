@@ -34,6 +34,8 @@ class Outcome(StrEnum):
     EMPTY = "empty"
     NO_TEXT = "no_text"
     OVER_BUDGET = "over_budget"
+    UNINSTALLED = "uninstalled"
+    """The workspace removed the bot while the turn was open: nothing more is shown."""
 
 
 def turn_key(turn_id: int) -> str:
