@@ -7,6 +7,7 @@ intake, the dispatcher and the turn engine together.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from bot.admin.service import AdminService
@@ -40,6 +41,7 @@ class ConversationService:
         self._slack = slack
         # OAuth installs share one database: a vote must name an answer of its own workspace.
         self._by_team = settings.oauth
+        self._agent_view = settings.agent_view
         retry = RetryPolicy(base_s=settings.retry_base_s)
         self.admin = AdminService(store.engine, settings)
         self._intake = Intake(store=store, slack=slack, settings=settings)
@@ -69,6 +71,24 @@ class ConversationService:
         if conversation_id is not None:
             self._dispatcher.hint(conversation_id)
         return acceptance
+
+    async def accept_dm(self, message: IncomingMessage) -> Acceptance:
+        """A DM written at the top level. In the Agent messaging experience it starts its own
+        thread, answered like the assistant pane (status, title, streaming), with the channel
+        the person has in view; otherwise it is a plain DM."""
+        if self._agent_view:
+            message = dataclasses.replace(message, surface="assistant")
+            viewing = await self._store.user_context(message.team_id, message.user_id)
+            await self._store.set_context_channel(
+                message.team_id, message.channel_id, message.thread_ts, viewing
+            )
+        return await self.accept(message)
+
+    async def greet_once(self, team_id: str, user_id: str) -> bool:
+        return await self._store.greet_once(team_id, user_id)
+
+    async def note_user_context(self, team_id: str, user_id: str, channel_id: str | None) -> None:
+        await self._store.set_user_context(team_id, user_id, channel_id)
 
     async def record_feedback(
         self,

@@ -103,6 +103,8 @@ class Settings:
     slack_redirect_uri: str | None = None
     token_refresh_minutes: int = 120
     delete_data_on_uninstall: bool = False
+    agent_view: bool = False
+    """The app uses Slack's Agent messaging experience (`agent_view` in the manifest)."""
 
     @property
     def socket_mode(self) -> bool:
@@ -246,6 +248,7 @@ def _oauth_settings(env: Mapping[str, str], get: Callable[[str], str | None]) ->
             env, "SLACK_TOKEN_REFRESH_MINUTES", 120, minimum=1, maximum=11 * 60
         ),
         "delete_data_on_uninstall": _bool(env, "DELETE_DATA_ON_UNINSTALL", False),
+        "agent_view": _bool(env, "SLACK_AGENT_VIEW", False),
     }
 
 

@@ -23,7 +23,7 @@ def register(app: AsyncApp, service: ConversationService) -> None:
         if not is_from_person(event):
             return
         if event.get("channel_type") == "im":
-            await service.accept(incoming(body, event, surface="dm"))
+            await service.accept_dm(incoming(body, event, surface="dm"))
             return
         thread_ts = event.get("thread_ts")
         if thread_ts and thread_ts != event.get("ts"):

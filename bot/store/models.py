@@ -102,6 +102,21 @@ class Turn(Base):
     finished_at: Mapped[float | None] = mapped_column(Float)
 
 
+class DmUser(Base):
+    """A person's DM with the bot in the Agent messaging experience (0006): whether they
+    were greeted, and the channel they last had in view (`app_context_changed`)."""
+
+    __tablename__ = "dm_users"
+    __table_args__ = (UniqueConstraint("team_id", "user_id", name="uq_dm_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    greeted_at: Mapped[float | None] = mapped_column(Float)
+    context_channel_id: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
 class Feedback(Base):
     """A 👍/👎 click on an answer; one per user and answer, the latest click wins."""
 

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.store.models import Conversation, Feedback, InboxMessage, Turn
+from bot.store.models import Conversation, DmUser, Feedback, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, TurnStatus
 
 RATE_WINDOW_S = 60.0
@@ -229,6 +229,57 @@ class Store:
                     set_={"context_channel_id": context_channel_id, "updated_at": now},
                 )
             )
+
+    # The agent view's DMs -----------------------------------------------------------------
+
+    async def greet_once(self, team_id: str, user_id: str) -> bool:
+        """True the first time it is asked for a person (in any process): greet them then."""
+        now = time.time()
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                self._insert(DmUser)
+                .values(team_id=team_id, user_id=user_id, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["team_id", "user_id"])
+            )
+            greeted = await connection.execute(
+                update(DmUser)
+                .where(
+                    DmUser.team_id == team_id,
+                    DmUser.user_id == user_id,
+                    DmUser.greeted_at.is_(None),
+                )
+                .values(greeted_at=now)
+            )
+            return bool(greeted.rowcount)
+
+    async def set_user_context(
+        self, team_id: str, user_id: str, context_channel_id: str | None
+    ) -> None:
+        """The channel the person has in view beside their DM with the bot."""
+        now = time.time()
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                self._insert(DmUser)
+                .values(
+                    team_id=team_id,
+                    user_id=user_id,
+                    context_channel_id=context_channel_id,
+                    updated_at=now,
+                )
+                .on_conflict_do_update(
+                    index_elements=["team_id", "user_id"],
+                    set_={"context_channel_id": context_channel_id, "updated_at": now},
+                )
+            )
+
+    async def user_context(self, team_id: str, user_id: str) -> str | None:
+        async with self.engine.connect() as connection:
+            found = await connection.scalar(
+                select(DmUser.context_channel_id).where(
+                    DmUser.team_id == team_id, DmUser.user_id == user_id
+                )
+            )
+            return None if found is None else str(found)
 
     # Leases -----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""installations per workspace (OAuth mode), OAuth state, and a conversation's enterprise
+"""installations per workspace (OAuth mode), OAuth state, a conversation's enterprise, and
+the agent view's DM users
 
 The two installation tables have the columns slack_sdk's SQLAlchemy installation store reads
 and writes (`slack_installations`, `slack_bots`); `slack_oauth_states` holds the states the
@@ -70,9 +71,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("conversations") as batch:
         batch.add_column(sa.Column("enterprise_id", sa.String(32)))
+    op.create_table(
+        "dm_users",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("team_id", sa.String(32), nullable=False),
+        sa.Column("user_id", sa.String(32), nullable=False),
+        sa.Column("greeted_at", sa.Float()),
+        sa.Column("context_channel_id", sa.String(32)),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.UniqueConstraint("team_id", "user_id", name="uq_dm_user"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("dm_users")
     with op.batch_alter_table("conversations") as batch:
         batch.drop_column("enterprise_id")
     op.drop_table("slack_oauth_states")
