@@ -69,6 +69,21 @@ class ThreadMessage:
     from_bot: bool
 
 
+@dataclass(frozen=True)
+class ThreadRead:
+    """What could be read of a thread: its messages, oldest first, and whether some are
+    missing (Slack rate-limited the reading, or the thread is longer than is read)."""
+
+    messages: list[ThreadMessage]
+    incomplete: bool = False
+
+
+HISTORY_PAGE = 200
+"""Messages asked for per conversations.replies request; Slack gives apps outside the
+Marketplace at most 15 whatever is asked (and one such request a minute)."""
+HISTORY_PAGES = 10
+
+
 @dataclass
 class FetchedFiles:
     """What a turn's files gave: images for the model, text files to quote, and the files
@@ -192,13 +207,37 @@ class SlackGateway:
         self, channel_id: str, thread_ts: str, *, before_ts: str, team: TeamKey = _NO_TEAM
     ) -> list[ThreadMessage]:
         """The thread's messages older than `before_ts`, oldest first (parent included)."""
+        read = await self.read_thread(channel_id, thread_ts, before_ts=before_ts, team=team)
+        return read.messages
+
+    async def read_thread(
+        self, channel_id: str, thread_ts: str, *, before_ts: str, team: TeamKey = _NO_TEAM
+    ) -> ThreadRead:
+        """The thread's messages older than `before_ts`, read with care for Slack's limits on
+        apps outside the Marketplace (one request a minute, 15 messages each): pages of 15,
+        at most HISTORY_PAGES of them, and a rate limit ends the reading at once (no waiting
+        a minute inside a turn) with what was read so far, marked incomplete."""
         auth = await self.auth(team)
+        client = _without_rate_limit_retries(auth.client)
         messages: list[ThreadMessage] = []
         cursor: str | None = None
-        while True:
-            response = await auth.client.conversations_replies(
-                channel=channel_id, ts=thread_ts, limit=200, cursor=cursor
-            )
+        incomplete = False
+        for _ in range(HISTORY_PAGES):
+            try:
+                response = await client.conversations_replies(
+                    channel=channel_id,
+                    ts=thread_ts,
+                    latest=before_ts,
+                    inclusive=False,
+                    limit=HISTORY_PAGE,
+                    cursor=cursor,
+                )
+            except SlackApiError as exc:
+                if exc.response.status_code != 429 and exc.response.get("error") != "ratelimited":
+                    raise
+                log.info("conversations.replies is rate-limited; the thread is read in part")
+                incomplete = True
+                break
             for raw in response.get("messages") or []:
                 message = self._history_message(raw, auth.bot_user_id)
                 if message is not None and float(message.ts) < float(before_ts):
@@ -206,7 +245,10 @@ class SlackGateway:
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
                 break
-        return sorted(messages, key=lambda message: float(message.ts))
+        else:
+            incomplete = True
+        unique = {message.ts: message for message in messages}
+        return ThreadRead(sorted(unique.values(), key=lambda m: float(m.ts)), incomplete)
 
     async def find_bot_message(self, place: Place, *, after_ts: str, texts: set[str]) -> str | None:
         """The ts of the bot's own message in the thread, newer than `after_ts`, whose text is
@@ -418,6 +460,20 @@ class SlackGateway:
             )
         except SlackApiError:
             return
+
+
+def _without_rate_limit_retries(client: AsyncWebClient) -> AsyncWebClient:
+    """The same token and address, retrying connection errors and 5xx but not a 429: a
+    rate-limited read gives up instead of waiting out Slack's minute."""
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=3),
+        ],
+    )
 
 
 class FileUnavailable(Exception):

@@ -467,6 +467,33 @@ class Store:
         )
         return turn
 
+    async def stored_thread(
+        self, conversation_id: int, *, before_ts: str
+    ) -> list[tuple[str, str, str, bool]]:
+        """What the bot itself holds of a thread before `before_ts`, oldest first: the
+        messages it was sent and the answers it posted, as (ts, author id, text, from the
+        bot). Read instead of asking Slack, whose thread reads are rate-limited."""
+        async with self.engine.connect() as connection:
+            asked = await connection.execute(
+                select(InboxMessage.ts, InboxMessage.user_id, InboxMessage.text).where(
+                    InboxMessage.conversation_id == conversation_id,
+                    InboxMessage.refused.is_(False),
+                )
+            )
+            answered = await connection.execute(
+                select(Turn.reply_ts, Turn.answer).where(
+                    Turn.conversation_id == conversation_id,
+                    Turn.reply_ts.is_not(None),
+                    Turn.answer.is_not(None),
+                )
+            )
+            found = [(str(ts), str(user), str(text), False) for ts, user, text in asked]
+            found += [(str(ts), "", str(answer), True) for ts, answer in answered]
+        return sorted(
+            (row for row in found if float(row[0]) < float(before_ts)),
+            key=lambda row: float(row[0]),
+        )
+
     async def backends_before(self, conversation_id: int, *, turn_id: int) -> set[str]:
         """The backends that earlier turns of the conversation started runs on."""
         async with self.engine.connect() as connection:

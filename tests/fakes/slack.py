@@ -66,6 +66,8 @@ _TS_RE = re.compile(r"^\d{1,12}\.\d{6}$")
 _APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 #: Methods Slack answers without a token (oauth.v2.access authenticates the app itself).
 _NO_TOKEN_METHODS = frozenset({"oauth.v2.access", "api.test"})
+#: Reads Slack limits to 1 a minute and 15 messages for apps outside the Marketplace.
+_LIMITED_READS = frozenset({"conversations.replies", "conversations.history"})
 #: Fields that Slack accepts as JSON-encoded strings inside form bodies.
 _JSON_FIELDS: dict[str, str] = {
     "blocks": "invalid_blocks_format",
@@ -393,6 +395,10 @@ class FakeSlack:
         self._codes: dict[str, tuple[str | None, str | None]] = {}
         self._refresh_tokens: dict[str, FakeGrant] = {}
         self._caller: FakeGrant | None = None
+        #: Slack's limits for apps distributed outside the Marketplace (since 2025-05-29):
+        #: conversations.replies/history once a minute per token, 15 messages a request.
+        self.distributed_app_limits = False
+        self._last_read: dict[str, float] = {}
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.app_id = app_id
@@ -807,7 +813,7 @@ class FakeSlack:
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
 
-        failure = self._take_failure(method)
+        failure = self._take_failure(method) or self._over_replies_limit(method, token)
         if failure is not None:
             return self._failure_response(call, failure)
 
@@ -905,6 +911,18 @@ class FakeSlack:
             if grant.expires_at is not None and time.time() >= grant.expires_at:
                 return "token_expired"
             self._caller = grant
+        return None
+
+    def _over_replies_limit(self, method: str, token: str | None) -> _Failure | None:
+        """Apps distributed outside the Marketplace: conversations.replies (and .history) once
+        a minute per workspace token; more is HTTP 429 with Retry-After."""
+        if not self.distributed_app_limits or method not in _LIMITED_READS:
+            return None
+        now = time.monotonic()
+        last = self._last_read.get(token or "")
+        if last is not None and now - last < 60:
+            return _Failure(status=429, error="ratelimited", retry_after=int(60 - (now - last)) + 1)
+        self._last_read[token or ""] = now
         return None
 
     def _take_failure(self, method: str) -> _Failure | None:
@@ -1373,6 +1391,25 @@ class FakeSlack:
         if not messages:
             raise _ApiError("thread_not_found")
         parent = messages[0] if messages[0].thread_ts is None else None
+        inclusive = _opt_bool(args, "inclusive")
+        latest, oldest = _opt_str(args, "latest"), _opt_str(args, "oldest")
+        if latest is not None and _valid_ts(latest):
+            bound = _ts_key(latest)
+            messages = [
+                m
+                for m in messages
+                if _ts_key(m.ts) < bound or (inclusive and _ts_key(m.ts) == bound)
+            ]
+        if oldest is not None and _valid_ts(oldest):
+            bound = _ts_key(oldest)
+            messages = [
+                m
+                for m in messages
+                if _ts_key(m.ts) > bound or (inclusive and _ts_key(m.ts) == bound)
+            ]
+        if self.distributed_app_limits:
+            # Apps outside the Marketplace: at most 15 messages a request.
+            args = {**args, "limit": str(min(_opt_int(args, "limit", 15), 15))}
         page, next_cursor = self._paginate(messages, args, default_limit=1000)
         if self.replies_repeat_parent and parent is not None and page and page[0] is not parent:
             page = [parent, *page]
