@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -20,11 +21,12 @@ import pytest
 from sqlalchemy import select
 
 from bot.installations import TeamKey, Workspaces
+from bot.replies import FEEDBACK_ACTION_ID
 from bot.settings import SettingsError, load_settings
 from bot.slack_api import make_web_client
 from bot.store.db import create_engine, migrate
-from bot.store.models import Conversation, InboxMessage, Turn
-from tests.fakes.events import event_envelope, mention, post_event
+from bot.store.models import Conversation, Feedback, InboxMessage, Turn
+from tests.fakes.events import block_actions, event_envelope, mention, post_event, post_form
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackCall
 from tests.harness import SIGNING_SECRET, BotUnderTest, bot_env
@@ -426,3 +428,55 @@ async def store_install(workspaces: Workspaces, slack: FakeSlack, team: str) -> 
     installation = await flow.run_installation(code)
     assert installation is not None
     await workspaces.store.async_save(installation)
+
+
+async def test_one_workspace_cannot_vote_on_or_see_another_workspaces_answers(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
+) -> None:
+    await two_teams(slack)
+    slack.add_channel("D0002", team_id="T0002")
+    async with oauth_bot(slack, openai_fake, database_url, ADMIN_USER_IDS="UCAROL") as bot:
+        await install(bot, "T0001")
+        await install(bot, "T0002")
+        ts = await mention_in(bot, "hello", team="T0001", channel="C0001")
+        [answer] = await bot.wait_for_answers("C0001", ts)
+        up = next(
+            element
+            for block in answer.blocks or []
+            for element in block.get("elements") or []
+            if element.get("action_id") == FEEDBACK_ACTION_ID["up"]
+        )
+
+        async def click(team: str, user: str) -> None:
+            fields = block_actions(
+                user=user,
+                action_id=FEEDBACK_ACTION_ID["up"],
+                value=str(up["value"]),
+                channel="C0001",
+                message={"ts": answer.ts, "thread_ts": answer.thread_ts},
+                trigger_id=slack.new_trigger_id(),
+                team_id=team,
+            )
+            status, _ = await post_form(
+                bot.http, bot.events_url, fields, signing_secret=SIGNING_SECRET
+            )
+            assert status == 200
+
+        await click("T0002", "UCAROL")  # a forged click from the other workspace
+        assert bot.bot is not None
+        async with bot.bot.engine.connect() as connection:
+            assert (await connection.execute(select(Feedback.id))).all() == []
+        await click("T0001", "UALICE")
+        async with bot.bot.engine.connect() as connection:
+            assert len((await connection.execute(select(Feedback.id))).all()) == 1
+        # The other workspace's admin sees none of it on their Home tab.
+        body = event_envelope(
+            {"type": "app_home_opened", "user": "UCAROL", "channel": "D0002", "tab": "home"},
+            team_id="T0002",
+        )
+        status, _, _ = await post_event(
+            bot.http, bot.events_url, body, signing_secret=SIGNING_SECRET
+        )
+        assert status == 200
+        shown = json.dumps(slack.home_views["UCAROL"], ensure_ascii=False)
+        assert "👍 0" in shown and "C0001" not in shown
