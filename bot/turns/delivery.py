@@ -111,6 +111,7 @@ class Delivery:
                     await self._slack.upload_images(place, produced)
         except SlackApiError as exc:
             metrics.slack_error(str(exc.response.get("error")))
+            self._slack.token_failed(place.team, exc)
             if not is_permanent_slack_error(exc):
                 raise
             log.error(
