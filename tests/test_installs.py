@@ -16,7 +16,10 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -29,7 +32,7 @@ from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 from tests.fakes.events import block_actions, event_envelope, mention, post_event, post_form
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackCall
-from tests.harness import SIGNING_SECRET, BotUnderTest, bot_env
+from tests.harness import SIGNING_SECRET, BotProcess, BotUnderTest, bot_env, is_finished
 
 STATE_SECRET = "a-long-random-state-secret"
 # Calls that act in a channel: each must carry a token of the channel's own workspace.
@@ -498,3 +501,35 @@ async def test_one_workspace_cannot_vote_on_or_see_another_workspaces_answers(
 )
 def test_the_consent_page_sits_beside_the_web_api(api_url: str, consent: str) -> None:
     assert authorize_url(api_url) == consent
+
+
+@dataclass
+class Site:
+    """A bot in another process, reached the way the helpers above reach one."""
+
+    http: aiohttp.ClientSession
+    events_url: str
+    slack: FakeSlack
+
+
+async def test_python_m_bot_runs_in_oauth_mode(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The real entry point: started with the OAuth settings and no bot token, it serves the
+    install pages, answers the workspace it was installed in, and stops cleanly."""
+    env = oauth_env(slack, openai_fake, f"sqlite:///{tmp_path}/bot.db")
+    process = BotProcess(env)
+    process.start()
+    try:
+        await process.wait_ready()
+        async with aiohttp.ClientSession() as http:
+            site = Site(http, process.events_url, slack)
+            slack.redirect_uri = f"http://127.0.0.1:{process.port}/slack/oauth_redirect"
+            await install(site, "T0001")  # type: ignore[arg-type]
+            ts = await mention_in(site, "hello", team="T0001", channel="C0001")  # type: ignore[arg-type]
+            await slack.wait_for(
+                lambda: any(is_finished(m) for m in slack.bot_replies("C0001", ts)), timeout=20
+            )
+        assert process.terminate() == 0
+    finally:
+        process.stop()
