@@ -34,6 +34,8 @@ class Outcome(StrEnum):
     EMPTY = "empty"
     NO_TEXT = "no_text"
     OVER_BUDGET = "over_budget"
+    TOO_LONG = "too_long"
+    """The chat backend's conversation outgrew the model even after shortening."""
     UNINSTALLED = "uninstalled"
     """The workspace removed the bot while the turn was open: nothing more is shown."""
 
