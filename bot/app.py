@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -20,12 +21,14 @@ from slack_bolt.logger.messages import (
     warning_client_prioritized_and_token_skipped,
     warning_token_skipped,
 )
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import metrics
 from bot.conversation import ConversationService
-from bot.listeners import register_listeners
+from bot.installations import WorkspaceAuthorize, Workspaces
+from bot.listeners import installs, register_listeners
 from bot.settings import Settings
 from bot.store.db import database_answers
 from bot.turns.wakeups import RunWakeups
@@ -119,17 +122,26 @@ def build_bolt_app(
     settings: Settings,
     client: AsyncWebClient,
     service: ConversationService,
-    identity: AuthorizeResult,
+    identity: AuthorizeResult | None = None,
+    workspaces: Workspaces | None = None,
+    oauth_flow: AsyncOAuthFlow | None = None,
 ) -> AsyncApp:
     """The ack waits for the listener (`process_before_response`), and the listener only
     stores the message: so whatever Slack has been acknowledged for is already durable.
 
-    `identity` is the bot's own `auth.test`, made once at start; Bolt would otherwise call it
-    again for the first requests, once per request arriving before the first answer.
+    Single-token mode: `identity` is the bot's own `auth.test`, made once at start; Bolt
+    would otherwise call it again for the first requests, once per request arriving before
+    the first answer. OAuth mode: `workspaces` finds each event's installation, and
+    `oauth_flow` serves the install pages.
     """
+    authorize: Any
+    if workspaces is not None:
+        authorize = WorkspaceAuthorize(workspaces)
+    else:
+        assert identity is not None
 
-    async def authorize(**_: object) -> AuthorizeResult:
-        return identity
+        async def authorize(**_: object) -> AuthorizeResult:
+            return identity
 
     bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
     if not any(isinstance(f, _TokenNoticeFilter) for f in bolt_logger.filters):
@@ -137,12 +149,15 @@ def build_bolt_app(
     app = AsyncApp(
         client=client,
         authorize=authorize,
+        oauth_flow=oauth_flow,
         signing_secret=settings.slack_signing_secret or "unused-in-socket-mode",
         process_before_response=True,
         ignoring_self_events_enabled=True,
         url_verification_enabled=True,
     )
     register_listeners(app, service, settings)
+    if workspaces is not None:
+        installs.register(app, workspaces, settings)
     return app
 
 
@@ -181,6 +196,23 @@ def build_web_app(
     web_app = web.Application(client_max_size=MAX_EVENT_BYTES)
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
+    flow = bolt.oauth_flow
+    if flow is not None:
+
+        async def install(request: web.Request) -> web.Response:
+            assert flow is not None
+            return await to_aiohttp_response(
+                await flow.handle_installation(await to_bolt_request(request))
+            )
+
+        async def oauth_redirect(request: web.Request) -> web.Response:
+            assert flow is not None
+            return await to_aiohttp_response(
+                await flow.handle_callback(await to_bolt_request(request))
+            )
+
+        web_app.router.add_get(flow.install_path, install)
+        web_app.router.add_get(flow.redirect_uri_path, oauth_redirect)
     web_app.add_routes([metrics.route(engine)])
     if settings.openai_webhook_secret:  # issue 12: POST /openai/webhook
         add_webhook_route(web_app, settings.openai_webhook_secret, engine, wakeups)

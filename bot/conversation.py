@@ -7,6 +7,7 @@ intake, the dispatcher and the turn engine together.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from bot.admin.service import AdminService
@@ -39,6 +40,9 @@ class ConversationService:
     ) -> None:
         self._store = store
         self._slack = slack
+        # OAuth installs share one database: a vote must name an answer of its own workspace.
+        self._by_team = settings.oauth
+        self._agent_view = settings.agent_view
         retry = RetryPolicy(base_s=settings.retry_base_s)
         self.admin = AdminService(store.engine, settings)
         self.wakeups = RunWakeups()
@@ -72,11 +76,45 @@ class ConversationService:
             self._dispatcher.hint(conversation_id)
         return acceptance
 
+    async def accept_dm(self, message: IncomingMessage) -> Acceptance:
+        """A DM written at the top level. In the Agent messaging experience it starts its own
+        thread, answered like the assistant pane (status, title, streaming), with the channel
+        the person has in view; otherwise it is a plain DM."""
+        if self._agent_view:
+            message = dataclasses.replace(message, surface="assistant")
+            viewing = await self._store.user_context(message.team_id, message.user_id)
+            await self._store.set_context_channel(
+                message.team_id, message.channel_id, message.thread_ts, viewing
+            )
+        return await self.accept(message)
+
+    async def greet_once(self, team_id: str, user_id: str) -> bool:
+        return await self._store.greet_once(team_id, user_id)
+
+    async def note_user_context(self, team_id: str, user_id: str, channel_id: str | None) -> None:
+        await self._store.set_user_context(team_id, user_id, channel_id)
+
     async def record_feedback(
-        self, *, turn_id: int, user_id: str, value: str, channel_id: str, thread_ts: str
+        self,
+        *,
+        turn_id: int,
+        user_id: str,
+        value: str,
+        channel_id: str,
+        thread_ts: str,
+        team_id: str | None = None,
+        enterprise_id: str | None = None,
     ) -> None:
-        """Store a 👍/👎 click (the latest per user wins) and thank the user privately."""
-        await self._store.record_feedback(turn_id=turn_id, user_id=user_id, value=value)
+        """Store a 👍/👎 click (the latest per user wins) and thank the user privately; a
+        click naming another workspace's answer is ignored."""
+        if not await self._store.record_feedback(
+            turn_id=turn_id,
+            user_id=user_id,
+            value=value,
+            team_id=team_id if self._by_team else None,
+        ):
+            log.warning("feedback: turn %s is another workspace's; ignored", turn_id)
+            return
         counts = await self._store.feedback_counts()
         log.info(
             "feedback: turn %s got %s (all answers: %s up, %s down)",
@@ -86,8 +124,14 @@ class ConversationService:
             counts.get("down", 0),
         )
         if channel_id:
-            place = Place(channel_id, thread_ts, "channel")
+            place = Place(
+                channel_id, thread_ts, "channel", team_id=team_id or "", enterprise_id=enterprise_id
+            )
             self._intake.in_background(self._slack.post_ephemeral(place, user_id, FEEDBACK_THANKS))
+
+    @property
+    def scoped_by_team(self) -> bool:
+        return self._by_team
 
     async def is_known_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
         return await self._store.is_known_thread(team_id, channel_id, thread_ts)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.installations import NotInstalled
 from bot.settings import Settings
 from bot.store.db import database_health
 from bot.store.repository import Lease, LeaseLost, Store, TurnWork
@@ -199,6 +200,10 @@ class Dispatcher:
                     conversation_id,
                     exc or "renewal failed",
                 )
+        except NotInstalled as exc:
+            # The workspace removed the bot: its work was ended with the uninstall; a retry
+            # could never show anything.
+            log.info("conversation %s: not answered, %s", conversation_id, exc)
         except Exception as exc:
             failures = self._failures.get(conversation_id, 0) + 1
             self._failures[conversation_id] = failures

@@ -72,7 +72,13 @@ class Intake:
         return acceptance, None
 
     async def _tell_rate_limited(self, message: NewMessage) -> None:
-        place = Place(message.channel_id, message.thread_ts, message.surface)
+        place = Place(
+            message.channel_id,
+            message.thread_ts,
+            message.surface,
+            team_id=message.team_id,
+            enterprise_id=message.enterprise_id,
+        )
         await self._slack.post_ephemeral(place, message.user_id, RATE_LIMITED_TEXT)
 
     def in_background(self, work: Awaitable[Any]) -> None:

@@ -26,6 +26,7 @@ from bot.app import build_bolt_app, build_web_app
 from bot.assistants import make_backend
 from bot.assistants.errors import connection_refused
 from bot.conversation import ConversationService
+from bot.installations import Workspaces, build_oauth_flow
 from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_web_client
 from bot.store.db import (
@@ -55,6 +56,7 @@ class Bot:
     engine: AsyncEngine
     service: ConversationService
     bolt: AsyncApp
+    workspaces: Workspaces | None = None
 
 
 async def serve(settings: Settings, *, stop_signals: Sequence[signal.Signals] = ()) -> None:
@@ -111,6 +113,10 @@ async def _run(settings: Settings, *, stop: asyncio.Event, ready: asyncio.Event)
 
 @asynccontextmanager
 async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
+    if settings.oauth:
+        async with _running_oauth_bot(settings) as bot:
+            yield bot
+        return
     engine = await _open_database(settings)
     slack_http = aiohttp.ClientSession()
     client = make_web_client(
@@ -136,6 +142,75 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
     finally:
         await slack_http.close()
         await engine.dispose()
+
+
+@asynccontextmanager
+async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
+    """OAuth mode: no token of its own; each workspace's comes from its installation."""
+    assert settings.slack_client_id and settings.slack_client_secret
+    assert settings.slack_state_secret
+    engine = await _open_database(settings)
+    slack_http = aiohttp.ClientSession()
+    client = make_web_client(token="", base_url=settings.slack_api_url, session=slack_http)
+    try:
+        await _check_slack_reachable(client, settings)
+        workspaces = Workspaces(
+            engine,
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret,
+            make_client=lambda token: make_web_client(
+                token=token, base_url=settings.slack_api_url, session=slack_http
+            ),
+            refresh_minutes=settings.token_refresh_minutes,
+        )
+        flow = build_oauth_flow(
+            workspaces,
+            client=client,
+            slack_api_url=settings.slack_api_url,
+            scopes=settings.slack_scopes,
+            state_secret=settings.slack_state_secret,
+            client_secret=settings.slack_client_secret,
+            redirect_uri=settings.slack_redirect_uri,
+        )
+        backend = make_backend(settings, engine)
+        service = ConversationService(
+            store=Store(engine),
+            backend=backend,
+            slack=SlackGateway(workspaces=workspaces),
+            settings=settings,
+        )
+        try:
+            bolt = build_bolt_app(
+                settings=settings,
+                client=client,
+                service=service,
+                workspaces=workspaces,
+                oauth_flow=flow,
+            )
+            bolt.error(_listener_error_handler(database_health(engine)))
+            yield Bot(
+                settings=settings,
+                engine=engine,
+                service=service,
+                bolt=bolt,
+                workspaces=workspaces,
+            )
+        finally:
+            await backend.close()
+            await workspaces.close()
+    finally:
+        await slack_http.close()
+        await engine.dispose()
+
+
+async def _check_slack_reachable(client: AsyncWebClient, settings: Settings) -> None:
+    """OAuth mode has no token to test: `api.test` proves SLACK_API_URL is Slack's API."""
+    try:
+        await client.api_test()
+    except (SlackApiError, ValueError, TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _slack_error(
+            exc, settings, token="SLACK_API_URL", hint="check the address of Slack's Web API"
+        ) from None
 
 
 def _listener_error_handler(health: DatabaseHealth) -> Any:

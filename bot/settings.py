@@ -24,6 +24,20 @@ DEFAULT_AZURE_API_VERSION = "2024-10-21"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///bot.db"
 DEFAULT_GREETING = "Hi! How can I help? Ask me anything, or pick a suggestion below."
+DEFAULT_SCOPES = (
+    "app_mentions:read",
+    "assistant:write",
+    "channels:history",
+    "groups:history",
+    "im:history",
+    "mpim:history",
+    "chat:write",
+    "users:read",
+    "files:read",
+    "files:write",
+    "commands",
+)
+"""The bot scopes an OAuth install asks for: the manifest's (manifest.yml, manifest.oauth.yml)."""
 DEFAULT_PROMPTS = (
     "Summarise this channel's recent discussion",
     "Help me write a clear message",
@@ -85,6 +99,16 @@ class Settings:
     openai_webhook_secret: str | None = None
     webhook_poll_s: float = 5.0
     """With webhooks, runs are still polled this often: a safety net for a lost webhook."""
+    # Issue 14: installs in many workspaces by OAuth (empty in single-token mode).
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = None
+    slack_state_secret: str | None = None
+    slack_scopes: tuple[str, ...] = DEFAULT_SCOPES
+    slack_redirect_uri: str | None = None
+    token_refresh_minutes: int = 120
+    delete_data_on_uninstall: bool = False
+    agent_view: bool = False
+    """The app uses Slack's Agent messaging experience (`agent_view` in the manifest)."""
 
     @property
     def socket_mode(self) -> bool:
@@ -99,6 +123,11 @@ class Settings:
             and not self.socket_mode
             and (self.assistant_api == "responses")
         )
+
+    @property
+    def oauth(self) -> bool:
+        """Many workspaces, each installed through `/slack/install`, each with its own token."""
+        return self.slack_client_id is not None
 
 
 def load_settings(
@@ -125,9 +154,24 @@ def _parse(env: Mapping[str, str]) -> Settings:
             raise SettingsError(f"{name} is not set: {hint}")
         return value
 
-    bot_token = required("SLACK_BOT_TOKEN", "set it to the app's Bot User OAuth Token (xoxb-…)")
-    if not bot_token.startswith("xoxb-"):
-        raise SettingsError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    oauth = _oauth_settings(env, get)
+    if oauth["slack_client_id"] is None:
+        bot_token = required("SLACK_BOT_TOKEN", "set it to the app's Bot User OAuth Token (xoxb-…)")
+        if not bot_token.startswith("xoxb-"):
+            raise SettingsError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    else:
+        bot_token = ""
+        if get("SLACK_BOT_TOKEN") is not None:
+            raise SettingsError(
+                "SLACK_BOT_TOKEN and SLACK_CLIENT_ID are both set: unset SLACK_BOT_TOKEN to "
+                "install by OAuth in many workspaces, or unset SLACK_CLIENT_ID, "
+                "SLACK_CLIENT_SECRET and SLACK_STATE_SECRET to serve SLACK_BOT_TOKEN's one"
+            )
+        if get("SLACK_APP_TOKEN") is not None:
+            raise SettingsError(
+                "OAuth installs need HTTP mode (the install pages are web pages): unset "
+                "SLACK_APP_TOKEN when SLACK_CLIENT_ID is set"
+            )
     app_token = get("SLACK_APP_TOKEN")
     if app_token is not None and not app_token.startswith("xapp-"):
         raise SettingsError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
@@ -189,7 +233,39 @@ def _parse(env: Mapping[str, str]) -> Settings:
         openai_api_version=get("OPENAI_API_VERSION"),
         openai_webhook_secret=get("OPENAI_WEBHOOK_SECRET"),
         webhook_poll_s=_float(env, "OPENAI_WEBHOOK_POLL_S", 5, minimum=0.1),
+        **oauth,
     )
+
+
+def _oauth_settings(env: Mapping[str, str], get: Callable[[str], str | None]) -> dict[str, Any]:
+    """Issue 14: OAuth mode is on when SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and
+    SLACK_STATE_SECRET are all set; some without the others is a mistake worth a line."""
+    names = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_STATE_SECRET")
+    values = {name: get(name) for name in names}
+    given = [name for name in names if values[name] is not None]
+    if given and len(given) < len(names):
+        missing = ", ".join(name for name in names if values[name] is None)
+        raise SettingsError(
+            f"{missing} not set: installing by OAuth needs SLACK_CLIENT_ID, "
+            "SLACK_CLIENT_SECRET (Basic Information → App Credentials) and SLACK_STATE_SECRET "
+            "(any long random string)"
+        )
+    state_secret = values["SLACK_STATE_SECRET"]
+    if state_secret is not None and len(state_secret) < 16:
+        raise SettingsError("SLACK_STATE_SECRET must be at least 16 characters of random text")
+    scopes = _csv(get("SLACK_SCOPES")) or DEFAULT_SCOPES
+    return {
+        "slack_client_id": values["SLACK_CLIENT_ID"],
+        "slack_client_secret": values["SLACK_CLIENT_SECRET"],
+        "slack_state_secret": state_secret,
+        "slack_scopes": scopes,
+        "slack_redirect_uri": get("SLACK_REDIRECT_URI"),
+        "token_refresh_minutes": _int(
+            env, "SLACK_TOKEN_REFRESH_MINUTES", 120, minimum=1, maximum=11 * 60
+        ),
+        "delete_data_on_uninstall": _bool(env, "DELETE_DATA_ON_UNINSTALL", False),
+        "agent_view": _bool(env, "SLACK_AGENT_VIEW", False),
+    }
 
 
 def _health_port(env: Mapping[str, str]) -> int | None:

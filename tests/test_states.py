@@ -8,6 +8,7 @@ from bot.turns.states import Outcome
 def test_every_finished_run_state_is_an_outcome_with_a_message() -> None:
     finished = [state for state in RunState if state.finished]
     assert {state.value for state in finished} <= {outcome.value for outcome in Outcome}
-    # "completed" shows the answer; "over_budget" shows the refusal stored as its answer.
-    told = {outcome.value for outcome in Outcome} - {"completed", "over_budget"}
+    # "completed" shows the answer; "over_budget" shows the refusal stored as its answer;
+    # "uninstalled" shows nothing (the workspace removed the bot).
+    told = {outcome.value for outcome in Outcome} - {"completed", "over_budget", "uninstalled"}
     assert told <= set(OUTCOME_MESSAGES)

@@ -311,26 +311,36 @@ class AdminStore:
 
     # Feedback and errors --------------------------------------------------------------
 
-    async def set_feedback_reason(self, *, turn_id: int, user_id: str, reason: str) -> bool:
+    async def set_feedback_reason(
+        self, *, turn_id: int, user_id: str, reason: str, team_id: str | None = None
+    ) -> bool:
+        conditions = [Feedback.turn_id == turn_id, Feedback.user_id == user_id]
+        if team_id is not None:
+            conditions.append(Feedback.turn_id.in_(_team_turns(team_id)))
         async with self.engine.begin() as connection:
             result = await connection.execute(
-                update(Feedback)
-                .where(Feedback.turn_id == turn_id, Feedback.user_id == user_id)
-                .values(reason=reason)
+                update(Feedback).where(*conditions).values(reason=reason)
             )
             return bool(result.rowcount)
 
-    async def feedback_summary(self, *, since: float, latest: int = 5) -> FeedbackSummary:
+    async def feedback_summary(
+        self, *, since: float, latest: int = 5, team_id: str | None = None
+    ) -> FeedbackSummary:
+        """👍/👎 since `since`: one workspace's when `team_id` is given (OAuth installs share
+        one database, and one workspace's admins see only their own)."""
+        scoped: list[Any] = []
+        if team_id is not None:
+            scoped.append(Feedback.turn_id.in_(_team_turns(team_id)))
         async with self.engine.connect() as connection:
             votes = await connection.execute(
                 select(Feedback.value, func.count())
-                .where(Feedback.created_at >= since)
+                .where(Feedback.created_at >= since, *scoped)
                 .group_by(Feedback.value)
             )
             counts = {str(value): int(count) for value, count in votes}
             reasons = await connection.execute(
                 select(Feedback.created_at, Feedback.user_id, Feedback.reason)
-                .where(Feedback.value == "down", Feedback.reason.is_not(None))
+                .where(Feedback.value == "down", Feedback.reason.is_not(None), *scoped)
                 .order_by(Feedback.created_at.desc())
                 .limit(latest)
             )
@@ -340,11 +350,14 @@ class AdminStore:
                 latest_reasons=[(at, user, str(reason)) for at, user, reason in reasons],
             )
 
-    async def errors_since(self, since: float) -> ErrorSummary:
+    async def errors_since(self, since: float, *, team_id: str | None = None) -> ErrorSummary:
+        scoped: list[Any] = []
+        if team_id is not None:
+            scoped.append(Turn.id.in_(_team_turns(team_id)))
         async with self.engine.connect() as connection:
             rows = await connection.execute(
                 select(Turn.outcome, func.count())
-                .where(Turn.outcome.in_(ERROR_OUTCOMES), Turn.created_at >= since)
+                .where(Turn.outcome.in_(ERROR_OUTCOMES), Turn.created_at >= since, *scoped)
                 .group_by(Turn.outcome)
             )
             counts = Counter({str(outcome): int(n) for outcome, n in rows})
@@ -359,6 +372,15 @@ class AdminStore:
                 .where(Conversation.needs_attention.is_(True))
             )
             return int(found or 0)
+
+
+def _team_turns(team_id: str) -> Any:
+    """The ids of one workspace's turns."""
+    return (
+        select(Turn.id)
+        .join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(Conversation.team_id == team_id)
+    )
 
 
 def _settings_of(row: Any) -> ChannelSettings:

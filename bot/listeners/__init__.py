@@ -5,12 +5,14 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.conversation import ConversationService
-from bot.listeners import assistant, channel_switch, commands, feedback, home, messages
+from bot.listeners import agent, assistant, channel_switch, commands, feedback, home, messages
 from bot.settings import Settings
 
 
 def register_listeners(app: AsyncApp, service: ConversationService, settings: Settings) -> None:
     channel_switch.register(app, service.admin)  # first: an off channel reaches no listener
+    if settings.agent_view:
+        agent.register(app, service, settings)  # before home: it takes the Messages tab
     assistant.register(app, service, settings)
     messages.register(app, service)
     feedback.register(app, service)

@@ -40,6 +40,8 @@ def register(app: AsyncApp, service: ConversationService) -> None:
                 value=value,
                 channel_id=channel_id,
                 thread_ts=thread_ts,
+                team_id=_team(body),
+                enterprise_id=(body.get("enterprise") or {}).get("id"),
             )
         except IntegrityError:
             # The only reference a vote has is its answer (turn): retention purged it.
@@ -63,13 +65,22 @@ def register(app: AsyncApp, service: ConversationService) -> None:
         turn_id, reason = found
         user_id = str((body.get("user") or {}).get("id", ""))
         await service.admin.store.set_feedback_reason(
-            turn_id=turn_id, user_id=user_id, reason=reason
+            turn_id=turn_id,
+            user_id=user_id,
+            reason=reason,
+            team_id=_team(body) if service.scoped_by_team else None,
         )
         log.info("feedback: turn %s got a 👎 reason", turn_id)
 
     for action_id in FEEDBACK_ACTION_ID.values():
         app.action(action_id)(on_feedback)
     app.view(REASON_CALLBACK)(on_reason)
+
+
+def _team(body: dict[str, Any]) -> str | None:
+    """The workspace the click came from (`team.id`; `user.team_id` as Slack also sends)."""
+    team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
+    return str(team) if team else None
 
 
 async def _tell_gone(client: Any, *, channel_id: str, user_id: str, ts: str) -> None:

@@ -29,9 +29,9 @@ async def build_admin_home(admin: AdminService, team_id: str) -> AdminHome:
         month=now.strftime("%B %Y"),
         by_channel=aggregate(rows, GroupBy.CHANNEL),
         top_users=aggregate(rows, GroupBy.USER)[:5],
-        feedback=await admin.store.feedback_summary(since=since),
+        feedback=await admin.store.feedback_summary(since=since, team_id=team_id),
         channels=await admin.store.all_channel_settings(team_id),
-        errors=await admin.store.errors_since(time.time() - DAY_S),
+        errors=await admin.store.errors_since(time.time() - DAY_S, team_id=team_id),
     )
 
 

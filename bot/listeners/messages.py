@@ -23,7 +23,7 @@ def register(app: AsyncApp, service: ConversationService) -> None:
         if not is_from_person(event):
             return
         if event.get("channel_type") == "im":
-            await service.accept(incoming(body, event, surface="dm"))
+            await service.accept_dm(incoming(body, event, surface="dm"))
             return
         thread_ts = event.get("thread_ts")
         if thread_ts and thread_ts != event.get("ts"):
@@ -78,4 +78,16 @@ def incoming(body: dict[str, Any], event: dict[str, Any], *, surface: str) -> In
         surface=surface,
         event_id=body.get("event_id"),
         files=slack_file_entries(event.get("files")),
+        enterprise_id=enterprise_of(body),
     )
+
+
+def enterprise_of(body: dict[str, Any]) -> str | None:
+    """The receiving workspace's Enterprise Grid organisation, when it has one."""
+    authorizations = body.get("authorizations")
+    if isinstance(authorizations, list) and authorizations:
+        first = authorizations[0]
+        if isinstance(first, dict) and first.get("enterprise_id"):
+            return str(first["enterprise_id"])
+    enterprise = body.get("enterprise_id") or (body.get("enterprise") or {}).get("id")
+    return str(enterprise) if enterprise else None

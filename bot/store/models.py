@@ -34,6 +34,9 @@ class Conversation(Base):
     backend: Mapped[str | None] = mapped_column(String(16))
     remote_id: Mapped[str | None] = mapped_column(String(128))
     context_channel_id: Mapped[str | None] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    """The workspace's Enterprise Grid organisation, if any (0006): an org-wide install
+    answers for every workspace of it."""
     needs_attention: Mapped[bool] = mapped_column(default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[float | None] = mapped_column(Float)
@@ -97,6 +100,21 @@ class Turn(Base):
     created_at: Mapped[float] = mapped_column(Float)
     deadline_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+class DmUser(Base):
+    """A person's DM with the bot in the Agent messaging experience (0006): whether they
+    were greeted, and the channel they last had in view (`app_context_changed`)."""
+
+    __tablename__ = "dm_users"
+    __table_args__ = (UniqueConstraint("team_id", "user_id", name="uq_dm_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    greeted_at: Mapped[float | None] = mapped_column(Float)
+    context_channel_id: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class Feedback(Base):

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.store.models import Conversation, Feedback, InboxMessage, Turn
+from bot.store.models import Conversation, DmUser, Feedback, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, TurnStatus
 
 RATE_WINDOW_S = 60.0
@@ -100,6 +100,8 @@ class NewMessage:
     files: str | None = None
     user_team_id: str | None = None
     """The user's own workspace: another organisation's in a Slack Connect channel."""
+    enterprise_id: str | None = None
+    """The receiving workspace's Enterprise Grid organisation, if any."""
 
 
 class Store:
@@ -142,6 +144,7 @@ class Store:
                     "channel_id": message.channel_id,
                     "thread_ts": message.thread_ts,
                     "surface": message.surface,
+                    "enterprise_id": message.enterprise_id,
                     "needs_attention": False,
                     "created_at": now,
                     "updated_at": now,
@@ -228,6 +231,57 @@ class Store:
                     set_={"context_channel_id": context_channel_id, "updated_at": now},
                 )
             )
+
+    # The agent view's DMs -----------------------------------------------------------------
+
+    async def greet_once(self, team_id: str, user_id: str) -> bool:
+        """True the first time it is asked for a person (in any process): greet them then."""
+        now = time.time()
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                self._insert(DmUser)
+                .values(team_id=team_id, user_id=user_id, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["team_id", "user_id"])
+            )
+            greeted = await connection.execute(
+                update(DmUser)
+                .where(
+                    DmUser.team_id == team_id,
+                    DmUser.user_id == user_id,
+                    DmUser.greeted_at.is_(None),
+                )
+                .values(greeted_at=now)
+            )
+            return bool(greeted.rowcount)
+
+    async def set_user_context(
+        self, team_id: str, user_id: str, context_channel_id: str | None
+    ) -> None:
+        """The channel the person has in view beside their DM with the bot."""
+        now = time.time()
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                self._insert(DmUser)
+                .values(
+                    team_id=team_id,
+                    user_id=user_id,
+                    context_channel_id=context_channel_id,
+                    updated_at=now,
+                )
+                .on_conflict_do_update(
+                    index_elements=["team_id", "user_id"],
+                    set_={"context_channel_id": context_channel_id, "updated_at": now},
+                )
+            )
+
+    async def user_context(self, team_id: str, user_id: str) -> str | None:
+        async with self.engine.connect() as connection:
+            found = await connection.scalar(
+                select(DmUser.context_channel_id).where(
+                    DmUser.team_id == team_id, DmUser.user_id == user_id
+                )
+            )
+            return None if found is None else str(found)
 
     # Leases -----------------------------------------------------------------------------
 
@@ -417,6 +471,33 @@ class Store:
         )
         return turn
 
+    async def stored_thread(
+        self, conversation_id: int, *, before_ts: str
+    ) -> list[tuple[str, str, str, bool]]:
+        """What the bot itself holds of a thread before `before_ts`, oldest first: the
+        messages it was sent and the answers it posted, as (ts, author id, text, from the
+        bot). Read instead of asking Slack, whose thread reads are rate-limited."""
+        async with self.engine.connect() as connection:
+            asked = await connection.execute(
+                select(InboxMessage.ts, InboxMessage.user_id, InboxMessage.text).where(
+                    InboxMessage.conversation_id == conversation_id,
+                    InboxMessage.refused.is_(False),
+                )
+            )
+            answered = await connection.execute(
+                select(Turn.reply_ts, Turn.answer).where(
+                    Turn.conversation_id == conversation_id,
+                    Turn.reply_ts.is_not(None),
+                    Turn.answer.is_not(None),
+                )
+            )
+            found = [(str(ts), str(user), str(text), False) for ts, user, text in asked]
+            found += [(str(ts), "", str(answer), True) for ts, answer in answered]
+        return sorted(
+            (row for row in found if float(row[0]) < float(before_ts)),
+            key=lambda row: float(row[0]),
+        )
+
     async def backends_before(self, conversation_id: int, *, turn_id: int) -> set[str]:
         """The backends that earlier turns of the conversation started runs on."""
         async with self.engine.connect() as connection:
@@ -464,8 +545,19 @@ class Store:
         ):
             raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
 
-    async def record_feedback(self, *, turn_id: int, user_id: str, value: str) -> None:
+    async def record_feedback(
+        self, *, turn_id: int, user_id: str, value: str, team_id: str | None = None
+    ) -> bool:
+        """Store a vote; False (nothing stored) when the answer is another workspace's."""
         async with self._sessions.begin() as session:
+            if team_id is not None:
+                owner = await session.scalar(
+                    select(Conversation.team_id)
+                    .join(Turn, Turn.conversation_id == Conversation.id)
+                    .where(Turn.id == turn_id)
+                )
+                if owner is not None and owner != team_id:
+                    return False
             await session.execute(
                 self._insert(Feedback)
                 .values(turn_id=turn_id, user_id=user_id, value=value, created_at=time.time())
@@ -474,6 +566,7 @@ class Store:
                     set_={"value": value, "created_at": time.time()},
                 )
             )
+            return True
 
     async def feedback_counts(self) -> dict[str, int]:
         async with self._sessions() as session:

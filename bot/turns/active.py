@@ -54,7 +54,13 @@ class ActiveTurn:
     @property
     def place(self) -> Place:
         conversation = self.conversation
-        return Place(conversation.channel_id, conversation.thread_ts, conversation.surface)
+        return Place(
+            conversation.channel_id,
+            conversation.thread_ts,
+            conversation.surface,
+            team_id=conversation.team_id,
+            enterprise_id=conversation.enterprise_id,
+        )
 
     async def check_lease(self) -> None:
         await self.store.ensure_held(self.lease)

@@ -117,6 +117,7 @@ class Delivery:
             await self._upload_produced(active, images)
         except SlackApiError as exc:
             metrics.slack_error(str(exc.response.get("error")))
+            self._slack.token_failed(active.place.team, exc)
             if not is_permanent_slack_error(exc):
                 raise
             log.error(

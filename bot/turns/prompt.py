@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 History = list[tuple[str, str, bool]]
 """(author id, text, from the bot) of earlier thread messages, oldest first."""
 
+PARTIAL_HISTORY_NOTE = (
+    "(Slack let only part of this thread be read just now, so some earlier messages may be "
+    "missing.)"
+)
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -57,7 +62,9 @@ class PromptBuilder:
         turn, messages = active.turn, active.messages
         text = await self._turn_input(active)
         plan = plan_files([f for m in messages for f in parse_files(m.files)])
-        fetched = await self._slack.download_files(plan, deadline_at=turn.deadline_at)
+        fetched = await self._slack.download_files(
+            plan, deadline_at=turn.deadline_at, team=active.place.team
+        )
         images = fetched.images
         for name, data in fetched.texts:
             text = f"{text}\n\n{quoted_text_file(name, data)}".strip()
@@ -70,14 +77,16 @@ class PromptBuilder:
 
     async def _turn_input(self, active: ActiveTurn) -> str:
         conversation, messages = active.conversation, active.messages
-        history = await self._history_for(active)
+        history, partial = await self._history_for(active)
         texts = [m.text for m in messages] + [text for _, text, _ in history]
+        team = active.place.team
         names = await self._slack.display_names(
             [m.user_id for m in messages]
             + [author for author, _, from_bot in history if not from_bot]
-            + [user_id for text in texts for user_id in mentioned_user_ids(text)]
+            + [user_id for text in texts for user_id in mentioned_user_ids(text)],
+            team=team,
         )
-        bot = self._slack.bot_user_id
+        bot = await self._slack.bot_user_for(team)
         new = [
             (
                 names.get(m.user_id, m.user_id),
@@ -96,37 +105,56 @@ class PromptBuilder:
             for author, text, from_bot in history
         ]
         text = build_turn_input(new, history=earlier, is_group=conversation.surface == "channel")
+        if partial:
+            text = f"{PARTIAL_HISTORY_NOTE}\n\n{text}"
         if conversation.context_channel_id:
             viewing = f"<#{conversation.context_channel_id}>"
             text = f"(The user is currently looking at the channel {viewing}.)\n\n{text}"
         return text
 
-    async def _history_for(self, active: ActiveTurn) -> History:
-        """Earlier Slack messages the assistant has not seen.
+    async def _history_for(self, active: ActiveTurn) -> tuple[History, bool]:
+        """Earlier messages of the thread the assistant has not seen, and whether some could
+        not be read.
 
         Needed when the bot is first mentioned in the middle of a thread, or when the thread
-        continues on a backend other than the one it started on.
+        continues on a backend other than the one it started on. What the bot stored itself
+        (the messages it was sent, the answers it gave) is used first; Slack is asked only
+        for the part of the thread before the bot's first message there, since its thread
+        reads are limited (one a minute, 15 messages, for apps outside the Marketplace).
         """
         conversation, messages = active.conversation, active.messages
         if not messages:
-            return []
+            return [], False
         ran_on = await self._backends_that_ran_before(active)
         if self._backend_name in ran_on:
-            return []
+            return [], False
         started_mid_thread = messages[0].ts != conversation.thread_ts
         switched_backend = bool(ran_on) or (
             conversation.remote_id is not None and conversation.backend != self._backend_name
         )
         if not (started_mid_thread or switched_backend):
-            return []
-        history = await self._slack.thread_history(
-            conversation.channel_id, conversation.thread_ts, before_ts=messages[0].ts
+            return [], False
+        stored: History = []
+        first_seen = messages[0].ts
+        if switched_backend:
+            rows = await self._store.stored_thread(conversation.id, before_ts=messages[0].ts)
+            stored = [(author, text, from_bot) for _, author, text, from_bot in rows]
+            if rows:
+                first_seen = rows[0][0]
+        if first_seen == conversation.thread_ts:
+            return stored, False
+        read = await self._slack.read_thread(
+            conversation.channel_id,
+            conversation.thread_ts,
+            before_ts=first_seen,
+            team=active.place.team,
         )
-        return [
+        earlier = [
             (message.author_id, message.text, message.from_bot)
-            for message in history
+            for message in read.messages
             if message.text not in self._hidden_texts and (switched_backend or not message.from_bot)
         ]
+        return earlier + stored, read.incomplete
 
     async def _backends_that_ran_before(self, active: ActiveTurn) -> set[str]:
         """The backends earlier turns of this conversation ran on.

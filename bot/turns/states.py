@@ -31,11 +31,14 @@ class Outcome(StrEnum):
     INCOMPLETE = "incomplete"
     REQUIRES_ACTION = "requires_action"
     TOO_LONG = "too_long"
+    """The chat backend's conversation outgrew the model even after shortening."""
     UNAVAILABLE = "unavailable"
     REJECTED = "rejected"
     EMPTY = "empty"
     NO_TEXT = "no_text"
     OVER_BUDGET = "over_budget"
+    UNINSTALLED = "uninstalled"
+    """The workspace removed the bot while the turn was open: nothing more is shown."""
 
 
 def turn_key(turn_id: int) -> str:

@@ -58,9 +58,15 @@ def event_envelope(
     event_time: int | None = None,
     bot_user_id: str = "UBOT",
     verification_token: str = "fake-verification-token",
+    enterprise_id: str | None = None,
+    is_enterprise_install: bool = False,
 ) -> dict[str, Any]:
-    """Wrap ``event`` in an ``event_callback`` body; ``event_id`` is unique when omitted."""
-    return {
+    """Wrap ``event`` in an ``event_callback`` body; ``event_id`` is unique when omitted.
+
+    For an Enterprise Grid workspace, ``enterprise_id`` names its organisation; with
+    ``is_enterprise_install`` the app is installed org-wide, and Slack's authorization then
+    names the organisation, not the workspace (the body's ``team_id`` still does)."""
+    body: dict[str, Any] = {
         "token": verification_token,
         "team_id": team_id,
         "api_app_id": api_app_id,
@@ -70,16 +76,20 @@ def event_envelope(
         "event_time": int(time.time()) if event_time is None else event_time,
         "authorizations": [
             {
-                "enterprise_id": None,
-                "team_id": team_id,
+                "enterprise_id": enterprise_id,
+                "team_id": None if is_enterprise_install else team_id,
                 "user_id": bot_user_id,
                 "is_bot": True,
-                "is_enterprise_install": False,
+                "is_enterprise_install": is_enterprise_install,
             }
         ],
         "is_ext_shared_channel": False,
         "event_context": _event_context(event, team_id, api_app_id),
     }
+    if enterprise_id is not None:
+        body["enterprise_id"] = enterprise_id
+        body["is_ext_shared_channel"] = False
+    return body
 
 
 def _rich_text_blocks(text: str) -> list[dict[str, Any]]:

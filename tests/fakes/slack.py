@@ -42,7 +42,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 __all__ = [
     "FakeFile",
+    "FakeGrant",
     "FakeSlack",
+    "FakeTeam",
     "SlackCall",
     "SlackChannel",
     "SlackEphemeral",
@@ -62,6 +64,10 @@ MAX_BLOCKS = 50
 
 _TS_RE = re.compile(r"^\d{1,12}\.\d{6}$")
 _APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+#: Methods Slack answers without a token (oauth.v2.access authenticates the app itself).
+_NO_TOKEN_METHODS = frozenset({"oauth.v2.access", "api.test"})
+#: Reads Slack limits to 1 a minute and 15 messages for apps outside the Marketplace.
+_LIMITED_READS = frozenset({"conversations.replies", "conversations.history"})
 #: Fields that Slack accepts as JSON-encoded strings inside form bodies.
 _JSON_FIELDS: dict[str, str] = {
     "blocks": "invalid_blocks_format",
@@ -144,6 +150,36 @@ class SlackChannel:
     is_private: bool = False
     #: For IMs: the human on the other side.
     user: str | None = None
+    #: The workspace the channel belongs to (``None``: the fake's first team).
+    team_id: str | None = None
+
+
+@dataclass
+class FakeTeam:
+    """A workspace, optionally part of an Enterprise Grid organisation."""
+
+    id: str
+    name: str
+    enterprise_id: str | None = None
+
+
+@dataclass
+class FakeGrant:
+    """A bot token: one workspace's, or (org-wide install) every workspace of an org's."""
+
+    token: str
+    team_id: str | None
+    enterprise_id: str | None
+    bot_user_id: str
+    bot_id: str
+    expires_at: float | None = None
+    refresh_token: str | None = None
+    revoked: bool = False
+
+    def covers(self, team: FakeTeam) -> bool:
+        if self.team_id is not None:
+            return team.id == self.team_id
+        return self.enterprise_id is not None and team.enterprise_id == self.enterprise_id
 
 
 @dataclass
@@ -342,6 +378,27 @@ class FakeSlack:
         self.bot_token = bot_token
         self.app_token = app_token
         self.team_id = team_id
+        #: Workspaces by id; the first is the one ``bot_token`` belongs to.
+        self.teams: dict[str, FakeTeam] = {team_id: FakeTeam(team_id, "Fake Workspace")}
+        #: Every bot token Slack knows, by token.
+        self.grants: dict[str, FakeGrant] = {
+            bot_token: FakeGrant(bot_token, team_id, None, bot_user_id, bot_id)
+        }
+        #: The app's credentials (Basic Information → App Credentials) for oauth.v2.access.
+        self.client_id = "1111.2222"
+        self.client_secret = "fake-client-secret"
+        #: The app's configured Redirect URL, used when the authorize request names none.
+        self.redirect_uri: str | None = None
+        #: With token rotation on, installs and refreshes hand out expiring tokens.
+        self.token_rotation = False
+        self.token_lifetime_s = 43_200
+        self._codes: dict[str, tuple[str | None, str | None]] = {}
+        self._refresh_tokens: dict[str, FakeGrant] = {}
+        self._caller: FakeGrant | None = None
+        #: Slack's limits for apps distributed outside the Marketplace (since 2025-05-29):
+        #: conversations.replies/history once a minute per token, 15 messages a request.
+        self.distributed_app_limits = False
+        self._last_read: dict[str, float] = {}
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.app_id = app_id
@@ -388,6 +445,7 @@ class FakeSlack:
 
         self._handlers: dict[str, _Handler] = {
             "api.test": self._api_test,
+            "oauth.v2.access": self._oauth_v2_access,
             "auth.test": self._auth_test,
             "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
@@ -426,6 +484,7 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", self._handle_upload)
         app.router.add_get("/files/{file_id}/{name}", self._handle_download)
         app.router.add_get("/socket-mode", self._handle_socket)
+        app.router.add_get("/oauth/v2/authorize", self._handle_authorize)
         # A short shutdown timeout: a test that forgets to close a client must not hang.
         runner = web.AppRunner(app, shutdown_timeout=1.0)
         await runner.setup()
@@ -522,6 +581,7 @@ class FakeSlack:
         is_im: bool | None = None,
         is_private: bool = False,
         user: str | None = None,
+        team_id: str | None = None,
     ) -> SlackChannel:
         """Register a conversation; ``D…`` ids are IMs unless ``is_im`` says otherwise."""
         im = channel_id.startswith("D") if is_im is None else is_im
@@ -531,6 +591,7 @@ class FakeSlack:
             is_im=im,
             is_private=is_private or im,
             user=user,
+            team_id=team_id,
         )
         self.channels[channel_id] = channel
         self._messages.setdefault(channel_id, {})
@@ -738,6 +799,13 @@ class FakeSlack:
             args, parse_error = {}, exc.error
         body_token = args.pop("token", None)
         token = self._bearer(request) or (body_token if isinstance(body_token, str) else None)
+        # oauth.v2.access: the app's credentials as HTTP Basic auth (slack_sdk sends them so).
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+                client_id, _, secret = base64.b64decode(credentials).decode().partition(":")
+                args.setdefault("client_id", client_id)
+                args.setdefault("client_secret", secret)
         parse_error = parse_error or self._decode_json_fields(args)
         call = SlackCall(method=method, args=args, at=time.monotonic(), token=token)
         self.calls.append(call)
@@ -745,7 +813,7 @@ class FakeSlack:
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
 
-        failure = self._take_failure(method)
+        failure = self._take_failure(method) or self._over_replies_limit(method, token)
         if failure is not None:
             return self._failure_response(call, failure)
 
@@ -826,13 +894,35 @@ class FakeSlack:
         return error
 
     def _check_token(self, method: str, token: str | None) -> str | None:
+        self._caller = None
+        if method in _NO_TOKEN_METHODS:
+            return None
         if not token:
             return "not_authed"
-        if token not in {self.bot_token, self.app_token}:
+        grant = self.grants.get(token)
+        if grant is None and token != self.app_token:
             return "invalid_auth"
         wants_app_token = method in _APP_TOKEN_METHODS
         if (token == self.app_token) != wants_app_token:
             return "not_allowed_token_type"
+        if grant is not None:
+            if grant.revoked:
+                return "token_revoked"
+            if grant.expires_at is not None and time.time() >= grant.expires_at:
+                return "token_expired"
+            self._caller = grant
+        return None
+
+    def _over_replies_limit(self, method: str, token: str | None) -> _Failure | None:
+        """Apps distributed outside the Marketplace: conversations.replies (and .history) once
+        a minute per workspace token; more is HTTP 429 with Retry-After."""
+        if not self.distributed_app_limits or method not in _LIMITED_READS:
+            return None
+        now = time.monotonic()
+        last = self._last_read.get(token or "")
+        if last is not None and now - last < 60:
+            return _Failure(status=429, error="ratelimited", retry_after=int(60 - (now - last)) + 1)
+        self._last_read[token or ""] = now
         return None
 
     def _take_failure(self, method: str) -> _Failure | None:
@@ -864,13 +954,16 @@ class FakeSlack:
         channel = self.channels.get(channel_id) if channel_id else None
         if channel is None:
             raise _ApiError("channel_not_found")
+        # Like Slack, a token sees only its own workspace's (or organisation's) channels.
+        if self._caller is not None and not self._caller.covers(self.team_of(channel.id)):
+            raise _ApiError("channel_not_found")
         return channel
 
     def _own_message(self, channel: str, ts: str | None, not_mine: str) -> SlackMessage:
         message = self.message(channel, ts) if ts else None
         if message is None:
             raise _ApiError("message_not_found")
-        if message.bot_id != self.bot_id:
+        if message.bot_id != self._bot()[1]:
             raise _ApiError(not_mine)
         return message
 
@@ -888,7 +981,7 @@ class FakeSlack:
         if msg.bot_id is not None:
             out["bot_id"] = msg.bot_id
             out["app_id"] = self.app_id
-        out["team"] = self.team_id
+        out["team"] = self.team_of(msg.channel).id
         if msg.thread_ts is not None:
             out["thread_ts"] = msg.thread_ts
             parent = self.message(msg.channel, msg.thread_ts)
@@ -961,15 +1054,161 @@ class FakeSlack:
         return {"args": {k: v for k, v in args.items() if isinstance(v, str)}}
 
     def _auth_test(self, args: JSONDict) -> JSONDict:
+        grant = self._caller
+        if grant is None or grant.token == self.bot_token:
+            return {
+                "url": "https://fake-workspace.slack.com/",
+                "team": "Fake Workspace",
+                "user": self.users[self.bot_user_id].name,
+                "team_id": self.team_id,
+                "user_id": self.bot_user_id,
+                "bot_id": self.bot_id,
+                "is_enterprise_install": False,
+            }
+        team = self.teams.get(grant.team_id or "")
         return {
-            "url": "https://fake-workspace.slack.com/",
-            "team": "Fake Workspace",
-            "user": self.users[self.bot_user_id].name,
-            "team_id": self.team_id,
-            "user_id": self.bot_user_id,
-            "bot_id": self.bot_id,
-            "is_enterprise_install": False,
+            "url": f"https://{(grant.team_id or grant.enterprise_id or '').lower()}.slack.com/",
+            "team": team.name if team else None,
+            "user": "bot",
+            "team_id": grant.team_id,
+            "enterprise_id": grant.enterprise_id,
+            "user_id": grant.bot_user_id,
+            "bot_id": grant.bot_id,
+            "is_enterprise_install": grant.team_id is None,
         }
+
+    # ----------------------------------------------------------------------------------
+    # Workspaces, installs (OAuth) and tokens
+
+    def add_team(
+        self, team_id: str, *, name: str = "", enterprise_id: str | None = None
+    ) -> FakeTeam:
+        """Another workspace (of an Enterprise Grid organisation when `enterprise_id`)."""
+        team = FakeTeam(team_id, name or f"Workspace {team_id}", enterprise_id)
+        self.teams[team_id] = team
+        return team
+
+    def team_of(self, channel_id: str) -> FakeTeam:
+        channel = self.channels.get(channel_id)
+        return self.teams[(channel.team_id if channel else None) or self.team_id]
+
+    def _bot(self) -> tuple[str, str]:
+        """The (bot user id, bot id) of the token making the current call."""
+        grant = self._caller
+        if grant is None:
+            return self.bot_user_id, self.bot_id
+        return grant.bot_user_id, grant.bot_id
+
+    def tokens_of(self, team_id: str) -> set[str]:
+        """Every live token that can act in the workspace (its own or its org's)."""
+        team = self.teams[team_id]
+        return {t for t, g in self.grants.items() if g.covers(team) and not g.revoked}
+
+    def _issue_grant(self, team_id: str | None, enterprise_id: str | None) -> FakeGrant:
+        key = team_id or enterprise_id or ""
+        grant = FakeGrant(
+            token=f"xoxb-{key}-{uuid.uuid4().hex[:8]}",
+            team_id=team_id,
+            enterprise_id=enterprise_id,
+            bot_user_id=f"UBOT{key}" if team_id else f"WBOT{key}",
+            bot_id=f"B{key}",
+        )
+        if self.token_rotation:
+            grant.token = "xoxe." + grant.token
+            grant.expires_at = time.time() + self.token_lifetime_s
+            grant.refresh_token = f"xoxe-1-{uuid.uuid4().hex}"
+            self._refresh_tokens[grant.refresh_token] = grant
+        self.grants[grant.token] = grant
+        return grant
+
+    async def _handle_authorize(self, request: web.Request) -> web.StreamResponse:
+        """The consent page at slack.com/oauth/v2/authorize, approved at once: the installer
+        is sent back to the redirect URL with a one-time code. `team` picks the workspace,
+        or an organisation (an `E…` id) for an org-wide install."""
+        query = request.query
+        if query.get("client_id") != self.client_id:
+            return web.Response(status=400, text="invalid client_id")
+        target = query.get("team") or self.team_id
+        redirect = query.get("redirect_uri") or self.redirect_uri
+        if not redirect:
+            return web.Response(status=400, text="no redirect_uri")
+        if target in self.teams:
+            grant_for = (target, self.teams[target].enterprise_id)
+        else:
+            grant_for = (None, target)
+        code = uuid.uuid4().hex
+        self._codes[code] = grant_for
+        state = query.get("state", "")
+        location = f"{redirect}?code={code}&state={state}"
+        raise web.HTTPFound(location)
+
+    def _oauth_v2_access(self, args: JSONDict) -> JSONDict:
+        if args.get("client_id") != self.client_id:
+            raise _ApiError("invalid_client_id")
+        if args.get("client_secret") != self.client_secret:
+            raise _ApiError("bad_client_secret")
+        if args.get("grant_type") == "refresh_token":
+            return self._refresh_grant(str(args.get("refresh_token") or ""))
+        code = str(args.get("code") or "")
+        if code not in self._codes:
+            raise _ApiError("invalid_code")
+        team_id, enterprise_id = self._codes.pop(code)
+        grant = self._issue_grant(team_id, enterprise_id)
+        team = self.teams.get(team_id or "")
+        body: JSONDict = {
+            "access_token": grant.token,
+            "token_type": "bot",
+            "scope": "app_mentions:read,chat:write",
+            "bot_user_id": grant.bot_user_id,
+            "app_id": self.app_id,
+            "team": {"id": team.id, "name": team.name} if team else None,
+            "enterprise": {"id": enterprise_id, "name": f"Org {enterprise_id}"}
+            if enterprise_id
+            else None,
+            "is_enterprise_install": team_id is None,
+            "authed_user": {"id": "UINSTALLER"},
+        }
+        if grant.expires_at is not None:
+            body["refresh_token"] = grant.refresh_token
+            body["expires_in"] = int(grant.expires_at - time.time())
+        return body
+
+    def _refresh_grant(self, refresh_token: str) -> JSONDict:
+        """A refresh token is good for one refresh: the new token comes with a new one. The
+        old access token stays valid until it expires, as Slack's do."""
+        old = self._refresh_tokens.pop(refresh_token, None)
+        if old is None or old.revoked:
+            raise _ApiError("invalid_refresh_token")
+        rotation, self.token_rotation = self.token_rotation, True
+        try:
+            grant = self._issue_grant(old.team_id, old.enterprise_id)
+        finally:
+            self.token_rotation = rotation
+        grant.bot_user_id, grant.bot_id = old.bot_user_id, old.bot_id
+        return {
+            "access_token": grant.token,
+            "token_type": "bot",
+            "refresh_token": grant.refresh_token,
+            "expires_in": int((grant.expires_at or time.time()) - time.time()),
+            "team": {"id": old.team_id} if old.team_id else None,
+            "enterprise": {"id": old.enterprise_id} if old.enterprise_id else None,
+        }
+
+    def refreshes(self) -> list[SlackCall]:
+        """The oauth.v2.access calls that refreshed a token."""
+        return [c for c in self.calls_to("oauth.v2.access") if c.args.get("grant_type")]
+
+    def expire_soon(self, team_or_enterprise: str, *, in_s: float) -> None:
+        """Make the live tokens of a workspace (or org) expire in `in_s` seconds."""
+        for grant in self.grants.values():
+            if team_or_enterprise in (grant.team_id, grant.enterprise_id) and grant.expires_at:
+                grant.expires_at = time.time() + in_s
+
+    def uninstall(self, team_or_enterprise: str) -> None:
+        """The workspace (or org) removes the app: its tokens stop working at once."""
+        for grant in self.grants.values():
+            if team_or_enterprise in (grant.team_id, grant.enterprise_id):
+                grant.revoked = True
 
     def _apps_connections_open(self, args: JSONDict) -> JSONDict:
         ticket = uuid.uuid4().hex
@@ -999,8 +1238,8 @@ class FakeSlack:
             channel=channel.id,
             ts=self.new_ts(),
             text=text if text is not None else (markdown_text or ""),
-            user=self.bot_user_id,
-            bot_id=self.bot_id,
+            user=self._bot()[0],
+            bot_id=self._bot()[1],
             thread_ts=thread_ts,
             blocks=blocks,
             metadata=metadata,
@@ -1108,8 +1347,8 @@ class FakeSlack:
             channel=channel.id,
             ts=self.new_ts(),
             text="",
-            user=self.bot_user_id,
-            bot_id=self.bot_id,
+            user=self._bot()[0],
+            bot_id=self._bot()[1],
             thread_ts=thread_ts,
             streaming=True,
         )
@@ -1152,6 +1391,25 @@ class FakeSlack:
         if not messages:
             raise _ApiError("thread_not_found")
         parent = messages[0] if messages[0].thread_ts is None else None
+        inclusive = _opt_bool(args, "inclusive")
+        latest, oldest = _opt_str(args, "latest"), _opt_str(args, "oldest")
+        if latest is not None and _valid_ts(latest):
+            bound = _ts_key(latest)
+            messages = [
+                m
+                for m in messages
+                if _ts_key(m.ts) < bound or (inclusive and _ts_key(m.ts) == bound)
+            ]
+        if oldest is not None and _valid_ts(oldest):
+            bound = _ts_key(oldest)
+            messages = [
+                m
+                for m in messages
+                if _ts_key(m.ts) > bound or (inclusive and _ts_key(m.ts) == bound)
+            ]
+        if self.distributed_app_limits:
+            # Apps outside the Marketplace: at most 15 messages a request.
+            args = {**args, "limit": str(min(_opt_int(args, "limit", 15), 15))}
         page, next_cursor = self._paginate(messages, args, default_limit=1000)
         if self.replies_repeat_parent and parent is not None and page and page[0] is not parent:
             page = [parent, *page]
@@ -1343,8 +1601,8 @@ class FakeSlack:
                 channel=channel.id,
                 ts=self.new_ts(),
                 text=comment or "",
-                user=self.bot_user_id,
-                bot_id=self.bot_id,
+                user=self._bot()[0],
+                bot_id=self._bot()[1],
                 thread_ts=self._thread_root(channel.id, thread_ts) if thread_ts else None,
                 files=[f.id for f in completed],
             )
@@ -1377,7 +1635,14 @@ class FakeSlack:
         page with status 200, not an error."""
         file = self.files.get(request.match_info["file_id"])
         self.downloads.append(request.match_info["file_id"])
-        if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        grant = self.grants.get(token)
+        channel = file.channel if file is not None else None
+        if (
+            grant is None
+            or grant.revoked
+            or (channel is not None and not grant.covers(self.team_of(channel)))
+        ):
             return web.Response(
                 text="<html><body>Sign in to Slack</body></html>", content_type="text/html"
             )
