@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
+from bot.assistants.base import ToolProgress
 from bot.slack_api import Place, SlackGateway
 from bot.text import markdown_to_mrkdwn
 
@@ -28,6 +29,10 @@ class LiveMessage(Protocol):
     ts: str
 
     async def append(self, text: str) -> None: ...
+
+    async def task(self, progress: ToolProgress) -> None:
+        """Show a tool call's progress (where the message can)."""
+        ...
 
     async def finish(self) -> None: ...
 
@@ -64,6 +69,17 @@ class SlackStream:
         if self._throttle.add(text) and not self._broken:
             await self._send(self._throttle.take())
 
+    async def task(self, progress: ToolProgress) -> None:
+        """A task update, after the text so far (so the timeline keeps the order)."""
+        if self._broken:
+            return
+        if self._throttle.pending:
+            await self._send(self._throttle.take())
+        try:
+            await self._slack.append_chunks(self._place, self.ts, [task_update_chunk(progress)])
+        except SlackApiError as exc:
+            log.warning("task update refused: %s", exc.response.get("error"))
+
     async def finish(self) -> None:
         if self._throttle.pending and not self._broken:
             await self._send(self._throttle.take())
@@ -93,6 +109,9 @@ class UpdatedMessage:
         if self._throttle.add(text):
             await self._send()
 
+    async def task(self, progress: ToolProgress) -> None:
+        return  # an edited message has no tasks; the status line names the tool instead
+
     async def finish(self) -> None:
         if self._throttle.pending:
             await self._send()
@@ -118,3 +137,19 @@ async def open_live_message(
         )
     ts = await slack.post(place, placeholder_text)
     return UpdatedMessage(slack, place, ts)
+
+
+def task_update_chunk(progress: ToolProgress) -> dict[str, Any]:
+    """Slack's `task_update` streaming chunk for a tool call."""
+    chunk: dict[str, Any] = {
+        "type": "task_update",
+        "id": progress.id[:64],
+        "title": progress.title[:256],
+        "status": progress.status.value,
+    }
+    if progress.sources:
+        chunk["sources"] = [
+            {"type": "url", "url": source.url, "text": source.title[:256]}
+            for source in progress.sources
+        ]
+    return chunk

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.tools.config import McpServer, ToolsConfigError, parse_servers
+
 AssistantApi = Literal["threads", "responses", "chat"]
 DeliveryMode = Literal["poll", "stream"]
 LogFormat = Literal["text", "json"]
@@ -81,6 +83,10 @@ class Settings:
     context_tokens: int | None = None
     azure_openai_endpoint: str | None = None
     openai_api_version: str | None = None
+    mcp_servers: tuple[McpServer, ...] = ()
+    tool_timeout_s: float = 30.0
+    tool_calls_per_turn: int = 8
+    slack_search: bool = False
 
     @property
     def socket_mode(self) -> bool:
@@ -173,7 +179,29 @@ def _parse(env: Mapping[str, str]) -> Settings:
         context_tokens=_optional_int(env, "CONTEXT_TOKENS", minimum=500, maximum=10_000_000),
         azure_openai_endpoint=get("AZURE_OPENAI_ENDPOINT"),
         openai_api_version=get("OPENAI_API_VERSION"),
+        **_tool_settings(env, get),
     )
+
+
+def _tool_settings(env: Mapping[str, str], get: Callable[[str], str | None]) -> dict[str, Any]:
+    """Issue 13's settings: MCP servers from MCP_SERVERS_FILE, limits, Slack search."""
+    path = get("MCP_SERVERS_FILE")
+    servers: tuple[McpServer, ...] = ()
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"MCP_SERVERS_FILE {path!r} cannot be read: {exc}") from exc
+        try:
+            servers = parse_servers(text, toml=path.endswith(".toml"), env=env)
+        except ToolsConfigError as exc:
+            raise SettingsError(f"MCP_SERVERS_FILE {path!r} {exc}") from exc
+    return {
+        "mcp_servers": servers,
+        "tool_timeout_s": _float(env, "TOOL_TIMEOUT_S", 30, minimum=1),
+        "tool_calls_per_turn": _int(env, "TOOL_CALLS_PER_TURN", 8, minimum=1, maximum=100),
+        "slack_search": _bool(env, "SLACK_SEARCH", False),
+    }
 
 
 def _health_port(env: Mapping[str, str]) -> int | None:

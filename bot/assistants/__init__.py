@@ -12,6 +12,7 @@ from bot.assistants.chat import ChatBackend
 from bot.assistants.responses import ResponsesBackend
 from bot.assistants.threads import ThreadsBackend
 from bot.settings import DEFAULT_AZURE_API_VERSION, Settings
+from bot.tools.mcp_client import McpTools
 
 
 def make_backend(settings: Settings, engine: AsyncEngine) -> AssistantBackend:
@@ -38,6 +39,8 @@ def make_backend(settings: Settings, engine: AsyncEngine) -> AssistantBackend:
             instructions=settings.assistant_instructions,
             context_tokens=settings.context_tokens,
             completion_timeout_s=max(settings.answer_deadline_s, settings.openai_timeout_s),
+            tools=mcp_tools(settings),
+            max_tool_calls=settings.tool_calls_per_turn,
         )
     return ResponsesBackend(
         client,
@@ -66,6 +69,11 @@ def make_client(settings: Settings) -> AsyncOpenAI:
         max_retries=settings.openai_max_retries,
         timeout=settings.openai_timeout_s,
     )
+
+
+def mcp_tools(settings: Settings) -> McpTools:
+    """The configured MCP servers, with the bot as their client (chat and threads)."""
+    return McpTools(settings.mcp_servers, timeout_s=settings.tool_timeout_s)
 
 
 def hosted_tools(settings: Settings) -> list[dict[str, Any]]:

@@ -77,7 +77,34 @@ class StreamStarted:
     run_id: str
 
 
-StreamEvent = StreamStarted | StreamDelta | RunCheck
+class ToolStatus(StrEnum):
+    """A tool call as Slack's task updates show it."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Something a tool looked at, shown under its task (a link)."""
+
+    url: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ToolProgress:
+    """A tool call started, finished or failed; `id` is the same for each update of a call."""
+
+    id: str
+    title: str
+    status: ToolStatus
+    sources: tuple[Source, ...] = ()
+
+
+StreamEvent = StreamStarted | StreamDelta | ToolProgress | RunCheck
 
 
 class AssistantUnavailable(Exception):

@@ -29,7 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import openai
@@ -50,6 +50,8 @@ from bot.assistants.base import (
     StreamDelta,
     StreamEvent,
     StreamStarted,
+    ToolProgress,
+    ToolStatus,
     TurnOptions,
     Usage,
     joined_instructions,
@@ -68,6 +70,7 @@ from bot.assistants.context import (
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image, image_data_url
 from bot.store.chat_models import ChatMessage, ChatSummary
+from bot.tools.mcp_client import EMPTY_CATALOG, Catalog, McpTools, ToolOutcome
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,16 @@ class _Opened:
 
     stream: AsyncStream[ChatCompletionChunk]
     cut: bool
+    model: str = ""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    catalog: Catalog = EMPTY_CATALOG
+
+
+@dataclass(frozen=True)
+class _ToolCall:
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,12 @@ class _Reply:
     state: RunState
     text: str
     usage: Usage | None
+    tool_calls: tuple[_ToolCall, ...] = ()
+
+
+Progress = asyncio.Queue[str | ToolProgress]
+"""What a streamed turn shows as it goes: answer text, and tool calls as they run."""
+TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 
 
 class _ContextTooLong(Exception):
@@ -131,7 +150,11 @@ class ChatBackend:
         instructions: str | None = None,
         context_tokens: int | None = None,
         completion_timeout_s: float = 120.0,
+        tools: McpTools | None = None,
+        max_tool_calls: int = 8,
     ) -> None:
+        self._tools = tools if tools is not None and tools.configured else None
+        self._max_tool_calls = max_tool_calls
         self._client = client
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._model = model
@@ -232,19 +255,19 @@ class ChatBackend:
         await self._store_question(thread_id, turn_key, text, images, options)
         opened = await self._opening(thread_id, turn_key)
         yield StreamStarted(RUN_PREFIX + turn_key)
-        deltas: asyncio.Queue[str] = asyncio.Queue()
+        deltas: Progress = asyncio.Queue()
         task = asyncio.create_task(self._read(thread_id, turn_key, opened, deltas))
         self._tasks[turn_key] = task
-        getter: asyncio.Future[str] | None = None
+        getter: asyncio.Future[str | ToolProgress] | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(deltas.get())
                 await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
                 if not getter.done():
                     break
-                yield StreamDelta(getter.result())
+                yield _event(getter.result())
             while not deltas.empty():
-                yield StreamDelta(deltas.get_nowait())
+                yield _event(deltas.get_nowait())
             try:
                 result = await asyncio.shield(task)
             finally:
@@ -297,16 +320,17 @@ class ChatBackend:
         question = await self._question(thread_id, turn_key)
         model = question.model or self._model
         budget = context_budget(model, self._context_tokens)
+        catalog = await self._tools.catalog() if self._tools is not None else EMPTY_CATALOG
         for attempt_budget in (budget, budget // 2):
             try:
                 messages, cut = await self._messages(thread_id, question, model, attempt_budget)
-                stream = await self._create_stream(model, messages)
+                stream = await self._create_stream(model, messages, catalog)
             except _ContextTooLong:
                 log.warning(
                     "chat run %s: too long for %s at %s tokens", turn_key, model, attempt_budget
                 )
                 continue
-            return _Opened(stream, cut)
+            return _Opened(stream, cut, model, messages, catalog)
         return RunCheck(RunState.TOO_LONG, detail=CONTEXT_TOO_LONG)
 
     async def _read(
@@ -314,17 +338,56 @@ class ChatBackend:
         thread_id: str,
         turn_key: str,
         opened: _Opened | RunCheck,
-        deltas: asyncio.Queue[str] | None,
+        deltas: Progress | None,
     ) -> RunCheck:
-        """Read the answer as the model writes it and store it: that marks the run done."""
+        """Read the answer as the model writes it and store it: that marks the run done.
+
+        While the model asks for tools, run them and send it their results: the tool-call
+        loop, within the cap on calls per turn (past it, no tools are offered).
+        """
         if isinstance(opened, RunCheck):
             return opened
-        reply = await self._read_stream(opened.stream, deltas)
+        unreachable = set(opened.catalog.unreachable)
+        for label in sorted(unreachable):
+            _show(deltas, ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR))
+        messages, stream, usage, calls_made = list(opened.messages), opened.stream, None, 0
+        while True:
+            reply = await self._read_stream(stream, deltas)
+            usage = _added(usage, reply.usage)
+            if reply.state is not RunState.REQUIRES_ACTION or not reply.tool_calls:
+                break
+            messages.append(_assistant_calls(reply))
+            for call in reply.tool_calls:
+                calls_made += 1
+                within = calls_made <= self._max_tool_calls
+                outcome = await self._run_tool(opened.catalog, call, deltas, within=within)
+                if outcome.unreachable_server is not None:
+                    unreachable.add(outcome.unreachable_server)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.text})
+            offer = opened.catalog if calls_made < self._max_tool_calls else EMPTY_CATALOG
+            stream = await self._create_stream(opened.model, messages, offer)
         if reply.state not in _STORED_STATES:
             return RunCheck(reply.state, detail=f"the model stopped ({reply.state.value})")
-        text = f"{CUT_NOTE}\n\n{reply.text}" if opened.cut else reply.text
+        notes = [CUT_NOTE] if opened.cut else []
+        notes += [f"_{_down(label)}; I answered without it._" for label in sorted(unreachable)]
+        text = "\n\n".join([*notes, reply.text])
         text = await self._store_answer(thread_id, turn_key, text, reply.state)
-        return RunCheck(reply.state, text=text, usage=reply.usage)
+        return RunCheck(reply.state, text=text, usage=usage)
+
+    async def _run_tool(
+        self, catalog: Catalog, call: _ToolCall, deltas: Progress | None, *, within: bool
+    ) -> ToolOutcome:
+        """One call the model asked for, shown as a task while it runs."""
+        spec = catalog.find(call.name)
+        if spec is None or self._tools is None:
+            return ToolOutcome(f"error: there is no tool named {call.name}", ok=False)
+        if not within:
+            return ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
+        _show(deltas, ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS))
+        outcome = await self._tools.call(spec, call.arguments)
+        status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
+        _show(deltas, ToolProgress(call.id, spec.title, status))
+        return outcome
 
     async def _messages(
         self, thread_id: str, question: _Question, model: str, budget: int
@@ -431,13 +494,15 @@ class ChatBackend:
         return text
 
     async def _create_stream(
-        self, model: str, messages: list[dict[str, Any]]
+        self, model: str, messages: list[dict[str, Any]], catalog: Catalog = EMPTY_CATALOG
     ) -> AsyncStream[ChatCompletionChunk]:
+        tools: Any = [spec.as_function() for spec in catalog.tools] or openai.omit
         with translated_errors("chat completion"):
             try:
                 return await self._client.chat.completions.create(
                     model=model,
                     messages=cast(Any, messages),
+                    tools=tools,
                     stream=True,
                     stream_options={"include_usage": True},
                     timeout=self._completion_timeout_s,
@@ -448,11 +513,12 @@ class ChatBackend:
                 raise
 
     async def _read_stream(
-        self, stream: AsyncStream[ChatCompletionChunk], deltas: asyncio.Queue[str] | None
+        self, stream: AsyncStream[ChatCompletionChunk], deltas: Progress | None
     ) -> _Reply:
         parts: list[str] = []
         finish: str | None = None
         usage: Usage | None = None
+        calls: dict[int, dict[str, str]] = {}
         try:
             with translated_errors("chat completion stream"):
                 async with stream:
@@ -462,15 +528,24 @@ class ChatBackend:
                         for choice in chunk.choices:
                             if choice.delta.content:
                                 parts.append(choice.delta.content)
-                                if deltas is not None:
-                                    deltas.put_nowait(choice.delta.content)
+                                _show(deltas, choice.delta.content)
+                            for piece in choice.delta.tool_calls or []:
+                                call = calls.setdefault(
+                                    piece.index, {"id": "", "name": "", "arguments": ""}
+                                )
+                                call["id"] = piece.id or call["id"]
+                                if piece.function is not None:
+                                    call["name"] += piece.function.name or ""
+                                    call["arguments"] += piece.function.arguments or ""
                             finish = choice.finish_reason or finish
         except openai.APIError as exc:
             # An error event in the middle of the stream: the server gave up on this answer.
             raise AssistantUnavailable(f"chat completion stream: {exc.message}") from exc
         if finish is None:
             raise AssistantUnavailable("chat completion stream: it ended before the answer")
-        return _Reply(_FINISH_STATES.get(finish, RunState.COMPLETED), "".join(parts), usage)
+        tool_calls = tuple(_ToolCall(**calls[index]) for index in sorted(calls))
+        state = _FINISH_STATES.get(finish, RunState.COMPLETED)
+        return _Reply(state, "".join(parts), usage, tool_calls)
 
     # The store ----------------------------------------------------------------------
 
@@ -553,6 +628,47 @@ class ChatBackend:
         if row is None:
             return None
         return RunCheck(RunState(row.outcome or RunState.COMPLETED.value), text=row.content)
+
+
+def _event(item: str | ToolProgress) -> StreamDelta | ToolProgress:
+    return StreamDelta(item) if isinstance(item, str) else item
+
+
+def _show(deltas: Progress | None, item: str | ToolProgress) -> None:
+    if deltas is not None:
+        deltas.put_nowait(item)
+
+
+def _down(label: str) -> str:
+    return f"The tool server `{label}` could not be reached"
+
+
+def _assistant_calls(reply: _Reply) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": reply.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in reply.tool_calls
+        ],
+    }
+
+
+def _added(total: Usage | None, more: Usage | None) -> Usage | None:
+    """Usage over the rounds of a tool-call loop."""
+    if total is None or more is None:
+        return more or total
+    return Usage(
+        model=total.model,
+        input_tokens=total.input_tokens + more.input_tokens,
+        cached_input_tokens=total.cached_input_tokens + more.cached_input_tokens,
+        output_tokens=total.output_tokens + more.output_tokens,
+        reasoning_tokens=total.reasoning_tokens + more.reasoning_tokens,
+    )
 
 
 def _row(thread_id: str, turn_key: str, role: str) -> Any:

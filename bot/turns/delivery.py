@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from slack_sdk.errors import SlackApiError
 
 from bot import metrics
+from bot.assistants.base import ToolProgress, ToolStatus
 from bot.attachments import Image
 from bot.live import LiveMessage, open_live_message
 from bot.replies import Reply, replies_for
@@ -82,6 +83,18 @@ class Delivery:
         if live is not None:
             await active.check_lease()
             await live.append(text)
+
+    async def show_tool(self, active: ActiveTurn, progress: ToolProgress) -> None:
+        """A tool call starting or ending: a task in the streamed answer, and in the
+        assistant pane the status line names the tool while it runs."""
+        await active.check_lease()
+        live = self._live.get(active.turn.id)
+        if live is not None:
+            await live.task(progress)
+        if active.place.surface == "assistant":
+            running = progress.status is ToolStatus.IN_PROGRESS
+            status = f"is using {progress.title}…" if running else STATUS_TEXT
+            await self._slack.set_status(active.place, status)
 
     async def tell(self, active: ActiveTurn, text: str) -> None:
         """A short note in the thread (files that could not be read)."""

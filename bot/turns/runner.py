@@ -28,6 +28,7 @@ from bot.assistants.base import (
     RunState,
     StreamDelta,
     StreamStarted,
+    ToolProgress,
     TurnOptions,
     is_unreachable,
 )
@@ -255,6 +256,8 @@ class TurnRunner:
                         await self._running(active, event.run_id)
                     elif isinstance(event, StreamDelta):
                         await self._delivery.show_words(active, event.text)
+                    elif isinstance(event, ToolProgress):
+                        await self._delivery.show_tool(active, event)
                     else:
                         final = event
         except (AssistantUnavailable, TimeoutError) as exc:

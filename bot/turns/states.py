@@ -34,6 +34,7 @@ class Outcome(StrEnum):
     EMPTY = "empty"
     NO_TEXT = "no_text"
     OVER_BUDGET = "over_budget"
+    TOO_LONG = "too_long"
 
 
 def turn_key(turn_id: int) -> str:

@@ -301,6 +301,10 @@ class FakeChatCompletion:
     stream: bool
     reply: str
     lifecycle: _Lifecycle
+    tool_calls: list[Json] = field(default_factory=list)
+    """The function calls this completion answers with (instead of text)."""
+    tools: list[str] = field(default_factory=list)
+    """The function names the request offered."""
 
     @property
     def system(self) -> str:
@@ -415,6 +419,11 @@ class FakeOpenAI:
         self.require_auth = True
         """False: a server that checks no key (Ollama, vLLM without --api-key)."""
         self.chat_completions: list[FakeChatCompletion] = []
+        self.tool_requests: list[tuple[str, Json]] = []
+        """Tool calls the fake model asks for, as (tool name, arguments): on a turn whose
+        request offers a tool of that name (exactly, or ending in ``__name``) and holds no
+        tool results since the newest user message. Once results are in, the answer is the
+        usual reply followed by each result's text, as a model that used them would."""
         self.context_chars: int | None = None
         """If set, chat completions whose messages hold more characters than this are refused
         with 400 ``context_length_exceeded``, as a model's context window refuses them."""
@@ -1570,6 +1579,8 @@ class FakeOpenAI:
                 param="messages",
                 code="context_length_exceeded",
             )
+        offered = _chat_tools(body)
+        _check_tool_messages(messages)
         outcome = self._next_outcome()
         completion = FakeChatCompletion(
             id=_new_id("chatcmpl", 16),
@@ -1578,8 +1589,13 @@ class FakeOpenAI:
             stream=body.get("stream") is True,
             reply="",
             lifecycle=self._new_lifecycle(outcome, cancel_delay_s=0.0),
+            tools=offered,
         )
+        results = _tool_results_since_user(messages)
+        completion.tool_calls = [] if results else self._wanted_calls(offered)
         completion.reply = self.reply(completion.user_texts)
+        if results:
+            completion.reply += "\n\n" + "\n".join(results)
         self.chat_completions.append(completion)
         first_user = next(iter(completion.user_texts), "")
         self._note_concurrency(
@@ -1634,8 +1650,24 @@ class FakeOpenAI:
             ):
                 self.completed_at[completion.id] = ends_at
 
+    def _wanted_calls(self, offered: Sequence[str]) -> list[Json]:
+        calls = []
+        for name, arguments in self.tool_requests:
+            match = next((o for o in offered if o == name or o.endswith(f"__{name}")), None)
+            if match is not None:
+                calls.append(
+                    {
+                        "id": _new_id("call"),
+                        "type": "function",
+                        "function": {"name": match, "arguments": json.dumps(arguments)},
+                    }
+                )
+        return calls
+
     def _chat_text_of(self, completion: FakeChatCompletion) -> tuple[str, str]:
         """(text, finish_reason) the completion ends with."""
+        if completion.tool_calls:
+            return "", "tool_calls"
         if completion.lifecycle.outcome == "incomplete":
             return _partial(completion.reply), "length"
         return completion.reply, "stop"
@@ -1664,9 +1696,10 @@ class FakeOpenAI:
                     "index": 0,
                     "message": {
                         "role": "assistant",
-                        "content": text,
+                        "content": text or None,
                         "refusal": None,
                         "annotations": [],
+                        **({"tool_calls": completion.tool_calls} if completion.tool_calls else {}),
                     },
                     "logprobs": None,
                     "finish_reason": finish_reason,
@@ -1725,6 +1758,15 @@ class FakeOpenAI:
                     await response.write_eof()
                     return response
                 await response.write(chunk([delta({"content": piece})]))
+            for index, call in enumerate(completion.tool_calls):
+                # As the real API streams them: the id and name first, then the arguments
+                # in pieces, each delta naming the call by its index.
+                head = {"index": index, "id": call["id"], "type": "function"}
+                head["function"] = {"name": call["function"]["name"], "arguments": ""}
+                await response.write(chunk([delta({"tool_calls": [head]})]))
+                for piece in _chunks(call["function"]["arguments"], 3):
+                    more = {"index": index, "function": {"arguments": piece}}
+                    await response.write(chunk([delta({"tool_calls": [more]})]))
             if not await self._while_client_waits(request, lifecycle):
                 return response
             await response.write(chunk([delta({}, finish_reason)]))
@@ -2050,6 +2092,45 @@ def _multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str, by
 
 
 _CHAT_ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def _chat_tools(body: Json) -> list[str]:
+    """The function names a Chat Completions request offers (400 for a malformed tool)."""
+    names = []
+    for tool in _opt_list(body, "tools"):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or tool.get("type") != "function":
+            raise _ApiError(400, "Invalid 'tools': expected function tools.", param="tools")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise _ApiError(400, f"Invalid 'tools': bad function name {name!r}.", param="tools")
+        names.append(name)
+    return names
+
+
+def _check_tool_messages(messages: list[Json]) -> None:
+    """As the real API: every tool message answers a call of the assistant message before it."""
+    asked: set[str] = set()
+    for message in messages:
+        if message.get("role") == "assistant":
+            asked = {str(c.get("id")) for c in message.get("tool_calls") or []}
+        elif message.get("role") == "tool" and message.get("tool_call_id") not in asked:
+            raise _ApiError(
+                400,
+                "Invalid parameter: messages with role 'tool' must be a response to a "
+                "preceeding message with 'tool_calls'.",
+                param="messages",
+            )
+
+
+def _tool_results_since_user(messages: list[Json]) -> list[str]:
+    results: list[str] = []
+    for message in messages:
+        if message.get("role") == "user":
+            results = []
+        elif message.get("role") == "tool":
+            results.append(_chat_text(message))
+    return results
 
 
 def _chat_text(message: Json) -> str:

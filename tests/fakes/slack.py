@@ -120,6 +120,8 @@ class SlackMessage:
     edited_ts: str | None = None
     #: Non-text streaming chunks (plan/task updates, blocks) received while streaming.
     chunks: list[dict[str, Any]] = field(default_factory=list)
+    #: chat.startStream's task_display_mode ("timeline" or "plan"), if given.
+    task_display_mode: str | None = None
     #: Ids of files shared with this message (files.completeUploadExternal).
     files: list[str] = field(default_factory=list)
 
@@ -284,7 +286,21 @@ def _opt_chunks(args: JSONDict) -> list[dict[str, Any]]:
         return []
     if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
         raise _ApiError("invalid_chunks")
+    for chunk in value:
+        if chunk.get("type") == "task_update" and (
+            not isinstance(chunk.get("id"), str)
+            or not isinstance(chunk.get("title"), str)
+            or chunk.get("status") not in TASK_STATUSES
+            or not all(
+                isinstance(s, dict) and s.get("type") == "url" and isinstance(s.get("url"), str)
+                for s in chunk.get("sources") or []
+            )
+        ):
+            raise _ApiError("invalid_chunks")
     return value
+
+
+TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
 
 
 def _encode_cursor(ts: str) -> str:
@@ -1104,6 +1120,9 @@ class FakeSlack:
             if not _valid_ts(thread_ts):
                 raise _ApiError("invalid_thread_ts")
             thread_ts = self._thread_root(channel.id, thread_ts)
+        mode = _opt_str(args, "task_display_mode")
+        if mode not in (None, "timeline", "plan"):
+            raise _ApiError("invalid_arguments")
         msg = SlackMessage(
             channel=channel.id,
             ts=self.new_ts(),
@@ -1112,6 +1131,7 @@ class FakeSlack:
             bot_id=self.bot_id,
             thread_ts=thread_ts,
             streaming=True,
+            task_display_mode=mode,
         )
         self._stream_content(msg, args)
         self._messages[channel.id][msg.ts] = msg

@@ -1,0 +1,182 @@
+"""Tools (issue 13): MCP servers on every backend, shown live as task updates.
+
+The MCP server is real (the `mcp` SDK's server over Streamable HTTP, in this process); the
+fake OpenAI asks for tool calls the way each API does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+from bot.tools.config import McpServer, ToolsConfigError, parse_servers
+from tests.conftest import BotFactory
+from tests.fakes.mcp_server import FakeMcpServer
+from tests.harness import BotUnderTest
+
+BASE = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "OPENAI_API_KEY": "k"}
+ENV = {"ORDERS_TOKEN": "mcp-secret", "API_KEY": "k-1"}
+
+
+# The servers file, as a table ---------------------------------------------------------
+
+GOOD = [
+    (
+        '{"servers": [{"label": "orders", "url": "https://x.example/mcp"}]}',
+        False,
+        McpServer("orders", "https://x.example/mcp"),
+    ),
+    (
+        '[[servers]]\nlabel = "orders"\nurl = "https://x.example/mcp"\ntoken_env = "ORDERS_TOKEN"\n'
+        'allowed_tools = ["lookup_order"]\nrequire_approval = "always"\n',
+        True,
+        McpServer(
+            "orders",
+            "https://x.example/mcp",
+            {"Authorization": "Bearer mcp-secret"},
+            ("lookup_order",),
+            True,
+        ),
+    ),
+    (
+        '{"servers": [{"label": "o", "url": "http://h/mcp", "headers": {"X-Team": "eng"},'
+        ' "headers_env": {"X-Api-Key": "API_KEY"}, "require_approval": ["refund_order"]}]}',
+        False,
+        McpServer(
+            "o", "http://h/mcp", {"X-Team": "eng", "X-Api-Key": "k-1"}, None, ("refund_order",)
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "toml", "expected"), GOOD)
+def test_servers_file_parses(text: str, toml: bool, expected: McpServer) -> None:
+    assert parse_servers(text, toml=toml, env=ENV) == (expected,)
+
+
+BAD = [
+    ("{", "is not valid JSON"),
+    ('{"servers": {}}', "list of servers"),
+    ('{"servers": [{"url": "https://x/mcp"}]}', "'label' must be"),
+    ('{"servers": [{"label": "a", "url": "ftp://x"}]}', "'url' must be an http(s) URL"),
+    ('{"servers": [{"label": "a", "url": "https://x", "token_env": "NOPE"}]}', "NOPE is not set"),
+    (
+        '{"servers": [{"label": "a", "url": "https://x", "headers": {"Authorization": "t"}}]}',
+        "token_env",
+    ),
+    ('{"servers": [{"label": "a", "url": "https://x", "require_approval": 3}]}', "approval"),
+    ('{"servers": [{"label": "a", "url": "https://x", "colour": "red"}]}', "unknown key 'colour'"),
+    (
+        '{"servers": [{"label": "a", "url": "https://x"}, {"label": "a", "url": "https://y"}]}',
+        "twice",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_a_bad_servers_file_is_refused_with_one_line(text: str, message: str) -> None:
+    with pytest.raises(ToolsConfigError, match=re.escape(message)) as caught:
+        parse_servers(text, toml=False, env=ENV)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_bad_servers_file_stops_the_bot_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text('{"servers": [{"label": "a", "url": "https://x", "token_env": "NOPE"}]}')
+    with pytest.raises(SettingsError, match=r"MCP_SERVERS_FILE .* NOPE is not set"):
+        load_settings({**BASE, "MCP_SERVERS_FILE": str(path)}, dotenv_path=None)
+    with pytest.raises(SettingsError, match="cannot be read"):
+        load_settings({**BASE, "MCP_SERVERS_FILE": str(tmp_path / "none")}, dotenv_path=None)
+
+
+# End to end ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def mcp_server() -> AsyncIterator[FakeMcpServer]:
+    server = FakeMcpServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def servers_file(tmp_path: Path, *entries: dict[str, object]) -> str:
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"servers": list(entries)}))
+    return str(path)
+
+
+def orders(server: FakeMcpServer, **extra: object) -> dict[str, object]:
+    return {"label": "orders", "url": server.url, "token_env": "ORDERS_TOKEN", **extra}
+
+
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+streamed = pytest.mark.parametrize("delivery", ["stream"], indirect=True)
+chat_only = pytest.mark.parametrize("assistant_api", ["chat"], indirect=True)
+
+
+def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[str, str]]:
+    return [
+        (chunk["title"], chunk["status"])
+        for message in bot.slack.bot_replies(channel, thread_ts)
+        for chunk in message.chunks
+        if chunk.get("type") == "task_update"
+    ]
+
+
+@chat_only
+@sqlite_only
+@streamed
+async def test_a_tool_call_is_answered_and_shown_live(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    path = servers_file(tmp_path, orders(mcp_server))
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.openai.tool_requests = [("lookup_order", {"order_id": "A-17"})]
+        question = await bot.mention("where is order A-17?")
+        (answer,) = await bot.wait_for_answers("C0001", question.ts)
+        assert "Order A-17: shipped on 3 May, tracking 1Z999" in answer.text
+        assert mcp_server.calls == [("lookup_order", {"order_id": "A-17"})]
+        assert set(mcp_server.seen_auth) == {"Bearer mcp-secret"}
+        assert task_updates(bot, "C0001", question.ts) == [
+            ("lookup_order (orders)", "in_progress"),
+            ("lookup_order (orders)", "complete"),
+        ]
+        (streamed_message,) = bot.slack.bot_replies("C0001", question.ts)
+        assert streamed_message.task_display_mode == "timeline"
+
+
+@chat_only
+@sqlite_only
+@streamed
+async def test_a_failing_tool_reaches_the_model_as_a_tool_error(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    path = servers_file(tmp_path, orders(mcp_server))
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.openai.tool_requests = [("broken_tool", {"query": "x"})]
+        question = await bot.mention("try the broken one")
+        (answer,) = await bot.wait_for_answers("C0001", question.ts)
+        assert answer.text.startswith("Echo: Alice: try the broken one")
+        assert "error: Error executing tool broken_tool" in answer.text
+        assert task_updates(bot, "C0001", question.ts)[-1] == ("broken_tool (orders)", "error")
+
+
+@chat_only
+@sqlite_only
+async def test_a_server_that_is_down_is_named_to_the_user(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    down = {"label": "wiki", "url": "http://127.0.0.1:1/mcp"}
+    path = servers_file(tmp_path, orders(mcp_server), down)
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.openai.tool_requests = [("lookup_order", {"order_id": "B-2"})]
+        question = await bot.mention("and B-2?")
+        (answer,) = await bot.wait_for_answers("C0001", question.ts)
+        assert "The tool server `wiki` could not be reached" in answer.text
+        assert "Order B-2: waiting for stock" in answer.text
