@@ -118,6 +118,7 @@ def orders(server: FakeMcpServer, **extra: object) -> dict[str, object]:
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 streamed = pytest.mark.parametrize("delivery", ["stream"], indirect=True)
 chat_only = pytest.mark.parametrize("assistant_api", ["chat"], indirect=True)
+bot_as_client = pytest.mark.parametrize("assistant_api", ["chat", "threads"], indirect=True)
 
 
 def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[str, str]]:
@@ -129,7 +130,7 @@ def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[
     ]
 
 
-@chat_only
+@bot_as_client
 @sqlite_only
 @streamed
 async def test_a_tool_call_is_answered_and_shown_live(
@@ -137,6 +138,7 @@ async def test_a_tool_call_is_answered_and_shown_live(
 ) -> None:
     path = servers_file(tmp_path, orders(mcp_server))
     async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.openai.assistant_tools = [{"type": "code_interpreter"}]
         bot.openai.tool_requests = [("lookup_order", {"order_id": "A-17"})]
         question = await bot.mention("where is order A-17?")
         (answer,) = await bot.wait_for_answers("C0001", question.ts)
@@ -149,9 +151,13 @@ async def test_a_tool_call_is_answered_and_shown_live(
         ]
         (streamed_message,) = bot.slack.bot_replies("C0001", question.ts)
         assert streamed_message.task_display_mode == "timeline"
+        if bot.assistant_api == "threads":
+            # The run's tools replace the assistant's: its own are passed along.
+            (run,) = bot.openai.requests_to("POST", r"/v1/threads/[^/]+/runs$")
+            assert {"type": "code_interpreter"} in run.body["tools"]
 
 
-@chat_only
+@bot_as_client
 @sqlite_only
 @streamed
 async def test_a_failing_tool_reaches_the_model_as_a_tool_error(
@@ -167,8 +173,9 @@ async def test_a_failing_tool_reaches_the_model_as_a_tool_error(
         assert task_updates(bot, "C0001", question.ts)[-1] == ("broken_tool (orders)", "error")
 
 
-@chat_only
+@bot_as_client
 @sqlite_only
+@pytest.mark.parametrize("delivery", ["poll"], indirect=True)
 async def test_a_server_that_is_down_is_named_to_the_user(
     make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
 ) -> None:

@@ -30,6 +30,8 @@ def make_backend(settings: Settings, engine: AsyncEngine) -> AssistantBackend:
             assistant_id=settings.openai_assistant_id,
             instructions=settings.assistant_instructions,
             context_tokens=settings.context_tokens,
+            tools=mcp_tools(settings),
+            max_tool_calls=settings.tool_calls_per_turn,
         )
     if settings.assistant_api == "chat":
         return ChatBackend(

@@ -7,7 +7,7 @@ deployments that still point at one.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from openai import AsyncOpenAI
 
@@ -18,6 +18,8 @@ from bot.assistants.base import (
     StreamDelta,
     StreamEvent,
     StreamStarted,
+    ToolProgress,
+    ToolStatus,
     TurnOptions,
     Usage,
     joined_instructions,
@@ -25,6 +27,9 @@ from bot.assistants.base import (
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image
 from bot.text import Source, marker_title, with_sources
+from bot.tools.mcp_client import Catalog, McpTools, ToolOutcome
+
+TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 
 _STATES = {state.value: state for state in RunState}
 _TERMINAL_EVENTS = {
@@ -60,7 +65,14 @@ class ThreadsBackend:
         assistant_id: str,
         instructions: str | None = None,
         context_tokens: int | None = None,
+        tools: McpTools | None = None,
+        max_tool_calls: int = 8,
     ) -> None:
+        self._tools = tools if tools is not None and tools.configured else None
+        self._max_tool_calls = max_tool_calls
+        self._assistant_tools: list[dict[str, Any]] | None = None
+        self._calls_made: dict[str, int] = {}
+        self._unreachable: dict[str, set[str]] = {}
         self._client = client
         self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
@@ -83,9 +95,10 @@ class ThreadsBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> str:
-        args = await self._run_args(text, turn_key, images, options)
+        args, catalog = await self._run_args(text, turn_key, images, options)
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
+        self._unreachable[run.id] = set(catalog.unreachable)
         return str(run.id)
 
     async def find_run(
@@ -101,6 +114,15 @@ class ThreadsBackend:
     async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
         with translated_errors("check run"):
             run = await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+        if run.status == "requires_action" and self._tools is not None:
+            outputs: list[dict[str, str]] = []
+            async for _ in self._run_tools(run, outputs):
+                pass
+            with translated_errors("submit tool outputs"):
+                await self._client.beta.threads.runs.submit_tool_outputs(
+                    run_id, thread_id=thread_id, tool_outputs=cast(Any, outputs)
+                )
+            return RunCheck(RunState.IN_PROGRESS)
         state = _STATES.get(run.status, RunState.IN_PROGRESS)
         if state in (RunState.QUEUED, RunState.IN_PROGRESS) or run.status == "cancelling":
             return RunCheck(RunState.IN_PROGRESS if run.status == "cancelling" else state)
@@ -110,6 +132,12 @@ class ThreadsBackend:
         text, files = "", 0
         if state in (RunState.COMPLETED, RunState.INCOMPLETE):
             text, files = await self._run_text(thread_id, run_id)
+            notes = [
+                f"_The tool server `{label}` could not be reached; I answered without it._"
+                for label in sorted(self._unreachable.pop(run_id, set()))
+            ]
+            text = "\n\n".join([*notes, text])
+            self._calls_made.pop(run_id, None)
         usage = None
         if run.usage is not None:
             usage = Usage(
@@ -135,21 +163,36 @@ class ThreadsBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
-        args = await self._run_args(text, turn_key, images, options)
+        args, catalog = await self._run_args(text, turn_key, images, options)
+        for label in sorted(catalog.unreachable):
+            yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
         with translated_errors("stream run"):
-            stream = await self._once.beta.threads.runs.create(thread_id, stream=True, **args)
-            run_id = ""
-            async for event in stream:
-                if event.event == "thread.run.created":
-                    run_id = event.data.id
-                    yield StreamStarted(run_id)
-                elif event.event == "thread.message.delta":
-                    for part in event.data.delta.content or []:
-                        if part.type == "text" and part.text is not None and part.text.value:
-                            yield StreamDelta(part.text.value)
-                elif event.event in _TERMINAL_EVENTS:
-                    yield await self.check_run(thread_id=thread_id, run_id=event.data.id)
-                    return
+            stream: Any = await self._once.beta.threads.runs.create(thread_id, stream=True, **args)
+            while stream is not None:
+                current, stream = stream, None
+                async for event in current:
+                    if event.event == "thread.run.created":
+                        self._unreachable[event.data.id] = set(catalog.unreachable)
+                        yield StreamStarted(event.data.id)
+                    elif event.event == "thread.message.delta":
+                        for part in event.data.delta.content or []:
+                            if part.type == "text" and part.text is not None and part.text.value:
+                                yield StreamDelta(part.text.value)
+                    elif event.event == "thread.run.requires_action" and self._tools is not None:
+                        outputs: list[dict[str, str]] = []
+                        async for progress in self._run_tools(event.data, outputs):
+                            yield progress
+                        stream = await self._client.beta.threads.runs.submit_tool_outputs(
+                            event.data.id,
+                            thread_id=thread_id,
+                            tool_outputs=cast(Any, outputs),
+                            stream=True,
+                        )
+                        break
+                    elif event.event in _TERMINAL_EVENTS:
+                        yield await self.check_run(thread_id=thread_id, run_id=event.data.id)
+                        return
+                await current.close()
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
         with translated_errors("read produced files"):
@@ -179,9 +222,57 @@ class ThreadsBackend:
     async def close(self) -> None:
         await self._client.close()
 
+    async def _run_tools(
+        self, run: Any, outputs: list[dict[str, str]]
+    ) -> AsyncIterator[ToolProgress]:
+        """Run the function calls a `requires_action` run waits for, filling `outputs`, and
+        show each as it goes. Every call gets an output, errors included: the run needs one
+        for each before it carries on."""
+        assert self._tools is not None
+        action = run.required_action
+        calls = action.submit_tool_outputs.tool_calls if action is not None else []
+        catalog = await self._tools.catalog() if calls else Catalog()
+        for call in calls:
+            made = self._calls_made.get(run.id, 0) + 1
+            self._calls_made[run.id] = made
+            spec = catalog.find(call.function.name)
+            if spec is None:
+                outcome = ToolOutcome(f"error: there is no tool named {call.function.name}", False)
+            elif made > self._max_tool_calls:
+                outcome = ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
+            else:
+                yield ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
+                outcome = await self._tools.call(spec, call.function.arguments)
+                status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
+                yield ToolProgress(call.id, spec.title, status)
+            if outcome.unreachable_server is not None:
+                self._unreachable.setdefault(run.id, set()).add(outcome.unreachable_server)
+            outputs.append({"tool_call_id": call.id, "output": outcome.text})
+
+    async def _offered_tools(self) -> tuple[dict[str, Any], Catalog]:
+        """The run's `tools`: the assistant's own, and the MCP servers' tools as functions
+        (a run's `tools` replaces the assistant's, so they are listed again)."""
+        if self._tools is None:
+            return {}, Catalog()
+        catalog = await self._tools.catalog()
+        if not catalog.tools:
+            return {}, catalog
+        if self._assistant_tools is None:
+            with translated_errors("read assistant"):
+                assistant = await self._client.beta.assistants.retrieve(self._assistant_id)
+            self._assistant_tools = [
+                tool.model_dump(exclude_none=True)
+                for tool in assistant.tools
+                if tool.type != "function"
+            ]
+        functions = [
+            {"type": "function", "function": t.assistants_function()} for t in catalog.tools
+        ]
+        return {"tools": [*self._assistant_tools, *functions]}, catalog
+
     async def _run_args(
         self, text: str, turn_key: str, images: Sequence[Image], options: TurnOptions
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], Catalog]:
         content: str | list[dict[str, Any]] = text
         if images:
             content = [{"type": "text", "text": text}]
@@ -200,7 +291,8 @@ class ThreadsBackend:
             args["model"] = options.model
         if self._truncation is not None:
             args["truncation_strategy"] = self._truncation
-        return args
+        tools, catalog = await self._offered_tools()
+        return {**args, **tools}, catalog
 
     async def _upload_image(self, image: Image) -> str:
         """The Assistants API takes images as uploaded files (purpose "vision")."""
@@ -232,3 +324,7 @@ class ThreadsBackend:
                         if note.type == "file_citation"
                     ]
         return with_sources("\n\n".join(parts), sources), images
+
+
+def _down(label: str) -> str:
+    return f"The tool server `{label}` could not be reached"

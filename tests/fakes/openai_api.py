@@ -231,6 +231,8 @@ class FakeRun:
     tool_call_id: str
     tool_outputs: list[Json] = field(default_factory=list)
     settled: bool = False
+    wanted_calls: list[Json] = field(default_factory=list)
+    """Function calls of offered tools (``tool_requests``) the run stops for, if any."""
 
     @property
     def thread_id(self) -> str:
@@ -419,6 +421,8 @@ class FakeOpenAI:
         self.require_auth = True
         """False: a server that checks no key (Ollama, vLLM without --api-key)."""
         self.chat_completions: list[FakeChatCompletion] = []
+        self.assistant_tools: list[Json] = []
+        """The tools the assistant itself has (``GET /v1/assistants/{id}``)."""
         self.tool_requests: list[tuple[str, Json]] = []
         """Tool calls the fake model asks for, as (tool name, arguments): on a turn whose
         request offers a tool of that name (exactly, or ending in ``__name``) and holds no
@@ -713,7 +717,7 @@ class FakeOpenAI:
                 "description": None,
                 "model": _DEFAULT_MODEL,
                 "instructions": None,
-                "tools": [],
+                "tools": self.assistant_tools,
                 "tool_resources": {},
                 "metadata": {},
                 "temperature": 1.0,
@@ -926,6 +930,14 @@ class FakeOpenAI:
             message_id=_new_id("msg"),
             tool_call_id=_new_id("call"),
         )
+        offered = [
+            str(t["function"]["name"])
+            for t in run.tools
+            if t.get("type") == "function" and isinstance(t.get("function"), dict)
+        ]
+        run.wanted_calls = self._wanted_calls(offered)
+        if run.wanted_calls:
+            run.lifecycle = self._new_lifecycle("requires_action", cancel_delay_s=self.cancel_s)
         thread.runs.append(run)
         self._pending_runs[run.id] = run
         self._note_concurrency(sum(r.status() in ACTIVE_STATUSES for r in thread.runs))
@@ -1022,13 +1034,18 @@ class FakeOpenAI:
             raise _ApiError(400, f'Runs in status "{status}" do not accept tool outputs.')
         outputs = [o for o in _opt_list(body, "tool_outputs") if isinstance(o, dict)]
         got = sorted(str(o.get("tool_call_id")) for o in outputs)
-        if got != [run.tool_call_id]:
+        expected = sorted(str(c["id"]) for c in run.wanted_calls) or [run.tool_call_id]
+        if got != expected:
             raise _ApiError(
                 400,
-                f"Expected tool outputs for call_ids {[run.tool_call_id]}, got {got}",
+                f"Expected tool outputs for call_ids {expected}, got {got}",
                 param="tool_outputs",
             )
         run.tool_outputs.extend(outputs)
+        if run.wanted_calls:
+            results = [str(o.get("output", "")) for o in outputs]
+            run.reply = self.reply(run.thread.user_texts()) + "\n\n" + "\n".join(results)
+            run.wanted_calls = []
         # The run starts a new queued → in_progress → completed phase.
         run.lifecycle = self._new_lifecycle("completed", cancel_delay_s=self.cancel_s)
         self._pending_runs[run.id] = run
@@ -1060,7 +1077,8 @@ class FakeOpenAI:
                 {
                     "type": "submit_tool_outputs",
                     "submit_tool_outputs": {
-                        "tool_calls": [
+                        "tool_calls": run.wanted_calls
+                        or [
                             {
                                 "id": run.tool_call_id,
                                 "type": "function",
