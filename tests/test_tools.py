@@ -118,7 +118,9 @@ def orders(server: FakeMcpServer, **extra: object) -> dict[str, object]:
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 streamed = pytest.mark.parametrize("delivery", ["stream"], indirect=True)
 chat_only = pytest.mark.parametrize("assistant_api", ["chat"], indirect=True)
-bot_as_client = pytest.mark.parametrize("assistant_api", ["chat", "threads"], indirect=True)
+all_backends = pytest.mark.parametrize(
+    "assistant_api", ["chat", "threads", "responses"], indirect=True
+)
 
 
 def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[str, str]]:
@@ -130,7 +132,7 @@ def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[
     ]
 
 
-@bot_as_client
+@all_backends
 @sqlite_only
 @streamed
 async def test_a_tool_call_is_answered_and_shown_live(
@@ -155,9 +157,15 @@ async def test_a_tool_call_is_answered_and_shown_live(
             # The run's tools replace the assistant's: its own are passed along.
             (run,) = bot.openai.requests_to("POST", r"/v1/threads/[^/]+/runs$")
             assert {"type": "code_interpreter"} in run.body["tools"]
+        if bot.assistant_api == "responses":
+            # OpenAI calls the server itself, with the token from the environment.
+            (create,) = bot.openai.requests_to("POST", r"/v1/responses$")
+            (tool,) = create.body["tools"]
+            assert tool["type"] == "mcp" and tool["server_label"] == "orders"
+            assert tool["headers"] == {"Authorization": "Bearer mcp-secret"}
 
 
-@bot_as_client
+@all_backends
 @sqlite_only
 @streamed
 async def test_a_failing_tool_reaches_the_model_as_a_tool_error(
@@ -169,11 +177,11 @@ async def test_a_failing_tool_reaches_the_model_as_a_tool_error(
         question = await bot.mention("try the broken one")
         (answer,) = await bot.wait_for_answers("C0001", question.ts)
         assert answer.text.startswith("Echo: Alice: try the broken one")
-        assert "error: Error executing tool broken_tool" in answer.text
+        assert "Error executing tool broken_tool" in answer.text
         assert task_updates(bot, "C0001", question.ts)[-1] == ("broken_tool (orders)", "error")
 
 
-@bot_as_client
+@all_backends
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["poll"], indirect=True)
 async def test_a_server_that_is_down_is_named_to_the_user(

@@ -49,6 +49,7 @@ def make_backend(settings: Settings, engine: AsyncEngine) -> AssistantBackend:
         model=settings.openai_model,
         instructions=settings.assistant_instructions,
         tools=hosted_tools(settings),
+        mcp_servers=settings.mcp_servers,
     )
 
 

@@ -87,7 +87,7 @@ class ToolStatus(StrEnum):
 
 
 @dataclass(frozen=True)
-class Source:
+class ToolSource:
     """Something a tool looked at, shown under its task (a link)."""
 
     url: str
@@ -101,7 +101,7 @@ class ToolProgress:
     id: str
     title: str
     status: ToolStatus
-    sources: tuple[Source, ...] = ()
+    sources: tuple[ToolSource, ...] = ()
 
 
 StreamEvent = StreamStarted | StreamDelta | ToolProgress | RunCheck

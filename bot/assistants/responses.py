@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -11,11 +12,15 @@ from openai.types.responses import Response
 
 from bot.assistants.base import (
     NO_OPTIONS,
+    AssistantRejected,
     RunCheck,
     RunState,
     StreamDelta,
     StreamEvent,
     StreamStarted,
+    ToolProgress,
+    ToolSource,
+    ToolStatus,
     TurnOptions,
     Usage,
     joined_instructions,
@@ -23,6 +28,7 @@ from bot.assistants.base import (
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image, image_data_url
 from bot.text import Source, with_sources
+from bot.tools.config import McpServer
 
 _STATES = {
     "queued": RunState.QUEUED,
@@ -33,6 +39,32 @@ _STATES = {
     "cancelled": RunState.CANCELLED,
 }
 _TERMINAL_EVENTS = {"response.completed", "response.failed", "response.incomplete"}
+_MCP_DOWN = re.compile(r"Error retrieving tool list from MCP server: '([^']+)'")
+_HOSTED_TITLES = {
+    "web_search_call": "Searching the web",
+    "file_search_call": "Searching the files",
+    "code_interpreter_call": "Running code",
+    "image_generation_call": "Making an image",
+}
+
+
+def mcp_tool(server: McpServer) -> dict[str, Any]:
+    """A configured server as the Responses API's remote `mcp` tool."""
+    tool: dict[str, Any] = {
+        "type": "mcp",
+        "server_label": server.label,
+        "server_url": server.url,
+        "require_approval": "never",
+    }
+    if server.headers:
+        tool["headers"] = dict(server.headers)
+    if server.allowed_tools is not None:
+        tool["allowed_tools"] = list(server.allowed_tools)
+    if server.approval is True:
+        tool["require_approval"] = "always"
+    elif server.approval:
+        tool["require_approval"] = {"always": {"tool_names": list(server.approval)}}
+    return tool
 
 
 class ResponsesBackend:
@@ -45,7 +77,10 @@ class ResponsesBackend:
         model: str,
         instructions: str | None = None,
         tools: list[dict[str, Any]] | None = None,
+        mcp_servers: Sequence[McpServer] = (),
     ) -> None:
+        self._mcp_servers = list(mcp_servers)
+        self._unreachable: dict[str, list[str]] = {}
         self._client = client
         # Responses are started without the client's own retries: the service retries, and
         # looks for a response that a failed-looking request did start before starting another.
@@ -68,11 +103,23 @@ class ResponsesBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> str:
-        with translated_errors("create response"):
-            response = await self._once.responses.create(
-                background=True, **self._response_args(thread_id, text, turn_key, images, options)
-            )
-        return str(response.id)
+        down: list[str] = []
+        while True:
+            args = self._response_args(thread_id, text, turn_key, images, options, skip=down)
+            try:
+                with translated_errors("create response"):
+                    response = await self._once.responses.create(background=True, **args)
+            except AssistantRejected as exc:
+                # An MCP server OpenAI cannot list fails the whole request: go without it
+                # (the user is told which), rather than without an answer.
+                found = _MCP_DOWN.search(str(exc))
+                if found is None or found.group(1) in down:
+                    raise
+                down.append(found.group(1))
+                continue
+            if down:
+                self._unreachable[response.id] = down
+            return str(response.id)
 
     async def find_run(
         self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
@@ -113,7 +160,25 @@ class ResponsesBackend:
             return await self._answer_after(thread_id, run_id.removeprefix(_AFTER_ITEM))
         with translated_errors("check response"):
             response = await self._client.responses.retrieve(run_id)
-        return _check(response)
+        return self._checked(response)
+
+    def _checked(self, response: Response) -> RunCheck:
+        check = _check(response)
+        if not check.state.finished:
+            return check
+        notes = [
+            f"_The tool server `{label}` could not be reached; I answered without it._"
+            for label in self._unreachable.pop(response.id, [])
+        ]
+        if not notes:
+            return check
+        return RunCheck(
+            check.state,
+            text="\n\n".join([*notes, check.text]),
+            detail=check.detail,
+            produced_files=check.produced_files,
+            usage=check.usage,
+        )
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
         if run_id.startswith(_AFTER_ITEM):
@@ -143,13 +208,19 @@ class ResponsesBackend:
             thread_id=thread_id, text=text, turn_key=turn_key, images=images, options=options
         )
         yield StreamStarted(response_id)
+        for label in self._unreachable.get(response_id, []):
+            yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
         with translated_errors("stream response"):
             stream = await self._client.responses.retrieve(response_id, stream=True)
             async for event in stream:
                 if event.type == "response.output_text.delta":
                     yield StreamDelta(event.delta)
+                elif event.type in ("response.output_item.added", "response.output_item.done"):
+                    progress = _hosted_progress(event.item, done=event.type.endswith("done"))
+                    if progress is not None:
+                        yield progress
                 elif event.type in _TERMINAL_EVENTS:
-                    yield _check(event.response)  # type: ignore[union-attr]
+                    yield self._checked(event.response)  # type: ignore[union-attr]
                     return
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
@@ -198,6 +269,7 @@ class ResponsesBackend:
         turn_key: str,
         images: Sequence[Image],
         options: TurnOptions,
+        skip: Sequence[str] = (),
     ) -> dict[str, Any]:
         content: str | list[dict[str, Any]] = text
         if images:
@@ -217,12 +289,43 @@ class ResponsesBackend:
         instructions = joined_instructions(self._instructions, options.instructions)
         if instructions:
             args["instructions"] = instructions
-        if self._tools:
-            args["tools"] = self._tools
+        tools = self._tools + [
+            mcp_tool(server) for server in self._mcp_servers if server.label not in skip
+        ]
+        if tools:
+            args["tools"] = tools
         return args
 
 
 _AFTER_ITEM = "after-item:"
+
+
+def _down(label: str) -> str:
+    return f"The tool server `{label}` could not be reached"
+
+
+def _hosted_progress(item: Any, *, done: bool) -> ToolProgress | None:
+    """A hosted tool call (web or file search, MCP) as a task update."""
+    kind = getattr(item, "type", "")
+    if kind == "mcp_call":
+        title = f"{item.name} ({item.server_label})"
+    elif kind in _HOSTED_TITLES:
+        title = _HOSTED_TITLES[kind]
+    else:
+        return None
+    failed = bool(getattr(item, "error", None)) or getattr(item, "status", "") == "failed"
+    status = ToolStatus.IN_PROGRESS
+    if done:
+        status = ToolStatus.ERROR if failed else ToolStatus.COMPLETE
+    sources: tuple[ToolSource, ...] = ()
+    action = getattr(item, "action", None)
+    if done and action is not None and getattr(action, "sources", None):
+        sources = tuple(
+            ToolSource(url=source.url, title=source.url)
+            for source in action.sources
+            if getattr(source, "url", None)
+        )[:5]
+    return ToolProgress(str(item.id), title, status, sources)
 
 
 def _item_text(item: Any) -> str:

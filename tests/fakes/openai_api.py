@@ -285,6 +285,10 @@ class FakeResponse:
     """All user texts the reply was computed from (conversation or response chain + input)."""
     output_item_id: str
     settled: bool = False
+    tool_items: list[Json] = field(default_factory=list)
+    """Hosted tool items (mcp_list_tools, mcp_call, mcp_approval_request) before the answer."""
+    waits_for_approval: bool = False
+    """The output ends with an approval request: no message."""
 
     def status(self, now: float | None = None) -> str:
         status = self.lifecycle.status_at(time.monotonic() if now is None else now)
@@ -607,7 +611,9 @@ class FakeOpenAI:
                 del self._pending_responses[job.id]
                 conversation = self.conversations.get(job.conversation_id or "")
                 if conversation is not None and status in ("completed", "incomplete"):
-                    conversation.items.append(self._output_item(job, status))
+                    conversation.items.extend(job.tool_items)
+                    if not job.waits_for_approval:
+                        conversation.items.append(self._output_item(job, status))
             if status == "completed":
                 self.completed_at[job.id] = finished_at
             job.settled = True
@@ -1312,6 +1318,9 @@ class FakeOpenAI:
             user_texts = [_item_text(i) for i in conversation.items if _is_user_message(i)]
         else:
             user_texts = (previous.user_texts if previous else []) + input_texts
+        tools = [t for t in _opt_list(body, "tools") if isinstance(t, dict)]
+        history = conversation.items if conversation is not None else input_items
+        tool_items, results, waits = await self._hosted_mcp(tools, input_items, history)
         outcome = self._next_outcome()
         if outcome in ("expired", "requires_action"):
             outcome = "failed"
@@ -1331,7 +1340,11 @@ class FakeOpenAI:
             input_items=input_items,
             user_texts=user_texts,
             output_item_id=_new_id("msg", 24),
+            tool_items=tool_items,
+            waits_for_approval=waits,
         )
+        if results:
+            response.reply += "\n\n" + "\n".join(results)
         self.responses[response.id] = response
         self._pending_responses[response.id] = response
         if conversation is not None:
@@ -1446,12 +1459,13 @@ class FakeOpenAI:
         if status == "queued" and not response.background:
             status = "in_progress"
         finished_at = lifecycle.finished_at(t)
+        message = [] if response.waits_for_approval else [self._output_item(response, status)]
         output = (
-            [self._output_item(response, status), *self._image_items(status)]
+            [*response.tool_items, *message, *self._image_items(status)]
             if status in ("completed", "incomplete")
             else []
         )
-        text = _item_text(output[0]) if output else ""
+        text = "".join(_item_text(i) for i in output if i.get("type") == "message")
         tokens = _usage_tokens(response.user_texts, text)
         return {
             "id": response.id,
@@ -1537,11 +1551,24 @@ class FakeOpenAI:
 
         outcome = lifecycle.outcome
         text = {"completed": response.reply, "incomplete": _partial(response.reply)}.get(outcome)
-        where = {"item_id": response.output_item_id, "output_index": 0, "content_index": 0}
+        if response.waits_for_approval:
+            text = None
+        first = len(response.tool_items)
+        where = {"item_id": response.output_item_id, "output_index": first, "content_index": 0}
+        for index, item in enumerate(response.tool_items):
+            # Each hosted tool call: announced, then done, within the first part of the run.
+            at = lifecycle.in_progress_at + lifecycle.run_s * index / (2 * first)
+            if not await self._until(lifecycle, at):
+                return
+            added = {**item, "status": "in_progress", "output": None, "error": None}
+            if item["type"] in ("mcp_list_tools", "mcp_approval_request"):
+                added = item
+            yield {"type": "response.output_item.added", "output_index": index, "item": added}
+            yield {"type": "response.output_item.done", "output_index": index, "item": item}
         if text is not None:
             yield {
                 "type": "response.output_item.added",
-                "output_index": 0,
+                "output_index": first,
                 "item": self._output_item(response, "in_progress"),
             }
             yield {"type": "response.content_part.added", **where, "part": _output_text("")}
@@ -1566,11 +1593,100 @@ class FakeOpenAI:
             yield {"type": "response.content_part.done", **where, "part": _output_text(text)}
             yield {
                 "type": "response.output_item.done",
-                "output_index": 0,
+                "output_index": first,
                 "item": self._output_item(response, outcome),
             }
         if outcome in ("completed", "failed", "incomplete"):
             yield {"type": f"response.{outcome}", "response": snapshot(response, ends_at)}
+
+    async def _hosted_mcp(
+        self, tools: list[Json], input_items: list[Json], history: list[Json]
+    ) -> tuple[list[Json], list[str], bool]:
+        """What OpenAI does with remote ``mcp`` tools, done for real against the server:
+        list its tools (a server that cannot be listed fails the request with 424, as the
+        API does), then call those ``tool_requests`` names, or ask for approval first where
+        ``require_approval`` says so. An ``mcp_approval_response`` in the input answers an
+        earlier request (found in ``history``). Returns (output items, tool results, waits)."""
+        items: list[Json] = []
+        results: list[str] = []
+        answers = {
+            str(i.get("approval_request_id")): i.get("approve") is True
+            for i in input_items
+            if i.get("type") == "mcp_approval_response"
+        }
+        requests = {str(i.get("id")): i for i in history if i.get("type") == "mcp_approval_request"}
+        for request_id, approved in answers.items():
+            asked = requests.get(request_id)
+            if asked is None:
+                raise _ApiError(400, f"No approval request found with id '{request_id}'.")
+            server = next(
+                (t for t in tools if t.get("server_label") == asked["server_label"]), None
+            )
+            if server is None:
+                raise _ApiError(400, "The approved call's MCP server is not in 'tools'.")
+            if approved:
+                items.append(await self._mcp_call(server, asked["name"], asked["arguments"]))
+                results.append(str(items[-1].get("output") or items[-1].get("error")))
+            else:
+                results.append(f"The user denied the call of {asked['name']}.")
+        if answers:
+            return items, results, False
+        for tool in tools:
+            if tool.get("type") != "mcp":
+                continue
+            label, url = str(tool.get("server_label")), str(tool.get("server_url"))
+            try:
+                listed = await _mcp_list(url, tool.get("headers") or {})
+            except Exception as exc:
+                raise _ApiError(
+                    424,
+                    f"Error retrieving tool list from MCP server: '{label}'. "
+                    "Http status code: 424 (Failed Dependency)",
+                    code="http_error",
+                ) from exc
+            allowed = tool.get("allowed_tools")
+            names = [n for n in listed if allowed is None or n in allowed]
+            items.append(
+                {
+                    "id": _new_id("mcpl"),
+                    "type": "mcp_list_tools",
+                    "server_label": label,
+                    "tools": [{"name": n, "input_schema": {}} for n in names],
+                    "error": None,
+                }
+            )
+            for name, arguments in self.tool_requests:
+                if name not in names:
+                    continue
+                if _mcp_needs_approval(tool.get("require_approval"), name):
+                    items.append(
+                        {
+                            "id": _new_id("mcpr"),
+                            "type": "mcp_approval_request",
+                            "server_label": label,
+                            "name": name,
+                            "arguments": json.dumps(arguments),
+                        }
+                    )
+                    return items, [], True
+                items.append(await self._mcp_call(tool, name, json.dumps(arguments)))
+                results.append(str(items[-1].get("output") or items[-1].get("error")))
+        return items, results, False
+
+    async def _mcp_call(self, tool: Json, name: str, arguments: str) -> Json:
+        output, error = await _mcp_call(
+            str(tool.get("server_url")), tool.get("headers") or {}, name, json.loads(arguments)
+        )
+        return {
+            "id": _new_id("mcp"),
+            "type": "mcp_call",
+            "server_label": tool.get("server_label"),
+            "name": name,
+            "arguments": arguments,
+            "output": output,
+            "error": error,
+            "status": "completed" if error is None else "failed",
+        }
 
     # ----------------------------------------------------------------- Chat Completions
 
@@ -2110,6 +2226,48 @@ def _multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str, by
 
 
 _CHAT_ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def _mcp_session(url: str, headers: Mapping[str, str]) -> Any:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    http = create_mcp_http_client(headers=dict(headers))
+    return http, Client(streamable_http_client(url, http_client=http))
+
+
+async def _mcp_list(url: str, headers: Mapping[str, str]) -> list[str]:
+    http, client = _mcp_session(url, headers)
+    try:
+        async with client:
+            return [tool.name for tool in (await client.list_tools()).tools]
+    finally:
+        await http.aclose()
+
+
+async def _mcp_call(
+    url: str, headers: Mapping[str, str], name: str, arguments: Json
+) -> tuple[str | None, str | None]:
+    """(output, error) of one call, as a hosted mcp_call item reports it."""
+    http, client = _mcp_session(url, headers)
+    try:
+        async with client:
+            result = await client.call_tool(name, arguments)
+    finally:
+        await http.aclose()
+    text = "\n".join(getattr(block, "text", "") for block in result.content)
+    return (None, text) if result.is_error else (text, None)
+
+
+def _mcp_needs_approval(setting: object, name: str) -> bool:
+    if setting == "never":
+        return False
+    if isinstance(setting, dict):
+        always = setting.get("always")
+        names = always.get("tool_names") if isinstance(always, dict) else None
+        return isinstance(names, list) and name in names
+    return True  # "always", or unset: the API's default asks
 
 
 def _chat_tools(body: Json) -> list[str]:
