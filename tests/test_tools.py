@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from bot.settings import SettingsError, load_settings
+from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION
 from bot.tools.config import McpServer, ToolsConfigError, parse_servers
 from tests.conftest import BotFactory
 from tests.fakes.mcp_server import FakeMcpServer
-from tests.harness import BotUnderTest
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.slack import FakeSlack, SlackMessage
+from tests.harness import BotUnderTest, bot_env
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "OPENAI_API_KEY": "k"}
 ENV = {"ORDERS_TOKEN": "mcp-secret", "API_KEY": "k-1"}
@@ -195,3 +198,115 @@ async def test_a_server_that_is_down_is_named_to_the_user(
         (answer,) = await bot.wait_for_answers("C0001", question.ts)
         assert "The tool server `wiki` could not be reached" in answer.text
         assert "Order B-2: waiting for stock" in answer.text
+
+
+# Approval -----------------------------------------------------------------------------
+
+
+def refunds_need_approval(server: FakeMcpServer, tmp_path: Path) -> str:
+    return servers_file(tmp_path, orders(server, require_approval=["refund_order"]))
+
+
+async def approval_request(bot: BotUnderTest, thread_ts: str) -> SlackMessage:
+    """The bot's Allow/Deny question in the thread, once it is there."""
+
+    def asking() -> SlackMessage | None:
+        for message in bot.slack.bot_replies("C0001", thread_ts):
+            for block in message.blocks or []:
+                if any(e.get("action_id") == ALLOW_ACTION for e in block.get("elements") or []):
+                    return message
+        return None
+
+    await bot.slack.wait_for(lambda: asking() is not None)
+    found = asking()
+    assert found is not None
+    return found
+
+
+def answer_text(bot: BotUnderTest, thread_ts: str) -> str:
+    return "\n".join(m.text for m in bot.answers("C0001", thread_ts))
+
+
+@all_backends
+@sqlite_only
+@streamed
+async def test_a_call_needing_approval_runs_once_the_asker_allows_it(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    path = refunds_need_approval(mcp_server, tmp_path)
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.openai.tool_requests = [("refund_order", {"order_id": "A-17"})]
+        question = await bot.mention("please refund A-17")
+        ask = await approval_request(bot, question.ts)
+        assert "may I run `refund_order` (orders)" in ask.text
+        assert '"order_id": "A-17"' in str(ask.blocks)
+        await bot.idle()  # the turn waits, stored; nobody works on it
+        assert mcp_server.calls == []
+
+        # Only the person who asked decides: Bob's click is refused, privately.
+        await bot.click(ask, ALLOW_ACTION, user="UBOB")
+        await bot.slack.wait_for(lambda: len(bot.slack.ephemerals) == 1)
+        assert bot.slack.ephemerals[0].user == "UBOB"
+        assert "Only the person who asked" in bot.slack.ephemerals[0].text
+        assert mcp_server.calls == []
+
+        await bot.click(ask, ALLOW_ACTION)
+        await bot.slack.wait_for(lambda: "Order A-17 refunded" in answer_text(bot, question.ts))
+        await bot.wait_for_answers("C0001", question.ts, count=2)
+        assert mcp_server.calls == [("refund_order", {"order_id": "A-17"})]
+        decided = next(m for m in bot.answers("C0001", question.ts) if m.ts == ask.ts)
+        assert "Allowed by <@UALICE>" in str(decided.blocks)
+
+
+@all_backends
+@sqlite_only
+@pytest.mark.parametrize("delivery", ["poll"], indirect=True)
+async def test_a_denied_call_is_not_run_and_the_model_is_told(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    path = refunds_need_approval(mcp_server, tmp_path)
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.openai.tool_requests = [("refund_order", {"order_id": "B-2"})]
+        question = await bot.mention("refund B-2")
+        ask = await approval_request(bot, question.ts)
+        await bot.click(ask, DENY_ACTION)
+        await bot.slack.wait_for(lambda: "Echo: Alice: refund B-2" in answer_text(bot, question.ts))
+        await bot.idle()
+        assert mcp_server.calls == []
+        assert "denied" in answer_text(bot, question.ts)
+
+
+@all_backends
+@sqlite_only
+async def test_a_turn_waiting_for_approval_survives_a_restart(
+    slack: FakeSlack,
+    openai_fake: FakeOpenAI,
+    mcp_server: FakeMcpServer,
+    database_url: str,
+    assistant_api: str,
+    tmp_path: Path,
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=database_url,
+        assistant_api=assistant_api,
+        DELIVERY="poll",
+        MCP_SERVERS_FILE=refunds_need_approval(mcp_server, tmp_path),
+        ORDERS_TOKEN="mcp-secret",
+    )
+    openai_fake.tool_requests = [("refund_order", {"order_id": "A-17"})]
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        question = await bot.mention("please refund A-17")
+        ask = await approval_request(bot, question.ts)
+        await bot.idle()
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        # A new message in the thread waits behind the pending call.
+        bot.openai.tool_requests = []  # the follow-up question needs no tool
+        await bot.reply("and tell me when it's done", thread_ts=question.ts)
+        await bot.click(ask, ALLOW_ACTION)
+        answers = await bot.wait_for_answers("C0001", question.ts, count=3)
+        texts = [a.text for a in answers if a.ts != ask.ts]
+        assert "Order A-17 refunded" in texts[0]
+        assert texts[1].startswith("Echo:") and "tell me when it's done" in texts[1]
+        assert mcp_server.calls == [("refund_order", {"order_id": "A-17"})]

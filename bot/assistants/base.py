@@ -23,6 +23,8 @@ class RunState(StrEnum):
     REQUIRES_ACTION = "requires_action"
     TOO_LONG = "too_long"
     """The thread no longer fits the model's window, even with less history sent."""
+    NEEDS_APPROVAL = "needs_approval"
+    """The model asked for a tool call that a person must allow first (`RunCheck.approval`)."""
 
     @property
     def finished(self) -> bool:
@@ -55,12 +57,29 @@ NO_OPTIONS = TurnOptions()
 
 
 @dataclass(frozen=True)
+class ApprovalRequest:
+    """A tool call waiting for a person's yes or no.
+
+    `call_id` names the call at the API (a tool call id, or a Responses
+    `mcp_approval_request` item); `state` is what the backend needs to carry on afterwards
+    (stored with the request, so the turn survives a restart while it waits).
+    """
+
+    call_id: str
+    server: str
+    tool: str
+    arguments: str
+    state: str = ""
+
+
+@dataclass(frozen=True)
 class RunCheck:
     state: RunState
     text: str = ""
     detail: str | None = None
     produced_files: int = 0
     usage: Usage | None = None
+    approval: ApprovalRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +200,19 @@ class AssistantBackend(Protocol):
         options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
         """Start a run and yield its id, then text deltas, then a final RunCheck."""
+        ...
+
+    async def resume_run(
+        self,
+        *,
+        thread_id: str,
+        run_id: str,
+        turn_key: str,
+        approval: ApprovalRequest,
+        allowed: bool,
+    ) -> str:
+        """Carry on a run that waited for `approval`: the call runs (or the model is told it
+        was denied). Returns the run to wait for next (the same one, or a new one)."""
         ...
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:

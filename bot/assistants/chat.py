@@ -24,6 +24,7 @@ model without vision refuses one turn, not every later one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -43,6 +44,7 @@ from sqlalchemy.orm import undefer
 
 from bot.assistants.base import (
     NO_OPTIONS,
+    ApprovalRequest,
     AssistantRejected,
     AssistantUnavailable,
     RunCheck,
@@ -70,7 +72,7 @@ from bot.assistants.context import (
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image, image_data_url
 from bot.store.chat_models import ChatMessage, ChatSummary
-from bot.tools.mcp_client import EMPTY_CATALOG, Catalog, McpTools, ToolOutcome
+from bot.tools.mcp_client import DENIED_TEXT, EMPTY_CATALOG, Catalog, McpTools, ToolOutcome
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,29 @@ class _Reply:
     text: str
     usage: Usage | None
     tool_calls: tuple[_ToolCall, ...] = ()
+
+
+@dataclass
+class _Loop:
+    """A turn's tool-call loop as it stands: stored with an approval request."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    cut: bool = False
+    unreachable: list[str] = field(default_factory=list)
+    pending: list[dict[str, str]] = field(default_factory=list)
+    """Calls of the model's last reply not yet answered (the first waits for approval)."""
+    calls_made: int = 0
+
+    def dump(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, state: str) -> _Loop:
+        try:
+            return cls(**json.loads(state))
+        except (ValueError, TypeError) as exc:
+            raise AssistantRejected("chat: the stored tool-call state is unreadable") from exc
 
 
 Progress = asyncio.Queue[str | ToolProgress]
@@ -340,39 +365,92 @@ class ChatBackend:
         opened: _Opened | RunCheck,
         deltas: Progress | None,
     ) -> RunCheck:
-        """Read the answer as the model writes it and store it: that marks the run done.
-
-        While the model asks for tools, run them and send it their results: the tool-call
-        loop, within the cap on calls per turn (past it, no tools are offered).
-        """
+        """Read the answer as the model writes it and store it: that marks the run done."""
         if isinstance(opened, RunCheck):
             return opened
-        unreachable = set(opened.catalog.unreachable)
-        for label in sorted(unreachable):
+        for label in opened.catalog.unreachable:
             _show(deltas, ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR))
-        messages, stream, usage, calls_made = list(opened.messages), opened.stream, None, 0
+        loop = _Loop(
+            model=opened.model,
+            messages=list(opened.messages),
+            cut=opened.cut,
+            unreachable=sorted(opened.catalog.unreachable),
+        )
+        return await self._loop(thread_id, turn_key, loop, opened.catalog, opened.stream, deltas)
+
+    async def _loop(
+        self,
+        thread_id: str,
+        turn_key: str,
+        loop: _Loop,
+        catalog: Catalog,
+        stream: AsyncStream[ChatCompletionChunk] | None,
+        deltas: Progress | None,
+        decided: dict[str, bool] | None = None,
+    ) -> RunCheck:
+        """The tool-call loop: while the model asks for tools, run them and send it their
+        results, within the cap on calls per turn (past it, no tools are offered). A call
+        that needs a person's approval stops the loop; its state goes with the request, and
+        `resume_run` carries on from there (`stream` None: the pending calls first)."""
+        decided = decided or {}
+        usage: Usage | None = None
         while True:
-            reply = await self._read_stream(stream, deltas)
-            usage = _added(usage, reply.usage)
-            if reply.state is not RunState.REQUIRES_ACTION or not reply.tool_calls:
-                break
-            messages.append(_assistant_calls(reply))
-            for call in reply.tool_calls:
-                calls_made += 1
-                within = calls_made <= self._max_tool_calls
-                outcome = await self._run_tool(opened.catalog, call, deltas, within=within)
+            if stream is not None:
+                reply = await self._read_stream(stream, deltas)
+                usage = _added(usage, reply.usage)
+                if reply.state is not RunState.REQUIRES_ACTION or not reply.tool_calls:
+                    break
+                loop.messages.append(_assistant_calls(reply))
+                loop.pending = [dataclasses.asdict(call) for call in reply.tool_calls]
+            while loop.pending:
+                call = _ToolCall(**loop.pending[0])
+                spec = catalog.find(call.name)
+                if spec is not None and spec.needs_approval and call.id not in decided:
+                    request = ApprovalRequest(
+                        call.id, spec.server, spec.name, call.arguments, state=loop.dump()
+                    )
+                    _show(deltas, ToolProgress(call.id, _waiting(spec.title), ToolStatus.PENDING))
+                    return RunCheck(RunState.NEEDS_APPROVAL, usage=usage, approval=request)
+                loop.calls_made += 1
+                if spec is not None and spec.needs_approval and not decided[call.id]:
+                    outcome = ToolOutcome(DENIED_TEXT, ok=False)
+                    _show(deltas, ToolProgress(call.id, spec.title, ToolStatus.ERROR))
+                else:
+                    within = loop.calls_made <= self._max_tool_calls
+                    outcome = await self._run_tool(catalog, call, deltas, within=within)
                 if outcome.unreachable_server is not None:
-                    unreachable.add(outcome.unreachable_server)
-                messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.text})
-            offer = opened.catalog if calls_made < self._max_tool_calls else EMPTY_CATALOG
-            stream = await self._create_stream(opened.model, messages, offer)
+                    loop.unreachable = sorted({*loop.unreachable, outcome.unreachable_server})
+                loop.messages.append(
+                    {"role": "tool", "tool_call_id": call.id, "content": outcome.text}
+                )
+                loop.pending.pop(0)
+            offer = catalog if loop.calls_made < self._max_tool_calls else EMPTY_CATALOG
+            stream = await self._create_stream(loop.model, loop.messages, offer)
         if reply.state not in _STORED_STATES:
             return RunCheck(reply.state, detail=f"the model stopped ({reply.state.value})")
-        notes = [CUT_NOTE] if opened.cut else []
-        notes += [f"_{_down(label)}; I answered without it._" for label in sorted(unreachable)]
+        notes = [CUT_NOTE] if loop.cut else []
+        notes += [f"_{_down(label)}; I answered without it._" for label in loop.unreachable]
         text = "\n\n".join([*notes, reply.text])
         text = await self._store_answer(thread_id, turn_key, text, reply.state)
         return RunCheck(reply.state, text=text, usage=usage)
+
+    async def resume_run(
+        self,
+        *,
+        thread_id: str,
+        run_id: str,
+        turn_key: str,
+        approval: ApprovalRequest,
+        allowed: bool,
+    ) -> str:
+        """Carry the stored loop on in a task: the decided call first, then the model."""
+        loop = _Loop.load(approval.state)
+        catalog = await self._tools.catalog() if self._tools is not None else EMPTY_CATALOG
+        decided = {approval.call_id: allowed}
+        self._tasks[turn_key] = asyncio.create_task(
+            self._loop(thread_id, turn_key, loop, catalog, None, None, decided)
+        )
+        return RUN_PREFIX + turn_key
 
     async def _run_tool(
         self, catalog: Catalog, call: _ToolCall, deltas: Progress | None, *, within: bool
@@ -637,6 +715,10 @@ def _event(item: str | ToolProgress) -> StreamDelta | ToolProgress:
 def _show(deltas: Progress | None, item: str | ToolProgress) -> None:
     if deltas is not None:
         deltas.put_nowait(item)
+
+
+def _waiting(title: str) -> str:
+    return f"{title} waits for your approval"
 
 
 def _down(label: str) -> str:

@@ -12,6 +12,7 @@ from openai.types.responses import Response
 
 from bot.assistants.base import (
     NO_OPTIONS,
+    ApprovalRequest,
     AssistantRejected,
     RunCheck,
     RunState,
@@ -120,6 +121,26 @@ class ResponsesBackend:
             if down:
                 self._unreachable[response.id] = down
             return str(response.id)
+
+    async def resume_run(
+        self,
+        *,
+        thread_id: str,
+        run_id: str,
+        turn_key: str,
+        approval: ApprovalRequest,
+        allowed: bool,
+    ) -> str:
+        """A new response on the conversation answering the `mcp_approval_request`."""
+        answer = {
+            "type": "mcp_approval_response",
+            "approval_request_id": approval.call_id,
+            "approve": allowed,
+        }
+        args = self._response_args(thread_id, "", turn_key, (), NO_OPTIONS, input_items=[answer])
+        with translated_errors("answer approval request"):
+            response = await self._once.responses.create(background=True, **args)
+        return str(response.id)
 
     async def find_run(
         self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
@@ -270,6 +291,7 @@ class ResponsesBackend:
         images: Sequence[Image],
         options: TurnOptions,
         skip: Sequence[str] = (),
+        input_items: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         content: str | list[dict[str, Any]] = text
         if images:
@@ -279,7 +301,7 @@ class ResponsesBackend:
         args: dict[str, Any] = {
             "model": options.model or self._model,
             "conversation": conversation_id,
-            "input": [{"role": "user", "content": content}],
+            "input": input_items or [{"role": "user", "content": content}],
             "store": True,
             "metadata": {"turn_key": turn_key},
             # A Conversation grows with every turn; "auto" drops its oldest items when it no
@@ -307,6 +329,9 @@ def _down(label: str) -> str:
 def _hosted_progress(item: Any, *, done: bool) -> ToolProgress | None:
     """A hosted tool call (web or file search, MCP) as a task update."""
     kind = getattr(item, "type", "")
+    if kind == "mcp_approval_request":
+        title = f"{item.name} ({item.server_label}) waits for your approval"
+        return ToolProgress(str(item.id), title, ToolStatus.PENDING)
     if kind == "mcp_call":
         title = f"{item.name} ({item.server_label})"
     elif kind in _HOSTED_TITLES:
@@ -341,6 +366,11 @@ def _check(response: Response) -> RunCheck:
     state = _STATES.get(response.status or "in_progress", RunState.IN_PROGRESS)
     if not state.finished:
         return RunCheck(state)
+    asked = [item for item in response.output if item.type == "mcp_approval_request"]
+    if state is RunState.COMPLETED and asked and not response.output_text:
+        item = asked[0]
+        request = ApprovalRequest(item.id, item.server_label, item.name, item.arguments)
+        return RunCheck(RunState.NEEDS_APPROVAL, approval=request, usage=_usage(response))
     detail = response.error.message if response.error else None
     if response.incomplete_details is not None:
         detail = response.incomplete_details.reason

@@ -6,6 +6,7 @@ deployments that still point at one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ from openai import AsyncOpenAI
 
 from bot.assistants.base import (
     NO_OPTIONS,
+    ApprovalRequest,
     RunCheck,
     RunState,
     StreamDelta,
@@ -27,7 +29,7 @@ from bot.assistants.base import (
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image
 from bot.text import Source, marker_title, with_sources
-from bot.tools.mcp_client import Catalog, McpTools, ToolOutcome
+from bot.tools.mcp_client import DENIED_TEXT, Catalog, McpTools, ToolOutcome
 
 TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 
@@ -73,6 +75,8 @@ class ThreadsBackend:
         self._assistant_tools: list[dict[str, Any]] | None = None
         self._calls_made: dict[str, int] = {}
         self._unreachable: dict[str, set[str]] = {}
+        self._decisions: dict[str, dict[str, bool]] = {}
+        self._known_outputs: dict[str, dict[str, str]] = {}
         self._client = client
         self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
@@ -116,8 +120,9 @@ class ThreadsBackend:
             run = await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
         if run.status == "requires_action" and self._tools is not None:
             outputs: list[dict[str, str]] = []
-            async for _ in self._run_tools(run, outputs):
-                pass
+            async for step in self._run_tools(run, outputs):
+                if isinstance(step, ApprovalRequest):
+                    return RunCheck(RunState.NEEDS_APPROVAL, approval=step)
             with translated_errors("submit tool outputs"):
                 await self._client.beta.threads.runs.submit_tool_outputs(
                     run_id, thread_id=thread_id, tool_outputs=cast(Any, outputs)
@@ -180,8 +185,12 @@ class ThreadsBackend:
                                 yield StreamDelta(part.text.value)
                     elif event.event == "thread.run.requires_action" and self._tools is not None:
                         outputs: list[dict[str, str]] = []
-                        async for progress in self._run_tools(event.data, outputs):
-                            yield progress
+                        async for step in self._run_tools(event.data, outputs):
+                            if isinstance(step, ApprovalRequest):
+                                await current.close()
+                                yield RunCheck(RunState.NEEDS_APPROVAL, approval=step)
+                                return
+                            yield step
                         stream = await self._client.beta.threads.runs.submit_tool_outputs(
                             event.data.id,
                             thread_id=thread_id,
@@ -222,22 +231,56 @@ class ThreadsBackend:
     async def close(self) -> None:
         await self._client.close()
 
+    async def resume_run(
+        self,
+        *,
+        thread_id: str,
+        run_id: str,
+        turn_key: str,
+        approval: ApprovalRequest,
+        allowed: bool,
+    ) -> str:
+        """The run still waits (requires_action): the next check runs its calls with this
+        decision and the outputs found before it asked (stored in the request's state)."""
+        state = json.loads(approval.state or "{}")
+        self._known_outputs[run_id] = dict(state.get("outputs") or {})
+        self._decisions.setdefault(run_id, {})[approval.call_id] = allowed
+        return run_id
+
     async def _run_tools(
         self, run: Any, outputs: list[dict[str, str]]
-    ) -> AsyncIterator[ToolProgress]:
+    ) -> AsyncIterator[ToolProgress | ApprovalRequest]:
         """Run the function calls a `requires_action` run waits for, filling `outputs`, and
         show each as it goes. Every call gets an output, errors included: the run needs one
-        for each before it carries on."""
+        for each before it carries on. A call that needs a person's approval ends this with
+        an ApprovalRequest (the outputs so far go in its state)."""
         assert self._tools is not None
         action = run.required_action
         calls = action.submit_tool_outputs.tool_calls if action is not None else []
         catalog = await self._tools.catalog() if calls else Catalog()
+        decided = self._decisions.get(run.id, {})
+        known = self._known_outputs.get(run.id, {})
         for call in calls:
+            if call.id in known:
+                outputs.append({"tool_call_id": call.id, "output": known[call.id]})
+                continue
+            spec = catalog.find(call.function.name)
+            if spec is not None and spec.needs_approval and call.id not in decided:
+                done = {output["tool_call_id"]: output["output"] for output in outputs}
+                yield ApprovalRequest(
+                    call.id,
+                    spec.server,
+                    spec.name,
+                    call.function.arguments,
+                    state=json.dumps({"outputs": done}),
+                )
+                return
             made = self._calls_made.get(run.id, 0) + 1
             self._calls_made[run.id] = made
-            spec = catalog.find(call.function.name)
             if spec is None:
                 outcome = ToolOutcome(f"error: there is no tool named {call.function.name}", False)
+            elif spec.needs_approval and not decided[call.id]:
+                outcome = ToolOutcome(DENIED_TEXT, ok=False)
             elif made > self._max_tool_calls:
                 outcome = ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
             else:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.conversation import ConversationService
-from bot.listeners import assistant, channel_switch, commands, feedback, home, messages
+from bot.listeners import (
+    approvals,
+    assistant,
+    channel_switch,
+    commands,
+    feedback,
+    home,
+    messages,
+)
 from bot.settings import Settings
 
 
@@ -14,5 +22,6 @@ def register_listeners(app: AsyncApp, service: ConversationService, settings: Se
     assistant.register(app, service, settings)
     messages.register(app, service)
     feedback.register(app, service)
+    approvals.register(app, service)
     home.register(app, service.admin)
     commands.register(app, service.admin)

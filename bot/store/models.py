@@ -69,6 +69,8 @@ class InboxMessage(Base):
     turn_id: Mapped[int | None] = mapped_column(ForeignKey("turns.id", ondelete="SET NULL"))
     refused: Mapped[bool] = mapped_column(default=False, server_default="0")
     """Stored (so a redelivery stays a duplicate) but not answered: over the rate limit."""
+    action_token: Mapped[str | None] = mapped_column(Text)
+    """Slack's token for this message's Real-time Search calls (0007), if Slack sent one."""
 
 
 class Turn(Base):

@@ -25,6 +25,7 @@ from bot.tools.config import McpServer
 
 log = logging.getLogger(__name__)
 
+DENIED_TEXT = "error: the user denied this tool call; answer without it, and say so"
 MAX_OUTPUT_CHARS = 20_000
 """What the model gets of one tool's output at most."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")

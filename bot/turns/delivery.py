@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from slack_sdk.errors import SlackApiError
 
 from bot import metrics
-from bot.assistants.base import ToolProgress, ToolStatus
+from bot.assistants.base import ApprovalRequest, ToolProgress, ToolStatus
 from bot.attachments import Image
 from bot.live import LiveMessage, open_live_message
 from bot.replies import Reply, replies_for
 from bot.slack_api import SlackGateway, is_permanent_slack_error
 from bot.text import slack_to_plain
+from bot.tools.approvals import approval_blocks, approval_text
 from bot.turns.active import ActiveTurn
 from bot.turns.states import Outcome, TurnStatus
 
@@ -95,6 +96,21 @@ class Delivery:
             running = progress.status is ToolStatus.IN_PROGRESS
             status = f"is using {progress.title}…" if running else STATUS_TEXT
             await self._slack.set_status(active.place, status)
+
+    async def ask_approval(
+        self, active: ActiveTurn, request: ApprovalRequest, *, approval_id: int, requester: str
+    ) -> str:
+        """Stop the live message where it is and ask, with Allow/Deny buttons, in the thread.
+        The answer later replaces the placeholder as usual."""
+        await self._end_live_message(active)
+        if active.place.surface == "assistant":
+            await self._slack.set_status(active.place, "")
+        await active.check_lease()
+        return await self._slack.post(
+            active.place,
+            approval_text(request, requester=requester),
+            blocks=approval_blocks(request, requester=requester, approval_id=approval_id),
+        )
 
     async def tell(self, active: ActiveTurn, text: str) -> None:
         """A short note in the thread (files that could not be read)."""
