@@ -112,7 +112,7 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
     client = make_web_client(token=settings.slack_bot_token, base_url=settings.slack_api_url)
     try:
         identity = await _check_slack(client, settings)
-        backend = make_backend(settings, engine)
+        backend = make_backend(settings, engine, slack_client=client)
         service = ConversationService(
             store=Store(engine),
             backend=backend,

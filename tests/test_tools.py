@@ -17,6 +17,7 @@ from bot.settings import SettingsError, load_settings
 from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION
 from bot.tools.config import McpServer, ToolsConfigError, parse_servers
 from tests.conftest import BotFactory
+from tests.fakes.events import mention
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
@@ -310,3 +311,69 @@ async def test_a_turn_waiting_for_approval_survives_a_restart(
         assert "Order A-17 refunded" in texts[0]
         assert texts[1].startswith("Echo:") and "tell me when it's done" in texts[1]
         assert mcp_server.calls == [("refund_order", {"order_id": "A-17"})]
+
+
+# Workspace search ---------------------------------------------------------------------
+
+
+async def mention_with_token(bot: BotUnderTest, text: str, token: str | None) -> SlackMessage:
+    """A mention as Slack sends it to an AI app: with an action token for Real-time Search."""
+    full = f"<@{bot.slack.bot_user_id}> {text}"
+    message = bot.slack.add_message("C0001", user="UALICE", text=full)
+    event = mention(text=full, user="UALICE", ts=message.ts)
+    if token is not None:
+        event["action_token"] = token
+    await bot.deliver(event)
+    return message
+
+
+@pytest.mark.parametrize("assistant_api", ["chat", "threads"], indirect=True)
+@sqlite_only
+@streamed
+async def test_a_workspace_search_result_is_cited_with_its_permalink(
+    make_bot: BotFactory,
+) -> None:
+    async with make_bot(SLACK_SEARCH="true") as bot:
+        bot.slack.add_channel("C0002", name="release")
+        said = bot.slack.add_message("C0002", user="UBOB", text="The deploy freeze starts Friday")
+        bot.slack.add_message("C0002", user="UBOB", text="lunch is at noon")
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        token = bot.slack.new_action_token()
+        question = await mention_with_token(bot, "when does the deploy freeze start?", token)
+        (answer,) = await bot.wait_for_answers("C0001", question.ts)
+        permalink = f"https://fake-workspace.slack.com/archives/C0002/p{said.ts.replace('.', '')}"
+        assert permalink in answer.text and "The deploy freeze starts Friday" in answer.text
+        assert "lunch" not in answer.text
+        (search,) = bot.slack.searches
+        assert search["action_token"] == token and search["query"] == "deploy freeze"
+        done = [
+            chunk
+            for message in bot.slack.bot_replies("C0001", question.ts)
+            for chunk in message.chunks
+            if chunk.get("status") == "complete"
+        ]
+        assert {"type": "url", "url": permalink, "text": "Bob in #release"} in done[0]["sources"]
+
+
+@chat_only
+@sqlite_only
+async def test_workspace_search_goes_away_quietly_where_slack_does_not_allow_it(
+    make_bot: BotFactory,
+) -> None:
+    async with make_bot(SLACK_SEARCH="true") as bot:
+        bot.slack.search_error = "not_allowed_token_type"
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy"})]
+        first = await mention_with_token(bot, "deploy?", bot.slack.new_action_token())
+        (answer,) = await bot.wait_for_answers("C0001", first.ts)
+        assert answer.text.startswith("Echo: Alice: deploy?")  # answered, no error shown
+        assert len(bot.slack.searches) == 1
+        offered_first = bot.openai.chat_completions[0].tools
+        assert "slack__search_workspace" in offered_first
+        second = await mention_with_token(bot, "again?", bot.slack.new_action_token())
+        await bot.wait_for_answers("C0001", second.ts)
+        assert bot.openai.chat_completions[-1].tools == []  # the tool is gone
+        assert len(bot.slack.searches) == 1
+        # A message Slack gave no token never offers it either.
+        third = await mention_with_token(bot, "and without?", None)
+        await bot.wait_for_answers("C0001", third.ts)
+        assert bot.openai.chat_completions[-1].tools == []

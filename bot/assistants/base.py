@@ -43,6 +43,15 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolContext:
+    """What a turn's own tools act with: Slack's action token for the asking message (lets
+    workspace search act for it) and the channel asked in. Held in memory only."""
+
+    action_token: str | None = None
+    channel_id: str | None = None
+
+
+@dataclass(frozen=True)
 class TurnOptions:
     """Per-turn choices (a channel's own settings); None keeps the deployment's default.
 
@@ -51,6 +60,7 @@ class TurnOptions:
 
     model: str | None = None
     instructions: str | None = None
+    tool_context: ToolContext | None = None
 
 
 NO_OPTIONS = TurnOptions()

@@ -52,7 +52,9 @@ from bot.assistants.base import (
     StreamDelta,
     StreamEvent,
     StreamStarted,
+    ToolContext,
     ToolProgress,
+    ToolSource,
     ToolStatus,
     TurnOptions,
     Usage,
@@ -180,6 +182,8 @@ class ChatBackend:
     ) -> None:
         self._tools = tools if tools is not None and tools.configured else None
         self._max_tool_calls = max_tool_calls
+        self._contexts: dict[str, ToolContext] = {}
+        """Turn key → what its own tools act with (held in memory only)."""
         self._client = client
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._model = model
@@ -208,6 +212,7 @@ class ChatBackend:
         The request is sent before this returns, so an API that refuses it or cannot be
         reached is reported here, as other backends report a run that cannot be created.
         """
+        self._remember_context(turn_key, options)
         await self._store_question(thread_id, turn_key, text, images, options)
         opened = await self._opening(thread_id, turn_key)
         self._tasks[turn_key] = asyncio.create_task(self._read(thread_id, turn_key, opened, None))
@@ -277,6 +282,7 @@ class ChatBackend:
         The completion runs as a task of its own: if the caller stops listening (a deadline,
         a broken Slack stream), it carries on, and `check_run` finds it.
         """
+        self._remember_context(turn_key, options)
         await self._store_question(thread_id, turn_key, text, images, options)
         opened = await self._opening(thread_id, turn_key)
         yield StreamStarted(RUN_PREFIX + turn_key)
@@ -345,7 +351,9 @@ class ChatBackend:
         question = await self._question(thread_id, turn_key)
         model = question.model or self._model
         budget = context_budget(model, self._context_tokens)
-        catalog = await self._tools.catalog() if self._tools is not None else EMPTY_CATALOG
+        catalog = EMPTY_CATALOG
+        if self._tools is not None:
+            catalog = await self._tools.catalog(self._contexts.get(turn_key))
         for attempt_budget in (budget, budget // 2):
             try:
                 messages, cut = await self._messages(thread_id, question, model, attempt_budget)
@@ -417,7 +425,8 @@ class ChatBackend:
                     _show(deltas, ToolProgress(call.id, spec.title, ToolStatus.ERROR))
                 else:
                     within = loop.calls_made <= self._max_tool_calls
-                    outcome = await self._run_tool(catalog, call, deltas, within=within)
+                    context = self._contexts.get(turn_key)
+                    outcome = await self._run_tool(catalog, call, deltas, context, within=within)
                 if outcome.unreachable_server is not None:
                     loop.unreachable = sorted({*loop.unreachable, outcome.unreachable_server})
                 loop.messages.append(
@@ -432,7 +441,12 @@ class ChatBackend:
         notes += [f"_{_down(label)}; I answered without it._" for label in loop.unreachable]
         text = "\n\n".join([*notes, reply.text])
         text = await self._store_answer(thread_id, turn_key, text, reply.state)
+        self._contexts.pop(turn_key, None)
         return RunCheck(reply.state, text=text, usage=usage)
+
+    def _remember_context(self, turn_key: str, options: TurnOptions) -> None:
+        if options.tool_context is not None:
+            self._contexts[turn_key] = options.tool_context
 
     async def resume_run(
         self,
@@ -453,7 +467,13 @@ class ChatBackend:
         return RUN_PREFIX + turn_key
 
     async def _run_tool(
-        self, catalog: Catalog, call: _ToolCall, deltas: Progress | None, *, within: bool
+        self,
+        catalog: Catalog,
+        call: _ToolCall,
+        deltas: Progress | None,
+        context: ToolContext | None = None,
+        *,
+        within: bool,
     ) -> ToolOutcome:
         """One call the model asked for, shown as a task while it runs."""
         spec = catalog.find(call.name)
@@ -462,9 +482,10 @@ class ChatBackend:
         if not within:
             return ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
         _show(deltas, ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS))
-        outcome = await self._tools.call(spec, call.arguments)
+        outcome = await self._tools.call(spec, call.arguments, context)
         status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
-        _show(deltas, ToolProgress(call.id, spec.title, status))
+        sources = tuple(ToolSource(url, title) for url, title in outcome.sources)
+        _show(deltas, ToolProgress(call.id, spec.title, status, sources))
         return outcome
 
     async def _messages(

@@ -20,7 +20,9 @@ from bot.assistants.base import (
     StreamDelta,
     StreamEvent,
     StreamStarted,
+    ToolContext,
     ToolProgress,
+    ToolSource,
     ToolStatus,
     TurnOptions,
     Usage,
@@ -77,6 +79,8 @@ class ThreadsBackend:
         self._unreachable: dict[str, set[str]] = {}
         self._decisions: dict[str, dict[str, bool]] = {}
         self._known_outputs: dict[str, dict[str, str]] = {}
+        self._contexts: dict[str, ToolContext] = {}
+        """Run id → what its own tools act with (held in memory only)."""
         self._client = client
         self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
@@ -103,6 +107,8 @@ class ThreadsBackend:
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
         self._unreachable[run.id] = set(catalog.unreachable)
+        if options.tool_context is not None:
+            self._contexts[run.id] = options.tool_context
         return str(run.id)
 
     async def find_run(
@@ -178,6 +184,8 @@ class ThreadsBackend:
                 async for event in current:
                     if event.event == "thread.run.created":
                         self._unreachable[event.data.id] = set(catalog.unreachable)
+                        if options.tool_context is not None:
+                            self._contexts[event.data.id] = options.tool_context
                         yield StreamStarted(event.data.id)
                     elif event.event == "thread.message.delta":
                         for part in event.data.delta.content or []:
@@ -257,7 +265,8 @@ class ThreadsBackend:
         assert self._tools is not None
         action = run.required_action
         calls = action.submit_tool_outputs.tool_calls if action is not None else []
-        catalog = await self._tools.catalog() if calls else Catalog()
+        context = self._contexts.get(run.id)
+        catalog = await self._tools.catalog(context) if calls else Catalog()
         decided = self._decisions.get(run.id, {})
         known = self._known_outputs.get(run.id, {})
         for call in calls:
@@ -285,19 +294,20 @@ class ThreadsBackend:
                 outcome = ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
             else:
                 yield ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
-                outcome = await self._tools.call(spec, call.function.arguments)
+                outcome = await self._tools.call(spec, call.function.arguments, context)
                 status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
-                yield ToolProgress(call.id, spec.title, status)
+                sources = tuple(ToolSource(url, title) for url, title in outcome.sources)
+                yield ToolProgress(call.id, spec.title, status, sources)
             if outcome.unreachable_server is not None:
                 self._unreachable.setdefault(run.id, set()).add(outcome.unreachable_server)
             outputs.append({"tool_call_id": call.id, "output": outcome.text})
 
-    async def _offered_tools(self) -> tuple[dict[str, Any], Catalog]:
+    async def _offered_tools(self, context: ToolContext | None) -> tuple[dict[str, Any], Catalog]:
         """The run's `tools`: the assistant's own, and the MCP servers' tools as functions
         (a run's `tools` replaces the assistant's, so they are listed again)."""
         if self._tools is None:
             return {}, Catalog()
-        catalog = await self._tools.catalog()
+        catalog = await self._tools.catalog(context)
         if not catalog.tools:
             return {}, catalog
         if self._assistant_tools is None:
@@ -334,7 +344,7 @@ class ThreadsBackend:
             args["model"] = options.model
         if self._truncation is not None:
             args["truncation_strategy"] = self._truncation
-        tools, catalog = await self._offered_tools()
+        tools, catalog = await self._offered_tools(options.tool_context)
         return {**args, **tools}, catalog
 
     async def _upload_image(self, image: Image) -> str:

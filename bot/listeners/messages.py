@@ -78,4 +78,14 @@ def incoming(body: dict[str, Any], event: dict[str, Any], *, surface: str) -> In
         surface=surface,
         event_id=body.get("event_id"),
         files=slack_file_entries(event.get("files")),
+        action_token=action_token_of(event),
     )
+
+
+def action_token_of(event: dict[str, Any]) -> str | None:
+    """The token Slack gives AI apps with a message, for Real-time Search on its behalf."""
+    thread = event.get("assistant_thread")
+    token = event.get("action_token") or (
+        thread.get("action_token") if isinstance(thread, dict) else None
+    )
+    return str(token) if token else None

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+RESERVED_LABEL = "slack"
 LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 _KEYS = {
     "label",
@@ -77,6 +78,8 @@ def _server(index: int, entry: object, env: Mapping[str, str]) -> McpServer:
     if unknown:
         raise ToolsConfigError(f"{where}: unknown key {unknown[0]!r}")
     label = entry.get("label")
+    if label == RESERVED_LABEL:
+        raise ToolsConfigError(f"{where}: the label 'slack' is taken by workspace search")
     if not isinstance(label, str) or not LABEL.match(label):
         raise ToolsConfigError(
             f"{where}: 'label' must be letters, digits, _ or - (at most 32, starting with a letter)"

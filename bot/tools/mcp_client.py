@@ -21,7 +21,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import TextContent
 
+from bot.assistants.base import ToolContext
+from bot.tools import slack_search
 from bot.tools.config import McpServer
+from bot.tools.slack_search import SlackSearch
 
 log = logging.getLogger(__name__)
 
@@ -84,22 +87,41 @@ class ToolOutcome:
     sources: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
+SEARCH_SPEC = ToolSpec(
+    server=slack_search.SERVER,
+    name=slack_search.TOOL,
+    description=slack_search.DESCRIPTION,
+    parameters=slack_search.PARAMETERS,
+)
+
+
 class McpTools:
-    def __init__(self, servers: Sequence[McpServer], *, timeout_s: float) -> None:
+    """A turn's tools: the MCP servers' and, with a turn's action token, workspace search."""
+
+    def __init__(
+        self,
+        servers: Sequence[McpServer],
+        *,
+        timeout_s: float,
+        search: SlackSearch | None = None,
+    ) -> None:
         self._servers = {server.label: server for server in servers}
         self._timeout_s = timeout_s
+        self._search = search
 
     @property
     def configured(self) -> bool:
-        return bool(self._servers)
+        return bool(self._servers) or self._search is not None
 
-    async def catalog(self) -> Catalog:
+    async def catalog(self, context: ToolContext | None = None) -> Catalog:
         """Every allowed tool of every server, listed at once; a server that fails to list
-        is left out and named."""
+        is left out and named. Workspace search joins them where the turn can use it."""
         servers = list(self._servers.values())
         listed = await asyncio.gather(*(self._list(server) for server in servers))
         tools = tuple(tool for found in listed if found is not None for tool in found)
         down = tuple(s.label for s, found in zip(servers, listed, strict=True) if found is None)
+        if self._search is not None and self._search.usable(context):
+            tools = (*tools, SEARCH_SPEC)
         return Catalog(tools, down)
 
     async def _list(self, server: McpServer) -> list[ToolSpec] | None:
@@ -121,8 +143,12 @@ class McpTools:
             if server.allows(tool.name)
         ]
 
-    async def call(self, spec: ToolSpec, arguments: str) -> ToolOutcome:
+    async def call(
+        self, spec: ToolSpec, arguments: str, context: ToolContext | None = None
+    ) -> ToolOutcome:
         """Run one call; every failure becomes an outcome the model can read."""
+        if spec == SEARCH_SPEC:
+            return await self._search_workspace(arguments, context)
         server = self._servers.get(spec.server)
         if server is None or not server.allows(spec.name):
             return ToolOutcome(f"error: the tool {spec.name} is not available", ok=False)
@@ -154,6 +180,17 @@ class McpTools:
         if result.is_error:
             return ToolOutcome(f"error: {text or 'the tool failed'}", ok=False)
         return ToolOutcome(text, ok=True)
+
+    async def _search_workspace(self, arguments: str, context: ToolContext | None) -> ToolOutcome:
+        if self._search is None or context is None or not self._search.usable(context):
+            return ToolOutcome("error: workspace search is not available", ok=False)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                ok, text, hits = await self._search.search(arguments, context)
+        except TimeoutError:
+            return ToolOutcome("error: the search took too long", ok=False)
+        sources = tuple((hit.permalink, f"{hit.author} in #{hit.channel}") for hit in hits)
+        return ToolOutcome(text, ok=ok, sources=sources)
 
     def _client(self, server: McpServer) -> _Session:
         return _Session(server)

@@ -12,6 +12,7 @@ Each state has a cap on attempts: past it, the user is told and the thread moves
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +30,7 @@ from bot.assistants.base import (
     RunState,
     StreamDelta,
     StreamStarted,
+    ToolContext,
     ToolProgress,
     TurnOptions,
     is_unreachable,
@@ -129,6 +131,7 @@ class TurnRunner:
                 return
             conversation = active.conversation
             options = await self._admin.options_for(conversation.team_id, conversation.channel_id)
+            options = self._with_tool_context(active, options)
             thread_id = await self._retrying(active, lambda _: self._ensure_thread(active))
             if self._settings.delivery == "stream":
                 await self._retrying(
@@ -155,6 +158,14 @@ class TurnRunner:
             await active.save(status=TurnStatus.POSTING, outcome=Outcome.REJECTED)
             return
         await self._running(active, run_id)
+
+    def _with_tool_context(self, active: ActiveTurn, options: TurnOptions) -> TurnOptions:
+        """Workspace search acts for the newest message, with the token Slack gave it."""
+        newest = active.messages[-1] if active.messages else None
+        if not self._settings.slack_search or newest is None or not newest.action_token:
+            return options
+        context = ToolContext(newest.action_token, active.conversation.channel_id)
+        return dataclasses.replace(options, tool_context=context)
 
     async def _over_budget(self, active: ActiveTurn) -> bool:
         """A reached budget ends the turn with its reply, before any call to the assistant."""

@@ -377,6 +377,11 @@ class FakeSlack:
         self._mimetypes: dict[str, str] = {}
         self.ephemerals: list[SlackEphemeral] = []
         self.deleted: list[SlackMessage] = []
+        #: assistant.search.context: the action tokens Slack handed out (in message events),
+        #: every search made, and an error to answer every search with (e.g. missing_scope).
+        self.action_tokens: set[str] = set()
+        self.searches: list[dict[str, Any]] = []
+        self.search_error: str | None = None
         #: views.publish: user id -> the last published view.
         self.home_views: dict[str, dict[str, Any]] = {}
         #: views.open: every modal opened, in order.
@@ -411,6 +416,7 @@ class FakeSlack:
             "chat.delete": self._chat_delete,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
+            "assistant.search.context": self._assistant_search_context,
             "chat.startStream": self._chat_start_stream,
             "chat.appendStream": self._chat_append_stream,
             "chat.stopStream": self._chat_stop_stream,
@@ -1082,6 +1088,55 @@ class FakeSlack:
         )
         self.ephemerals.append(ephemeral)
         return {"message_ts": ephemeral.message_ts}
+
+    def new_action_token(self) -> str:
+        """A token as Slack puts in a message event for AI apps (for Real-time Search)."""
+        token = f"act-{uuid.uuid4().hex}"
+        self.action_tokens.add(token)
+        return token
+
+    def _assistant_search_context(self, args: JSONDict) -> JSONDict:
+        """Real-time Search over the fake's messages: those holding every query word, newest
+        first, each with its permalink, as the asking user may see (bots' left out)."""
+        self.searches.append(dict(args))
+        if self.search_error is not None:
+            raise _ApiError(self.search_error)
+        query = _opt_str(args, "query")
+        if not query:
+            raise _ApiError("invalid_arguments")
+        if _opt_str(args, "action_token") not in self.action_tokens:
+            raise _ApiError("invalid_action_token")
+        words = query.lower().split()
+        found = [
+            msg
+            for channel in self._messages.values()
+            for msg in channel.values()
+            if msg.bot_id is None and all(word in msg.text.lower() for word in words)
+        ]
+        found.sort(key=lambda msg: msg.ts, reverse=True)
+        limit = args.get("limit") if isinstance(args.get("limit"), int) else 20
+        results = []
+        for msg in found[:limit]:
+            user = self.users.get(msg.user or "")
+            channel = self.channels.get(msg.channel)
+            results.append(
+                {
+                    "author_name": user.display_name if user else msg.user,
+                    "author_user_id": msg.user,
+                    "team_id": self.team_id,
+                    "channel_id": msg.channel,
+                    "channel_name": channel.name if channel else msg.channel,
+                    "message_ts": msg.ts,
+                    "content": msg.text,
+                    "is_author_bot": False,
+                    "permalink": self._permalink(msg.channel, msg.ts),
+                }
+            )
+        return {"results": {"messages": results}}
+
+    def _permalink(self, channel_id: str, ts: str) -> str:
+        message_id = "p" + ts.replace(".", "")
+        return f"https://fake-workspace.slack.com/archives/{channel_id}/{message_id}"
 
     def _chat_get_permalink(self, args: JSONDict) -> JSONDict:
         channel = self._channel(args)
