@@ -22,6 +22,7 @@ from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
 from tests.harness import BotUnderTest, bot_env
+from tests.test_surfaces import ask_in_pane, pane_thread, start_pane
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "OPENAI_API_KEY": "k"}
 ENV = {"ORDERS_TOKEN": "mcp-secret", "API_KEY": "k-1"}
@@ -377,3 +378,22 @@ async def test_workspace_search_goes_away_quietly_where_slack_does_not_allow_it(
         third = await mention_with_token(bot, "and without?", None)
         await bot.wait_for_answers("C0001", third.ts)
         assert bot.openai.chat_completions[-1].tools == []
+
+
+@pytest.mark.parametrize("assistant_api", ["chat", "threads"], indirect=True)
+@sqlite_only
+@pytest.mark.parametrize("delivery", ["poll"], indirect=True)
+async def test_without_streaming_the_pane_status_names_the_running_tool(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    path = servers_file(tmp_path, orders(mcp_server))
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.openai.tool_requests = [("lookup_order", {"order_id": "A-17"})]
+        thread = pane_thread(bot)
+        await start_pane(bot, thread)
+        thread_ts = await ask_in_pane(bot, thread, "where is A-17?")
+        answers = await bot.wait_for_answers("D0001", thread_ts, count=2)
+        assert "Order A-17: shipped" in answers[-1].text
+        statuses = [c.args["status"] for c in bot.slack.calls_to("assistant.threads.setStatus")]
+        assert "is using lookup_order (orders)…" in statuses
+        assert statuses[-1] == ""

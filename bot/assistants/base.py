@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -134,6 +134,8 @@ class ToolProgress:
 
 
 StreamEvent = StreamStarted | StreamDelta | ToolProgress | RunCheck
+ProgressSink = Callable[[ToolProgress], Awaitable[None]]
+"""Where a polled run reports its tool calls (the assistant pane's status line)."""
 
 
 class AssistantUnavailable(Exception):
@@ -196,7 +198,11 @@ class AssistantBackend(Protocol):
         tell; `previous_run_id` is the run of the conversation's turn before this one."""
         ...
 
-    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck: ...
+    async def check_run(
+        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
+    ) -> RunCheck:
+        """Where the run is; tool calls it makes meanwhile go to `progress`."""
+        ...
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None: ...
 

@@ -47,6 +47,7 @@ from bot.assistants.base import (
     ApprovalRequest,
     AssistantRejected,
     AssistantUnavailable,
+    ProgressSink,
     RunCheck,
     RunState,
     StreamDelta,
@@ -183,6 +184,8 @@ class ChatBackend:
         self._tools = tools if tools is not None and tools.configured else None
         self._max_tool_calls = max_tool_calls
         self._contexts: dict[str, ToolContext] = {}
+        self._activity: dict[str, ToolProgress] = {}
+        """Turn key → its newest tool call update, for polled delivery (`check_run`)."""
         """Turn key → what its own tools act with (held in memory only)."""
         self._client = client
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -234,11 +237,17 @@ class ChatBackend:
             )
         return None if stored is None else RUN_PREFIX + turn_key
 
-    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
+    async def check_run(
+        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
+    ) -> RunCheck:
         turn_key = run_id.removeprefix(RUN_PREFIX)
         task = self._tasks.get(turn_key)
         if task is not None and not task.done():
+            activity = self._activity.pop(turn_key, None)
+            if activity is not None and progress is not None:
+                await progress(activity)
             return RunCheck(RunState.IN_PROGRESS)
+        self._activity.pop(turn_key, None)
         if task is not None:
             del self._tasks[turn_key]
             if not task.cancelled():
@@ -426,7 +435,9 @@ class ChatBackend:
                 else:
                     within = loop.calls_made <= self._max_tool_calls
                     context = self._contexts.get(turn_key)
-                    outcome = await self._run_tool(catalog, call, deltas, context, within=within)
+                    outcome = await self._run_tool(
+                        catalog, call, deltas, context, within=within, context_key=turn_key
+                    )
                 if outcome.unreachable_server is not None:
                     loop.unreachable = sorted({*loop.unreachable, outcome.unreachable_server})
                 loop.messages.append(
@@ -474,6 +485,7 @@ class ChatBackend:
         context: ToolContext | None = None,
         *,
         within: bool,
+        context_key: str | None = None,
     ) -> ToolOutcome:
         """One call the model asked for, shown as a task while it runs."""
         spec = catalog.find(call.name)
@@ -481,7 +493,10 @@ class ChatBackend:
             return ToolOutcome(f"error: there is no tool named {call.name}", ok=False)
         if not within:
             return ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
-        _show(deltas, ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS))
+        running = ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
+        _show(deltas, running)
+        if deltas is None and context_key is not None:
+            self._activity[context_key] = running
         outcome = await self._tools.call(spec, call.arguments, context)
         status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
         sources = tuple(ToolSource(url, title) for url, title in outcome.sources)

@@ -14,6 +14,7 @@ from bot.assistants.base import (
     NO_OPTIONS,
     ApprovalRequest,
     AssistantRejected,
+    ProgressSink,
     RunCheck,
     RunState,
     StreamDelta,
@@ -176,11 +177,21 @@ class ResponsesBackend:
             response = await self._client.responses.retrieve(run_id)
         return response.output[-1].id if response.output else None
 
-    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
+    async def check_run(
+        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
+    ) -> RunCheck:
         if run_id.startswith(_AFTER_ITEM):
             return await self._answer_after(thread_id, run_id.removeprefix(_AFTER_ITEM))
         with translated_errors("check response"):
             response = await self._client.responses.retrieve(run_id)
+        running = [
+            found
+            for item in response.output
+            if getattr(item, "status", "") == "in_progress"
+            and (found := _hosted_progress(item, done=False)) is not None
+        ]
+        if running and progress is not None:
+            await progress(running[-1])
         return self._checked(response)
 
     def _checked(self, response: Response) -> RunCheck:

@@ -15,6 +15,7 @@ from openai import AsyncOpenAI
 from bot.assistants.base import (
     NO_OPTIONS,
     ApprovalRequest,
+    ProgressSink,
     RunCheck,
     RunState,
     StreamDelta,
@@ -121,7 +122,9 @@ class ThreadsBackend:
                 return run.id
         return None
 
-    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
+    async def check_run(
+        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
+    ) -> RunCheck:
         with translated_errors("check run"):
             run = await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
         if run.status == "requires_action" and self._tools is not None:
@@ -129,6 +132,8 @@ class ThreadsBackend:
             async for step in self._run_tools(run, outputs):
                 if isinstance(step, ApprovalRequest):
                     return RunCheck(RunState.NEEDS_APPROVAL, approval=step)
+                if progress is not None:
+                    await progress(step)
             with translated_errors("submit tool outputs"):
                 await self._client.beta.threads.runs.submit_tool_outputs(
                     run_id, thread_id=thread_id, tool_outputs=cast(Any, outputs)

@@ -390,7 +390,11 @@ class TurnRunner:
         )
         while True:
             try:
-                check = await self._backend.check_run(thread_id=thread_id, run_id=run_id)
+                check = await self._backend.check_run(
+                    thread_id=thread_id,
+                    run_id=run_id,
+                    progress=lambda update: self._delivery.show_tool(active, update),
+                )
             except AssistantUnavailable as exc:
                 log.warning("turn %s: checking the run failed (%s); still waiting", turn.id, exc)
             except AssistantRejected as exc:
