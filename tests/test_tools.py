@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.assistants.base import ToolProgress, ToolSource, ToolStatus
+from bot.assistants.responses import mcp_tool
+from bot.live import task_update_chunk
 from bot.settings import SettingsError, load_settings
-from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION
+from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION, Click, click_outcome
 from bot.tools.config import McpServer, ToolsConfigError, parse_servers
+from bot.tools.slack_search import Hit, hits_text, parse_hits
 from tests.conftest import BotFactory
 from tests.fakes.events import mention
 from tests.fakes.mcp_server import FakeMcpServer
@@ -279,7 +283,7 @@ async def test_a_denied_call_is_not_run_and_the_model_is_told(
 
 
 @all_backends
-@sqlite_only
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_a_turn_waiting_for_approval_survives_a_restart(
     slack: FakeSlack,
     openai_fake: FakeOpenAI,
@@ -397,3 +401,90 @@ async def test_without_streaming_the_pane_status_names_the_running_tool(
         statuses = [c.args["status"] for c in bot.slack.calls_to("assistant.threads.setStatus")]
         assert "is using lookup_order (orders)…" in statuses
         assert statuses[-1] == ""
+
+
+# Pure parts, as tables ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("requester", "clicker", "decided", "expected"),
+    [
+        ("UALICE", "UALICE", False, Click.RECORDED),
+        ("UALICE", "UBOB", False, Click.NOT_YOURS),
+        ("UALICE", "UBOB", True, Click.NOT_YOURS),
+        ("UALICE", "UALICE", True, Click.ALREADY_DECIDED),
+        (None, "UALICE", False, Click.GONE),
+    ],
+)
+def test_who_may_answer_an_approval(
+    requester: str | None, clicker: str, decided: bool, expected: Click
+) -> None:
+    assert click_outcome(requester=requester, clicker=clicker, decided=decided) is expected
+
+
+@pytest.mark.parametrize(
+    ("approval", "expected"),
+    [
+        (False, "never"),
+        (True, "always"),
+        (("refund_order",), {"always": {"tool_names": ["refund_order"]}}),
+    ],
+)
+def test_servers_as_remote_mcp_tools(approval: bool | tuple[str, ...], expected: object) -> None:
+    server = McpServer("orders", "https://x/mcp", {"Authorization": "Bearer t"}, ("a",), approval)
+    assert mcp_tool(server) == {
+        "type": "mcp",
+        "server_label": "orders",
+        "server_url": "https://x/mcp",
+        "headers": {"Authorization": "Bearer t"},
+        "allowed_tools": ["a"],
+        "require_approval": expected,
+    }
+
+
+@pytest.mark.parametrize(
+    ("progress", "chunk"),
+    [
+        (
+            ToolProgress("c1", "lookup_order (orders)", ToolStatus.IN_PROGRESS),
+            {
+                "type": "task_update",
+                "id": "c1",
+                "title": "lookup_order (orders)",
+                "status": "in_progress",
+            },
+        ),
+        (
+            ToolProgress("c2", "search", ToolStatus.COMPLETE, (ToolSource("https://s/1", "Bob"),)),
+            {
+                "type": "task_update",
+                "id": "c2",
+                "title": "search",
+                "status": "complete",
+                "sources": [{"type": "url", "url": "https://s/1", "text": "Bob"}],
+            },
+        ),
+    ],
+)
+def test_tool_progress_as_slack_task_updates(progress: ToolProgress, chunk: object) -> None:
+    assert task_update_chunk(progress) == chunk
+
+
+def test_search_hits_keep_their_permalinks() -> None:
+    response = {
+        "results": {
+            "messages": [
+                {
+                    "author_name": "Bob",
+                    "channel_name": "release",
+                    "permalink": "https://w/archives/C2/p1",
+                    "content": "freeze on Friday",
+                },
+                {"author_name": "Eve", "content": "no permalink: not citable"},
+            ]
+        }
+    }
+    hits = parse_hits(response)
+    assert hits == [Hit("Bob", "release", "https://w/archives/C2/p1", "freeze on Friday")]
+    assert hits_text(hits) == "- Bob in #release (https://w/archives/C2/p1): freeze on Friday"
+    assert hits_text([]) == "No messages found."

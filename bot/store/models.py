@@ -86,7 +86,7 @@ class Turn(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(32), default="queued")  # 32 since 0007
     backend: Mapped[str | None] = mapped_column(String(16))
     remote_run_id: Mapped[str | None] = mapped_column(String(128))
     placeholder_ts: Mapped[str | None] = mapped_column(String(32))

@@ -1,4 +1,5 @@
-"""tool calls waiting for approval, and Slack's action token with each inbox message
+"""tool calls waiting for approval, room for the "awaiting_approval" turn status, and Slack's
+action token with each inbox message
 
 Revision ID: 0007
 Revises: 0006
@@ -43,9 +44,13 @@ def upgrade() -> None:
     op.create_index("ix_tool_approvals_turn", "tool_approvals", ["turn_id"])
     with op.batch_alter_table("inbox_messages") as batch:
         batch.add_column(sa.Column("action_token", sa.Text()))
+    with op.batch_alter_table("turns") as batch:
+        batch.alter_column("status", type_=sa.String(32), existing_type=sa.String(16))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("turns") as batch:
+        batch.alter_column("status", type_=sa.String(16), existing_type=sa.String(32))
     with op.batch_alter_table("inbox_messages") as batch:
         batch.drop_column("action_token")
     op.drop_index("ix_tool_approvals_turn", table_name="tool_approvals")
