@@ -488,3 +488,28 @@ def test_search_hits_keep_their_permalinks() -> None:
     assert hits == [Hit("Bob", "release", "https://w/archives/C2/p1", "freeze on Friday")]
     assert hits_text(hits) == "- Bob in #release (https://w/archives/C2/p1): freeze on Friday"
     assert hits_text([]) == "No messages found."
+
+
+@chat_only
+@sqlite_only
+@pytest.mark.parametrize("delivery", ["poll"], indirect=True)
+async def test_calls_past_the_cap_and_calls_past_the_time_limit_reach_the_model_as_errors(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    path = servers_file(tmp_path, orders(mcp_server))
+    settings = {"TOOL_CALLS_PER_TURN": "2", "TOOL_TIMEOUT_S": "1"}
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret", **settings) as bot:
+        bot.openai.tool_requests = [
+            ("slow_lookup", {"order_id": "A-17"}),
+            ("lookup_order", {"order_id": "B-2"}),
+            ("lookup_order", {"order_id": "A-17"}),
+        ]
+        question = await bot.mention("check all three")
+        (answer,) = await bot.wait_for_answers("C0001", question.ts)
+        assert answer.text.startswith("Echo: Alice: check all three")
+        assert "error: the tool did not answer within 1 seconds" in answer.text
+        assert "Order B-2: waiting for stock" in answer.text
+        assert "limit of tool calls for this answer is reached" in answer.text
+        assert [name for name, _ in mcp_server.calls] == ["slow_lookup", "lookup_order"]
+        # Past the cap, the model is asked to answer without tools.
+        assert bot.openai.chat_completions[-1].tools == []

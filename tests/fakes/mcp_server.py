@@ -19,6 +19,7 @@ class FakeMcpServer:
     token: str = "mcp-secret"
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     url: str = ""
+    slow_s: float = 3.0
     seen_auth: list[str] = field(default_factory=list)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
@@ -35,6 +36,12 @@ class FakeMcpServer:
         def refund_order(order_id: str) -> str:
             self.calls.append(("refund_order", {"order_id": order_id}))
             return f"Order {order_id} refunded"
+
+        @mcp.tool(description="An order lookup on a slow backend.")
+        async def slow_lookup(order_id: str) -> str:
+            self.calls.append(("slow_lookup", {"order_id": order_id}))
+            await asyncio.sleep(self.slow_s)
+            return f"Order {order_id}: found, slowly"
 
         @mcp.tool(description="A tool whose backend is broken.")
         def broken_tool(query: str) -> str:
@@ -62,7 +69,9 @@ class FakeMcpServer:
                     return
             await app(scope, receive, send)
 
-        config = uvicorn.Config(checked, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            checked, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         for _ in range(1000):  # until uvicorn says it listens (within 10 s)
