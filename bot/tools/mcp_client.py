@@ -14,17 +14,15 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp_types import TextContent
+from typing import TYPE_CHECKING, Any
 
 from bot.assistants.base import ToolContext
 from bot.tools import slack_search
 from bot.tools.config import McpServer
 from bot.tools.slack_search import SlackSearch
+
+if TYPE_CHECKING:
+    from mcp import Client
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +171,7 @@ class McpTools:
                 ok=False,
                 unreachable_server=spec.server,
             )
-        text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+        text = "\n".join(block.text for block in result.content if block.type == "text")
         if not text and result.structured_content is not None:
             text = json.dumps(result.structured_content)
         text = text[:MAX_OUTPUT_CHARS]
@@ -200,6 +198,12 @@ class _Session:
     """An MCP session with its own HTTP client (carrying the server's headers), closed with it."""
 
     def __init__(self, server: McpServer) -> None:
+        # The SDK is imported on first use: it costs a second and a half at start-up, which
+        # a bot without MCP servers should not pay.
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
         self._http = create_mcp_http_client(headers=dict(server.headers))
         self._client = Client(streamable_http_client(server.url, http_client=self._http))
 
