@@ -17,6 +17,7 @@ from bot.intake import Acceptance, Intake
 from bot.settings import Settings
 from bot.slack_api import Place, SlackGateway
 from bot.store.repository import NewMessage, Store
+from bot.tools.approvals import CLICK_NOTES, ApprovalStore, Click, as_request, decided_blocks
 from bot.turns.delivery import Delivery
 from bot.turns.prompt import PromptBuilder
 from bot.turns.retry import RetryPolicy
@@ -63,6 +64,7 @@ class ConversationService:
             admin=self.admin,
             wakeups=self.wakeups,
         )
+        self._approvals = ApprovalStore(store.engine)
         self._dispatcher = Dispatcher(
             store=store, settings=settings, take_turn=self._runner.take_turn, retry=retry
         )
@@ -132,6 +134,30 @@ class ConversationService:
     @property
     def scoped_by_team(self) -> bool:
         return self._by_team
+
+    async def decide_tool_call(
+        self, *, approval_id: int, user_id: str, allowed: bool, channel_id: str, thread_ts: str
+    ) -> Click:
+        """An Allow/Deny click: stored (only the asker's counts) and the turn woken."""
+        outcome, row = await self._approvals.decide(
+            approval_id=approval_id, user_id=user_id, allowed=allowed
+        )
+        place = Place(channel_id, thread_ts, "channel")
+        if outcome is not Click.RECORDED or row is None:
+            log.info("tool approval %s: click by %s not taken (%s)", approval_id, user_id, outcome)
+            if channel_id:
+                note = CLICK_NOTES[outcome]
+                self._intake.in_background(self._slack.post_ephemeral(place, user_id, note))
+            return outcome
+        log.info("tool approval %s: %s", approval_id, row.decision)
+        self._dispatcher.hint(row.conversation_id)
+        if row.message_ts is not None:
+            blocks = decided_blocks(as_request(row), allowed=allowed, user_id=user_id)
+            text = f"{row.tool}: {'allowed' if allowed else 'denied'}"
+            self._intake.in_background(
+                self._slack.update(place, row.message_ts, text, blocks=blocks)
+            )
+        return outcome
 
     async def is_known_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
         return await self._store.is_known_thread(team_id, channel_id, thread_ts)

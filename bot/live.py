@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
+from bot.assistants.base import ToolProgress
 from bot.slack_api import Place, SlackGateway
 from bot.text import markdown_to_mrkdwn
 
@@ -32,6 +33,10 @@ class LiveMessage(Protocol):
     ts: str
 
     async def append(self, text: str) -> None: ...
+
+    async def task(self, progress: ToolProgress) -> None:
+        """Show a tool call's progress (where the message can)."""
+        ...
 
     async def finish(self) -> None: ...
 
@@ -95,6 +100,17 @@ class SlackStream:
         if self._throttle.add(text) and not self._broken:
             await self._send(self._throttle.take())
 
+    async def task(self, progress: ToolProgress) -> None:
+        """A task update, after the text so far (so the timeline keeps the order)."""
+        if self._broken:
+            return
+        if self._throttle.pending:
+            await self._send(self._throttle.take())
+        try:
+            await self._slack.append_chunks(self._place, self.ts, [task_update_chunk(progress)])
+        except SlackApiError as exc:
+            log.warning("task update refused: %s", exc.response.get("error"))
+
     async def finish(self) -> None:
         if self._throttle.pending and not self._broken:
             await self._send(self._throttle.take())
@@ -130,6 +146,9 @@ class UpdatedMessage:
         if self._throttle.add(text):
             await self._send()
 
+    async def task(self, progress: ToolProgress) -> None:
+        return  # an edited message has no tasks; the status line names the tool instead
+
     async def finish(self) -> None:
         if self._throttle.pending:
             await self._send()
@@ -145,7 +164,8 @@ class UpdatedMessage:
 async def open_live_message(
     slack: SlackGateway, place: Place, *, first_words: str, team_id: str, user_id: str
 ) -> LiveMessage:
-    """A live message that starts with the model's first words."""
+    """A live message that starts with the model's first words (or, when a tool runs before
+    any words, empty, to show the tool's progress)."""
     try:
         ts = await slack.start_stream(place, team_id=team_id, user_id=user_id, markdown=first_words)
         return SlackStream(slack, place, ts, sent=first_words)
@@ -154,5 +174,22 @@ async def open_live_message(
             "Slack streaming unavailable (%s); editing a placeholder instead",
             exc.response.get("error"),
         )
-    ts = await slack.post(place, markdown_to_mrkdwn(first_words) + " …")
+    preview = markdown_to_mrkdwn(first_words) + " …" if first_words else "_Thinking…_"
+    ts = await slack.post(place, preview)
     return UpdatedMessage(slack, place, ts, text=first_words)
+
+
+def task_update_chunk(progress: ToolProgress) -> dict[str, Any]:
+    """Slack's `task_update` streaming chunk for a tool call."""
+    chunk: dict[str, Any] = {
+        "type": "task_update",
+        "id": progress.id[:64],
+        "title": progress.title[:256],
+        "status": progress.status.value,
+    }
+    if progress.sources:
+        chunk["sources"] = [
+            {"type": "url", "url": source.url, "text": source.title[:256]}
+            for source in progress.sources
+        ]
+    return chunk

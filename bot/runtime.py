@@ -124,7 +124,7 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
     )
     try:
         identity = await _check_slack(client, settings)
-        backend = make_backend(settings, engine)
+        backend = make_backend(settings, engine, slack_client=client)
         service = ConversationService(
             store=Store(engine),
             backend=backend,

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.tools.config import McpServer, ToolsConfigError, parse_servers
+
 AssistantApi = Literal["threads", "responses", "chat"]
 DeliveryMode = Literal["poll", "stream"]
 LogFormat = Literal["text", "json"]
@@ -109,6 +111,10 @@ class Settings:
     delete_data_on_uninstall: bool = False
     agent_view: bool = False
     """The app uses Slack's Agent messaging experience (`agent_view` in the manifest)."""
+    mcp_servers: tuple[McpServer, ...] = ()
+    tool_timeout_s: float = 30.0
+    tool_calls_per_turn: int = 8
+    slack_search: bool = False
 
     @property
     def socket_mode(self) -> bool:
@@ -234,6 +240,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         openai_webhook_secret=get("OPENAI_WEBHOOK_SECRET"),
         webhook_poll_s=_float(env, "OPENAI_WEBHOOK_POLL_S", 5, minimum=0.1),
         **oauth,
+        **_tool_settings(env, get),
     )
 
 
@@ -265,6 +272,27 @@ def _oauth_settings(env: Mapping[str, str], get: Callable[[str], str | None]) ->
         ),
         "delete_data_on_uninstall": _bool(env, "DELETE_DATA_ON_UNINSTALL", False),
         "agent_view": _bool(env, "SLACK_AGENT_VIEW", False),
+    }
+
+
+def _tool_settings(env: Mapping[str, str], get: Callable[[str], str | None]) -> dict[str, Any]:
+    """Issue 13's settings: MCP servers from MCP_SERVERS_FILE, limits, Slack search."""
+    path = get("MCP_SERVERS_FILE")
+    servers: tuple[McpServer, ...] = ()
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"MCP_SERVERS_FILE {path!r} cannot be read: {exc}") from exc
+        try:
+            servers = parse_servers(text, toml=path.endswith(".toml"), env=env)
+        except ToolsConfigError as exc:
+            raise SettingsError(f"MCP_SERVERS_FILE {path!r} {exc}") from exc
+    return {
+        "mcp_servers": servers,
+        "tool_timeout_s": _float(env, "TOOL_TIMEOUT_S", 30, minimum=1),
+        "tool_calls_per_turn": _int(env, "TOOL_CALLS_PER_TURN", 8, minimum=1, maximum=100),
+        "slack_search": _bool(env, "SLACK_SEARCH", False),
     }
 
 

@@ -440,8 +440,15 @@ class SlackGateway:
             recipient_team_id=team_id,
             recipient_user_id=user_id,
             markdown_text=unping_markdown(markdown) if markdown else None,
+            task_display_mode="timeline",
         )
         return str(response["ts"])
+
+    async def append_chunks(self, place: Place, ts: str, chunks: list[dict[str, Any]]) -> None:
+        """Non-text streaming chunks (task updates)."""
+        await (await self._client(place.team)).chat_appendStream(
+            channel=place.channel_id, ts=ts, chunks=chunks
+        )
 
     async def append_stream(self, place: Place, ts: str, markdown: str) -> None:
         """Stream the model's Markdown as it comes; its mentions are made plain text first."""

@@ -127,7 +127,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(getattr(item, "callspec", None), "params", {})
         streamed = params.get("delivery") == "stream"
         module = getattr(item, "module", None)
-        wanted = module is not None and module.__name__.endswith("test_conversation")
+        wanted = module is not None and module.__name__.endswith(
+            ("test_conversation", "test_tools")
+        )
         if streamed and (params.get("database_url") == "postgres" or not wanted):
             dropped.append(item)
         else:

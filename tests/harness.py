@@ -282,7 +282,7 @@ class BotUnderTest(Conversations):
 
 async def wait_until_idle(engine: AsyncEngine, timeout: float = 15.0) -> None:
     """Until the database says nothing is left: every stored message answered (or refused),
-    every turn done, no conversation waiting for work."""
+    every turn done (or waiting for a person's approval), no conversation waiting for work."""
     deadline = time.monotonic() + timeout
     while True:
         async with engine.connect() as connection:
@@ -292,7 +292,9 @@ async def wait_until_idle(engine: AsyncEngine, timeout: float = 15.0) -> None:
                 .where(InboxMessage.turn_id.is_(None), InboxMessage.refused.is_(False))
             )
             open_turns = await connection.scalar(
-                select(func.count()).select_from(Turn).where(Turn.status != "done")
+                select(func.count())
+                .select_from(Turn)
+                .where(Turn.status.not_in(("done", "awaiting_approval")))
             )
             busy = await connection.scalar(
                 select(func.count())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from openai import AsyncAzureOpenAI, AsyncOpenAI, DefaultAioHttpClient
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.assistants.base import AssistantBackend
@@ -12,9 +13,13 @@ from bot.assistants.chat import ChatBackend
 from bot.assistants.responses import ResponsesBackend
 from bot.assistants.threads import ThreadsBackend
 from bot.settings import DEFAULT_AZURE_API_VERSION, Settings
+from bot.tools.mcp_client import McpTools
+from bot.tools.slack_search import SlackSearch
 
 
-def make_backend(settings: Settings, engine: AsyncEngine) -> AssistantBackend:
+def make_backend(
+    settings: Settings, engine: AsyncEngine, *, slack_client: AsyncWebClient | None = None
+) -> AssistantBackend:
     """The backend the settings name, on the SDK's aiohttp transport.
 
     aiohttp (already here for Slack) costs about half the CPU per OpenAI call of the
@@ -22,6 +27,7 @@ def make_backend(settings: Settings, engine: AsyncEngine) -> AssistantBackend:
     backend keeps its threads in the bot's database (`engine`).
     """
     client = make_client(settings)
+    tools = mcp_tools(settings, slack_client)
     if settings.assistant_api == "threads":
         assert settings.openai_assistant_id is not None
         return ThreadsBackend(
@@ -29,6 +35,8 @@ def make_backend(settings: Settings, engine: AsyncEngine) -> AssistantBackend:
             assistant_id=settings.openai_assistant_id,
             instructions=settings.assistant_instructions,
             context_tokens=settings.context_tokens,
+            tools=tools,
+            max_tool_calls=settings.tool_calls_per_turn,
         )
     if settings.assistant_api == "chat":
         return ChatBackend(
@@ -38,12 +46,15 @@ def make_backend(settings: Settings, engine: AsyncEngine) -> AssistantBackend:
             instructions=settings.assistant_instructions,
             context_tokens=settings.context_tokens,
             completion_timeout_s=max(settings.answer_deadline_s, settings.openai_timeout_s),
+            tools=tools,
+            max_tool_calls=settings.tool_calls_per_turn,
         )
     return ResponsesBackend(
         client,
         model=settings.openai_model,
         instructions=settings.assistant_instructions,
         tools=hosted_tools(settings),
+        mcp_servers=settings.mcp_servers,
     )
 
 
@@ -66,6 +77,13 @@ def make_client(settings: Settings) -> AsyncOpenAI:
         max_retries=settings.openai_max_retries,
         timeout=settings.openai_timeout_s,
     )
+
+
+def mcp_tools(settings: Settings, slack_client: AsyncWebClient | None = None) -> McpTools:
+    """The configured MCP servers, with the bot as their client, and workspace search when
+    SLACK_SEARCH is on (chat and threads backends)."""
+    search = SlackSearch(slack_client) if settings.slack_search and slack_client else None
+    return McpTools(settings.mcp_servers, timeout_s=settings.tool_timeout_s, search=search)
 
 
 def hosted_tools(settings: Settings) -> list[dict[str, Any]]:

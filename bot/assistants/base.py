@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -23,6 +23,8 @@ class RunState(StrEnum):
     REQUIRES_ACTION = "requires_action"
     TOO_LONG = "too_long"
     """The thread no longer fits the model's window, even with less history sent."""
+    NEEDS_APPROVAL = "needs_approval"
+    """The model asked for a tool call that a person must allow first (`RunCheck.approval`)."""
 
     @property
     def finished(self) -> bool:
@@ -41,6 +43,15 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolContext:
+    """What a turn's own tools act with: Slack's action token for the asking message (lets
+    workspace search act for it) and the channel asked in. Held in memory only."""
+
+    action_token: str | None = None
+    channel_id: str | None = None
+
+
+@dataclass(frozen=True)
 class TurnOptions:
     """Per-turn choices (a channel's own settings); None keeps the deployment's default.
 
@@ -49,9 +60,26 @@ class TurnOptions:
 
     model: str | None = None
     instructions: str | None = None
+    tool_context: ToolContext | None = None
 
 
 NO_OPTIONS = TurnOptions()
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A tool call waiting for a person's yes or no.
+
+    `call_id` names the call at the API (a tool call id, or a Responses
+    `mcp_approval_request` item); `state` is what the backend needs to carry on afterwards
+    (stored with the request, so the turn survives a restart while it waits).
+    """
+
+    call_id: str
+    server: str
+    tool: str
+    arguments: str
+    state: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +89,7 @@ class RunCheck:
     detail: str | None = None
     produced_files: int = 0
     usage: Usage | None = None
+    approval: ApprovalRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +106,36 @@ class StreamStarted:
     run_id: str
 
 
-StreamEvent = StreamStarted | StreamDelta | RunCheck
+class ToolStatus(StrEnum):
+    """A tool call as Slack's task updates show it."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ToolSource:
+    """Something a tool looked at, shown under its task (a link)."""
+
+    url: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ToolProgress:
+    """A tool call started, finished or failed; `id` is the same for each update of a call."""
+
+    id: str
+    title: str
+    status: ToolStatus
+    sources: tuple[ToolSource, ...] = ()
+
+
+StreamEvent = StreamStarted | StreamDelta | ToolProgress | RunCheck
+ProgressSink = Callable[[ToolProgress], Awaitable[None]]
+"""Where a polled run reports its tool calls (the assistant pane's status line)."""
 
 
 class AssistantUnavailable(Exception):
@@ -140,7 +198,11 @@ class AssistantBackend(Protocol):
         tell; `previous_run_id` is the run of the conversation's turn before this one."""
         ...
 
-    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck: ...
+    async def check_run(
+        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
+    ) -> RunCheck:
+        """Where the run is; tool calls it makes meanwhile go to `progress`."""
+        ...
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None: ...
 
@@ -154,6 +216,19 @@ class AssistantBackend(Protocol):
         options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
         """Start a run and yield its id, then text deltas, then a final RunCheck."""
+        ...
+
+    async def resume_run(
+        self,
+        *,
+        thread_id: str,
+        run_id: str,
+        turn_key: str,
+        approval: ApprovalRequest,
+        allowed: bool,
+    ) -> str:
+        """Carry on a run that waited for `approval`: the call runs (or the model is told it
+        was denied). Returns the run to wait for next (the same one, or a new one)."""
         ...
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:

@@ -24,12 +24,13 @@ model without vision refuses one turn, not every later one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import openai
@@ -43,13 +44,19 @@ from sqlalchemy.orm import undefer
 
 from bot.assistants.base import (
     NO_OPTIONS,
+    ApprovalRequest,
     AssistantRejected,
     AssistantUnavailable,
+    ProgressSink,
     RunCheck,
     RunState,
     StreamDelta,
     StreamEvent,
     StreamStarted,
+    ToolContext,
+    ToolProgress,
+    ToolSource,
+    ToolStatus,
     TurnOptions,
     Usage,
     joined_instructions,
@@ -68,6 +75,7 @@ from bot.assistants.context import (
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image, image_data_url
 from bot.store.chat_models import ChatMessage, ChatSummary
+from bot.tools.mcp_client import DENIED_TEXT, EMPTY_CATALOG, Catalog, McpTools, ToolOutcome
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +114,16 @@ class _Opened:
 
     stream: AsyncStream[ChatCompletionChunk]
     cut: bool
+    model: str = ""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    catalog: Catalog = EMPTY_CATALOG
+
+
+@dataclass(frozen=True)
+class _ToolCall:
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,35 @@ class _Reply:
     state: RunState
     text: str
     usage: Usage | None
+    tool_calls: tuple[_ToolCall, ...] = ()
+
+
+@dataclass
+class _Loop:
+    """A turn's tool-call loop as it stands: stored with an approval request."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    cut: bool = False
+    unreachable: list[str] = field(default_factory=list)
+    pending: list[dict[str, str]] = field(default_factory=list)
+    """Calls of the model's last reply not yet answered (the first waits for approval)."""
+    calls_made: int = 0
+
+    def dump(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, state: str) -> _Loop:
+        try:
+            return cls(**json.loads(state))
+        except (ValueError, TypeError) as exc:
+            raise AssistantRejected("chat: the stored tool-call state is unreadable") from exc
+
+
+Progress = asyncio.Queue[str | ToolProgress]
+"""What a streamed turn shows as it goes: answer text, and tool calls as they run."""
+TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 
 
 class _ContextTooLong(Exception):
@@ -131,7 +178,15 @@ class ChatBackend:
         instructions: str | None = None,
         context_tokens: int | None = None,
         completion_timeout_s: float = 120.0,
+        tools: McpTools | None = None,
+        max_tool_calls: int = 8,
     ) -> None:
+        self._tools = tools if tools is not None and tools.configured else None
+        self._max_tool_calls = max_tool_calls
+        self._contexts: dict[str, ToolContext] = {}
+        self._activity: dict[str, ToolProgress] = {}
+        """Turn key → its newest tool call update, for polled delivery (`check_run`)."""
+        """Turn key → what its own tools act with (held in memory only)."""
         self._client = client
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._model = model
@@ -160,6 +215,7 @@ class ChatBackend:
         The request is sent before this returns, so an API that refuses it or cannot be
         reached is reported here, as other backends report a run that cannot be created.
         """
+        self._remember_context(turn_key, options)
         await self._store_question(thread_id, turn_key, text, images, options)
         opened = await self._opening(thread_id, turn_key)
         self._tasks[turn_key] = asyncio.create_task(self._read(thread_id, turn_key, opened, None))
@@ -181,11 +237,17 @@ class ChatBackend:
             )
         return None if stored is None else RUN_PREFIX + turn_key
 
-    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
+    async def check_run(
+        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
+    ) -> RunCheck:
         turn_key = run_id.removeprefix(RUN_PREFIX)
         task = self._tasks.get(turn_key)
         if task is not None and not task.done():
+            activity = self._activity.pop(turn_key, None)
+            if activity is not None and progress is not None:
+                await progress(activity)
             return RunCheck(RunState.IN_PROGRESS)
+        self._activity.pop(turn_key, None)
         if task is not None:
             del self._tasks[turn_key]
             if not task.cancelled():
@@ -229,22 +291,23 @@ class ChatBackend:
         The completion runs as a task of its own: if the caller stops listening (a deadline,
         a broken Slack stream), it carries on, and `check_run` finds it.
         """
+        self._remember_context(turn_key, options)
         await self._store_question(thread_id, turn_key, text, images, options)
         opened = await self._opening(thread_id, turn_key)
         yield StreamStarted(RUN_PREFIX + turn_key)
-        deltas: asyncio.Queue[str] = asyncio.Queue()
+        deltas: Progress = asyncio.Queue()
         task = asyncio.create_task(self._read(thread_id, turn_key, opened, deltas))
         self._tasks[turn_key] = task
-        getter: asyncio.Future[str] | None = None
+        getter: asyncio.Future[str | ToolProgress] | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(deltas.get())
                 await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
                 if not getter.done():
                     break
-                yield StreamDelta(getter.result())
+                yield _event(getter.result())
             while not deltas.empty():
-                yield StreamDelta(deltas.get_nowait())
+                yield _event(deltas.get_nowait())
             try:
                 result = await asyncio.shield(task)
             finally:
@@ -297,16 +360,19 @@ class ChatBackend:
         question = await self._question(thread_id, turn_key)
         model = question.model or self._model
         budget = context_budget(model, self._context_tokens)
+        catalog = EMPTY_CATALOG
+        if self._tools is not None:
+            catalog = await self._tools.catalog(self._contexts.get(turn_key))
         for attempt_budget in (budget, budget // 2):
             try:
                 messages, cut = await self._messages(thread_id, question, model, attempt_budget)
-                stream = await self._create_stream(model, messages)
+                stream = await self._create_stream(model, messages, catalog)
             except _ContextTooLong:
                 log.warning(
                     "chat run %s: too long for %s at %s tokens", turn_key, model, attempt_budget
                 )
                 continue
-            return _Opened(stream, cut)
+            return _Opened(stream, cut, model, messages, catalog)
         return RunCheck(RunState.TOO_LONG, detail=CONTEXT_TOO_LONG)
 
     async def _read(
@@ -314,17 +380,128 @@ class ChatBackend:
         thread_id: str,
         turn_key: str,
         opened: _Opened | RunCheck,
-        deltas: asyncio.Queue[str] | None,
+        deltas: Progress | None,
     ) -> RunCheck:
         """Read the answer as the model writes it and store it: that marks the run done."""
         if isinstance(opened, RunCheck):
             return opened
-        reply = await self._read_stream(opened.stream, deltas)
+        for label in opened.catalog.unreachable:
+            _show(deltas, ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR))
+        loop = _Loop(
+            model=opened.model,
+            messages=list(opened.messages),
+            cut=opened.cut,
+            unreachable=sorted(opened.catalog.unreachable),
+        )
+        return await self._loop(thread_id, turn_key, loop, opened.catalog, opened.stream, deltas)
+
+    async def _loop(
+        self,
+        thread_id: str,
+        turn_key: str,
+        loop: _Loop,
+        catalog: Catalog,
+        stream: AsyncStream[ChatCompletionChunk] | None,
+        deltas: Progress | None,
+        decided: dict[str, bool] | None = None,
+    ) -> RunCheck:
+        """The tool-call loop: while the model asks for tools, run them and send it their
+        results, within the cap on calls per turn (past it, no tools are offered). A call
+        that needs a person's approval stops the loop; its state goes with the request, and
+        `resume_run` carries on from there (`stream` None: the pending calls first)."""
+        decided = decided or {}
+        usage: Usage | None = None
+        while True:
+            if stream is not None:
+                reply = await self._read_stream(stream, deltas)
+                usage = _added(usage, reply.usage)
+                if reply.state is not RunState.REQUIRES_ACTION or not reply.tool_calls:
+                    break
+                loop.messages.append(_assistant_calls(reply))
+                loop.pending = [dataclasses.asdict(call) for call in reply.tool_calls]
+            while loop.pending:
+                call = _ToolCall(**loop.pending[0])
+                spec = catalog.find(call.name)
+                if spec is not None and spec.needs_approval and call.id not in decided:
+                    request = ApprovalRequest(
+                        call.id, spec.server, spec.name, call.arguments, state=loop.dump()
+                    )
+                    _show(deltas, ToolProgress(call.id, _waiting(spec.title), ToolStatus.PENDING))
+                    return RunCheck(RunState.NEEDS_APPROVAL, usage=usage, approval=request)
+                loop.calls_made += 1
+                if spec is not None and spec.needs_approval and not decided[call.id]:
+                    outcome = ToolOutcome(DENIED_TEXT, ok=False)
+                    _show(deltas, ToolProgress(call.id, spec.title, ToolStatus.ERROR))
+                else:
+                    within = loop.calls_made <= self._max_tool_calls
+                    context = self._contexts.get(turn_key)
+                    outcome = await self._run_tool(
+                        catalog, call, deltas, context, within=within, context_key=turn_key
+                    )
+                if outcome.unreachable_server is not None:
+                    loop.unreachable = sorted({*loop.unreachable, outcome.unreachable_server})
+                loop.messages.append(
+                    {"role": "tool", "tool_call_id": call.id, "content": outcome.text}
+                )
+                loop.pending.pop(0)
+            offer = catalog if loop.calls_made < self._max_tool_calls else EMPTY_CATALOG
+            stream = await self._create_stream(loop.model, loop.messages, offer)
         if reply.state not in _STORED_STATES:
             return RunCheck(reply.state, detail=f"the model stopped ({reply.state.value})")
-        text = f"{CUT_NOTE}\n\n{reply.text}" if opened.cut else reply.text
+        notes = [CUT_NOTE] if loop.cut else []
+        notes += [f"_{_down(label)}; I answered without it._" for label in loop.unreachable]
+        text = "\n\n".join([*notes, reply.text])
         text = await self._store_answer(thread_id, turn_key, text, reply.state)
-        return RunCheck(reply.state, text=text, usage=reply.usage)
+        self._contexts.pop(turn_key, None)
+        return RunCheck(reply.state, text=text, usage=usage)
+
+    def _remember_context(self, turn_key: str, options: TurnOptions) -> None:
+        if options.tool_context is not None:
+            self._contexts[turn_key] = options.tool_context
+
+    async def resume_run(
+        self,
+        *,
+        thread_id: str,
+        run_id: str,
+        turn_key: str,
+        approval: ApprovalRequest,
+        allowed: bool,
+    ) -> str:
+        """Carry the stored loop on in a task: the decided call first, then the model."""
+        loop = _Loop.load(approval.state)
+        catalog = await self._tools.catalog() if self._tools is not None else EMPTY_CATALOG
+        decided = {approval.call_id: allowed}
+        self._tasks[turn_key] = asyncio.create_task(
+            self._loop(thread_id, turn_key, loop, catalog, None, None, decided)
+        )
+        return RUN_PREFIX + turn_key
+
+    async def _run_tool(
+        self,
+        catalog: Catalog,
+        call: _ToolCall,
+        deltas: Progress | None,
+        context: ToolContext | None = None,
+        *,
+        within: bool,
+        context_key: str | None = None,
+    ) -> ToolOutcome:
+        """One call the model asked for, shown as a task while it runs."""
+        spec = catalog.find(call.name)
+        if spec is None or self._tools is None:
+            return ToolOutcome(f"error: there is no tool named {call.name}", ok=False)
+        if not within:
+            return ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
+        running = ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
+        _show(deltas, running)
+        if deltas is None and context_key is not None:
+            self._activity[context_key] = running
+        outcome = await self._tools.call(spec, call.arguments, context)
+        status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
+        sources = tuple(ToolSource(url, title) for url, title in outcome.sources)
+        _show(deltas, ToolProgress(call.id, spec.title, status, sources))
+        return outcome
 
     async def _messages(
         self, thread_id: str, question: _Question, model: str, budget: int
@@ -431,13 +608,15 @@ class ChatBackend:
         return text
 
     async def _create_stream(
-        self, model: str, messages: list[dict[str, Any]]
+        self, model: str, messages: list[dict[str, Any]], catalog: Catalog = EMPTY_CATALOG
     ) -> AsyncStream[ChatCompletionChunk]:
+        tools: Any = [spec.as_function() for spec in catalog.tools] or openai.omit
         with translated_errors("chat completion"):
             try:
                 return await self._client.chat.completions.create(
                     model=model,
                     messages=cast(Any, messages),
+                    tools=tools,
                     stream=True,
                     stream_options={"include_usage": True},
                     timeout=self._completion_timeout_s,
@@ -448,11 +627,12 @@ class ChatBackend:
                 raise
 
     async def _read_stream(
-        self, stream: AsyncStream[ChatCompletionChunk], deltas: asyncio.Queue[str] | None
+        self, stream: AsyncStream[ChatCompletionChunk], deltas: Progress | None
     ) -> _Reply:
         parts: list[str] = []
         finish: str | None = None
         usage: Usage | None = None
+        calls: dict[int, dict[str, str]] = {}
         try:
             with translated_errors("chat completion stream"):
                 async with stream:
@@ -462,15 +642,24 @@ class ChatBackend:
                         for choice in chunk.choices:
                             if choice.delta.content:
                                 parts.append(choice.delta.content)
-                                if deltas is not None:
-                                    deltas.put_nowait(choice.delta.content)
+                                _show(deltas, choice.delta.content)
+                            for piece in choice.delta.tool_calls or []:
+                                call = calls.setdefault(
+                                    piece.index, {"id": "", "name": "", "arguments": ""}
+                                )
+                                call["id"] = piece.id or call["id"]
+                                if piece.function is not None:
+                                    call["name"] += piece.function.name or ""
+                                    call["arguments"] += piece.function.arguments or ""
                             finish = choice.finish_reason or finish
         except openai.APIError as exc:
             # An error event in the middle of the stream: the server gave up on this answer.
             raise AssistantUnavailable(f"chat completion stream: {exc.message}") from exc
         if finish is None:
             raise AssistantUnavailable("chat completion stream: it ended before the answer")
-        return _Reply(_FINISH_STATES.get(finish, RunState.COMPLETED), "".join(parts), usage)
+        tool_calls = tuple(_ToolCall(**calls[index]) for index in sorted(calls))
+        state = _FINISH_STATES.get(finish, RunState.COMPLETED)
+        return _Reply(state, "".join(parts), usage, tool_calls)
 
     # The store ----------------------------------------------------------------------
 
@@ -553,6 +742,51 @@ class ChatBackend:
         if row is None:
             return None
         return RunCheck(RunState(row.outcome or RunState.COMPLETED.value), text=row.content)
+
+
+def _event(item: str | ToolProgress) -> StreamDelta | ToolProgress:
+    return StreamDelta(item) if isinstance(item, str) else item
+
+
+def _show(deltas: Progress | None, item: str | ToolProgress) -> None:
+    if deltas is not None:
+        deltas.put_nowait(item)
+
+
+def _waiting(title: str) -> str:
+    return f"{title} waits for your approval"
+
+
+def _down(label: str) -> str:
+    return f"The tool server `{label}` could not be reached"
+
+
+def _assistant_calls(reply: _Reply) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": reply.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in reply.tool_calls
+        ],
+    }
+
+
+def _added(total: Usage | None, more: Usage | None) -> Usage | None:
+    """Usage over the rounds of a tool-call loop."""
+    if total is None or more is None:
+        return more or total
+    return Usage(
+        model=total.model,
+        input_tokens=total.input_tokens + more.input_tokens,
+        cached_input_tokens=total.cached_input_tokens + more.cached_input_tokens,
+        output_tokens=total.output_tokens + more.output_tokens,
+        reasoning_tokens=total.reasoning_tokens + more.reasoning_tokens,
+    )
 
 
 def _row(thread_id: str, turn_key: str, role: str) -> Any:

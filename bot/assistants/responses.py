@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -11,11 +12,17 @@ from openai.types.responses import Response
 
 from bot.assistants.base import (
     NO_OPTIONS,
+    ApprovalRequest,
+    AssistantRejected,
+    ProgressSink,
     RunCheck,
     RunState,
     StreamDelta,
     StreamEvent,
     StreamStarted,
+    ToolProgress,
+    ToolSource,
+    ToolStatus,
     TurnOptions,
     Usage,
     joined_instructions,
@@ -23,6 +30,7 @@ from bot.assistants.base import (
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image, image_data_url
 from bot.text import Source, with_sources
+from bot.tools.config import McpServer
 
 _STATES = {
     "queued": RunState.QUEUED,
@@ -33,6 +41,32 @@ _STATES = {
     "cancelled": RunState.CANCELLED,
 }
 _TERMINAL_EVENTS = {"response.completed", "response.failed", "response.incomplete"}
+_MCP_DOWN = re.compile(r"Error retrieving tool list from MCP server: '([^']+)'")
+_HOSTED_TITLES = {
+    "web_search_call": "Searching the web",
+    "file_search_call": "Searching the files",
+    "code_interpreter_call": "Running code",
+    "image_generation_call": "Making an image",
+}
+
+
+def mcp_tool(server: McpServer) -> dict[str, Any]:
+    """A configured server as the Responses API's remote `mcp` tool."""
+    tool: dict[str, Any] = {
+        "type": "mcp",
+        "server_label": server.label,
+        "server_url": server.url,
+        "require_approval": "never",
+    }
+    if server.headers:
+        tool["headers"] = dict(server.headers)
+    if server.allowed_tools is not None:
+        tool["allowed_tools"] = list(server.allowed_tools)
+    if server.approval is True:
+        tool["require_approval"] = "always"
+    elif server.approval:
+        tool["require_approval"] = {"always": {"tool_names": list(server.approval)}}
+    return tool
 
 
 class ResponsesBackend:
@@ -45,7 +79,10 @@ class ResponsesBackend:
         model: str,
         instructions: str | None = None,
         tools: list[dict[str, Any]] | None = None,
+        mcp_servers: Sequence[McpServer] = (),
     ) -> None:
+        self._mcp_servers = list(mcp_servers)
+        self._unreachable: dict[str, list[str]] = {}
         self._client = client
         # Responses are started without the client's own retries: the service retries, and
         # looks for a response that a failed-looking request did start before starting another.
@@ -68,10 +105,42 @@ class ResponsesBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> str:
-        with translated_errors("create response"):
-            response = await self._once.responses.create(
-                background=True, **self._response_args(thread_id, text, turn_key, images, options)
-            )
+        down: list[str] = []
+        while True:
+            args = self._response_args(thread_id, text, turn_key, images, options, skip=down)
+            try:
+                with translated_errors("create response"):
+                    response = await self._once.responses.create(background=True, **args)
+            except AssistantRejected as exc:
+                # An MCP server OpenAI cannot list fails the whole request: go without it
+                # (the user is told which), rather than without an answer.
+                found = _MCP_DOWN.search(str(exc))
+                if found is None or found.group(1) in down:
+                    raise
+                down.append(found.group(1))
+                continue
+            if down:
+                self._unreachable[response.id] = down
+            return str(response.id)
+
+    async def resume_run(
+        self,
+        *,
+        thread_id: str,
+        run_id: str,
+        turn_key: str,
+        approval: ApprovalRequest,
+        allowed: bool,
+    ) -> str:
+        """A new response on the conversation answering the `mcp_approval_request`."""
+        answer = {
+            "type": "mcp_approval_response",
+            "approval_request_id": approval.call_id,
+            "approve": allowed,
+        }
+        args = self._response_args(thread_id, "", turn_key, (), NO_OPTIONS, input_items=[answer])
+        with translated_errors("answer approval request"):
+            response = await self._once.responses.create(background=True, **args)
         return str(response.id)
 
     async def find_run(
@@ -108,12 +177,40 @@ class ResponsesBackend:
             response = await self._client.responses.retrieve(run_id)
         return response.output[-1].id if response.output else None
 
-    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
+    async def check_run(
+        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
+    ) -> RunCheck:
         if run_id.startswith(_AFTER_ITEM):
             return await self._answer_after(thread_id, run_id.removeprefix(_AFTER_ITEM))
         with translated_errors("check response"):
             response = await self._client.responses.retrieve(run_id)
-        return _check(response)
+        running = [
+            found
+            for item in response.output
+            if getattr(item, "status", "") == "in_progress"
+            and (found := _hosted_progress(item, done=False)) is not None
+        ]
+        if running and progress is not None:
+            await progress(running[-1])
+        return self._checked(response)
+
+    def _checked(self, response: Response) -> RunCheck:
+        check = _check(response)
+        if not check.state.finished:
+            return check
+        notes = [
+            f"_The tool server `{label}` could not be reached; I answered without it._"
+            for label in self._unreachable.pop(response.id, [])
+        ]
+        if not notes:
+            return check
+        return RunCheck(
+            check.state,
+            text="\n\n".join([*notes, check.text]),
+            detail=check.detail,
+            produced_files=check.produced_files,
+            usage=check.usage,
+        )
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
         if run_id.startswith(_AFTER_ITEM):
@@ -133,22 +230,29 @@ class ResponsesBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
-        """Create the background response and stream it in one request.
+        """Create the background response, hand its id over, then stream it by id.
 
-        Its first event names the response, which is handed over (and stored) before any
-        waiting starts. A crash before that event arrives is covered by `find_run`, which
-        recognises this turn's input in the conversation.
+        Creating and streaming in one request would leave the id unknown until the first
+        event arrives; a crash in that gap could not find the response again (this API cannot
+        list a conversation's responses), so the id comes back before any waiting starts.
         """
-        args = self._response_args(thread_id, text, turn_key, images, options)
+        response_id = await self.start_run(
+            thread_id=thread_id, text=text, turn_key=turn_key, images=images, options=options
+        )
+        yield StreamStarted(response_id)
+        for label in self._unreachable.get(response_id, []):
+            yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
         with translated_errors("stream response"):
-            stream = await self._once.responses.create(background=True, stream=True, **args)
+            stream = await self._client.responses.retrieve(response_id, stream=True)
             async for event in stream:
-                if event.type == "response.created":
-                    yield StreamStarted(event.response.id)
-                elif event.type == "response.output_text.delta":
+                if event.type == "response.output_text.delta":
                     yield StreamDelta(event.delta)
+                elif event.type in ("response.output_item.added", "response.output_item.done"):
+                    progress = _hosted_progress(event.item, done=event.type.endswith("done"))
+                    if progress is not None:
+                        yield progress
                 elif event.type in _TERMINAL_EVENTS:
-                    yield _check(event.response)  # type: ignore[union-attr]
+                    yield self._checked(event.response)  # type: ignore[union-attr]
                     return
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
@@ -197,6 +301,8 @@ class ResponsesBackend:
         turn_key: str,
         images: Sequence[Image],
         options: TurnOptions,
+        skip: Sequence[str] = (),
+        input_items: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         content: str | list[dict[str, Any]] = text
         if images:
@@ -206,7 +312,7 @@ class ResponsesBackend:
         args: dict[str, Any] = {
             "model": options.model or self._model,
             "conversation": conversation_id,
-            "input": [{"role": "user", "content": content}],
+            "input": input_items or [{"role": "user", "content": content}],
             "store": True,
             "metadata": {"turn_key": turn_key},
             # A Conversation grows with every turn; "auto" drops its oldest items when it no
@@ -216,12 +322,46 @@ class ResponsesBackend:
         instructions = joined_instructions(self._instructions, options.instructions)
         if instructions:
             args["instructions"] = instructions
-        if self._tools:
-            args["tools"] = self._tools
+        tools = self._tools + [
+            mcp_tool(server) for server in self._mcp_servers if server.label not in skip
+        ]
+        if tools:
+            args["tools"] = tools
         return args
 
 
 _AFTER_ITEM = "after-item:"
+
+
+def _down(label: str) -> str:
+    return f"The tool server `{label}` could not be reached"
+
+
+def _hosted_progress(item: Any, *, done: bool) -> ToolProgress | None:
+    """A hosted tool call (web or file search, MCP) as a task update."""
+    kind = getattr(item, "type", "")
+    if kind == "mcp_approval_request":
+        title = f"{item.name} ({item.server_label}) waits for your approval"
+        return ToolProgress(str(item.id), title, ToolStatus.PENDING)
+    if kind == "mcp_call":
+        title = f"{item.name} ({item.server_label})"
+    elif kind in _HOSTED_TITLES:
+        title = _HOSTED_TITLES[kind]
+    else:
+        return None
+    failed = bool(getattr(item, "error", None)) or getattr(item, "status", "") == "failed"
+    status = ToolStatus.IN_PROGRESS
+    if done:
+        status = ToolStatus.ERROR if failed else ToolStatus.COMPLETE
+    sources: tuple[ToolSource, ...] = ()
+    action = getattr(item, "action", None)
+    if done and action is not None and getattr(action, "sources", None):
+        sources = tuple(
+            ToolSource(url=source.url, title=source.url)
+            for source in action.sources
+            if getattr(source, "url", None)
+        )[:5]
+    return ToolProgress(str(item.id), title, status, sources)
 
 
 def _item_text(item: Any) -> str:
@@ -237,6 +377,11 @@ def _check(response: Response) -> RunCheck:
     state = _STATES.get(response.status or "in_progress", RunState.IN_PROGRESS)
     if not state.finished:
         return RunCheck(state)
+    asked = [item for item in response.output if item.type == "mcp_approval_request"]
+    if state is RunState.COMPLETED and asked and not response.output_text:
+        item = asked[0]
+        request = ApprovalRequest(item.id, item.server_label, item.name, item.arguments)
+        return RunCheck(RunState.NEEDS_APPROVAL, approval=request, usage=_usage(response))
     detail = response.error.message if response.error else None
     if response.incomplete_details is not None:
         detail = response.incomplete_details.reason

@@ -6,19 +6,25 @@ deployments that still point at one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from openai import AsyncOpenAI
-from openai.types.beta.threads import Message, Run
 
 from bot.assistants.base import (
     NO_OPTIONS,
+    ApprovalRequest,
+    ProgressSink,
     RunCheck,
     RunState,
     StreamDelta,
     StreamEvent,
     StreamStarted,
+    ToolContext,
+    ToolProgress,
+    ToolSource,
+    ToolStatus,
     TurnOptions,
     Usage,
     joined_instructions,
@@ -26,6 +32,9 @@ from bot.assistants.base import (
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image
 from bot.text import Source, marker_title, with_sources
+from bot.tools.mcp_client import DENIED_TEXT, Catalog, McpTools, ToolOutcome
+
+TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 
 _STATES = {state.value: state for state in RunState}
 _TERMINAL_EVENTS = {
@@ -61,7 +70,18 @@ class ThreadsBackend:
         assistant_id: str,
         instructions: str | None = None,
         context_tokens: int | None = None,
+        tools: McpTools | None = None,
+        max_tool_calls: int = 8,
     ) -> None:
+        self._tools = tools if tools is not None and tools.configured else None
+        self._max_tool_calls = max_tool_calls
+        self._assistant_tools: list[dict[str, Any]] | None = None
+        self._calls_made: dict[str, int] = {}
+        self._unreachable: dict[str, set[str]] = {}
+        self._decisions: dict[str, dict[str, bool]] = {}
+        self._known_outputs: dict[str, dict[str, str]] = {}
+        self._contexts: dict[str, ToolContext] = {}
+        """Run id → what its own tools act with (held in memory only)."""
         self._client = client
         self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
@@ -84,9 +104,12 @@ class ThreadsBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> str:
-        args = await self._run_args(text, turn_key, images, options)
+        args, catalog = await self._run_args(text, turn_key, images, options)
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
+        self._unreachable[run.id] = set(catalog.unreachable)
+        if options.tool_context is not None:
+            self._contexts[run.id] = options.tool_context
         return str(run.id)
 
     async def find_run(
@@ -99,17 +122,46 @@ class ThreadsBackend:
                 return run.id
         return None
 
-    async def check_run(self, *, thread_id: str, run_id: str) -> RunCheck:
+    async def check_run(
+        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
+    ) -> RunCheck:
         with translated_errors("check run"):
             run = await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-        messages: list[Message] | None = None
-        if run.status in ("completed", "incomplete"):
-            with translated_errors("read answer"):
-                page = await self._client.beta.threads.messages.list(
-                    thread_id, run_id=run_id, order="asc", limit=100
+        if run.status == "requires_action" and self._tools is not None:
+            outputs: list[dict[str, str]] = []
+            async for step in self._run_tools(run, outputs):
+                if isinstance(step, ApprovalRequest):
+                    return RunCheck(RunState.NEEDS_APPROVAL, approval=step)
+                if progress is not None:
+                    await progress(step)
+            with translated_errors("submit tool outputs"):
+                await self._client.beta.threads.runs.submit_tool_outputs(
+                    run_id, thread_id=thread_id, tool_outputs=cast(Any, outputs)
                 )
-            messages = list(page.data)
-        return _check(run, messages or [])
+            return RunCheck(RunState.IN_PROGRESS)
+        state = _STATES.get(run.status, RunState.IN_PROGRESS)
+        if state in (RunState.QUEUED, RunState.IN_PROGRESS) or run.status == "cancelling":
+            return RunCheck(RunState.IN_PROGRESS if run.status == "cancelling" else state)
+        detail = run.last_error.message if run.last_error else None
+        if run.incomplete_details is not None:
+            detail = run.incomplete_details.reason
+        text, files = "", 0
+        if state in (RunState.COMPLETED, RunState.INCOMPLETE):
+            text, files = await self._run_text(thread_id, run_id)
+            notes = [
+                f"_The tool server `{label}` could not be reached; I answered without it._"
+                for label in sorted(self._unreachable.pop(run_id, set()))
+            ]
+            text = "\n\n".join([*notes, text])
+            self._calls_made.pop(run_id, None)
+        usage = None
+        if run.usage is not None:
+            usage = Usage(
+                model=str(run.model),
+                input_tokens=run.usage.prompt_tokens,
+                output_tokens=run.usage.completion_tokens,
+            )
+        return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
         try:
@@ -127,23 +179,42 @@ class ThreadsBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
-        args = await self._run_args(text, turn_key, images, options)
+        args, catalog = await self._run_args(text, turn_key, images, options)
+        for label in sorted(catalog.unreachable):
+            yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
         with translated_errors("stream run"):
-            stream = await self._once.beta.threads.runs.create(thread_id, stream=True, **args)
-            answer: list[Message] = []
-            async for event in stream:
-                if event.event == "thread.run.created":
-                    yield StreamStarted(event.data.id)
-                elif event.event == "thread.message.delta":
-                    for part in event.data.delta.content or []:
-                        if part.type == "text" and part.text is not None and part.text.value:
-                            yield StreamDelta(part.text.value)
-                elif event.event in ("thread.message.completed", "thread.message.incomplete"):
-                    answer.append(event.data)
-                elif event.event in _TERMINAL_EVENTS:
-                    # The stream carried the run and its messages: no further requests.
-                    yield _check(event.data, answer)
-                    return
+            stream: Any = await self._once.beta.threads.runs.create(thread_id, stream=True, **args)
+            while stream is not None:
+                current, stream = stream, None
+                async for event in current:
+                    if event.event == "thread.run.created":
+                        self._unreachable[event.data.id] = set(catalog.unreachable)
+                        if options.tool_context is not None:
+                            self._contexts[event.data.id] = options.tool_context
+                        yield StreamStarted(event.data.id)
+                    elif event.event == "thread.message.delta":
+                        for part in event.data.delta.content or []:
+                            if part.type == "text" and part.text is not None and part.text.value:
+                                yield StreamDelta(part.text.value)
+                    elif event.event == "thread.run.requires_action" and self._tools is not None:
+                        outputs: list[dict[str, str]] = []
+                        async for step in self._run_tools(event.data, outputs):
+                            if isinstance(step, ApprovalRequest):
+                                await current.close()
+                                yield RunCheck(RunState.NEEDS_APPROVAL, approval=step)
+                                return
+                            yield step
+                        stream = await self._client.beta.threads.runs.submit_tool_outputs(
+                            event.data.id,
+                            thread_id=thread_id,
+                            tool_outputs=cast(Any, outputs),
+                            stream=True,
+                        )
+                        break
+                    elif event.event in _TERMINAL_EVENTS:
+                        yield await self.check_run(thread_id=thread_id, run_id=event.data.id)
+                        return
+                await current.close()
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
         with translated_errors("read produced files"):
@@ -173,9 +244,93 @@ class ThreadsBackend:
     async def close(self) -> None:
         await self._client.close()
 
+    async def resume_run(
+        self,
+        *,
+        thread_id: str,
+        run_id: str,
+        turn_key: str,
+        approval: ApprovalRequest,
+        allowed: bool,
+    ) -> str:
+        """The run still waits (requires_action): the next check runs its calls with this
+        decision and the outputs found before it asked (stored in the request's state)."""
+        state = json.loads(approval.state or "{}")
+        self._known_outputs[run_id] = dict(state.get("outputs") or {})
+        self._decisions.setdefault(run_id, {})[approval.call_id] = allowed
+        return run_id
+
+    async def _run_tools(
+        self, run: Any, outputs: list[dict[str, str]]
+    ) -> AsyncIterator[ToolProgress | ApprovalRequest]:
+        """Run the function calls a `requires_action` run waits for, filling `outputs`, and
+        show each as it goes. Every call gets an output, errors included: the run needs one
+        for each before it carries on. A call that needs a person's approval ends this with
+        an ApprovalRequest (the outputs so far go in its state)."""
+        assert self._tools is not None
+        action = run.required_action
+        calls = action.submit_tool_outputs.tool_calls if action is not None else []
+        context = self._contexts.get(run.id)
+        catalog = await self._tools.catalog(context) if calls else Catalog()
+        decided = self._decisions.get(run.id, {})
+        known = self._known_outputs.get(run.id, {})
+        for call in calls:
+            if call.id in known:
+                outputs.append({"tool_call_id": call.id, "output": known[call.id]})
+                continue
+            spec = catalog.find(call.function.name)
+            if spec is not None and spec.needs_approval and call.id not in decided:
+                done = {output["tool_call_id"]: output["output"] for output in outputs}
+                yield ApprovalRequest(
+                    call.id,
+                    spec.server,
+                    spec.name,
+                    call.function.arguments,
+                    state=json.dumps({"outputs": done}),
+                )
+                return
+            made = self._calls_made.get(run.id, 0) + 1
+            self._calls_made[run.id] = made
+            if spec is None:
+                outcome = ToolOutcome(f"error: there is no tool named {call.function.name}", False)
+            elif spec.needs_approval and not decided[call.id]:
+                outcome = ToolOutcome(DENIED_TEXT, ok=False)
+            elif made > self._max_tool_calls:
+                outcome = ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
+            else:
+                yield ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
+                outcome = await self._tools.call(spec, call.function.arguments, context)
+                status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
+                sources = tuple(ToolSource(url, title) for url, title in outcome.sources)
+                yield ToolProgress(call.id, spec.title, status, sources)
+            if outcome.unreachable_server is not None:
+                self._unreachable.setdefault(run.id, set()).add(outcome.unreachable_server)
+            outputs.append({"tool_call_id": call.id, "output": outcome.text})
+
+    async def _offered_tools(self, context: ToolContext | None) -> tuple[dict[str, Any], Catalog]:
+        """The run's `tools`: the assistant's own, and the MCP servers' tools as functions
+        (a run's `tools` replaces the assistant's, so they are listed again)."""
+        if self._tools is None:
+            return {}, Catalog()
+        catalog = await self._tools.catalog(context)
+        if not catalog.tools:
+            return {}, catalog
+        if self._assistant_tools is None:
+            with translated_errors("read assistant"):
+                assistant = await self._client.beta.assistants.retrieve(self._assistant_id)
+            self._assistant_tools = [
+                tool.model_dump(exclude_none=True)
+                for tool in assistant.tools
+                if tool.type != "function"
+            ]
+        functions = [
+            {"type": "function", "function": t.assistants_function()} for t in catalog.tools
+        ]
+        return {"tools": [*self._assistant_tools, *functions]}, catalog
+
     async def _run_args(
         self, text: str, turn_key: str, images: Sequence[Image], options: TurnOptions
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], Catalog]:
         content: str | list[dict[str, Any]] = text
         if images:
             content = [{"type": "text", "text": text}]
@@ -194,7 +349,8 @@ class ThreadsBackend:
             args["model"] = options.model
         if self._truncation is not None:
             args["truncation_strategy"] = self._truncation
-        return args
+        tools, catalog = await self._offered_tools(options.tool_context)
+        return {**args, **tools}, catalog
 
     async def _upload_image(self, image: Image) -> str:
         """The Assistants API takes images as uploaded files (purpose "vision")."""
@@ -204,43 +360,29 @@ class ThreadsBackend:
             )
         return str(uploaded.id)
 
+    async def _run_text(self, thread_id: str, run_id: str) -> tuple[str, int]:
+        """The run's answer with its citations as footnotes, and how many images it made."""
+        with translated_errors("read answer"):
+            page = await self._client.beta.threads.messages.list(
+                thread_id, run_id=run_id, order="asc", limit=100
+            )
+        parts: list[str] = []
+        sources: list[Source] = []
+        images = 0
+        for message in page.data:
+            if message.role != "assistant":
+                continue
+            for block in message.content:
+                images += block.type == "image_file"
+                if block.type == "text":
+                    parts.append(block.text.value)
+                    sources += [
+                        Source(title=marker_title(note.text), marker=note.text)
+                        for note in block.text.annotations
+                        if note.type == "file_citation"
+                    ]
+        return with_sources("\n\n".join(parts), sources), images
 
-def _check(run: Run, messages: Sequence[Message]) -> RunCheck:
-    """A run as the service sees it, its answer taken from the run's own messages."""
-    state = _STATES.get(run.status, RunState.IN_PROGRESS)
-    if state in (RunState.QUEUED, RunState.IN_PROGRESS) or run.status == "cancelling":
-        return RunCheck(RunState.IN_PROGRESS if run.status == "cancelling" else state)
-    detail = run.last_error.message if run.last_error else None
-    if run.incomplete_details is not None:
-        detail = run.incomplete_details.reason
-    text, files = "", 0
-    if state in (RunState.COMPLETED, RunState.INCOMPLETE):
-        text, files = _answer_text(messages)
-    usage = None
-    if run.usage is not None:
-        usage = Usage(
-            model=str(run.model),
-            input_tokens=run.usage.prompt_tokens,
-            output_tokens=run.usage.completion_tokens,
-        )
-    return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
 
-
-def _answer_text(messages: Sequence[Message]) -> tuple[str, int]:
-    """The run's answer with its citations as footnotes, and how many images it made."""
-    parts: list[str] = []
-    sources: list[Source] = []
-    images = 0
-    for message in messages:
-        if message.role != "assistant":
-            continue
-        for block in message.content:
-            images += block.type == "image_file"
-            if block.type == "text":
-                parts.append(block.text.value)
-                sources += [
-                    Source(title=marker_title(note.text), marker=note.text)
-                    for note in block.text.annotations
-                    if note.type == "file_citation"
-                ]
-    return with_sources("\n\n".join(parts), sources), images
+def _down(label: str) -> str:
+    return f"The tool server `{label}` could not be reached"

@@ -5,7 +5,16 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.conversation import ConversationService
-from bot.listeners import agent, assistant, channel_switch, commands, feedback, home, messages
+from bot.listeners import (
+    agent,
+    approvals,
+    assistant,
+    channel_switch,
+    commands,
+    feedback,
+    home,
+    messages,
+)
 from bot.settings import Settings
 
 
@@ -16,5 +25,6 @@ def register_listeners(app: AsyncApp, service: ConversationService, settings: Se
     assistant.register(app, service, settings)
     messages.register(app, service)
     feedback.register(app, service)
+    approvals.register(app, service)
     home.register(app, service.admin)
     commands.register(app, service.admin)

@@ -79,6 +79,7 @@ def incoming(body: dict[str, Any], event: dict[str, Any], *, surface: str) -> In
         event_id=body.get("event_id"),
         files=slack_file_entries(event.get("files")),
         enterprise_id=enterprise_of(body),
+        action_token=action_token_of(event),
     )
 
 
@@ -91,3 +92,12 @@ def enterprise_of(body: dict[str, Any]) -> str | None:
             return str(first["enterprise_id"])
     enterprise = body.get("enterprise_id") or (body.get("enterprise") or {}).get("id")
     return str(enterprise) if enterprise else None
+
+
+def action_token_of(event: dict[str, Any]) -> str | None:
+    """The token Slack gives AI apps with a message, for Real-time Search on its behalf."""
+    thread = event.get("assistant_thread")
+    token = event.get("action_token") or (
+        thread.get("action_token") if isinstance(thread, dict) else None
+    )
+    return str(token) if token else None

@@ -72,6 +72,8 @@ class InboxMessage(Base):
     turn_id: Mapped[int | None] = mapped_column(ForeignKey("turns.id", ondelete="SET NULL"))
     refused: Mapped[bool] = mapped_column(default=False, server_default="0")
     """Stored (so a redelivery stays a duplicate) but not answered: over the rate limit."""
+    action_token: Mapped[str | None] = mapped_column(Text)
+    """Slack's token for this message's Real-time Search calls (0007), if Slack sent one."""
 
 
 class Turn(Base):
@@ -87,7 +89,7 @@ class Turn(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(32), default="queued")  # 32 since 0007
     backend: Mapped[str | None] = mapped_column(String(16))
     remote_run_id: Mapped[str | None] = mapped_column(String(128))
     placeholder_ts: Mapped[str | None] = mapped_column(String(32))

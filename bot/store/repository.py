@@ -102,6 +102,8 @@ class NewMessage:
     """The user's own workspace: another organisation's in a Slack Connect channel."""
     enterprise_id: str | None = None
     """The receiving workspace's Enterprise Grid organisation, if any."""
+    action_token: str | None = None
+    """Slack's `action_token` (AI apps): lets workspace search act for this message."""
 
 
 class Store:
@@ -168,6 +170,7 @@ class Store:
                     "text": message.text,
                     "files": message.files,
                     "received_at": now,
+                    "action_token": message.action_token,
                 },
             )
             if inserted is None:
@@ -364,10 +367,13 @@ class Store:
                 return True
             pending = await session.scalar(
                 select(
-                    exists().where(
-                        InboxMessage.conversation_id == conversation_id,
-                        InboxMessage.turn_id.is_(None),
-                        InboxMessage.refused.is_(False),
+                    (
+                        exists().where(
+                            InboxMessage.conversation_id == conversation_id,
+                            InboxMessage.turn_id.is_(None),
+                            InboxMessage.refused.is_(False),
+                        )
+                        & ~_awaiting_approval(conversation_id)
                     )
                     | exists().where(
                         Turn.conversation_id == conversation_id,
@@ -426,6 +432,8 @@ class Store:
                 .limit(1)
             )
             if turn is None:
+                if await session.scalar(select(_awaiting_approval(conversation_id))):
+                    return None  # the thread waits for a click; its new messages wait too
                 turn = await self._open_turn(session, conversation_id, deadline_s=deadline_s)
                 if turn is None:
                     return None
@@ -601,6 +609,14 @@ class Store:
             await session.execute(delete(Turn).where(Turn.conversation_id.in_(ids)))
             await session.execute(delete(Conversation).where(old))
             return found
+
+
+def _awaiting_approval(conversation_id: int) -> Any:
+    """A turn of the conversation waits for a person's Allow/Deny."""
+    return exists().where(
+        Turn.conversation_id == conversation_id,
+        Turn.status == TurnStatus.AWAITING_APPROVAL,
+    )
 
 
 def _lease_free(now: float) -> Any:

@@ -10,11 +10,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from slack_sdk.errors import SlackApiError
 
 from bot import metrics
+from bot.assistants.base import ApprovalRequest, ToolProgress, ToolStatus
 from bot.attachments import Image
 from bot.live import LiveMessage, open_live_message
 from bot.replies import Reply, feedback_block, replies_for
 from bot.slack_api import SlackGateway, is_permanent_slack_error
 from bot.text import slack_to_plain
+from bot.tools.approvals import approval_blocks, approval_text
 from bot.turns.active import ActiveTurn
 from bot.turns.states import Outcome, TurnStatus
 
@@ -77,17 +79,51 @@ class Delivery:
             return
         if not self._streamed or turn.placeholder_ts is not None or not text:
             return
+        await self._open_live(active, first_words=text)
+
+    async def _open_live(self, active: ActiveTurn, *, first_words: str) -> LiveMessage:
+        """Start the turn's live message and store its ts at once as the placeholder."""
         await active.check_lease()
         messages = active.messages
         live = await open_live_message(
             self._slack,
             active.place,
-            first_words=text,
+            first_words=first_words,
             team_id=active.conversation.team_id,
             user_id=messages[0].user_id if messages else "",
         )
-        self._live[turn.id] = live
+        self._live[active.turn.id] = live
         await active.save(placeholder_ts=live.ts)
+        return live
+
+    async def show_tool(self, active: ActiveTurn, progress: ToolProgress) -> None:
+        """A tool call starting or ending: a task in the streamed answer, and in the
+        assistant pane the status line names the tool while it runs."""
+        await active.check_lease()
+        live = self._live.get(active.turn.id)
+        if live is None and self._streamed and active.turn.placeholder_ts is None:
+            live = await self._open_live(active, first_words="")
+        if live is not None:
+            await live.task(progress)
+        if active.place.surface == "assistant":
+            running = progress.status is ToolStatus.IN_PROGRESS
+            status = f"is using {progress.title}…" if running else STATUS_TEXT
+            await self._slack.set_status(active.place, status)
+
+    async def ask_approval(
+        self, active: ActiveTurn, request: ApprovalRequest, *, approval_id: int, requester: str
+    ) -> str:
+        """Stop the live message where it is and ask, with Allow/Deny buttons, in the thread.
+        The answer later replaces the placeholder as usual."""
+        await self._end_live_message(active)
+        if active.place.surface == "assistant":
+            await self._slack.set_status(active.place, "")
+        await active.check_lease()
+        return await self._slack.post(
+            active.place,
+            approval_text(request, requester=requester),
+            blocks=approval_blocks(request, requester=requester, approval_id=approval_id),
+        )
 
     async def tell(self, active: ActiveTurn, text: str) -> None:
         """A short note in the thread (files that could not be read)."""

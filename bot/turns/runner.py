@@ -12,6 +12,7 @@ Each state has a cap on attempts: past it, the user is told and the thread moves
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,7 @@ from bot import logs, metrics
 from bot.admin.service import AdminService
 from bot.assistants.base import (
     NO_OPTIONS,
+    ApprovalRequest,
     AssistantBackend,
     AssistantRejected,
     AssistantUnavailable,
@@ -28,6 +30,8 @@ from bot.assistants.base import (
     RunState,
     StreamDelta,
     StreamStarted,
+    ToolContext,
+    ToolProgress,
     TurnOptions,
     is_unreachable,
 )
@@ -35,6 +39,7 @@ from bot.attachments import Image
 from bot.polling import poll_intervals
 from bot.settings import Settings
 from bot.store.repository import LeaseLost, Store, TurnWork
+from bot.tools.approvals import ApprovalStore, as_request
 from bot.turns.active import ActiveTurn
 from bot.turns.delivery import THINKING_TEXT, Delivery
 from bot.turns.prompt import Prompt, PromptBuilder
@@ -72,6 +77,7 @@ class TurnRunner:
         self._prompts = prompts
         self._settings = settings
         self._retry = retry
+        self._approvals = ApprovalStore(store.engine)
 
     async def take_turn(self, work: TurnWork) -> None:
         active = ActiveTurn(self._store, work)
@@ -88,6 +94,8 @@ class TurnRunner:
         await self._enforce_attempt_caps(active)
         if active.status is TurnStatus.QUEUED:
             await self._start(active)
+        if active.status is TurnStatus.RESUMING:
+            await self._resume(active)
         if active.status is TurnStatus.RUNNING:
             await self._finish_run(active)
         if active.status is TurnStatus.POSTING:
@@ -126,6 +134,7 @@ class TurnRunner:
                 return
             conversation = active.conversation
             options = await self._admin.options_for(conversation.team_id, conversation.channel_id)
+            options = self._with_tool_context(active, options)
             thread_id = await self._retrying(active, lambda _: self._ensure_thread(active))
             if self._settings.delivery == "stream":
                 await self._retrying(
@@ -152,6 +161,14 @@ class TurnRunner:
             await active.save(status=TurnStatus.POSTING, outcome=Outcome.REJECTED)
             return
         await self._running(active, run_id)
+
+    def _with_tool_context(self, active: ActiveTurn, options: TurnOptions) -> TurnOptions:
+        """Workspace search acts for the newest message, with the token Slack gave it."""
+        newest = active.messages[-1] if active.messages else None
+        if not self._settings.slack_search or newest is None or not newest.action_token:
+            return options
+        context = ToolContext(newest.action_token, active.conversation.channel_id)
+        return dataclasses.replace(options, tool_context=context)
 
     async def _over_budget(self, active: ActiveTurn) -> bool:
         """A reached budget ends the turn with its reply, before any call to the assistant."""
@@ -258,6 +275,8 @@ class TurnRunner:
                         await self._running(active, event.run_id)
                     elif isinstance(event, StreamDelta):
                         await self._delivery.show_words(active, event.text)
+                    elif isinstance(event, ToolProgress):
+                        await self._delivery.show_tool(active, event)
                     else:
                         final = event
         except (AssistantUnavailable, TimeoutError) as exc:
@@ -281,6 +300,9 @@ class TurnRunner:
 
     async def _record_outcome(self, active: ActiveTurn, *, thread_id: str, check: RunCheck) -> None:
         turn = active.turn
+        if check.state is RunState.NEEDS_APPROVAL and check.approval is not None:
+            await self._await_approval(active, check.approval)
+            return
         if check.state is RunState.REQUIRES_ACTION and turn.remote_run_id is not None:
             await self._backend.cancel_run(thread_id=thread_id, run_id=turn.remote_run_id)
         if check.detail:
@@ -293,6 +315,62 @@ class TurnRunner:
             answer=check.text or None,
             files_posted=check.produced_files == 0,
         )
+
+    # tool approval: running → awaiting_approval → (click) resuming → running -----------
+
+    async def _await_approval(self, active: ActiveTurn, request: ApprovalRequest) -> None:
+        """Ask the person who asked, in the thread, and leave the turn waiting, stored."""
+        turn = active.turn
+        requester = active.messages[-1].user_id if active.messages else ""
+        row = await self._approvals.add(
+            turn_id=turn.id,
+            conversation_id=turn.conversation_id,
+            request=request,
+            requester=requester,
+        )
+        if row.message_ts is None:
+            ts = await self._delivery.ask_approval(
+                active, request, approval_id=row.id, requester=requester
+            )
+            await self._approvals.set_message(row.id, ts)
+        log.info("turn %s: %s (%s) waits for approval", turn.id, request.tool, request.server)
+        await active.save(status=TurnStatus.AWAITING_APPROVAL)
+        if await self._approvals.decided_for(turn.id) is not None:
+            # Clicked before the turn was stored as waiting: the click could not move it on.
+            await active.save(status=TurnStatus.RESUMING)
+
+    async def _resume(self, active: ActiveTurn) -> None:
+        """Carry the run on with the stored decision; the user gets a fresh deadline."""
+        turn, conversation = active.turn, active.conversation
+        row = await self._approvals.decided_for(turn.id)
+        if row is None or turn.remote_run_id is None or conversation.remote_id is None:
+            log.error("turn %s: resuming, but no decided tool call is stored", turn.id)
+            await active.save(status=TurnStatus.POSTING, outcome=Outcome.FAILED)
+            return
+        await active.save(deadline_at=time.time() + self._settings.answer_deadline_s, attempts=1)
+        await self._delivery.show_working(active)
+        thread_id, run_id = conversation.remote_id, turn.remote_run_id
+        try:
+            next_run = await self._retrying(
+                active,
+                lambda _: self._backend.resume_run(
+                    thread_id=thread_id,
+                    run_id=run_id,
+                    turn_key=active.key,
+                    approval=as_request(row),
+                    allowed=row.decision == "allow",
+                ),
+            )
+        except AssistantUnavailable as exc:
+            log.warning("turn %s: could not carry on after approval: %s", turn.id, exc)
+            await active.save(status=TurnStatus.POSTING, outcome=Outcome.UNAVAILABLE)
+            return
+        except AssistantRejected as exc:
+            log.error("turn %s: carrying on after approval refused: %s", turn.id, exc)
+            await active.save(status=TurnStatus.POSTING, outcome=Outcome.REJECTED)
+            return
+        await self._approvals.mark_resumed(row.id)
+        await self._running(active, next_run)
 
     async def _record_usage(self, active: ActiveTurn, check: RunCheck) -> None:
         """Store the run's usage and estimated cost, once per turn; a failure here never
@@ -328,7 +406,11 @@ class TurnRunner:
         # --- end issue 12
         while True:
             try:
-                check = await self._backend.check_run(thread_id=thread_id, run_id=run_id)
+                check = await self._backend.check_run(
+                    thread_id=thread_id,
+                    run_id=run_id,
+                    progress=lambda update: self._delivery.show_tool(active, update),
+                )
             except AssistantUnavailable as exc:
                 log.warning("turn %s: checking the run failed (%s); still waiting", turn.id, exc)
             except AssistantRejected as exc:

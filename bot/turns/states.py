@@ -12,9 +12,19 @@ class TurnStatus(StrEnum):
     RUNNING = "running"
     POSTING = "posting"
     DONE = "done"
+    AWAITING_APPROVAL = "awaiting_approval"
+    """A tool call waits for the asker's Allow/Deny; the dispatcher leaves the turn alone
+    (and opens no new one in its thread) until the click stores a decision."""
+    RESUMING = "resuming"
+    """The decision is stored: carry the run on with it."""
 
 
-OPEN_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING, TurnStatus.POSTING)
+OPEN_STATUSES = (
+    TurnStatus.QUEUED,
+    TurnStatus.RUNNING,
+    TurnStatus.POSTING,
+    TurnStatus.RESUMING,
+)
 
 
 class Outcome(StrEnum):

@@ -284,6 +284,8 @@ class FakeRun:
     tool_call_id: str
     tool_outputs: list[Json] = field(default_factory=list)
     settled: bool = False
+    wanted_calls: list[Json] = field(default_factory=list)
+    """Function calls of offered tools (``tool_requests``) the run stops for, if any."""
 
     @property
     def thread_id(self) -> str:
@@ -336,6 +338,10 @@ class FakeResponse:
     """All user texts the reply was computed from (conversation or response chain + input)."""
     output_item_id: str
     settled: bool = False
+    tool_items: list[Json] = field(default_factory=list)
+    """Hosted tool items (mcp_list_tools, mcp_call, mcp_approval_request) before the answer."""
+    waits_for_approval: bool = False
+    """The output ends with an approval request: no message."""
 
     def status(self, now: float | None = None) -> str:
         status = self.lifecycle.status_at(time.monotonic() if now is None else now)
@@ -354,6 +360,10 @@ class FakeChatCompletion:
     stream: bool
     reply: str
     lifecycle: _Lifecycle
+    tool_calls: list[Json] = field(default_factory=list)
+    """The function calls this completion answers with (instead of text)."""
+    tools: list[str] = field(default_factory=list)
+    """The function names the request offered."""
 
     @property
     def system(self) -> str:
@@ -468,6 +478,13 @@ class FakeOpenAI:
         self.require_auth = True
         """False: a server that checks no key (Ollama, vLLM without --api-key)."""
         self.chat_completions: list[FakeChatCompletion] = []
+        self.assistant_tools: list[Json] = []
+        """The tools the assistant itself has (``GET /v1/assistants/{id}``)."""
+        self.tool_requests: list[tuple[str, Json]] = []
+        """Tool calls the fake model asks for, as (tool name, arguments): on a turn whose
+        request offers a tool of that name (exactly, or ending in ``__name``) and holds no
+        tool results since the newest user message. Once results are in, the answer is the
+        usual reply followed by each result's text, as a model that used them would."""
         self.context_chars: int | None = None
         """If set, chat completions whose messages hold more characters than this are refused
         with 400 ``context_length_exceeded``, as a model's context window refuses them."""
@@ -667,7 +684,9 @@ class FakeOpenAI:
                 del self._pending_responses[job.id]
                 conversation = self.conversations.get(job.conversation_id or "")
                 if conversation is not None and status in ("completed", "incomplete"):
-                    conversation.items.append(self._output_item(job, status))
+                    conversation.items.extend(job.tool_items)
+                    if not job.waits_for_approval:
+                        conversation.items.append(self._output_item(job, status))
                 if job.background and status in WEBHOOK_EVENTS:
                     self._announce(f"response.{status}", job.id, finished_at)
             if status == "completed":
@@ -836,7 +855,7 @@ class FakeOpenAI:
                 "description": None,
                 "model": _DEFAULT_MODEL,
                 "instructions": None,
-                "tools": [],
+                "tools": self.assistant_tools,
                 "tool_resources": {},
                 "metadata": {},
                 "temperature": 1.0,
@@ -1049,6 +1068,14 @@ class FakeOpenAI:
             message_id=_new_id("msg"),
             tool_call_id=_new_id("call"),
         )
+        offered = [
+            str(t["function"]["name"])
+            for t in run.tools
+            if t.get("type") == "function" and isinstance(t.get("function"), dict)
+        ]
+        run.wanted_calls = self._wanted_calls(offered)
+        if run.wanted_calls:
+            run.lifecycle = self._new_lifecycle("requires_action", cancel_delay_s=self.cancel_s)
         thread.runs.append(run)
         self._pending_runs[run.id] = run
         self._note_concurrency(sum(r.status() in ACTIVE_STATUSES for r in thread.runs))
@@ -1145,13 +1172,18 @@ class FakeOpenAI:
             raise _ApiError(400, f'Runs in status "{status}" do not accept tool outputs.')
         outputs = [o for o in _opt_list(body, "tool_outputs") if isinstance(o, dict)]
         got = sorted(str(o.get("tool_call_id")) for o in outputs)
-        if got != [run.tool_call_id]:
+        expected = sorted(str(c["id"]) for c in run.wanted_calls) or [run.tool_call_id]
+        if got != expected:
             raise _ApiError(
                 400,
-                f"Expected tool outputs for call_ids {[run.tool_call_id]}, got {got}",
+                f"Expected tool outputs for call_ids {expected}, got {got}",
                 param="tool_outputs",
             )
         run.tool_outputs.extend(outputs)
+        if run.wanted_calls:
+            results = [str(o.get("output", "")) for o in outputs]
+            run.reply = self.reply(run.thread.user_texts()) + "\n\n" + "\n".join(results)
+            run.wanted_calls = []
         # The run starts a new queued → in_progress → completed phase.
         run.lifecycle = self._new_lifecycle("completed", cancel_delay_s=self.cancel_s)
         self._pending_runs[run.id] = run
@@ -1183,7 +1215,8 @@ class FakeOpenAI:
                 {
                     "type": "submit_tool_outputs",
                     "submit_tool_outputs": {
-                        "tool_calls": [
+                        "tool_calls": run.wanted_calls
+                        or [
                             {
                                 "id": run.tool_call_id,
                                 "type": "function",
@@ -1417,6 +1450,9 @@ class FakeOpenAI:
             user_texts = [_item_text(i) for i in conversation.items if _is_user_message(i)]
         else:
             user_texts = (previous.user_texts if previous else []) + input_texts
+        tools = [t for t in _opt_list(body, "tools") if isinstance(t, dict)]
+        history = conversation.items if conversation is not None else input_items
+        tool_items, results, waits = await self._hosted_mcp(tools, input_items, history)
         outcome = self._next_outcome()
         if outcome in ("expired", "requires_action"):
             outcome = "failed"
@@ -1436,7 +1472,11 @@ class FakeOpenAI:
             input_items=input_items,
             user_texts=user_texts,
             output_item_id=_new_id("msg", 24),
+            tool_items=tool_items,
+            waits_for_approval=waits,
         )
+        if results:
+            response.reply += "\n\n" + "\n".join(results)
         self.responses[response.id] = response
         self._pending_responses[response.id] = response
         if conversation is not None:
@@ -1551,12 +1591,13 @@ class FakeOpenAI:
         if status == "queued" and not response.background:
             status = "in_progress"
         finished_at = lifecycle.finished_at(t)
+        message = [] if response.waits_for_approval else [self._output_item(response, status)]
         output = (
-            [self._output_item(response, status), *self._image_items(status)]
+            [*response.tool_items, *message, *self._image_items(status)]
             if status in ("completed", "incomplete")
             else []
         )
-        text = _item_text(output[0]) if output else ""
+        text = "".join(_item_text(i) for i in output if i.get("type") == "message")
         tokens = _usage_tokens(response.user_texts, text)
         return {
             "id": response.id,
@@ -1642,11 +1683,24 @@ class FakeOpenAI:
 
         outcome = lifecycle.outcome
         text = {"completed": response.reply, "incomplete": _partial(response.reply)}.get(outcome)
-        where = {"item_id": response.output_item_id, "output_index": 0, "content_index": 0}
+        if response.waits_for_approval:
+            text = None
+        first = len(response.tool_items)
+        where = {"item_id": response.output_item_id, "output_index": first, "content_index": 0}
+        for index, item in enumerate(response.tool_items):
+            # Each hosted tool call: announced, then done, within the first part of the run.
+            at = lifecycle.in_progress_at + lifecycle.run_s * index / (2 * first)
+            if not await self._until(lifecycle, at):
+                return
+            added = {**item, "status": "in_progress", "output": None, "error": None}
+            if item["type"] in ("mcp_list_tools", "mcp_approval_request"):
+                added = item
+            yield {"type": "response.output_item.added", "output_index": index, "item": added}
+            yield {"type": "response.output_item.done", "output_index": index, "item": item}
         if text is not None:
             yield {
                 "type": "response.output_item.added",
-                "output_index": 0,
+                "output_index": first,
                 "item": self._output_item(response, "in_progress"),
             }
             yield {"type": "response.content_part.added", **where, "part": _output_text("")}
@@ -1671,11 +1725,100 @@ class FakeOpenAI:
             yield {"type": "response.content_part.done", **where, "part": _output_text(text)}
             yield {
                 "type": "response.output_item.done",
-                "output_index": 0,
+                "output_index": first,
                 "item": self._output_item(response, outcome),
             }
         if outcome in ("completed", "failed", "incomplete"):
             yield {"type": f"response.{outcome}", "response": snapshot(response, ends_at)}
+
+    async def _hosted_mcp(
+        self, tools: list[Json], input_items: list[Json], history: list[Json]
+    ) -> tuple[list[Json], list[str], bool]:
+        """What OpenAI does with remote ``mcp`` tools, done for real against the server:
+        list its tools (a server that cannot be listed fails the request with 424, as the
+        API does), then call those ``tool_requests`` names, or ask for approval first where
+        ``require_approval`` says so. An ``mcp_approval_response`` in the input answers an
+        earlier request (found in ``history``). Returns (output items, tool results, waits)."""
+        items: list[Json] = []
+        results: list[str] = []
+        answers = {
+            str(i.get("approval_request_id")): i.get("approve") is True
+            for i in input_items
+            if i.get("type") == "mcp_approval_response"
+        }
+        requests = {str(i.get("id")): i for i in history if i.get("type") == "mcp_approval_request"}
+        for request_id, approved in answers.items():
+            asked = requests.get(request_id)
+            if asked is None:
+                raise _ApiError(400, f"No approval request found with id '{request_id}'.")
+            server = next(
+                (t for t in tools if t.get("server_label") == asked["server_label"]), None
+            )
+            if server is None:
+                raise _ApiError(400, "The approved call's MCP server is not in 'tools'.")
+            if approved:
+                items.append(await self._mcp_call(server, asked["name"], asked["arguments"]))
+                results.append(str(items[-1].get("output") or items[-1].get("error")))
+            else:
+                results.append(f"The user denied the call of {asked['name']}.")
+        if answers:
+            return items, results, False
+        for tool in tools:
+            if tool.get("type") != "mcp":
+                continue
+            label, url = str(tool.get("server_label")), str(tool.get("server_url"))
+            try:
+                listed = await _mcp_list(url, tool.get("headers") or {})
+            except Exception as exc:
+                raise _ApiError(
+                    424,
+                    f"Error retrieving tool list from MCP server: '{label}'. "
+                    "Http status code: 424 (Failed Dependency)",
+                    code="http_error",
+                ) from exc
+            allowed = tool.get("allowed_tools")
+            names = [n for n in listed if allowed is None or n in allowed]
+            items.append(
+                {
+                    "id": _new_id("mcpl"),
+                    "type": "mcp_list_tools",
+                    "server_label": label,
+                    "tools": [{"name": n, "input_schema": {}} for n in names],
+                    "error": None,
+                }
+            )
+            for name, arguments in self.tool_requests:
+                if name not in names:
+                    continue
+                if _mcp_needs_approval(tool.get("require_approval"), name):
+                    items.append(
+                        {
+                            "id": _new_id("mcpr"),
+                            "type": "mcp_approval_request",
+                            "server_label": label,
+                            "name": name,
+                            "arguments": json.dumps(arguments),
+                        }
+                    )
+                    return items, [], True
+                items.append(await self._mcp_call(tool, name, json.dumps(arguments)))
+                results.append(str(items[-1].get("output") or items[-1].get("error")))
+        return items, results, False
+
+    async def _mcp_call(self, tool: Json, name: str, arguments: str) -> Json:
+        output, error = await _mcp_call(
+            str(tool.get("server_url")), tool.get("headers") or {}, name, json.loads(arguments)
+        )
+        return {
+            "id": _new_id("mcp"),
+            "type": "mcp_call",
+            "server_label": tool.get("server_label"),
+            "name": name,
+            "arguments": arguments,
+            "output": output,
+            "error": error,
+            "status": "completed" if error is None else "failed",
+        }
 
     # ----------------------------------------------------------------- Chat Completions
 
@@ -1702,6 +1845,8 @@ class FakeOpenAI:
                 param="messages",
                 code="context_length_exceeded",
             )
+        offered = _chat_tools(body)
+        _check_tool_messages(messages)
         outcome = self._next_outcome()
         completion = FakeChatCompletion(
             id=_new_id("chatcmpl", 16),
@@ -1710,8 +1855,13 @@ class FakeOpenAI:
             stream=body.get("stream") is True,
             reply="",
             lifecycle=self._new_lifecycle(outcome, cancel_delay_s=0.0),
+            tools=offered,
         )
+        results = _tool_results_since_user(messages)
+        completion.tool_calls = [] if results else self._wanted_calls(offered)
         completion.reply = self.reply(completion.user_texts)
+        if results:
+            completion.reply += "\n\n" + "\n".join(results)
         self.chat_completions.append(completion)
         first_user = next(iter(completion.user_texts), "")
         self._note_concurrency(
@@ -1766,8 +1916,24 @@ class FakeOpenAI:
             ):
                 self.completed_at[completion.id] = ends_at
 
+    def _wanted_calls(self, offered: Sequence[str]) -> list[Json]:
+        calls = []
+        for name, arguments in self.tool_requests:
+            match = next((o for o in offered if o == name or o.endswith(f"__{name}")), None)
+            if match is not None:
+                calls.append(
+                    {
+                        "id": _new_id("call"),
+                        "type": "function",
+                        "function": {"name": match, "arguments": json.dumps(arguments)},
+                    }
+                )
+        return calls
+
     def _chat_text_of(self, completion: FakeChatCompletion) -> tuple[str, str]:
         """(text, finish_reason) the completion ends with."""
+        if completion.tool_calls:
+            return "", "tool_calls"
         if completion.lifecycle.outcome == "incomplete":
             return _partial(completion.reply), "length"
         return completion.reply, "stop"
@@ -1796,9 +1962,10 @@ class FakeOpenAI:
                     "index": 0,
                     "message": {
                         "role": "assistant",
-                        "content": text,
+                        "content": text or None,
                         "refusal": None,
                         "annotations": [],
+                        **({"tool_calls": completion.tool_calls} if completion.tool_calls else {}),
                     },
                     "logprobs": None,
                     "finish_reason": finish_reason,
@@ -1857,6 +2024,15 @@ class FakeOpenAI:
                     await response.write_eof()
                     return response
                 await response.write(chunk([delta({"content": piece})]))
+            for index, call in enumerate(completion.tool_calls):
+                # As the real API streams them: the id and name first, then the arguments
+                # in pieces, each delta naming the call by its index.
+                head = {"index": index, "id": call["id"], "type": "function"}
+                head["function"] = {"name": call["function"]["name"], "arguments": ""}
+                await response.write(chunk([delta({"tool_calls": [head]})]))
+                for piece in _chunks(call["function"]["arguments"], 3):
+                    more = {"index": index, "function": {"arguments": piece}}
+                    await response.write(chunk([delta({"tool_calls": [more]})]))
             if not await self._while_client_waits(request, lifecycle):
                 return response
             await response.write(chunk([delta({}, finish_reason)]))
@@ -2182,6 +2358,87 @@ def _multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str, by
 
 
 _CHAT_ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def _mcp_session(url: str, headers: Mapping[str, str]) -> Any:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    http = create_mcp_http_client(headers=dict(headers))
+    return http, Client(streamable_http_client(url, http_client=http))
+
+
+async def _mcp_list(url: str, headers: Mapping[str, str]) -> list[str]:
+    http, client = _mcp_session(url, headers)
+    try:
+        async with client:
+            return [tool.name for tool in (await client.list_tools()).tools]
+    finally:
+        await http.aclose()
+
+
+async def _mcp_call(
+    url: str, headers: Mapping[str, str], name: str, arguments: Json
+) -> tuple[str | None, str | None]:
+    """(output, error) of one call, as a hosted mcp_call item reports it."""
+    http, client = _mcp_session(url, headers)
+    try:
+        async with client:
+            result = await client.call_tool(name, arguments)
+    finally:
+        await http.aclose()
+    text = "\n".join(getattr(block, "text", "") for block in result.content)
+    return (None, text) if result.is_error else (text, None)
+
+
+def _mcp_needs_approval(setting: object, name: str) -> bool:
+    if setting == "never":
+        return False
+    if isinstance(setting, dict):
+        always = setting.get("always")
+        names = always.get("tool_names") if isinstance(always, dict) else None
+        return isinstance(names, list) and name in names
+    return True  # "always", or unset: the API's default asks
+
+
+def _chat_tools(body: Json) -> list[str]:
+    """The function names a Chat Completions request offers (400 for a malformed tool)."""
+    names = []
+    for tool in _opt_list(body, "tools"):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or tool.get("type") != "function":
+            raise _ApiError(400, "Invalid 'tools': expected function tools.", param="tools")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise _ApiError(400, f"Invalid 'tools': bad function name {name!r}.", param="tools")
+        names.append(name)
+    return names
+
+
+def _check_tool_messages(messages: list[Json]) -> None:
+    """As the real API: every tool message answers a call of the assistant message before it."""
+    asked: set[str] = set()
+    for message in messages:
+        if message.get("role") == "assistant":
+            asked = {str(c.get("id")) for c in message.get("tool_calls") or []}
+        elif message.get("role") == "tool" and message.get("tool_call_id") not in asked:
+            raise _ApiError(
+                400,
+                "Invalid parameter: messages with role 'tool' must be a response to a "
+                "preceeding message with 'tool_calls'.",
+                param="messages",
+            )
+
+
+def _tool_results_since_user(messages: list[Json]) -> list[str]:
+    results: list[str] = []
+    for message in messages:
+        if message.get("role") == "user":
+            results = []
+        elif message.get("role") == "tool":
+            results.append(_chat_text(message))
+    return results
 
 
 def _chat_text(message: Json) -> str:

@@ -126,6 +126,8 @@ class SlackMessage:
     edited_ts: str | None = None
     #: Non-text streaming chunks (plan/task updates, blocks) received while streaming.
     chunks: list[dict[str, Any]] = field(default_factory=list)
+    #: chat.startStream's task_display_mode ("timeline" or "plan"), if given.
+    task_display_mode: str | None = None
     #: Ids of files shared with this message (files.completeUploadExternal).
     files: list[str] = field(default_factory=list)
 
@@ -320,7 +322,21 @@ def _opt_chunks(args: JSONDict) -> list[dict[str, Any]]:
         return []
     if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
         raise _ApiError("invalid_chunks")
+    for chunk in value:
+        if chunk.get("type") == "task_update" and (
+            not isinstance(chunk.get("id"), str)
+            or not isinstance(chunk.get("title"), str)
+            or chunk.get("status") not in TASK_STATUSES
+            or not all(
+                isinstance(s, dict) and s.get("type") == "url" and isinstance(s.get("url"), str)
+                for s in chunk.get("sources") or []
+            )
+        ):
+            raise _ApiError("invalid_chunks")
     return value
+
+
+TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
 
 
 def _encode_cursor(ts: str) -> str:
@@ -418,6 +434,11 @@ class FakeSlack:
         self._mimetypes: dict[str, str] = {}
         self.ephemerals: list[SlackEphemeral] = []
         self.deleted: list[SlackMessage] = []
+        #: assistant.search.context: the action tokens Slack handed out (in message events),
+        #: every search made, and an error to answer every search with (e.g. missing_scope).
+        self.action_tokens: set[str] = set()
+        self.searches: list[dict[str, Any]] = []
+        self.search_error: str | None = None
         #: views.publish: user id -> the last published view.
         self.home_views: dict[str, dict[str, Any]] = {}
         #: views.open: every modal opened, in order.
@@ -453,6 +474,7 @@ class FakeSlack:
             "chat.delete": self._chat_delete,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
+            "assistant.search.context": self._assistant_search_context,
             "chat.startStream": self._chat_start_stream,
             "chat.appendStream": self._chat_append_stream,
             "chat.stopStream": self._chat_stop_stream,
@@ -1306,6 +1328,55 @@ class FakeSlack:
         self.ephemerals.append(ephemeral)
         return {"message_ts": ephemeral.message_ts}
 
+    def new_action_token(self) -> str:
+        """A token as Slack puts in a message event for AI apps (for Real-time Search)."""
+        token = f"act-{uuid.uuid4().hex}"
+        self.action_tokens.add(token)
+        return token
+
+    def _assistant_search_context(self, args: JSONDict) -> JSONDict:
+        """Real-time Search over the fake's messages: those holding every query word, newest
+        first, each with its permalink, as the asking user may see (bots' left out)."""
+        self.searches.append(dict(args))
+        if self.search_error is not None:
+            raise _ApiError(self.search_error)
+        query = _opt_str(args, "query")
+        if not query:
+            raise _ApiError("invalid_arguments")
+        if _opt_str(args, "action_token") not in self.action_tokens:
+            raise _ApiError("invalid_action_token")
+        words = query.lower().split()
+        found = [
+            msg
+            for channel in self._messages.values()
+            for msg in channel.values()
+            if msg.bot_id is None and all(word in msg.text.lower() for word in words)
+        ]
+        found.sort(key=lambda msg: msg.ts, reverse=True)
+        limit = args.get("limit") if isinstance(args.get("limit"), int) else 20
+        results = []
+        for msg in found[:limit]:
+            user = self.users.get(msg.user or "")
+            channel = self.channels.get(msg.channel)
+            results.append(
+                {
+                    "author_name": user.display_name if user else msg.user,
+                    "author_user_id": msg.user,
+                    "team_id": self.team_id,
+                    "channel_id": msg.channel,
+                    "channel_name": channel.name if channel else msg.channel,
+                    "message_ts": msg.ts,
+                    "content": msg.text,
+                    "is_author_bot": False,
+                    "permalink": self._permalink(msg.channel, msg.ts),
+                }
+            )
+        return {"results": {"messages": results}}
+
+    def _permalink(self, channel_id: str, ts: str) -> str:
+        message_id = "p" + ts.replace(".", "")
+        return f"https://fake-workspace.slack.com/archives/{channel_id}/{message_id}"
+
     def _chat_get_permalink(self, args: JSONDict) -> JSONDict:
         channel = self._channel(args)
         ts = _opt_str(args, "message_ts")
@@ -1343,6 +1414,9 @@ class FakeSlack:
             if not _valid_ts(thread_ts):
                 raise _ApiError("invalid_thread_ts")
             thread_ts = self._thread_root(channel.id, thread_ts)
+        mode = _opt_str(args, "task_display_mode")
+        if mode not in (None, "timeline", "plan"):
+            raise _ApiError("invalid_arguments")
         msg = SlackMessage(
             channel=channel.id,
             ts=self.new_ts(),
@@ -1351,6 +1425,7 @@ class FakeSlack:
             bot_id=self._bot()[1],
             thread_ts=thread_ts,
             streaming=True,
+            task_display_mode=mode,
         )
         self._stream_content(msg, args)
         self._messages[channel.id][msg.ts] = msg

@@ -1,14 +1,14 @@
 """openai_webhook_events: OpenAI webhook ids received, to act on each event once
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"  # re-chained after 0006/0007 when the branches merge
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
