@@ -258,9 +258,12 @@ class SlackGateway:
         unique = {message.ts: message for message in messages}
         return ThreadRead(sorted(unique.values(), key=lambda m: float(m.ts)), incomplete)
 
-    async def find_bot_message(self, place: Place, *, after_ts: str, texts: set[str]) -> str | None:
+    async def find_bot_message(
+        self, place: Place, *, after_ts: str, texts: set[str], prefix_of: str | None = None
+    ) -> str | None:
         """The ts of the bot's own message in the thread, newer than `after_ts`, whose text is
-        one of `texts`: what a process that died right after posting it never recorded."""
+        one of `texts` (or a non-empty beginning of `prefix_of`: a stream that had shown its
+        first words): what a process that died right after posting it never recorded."""
         auth = await self.auth(place.team)
         response = await auth.client.conversations_replies(
             channel=place.channel_id, ts=place.thread_ts, oldest=after_ts, limit=50
@@ -270,7 +273,9 @@ class SlackGateway:
                 raw.get("bot_id")
             )
             newer = float(raw.get("ts", 0)) > float(after_ts)
-            if mine and newer and str(raw.get("text") or "") in texts:
+            text = str(raw.get("text") or "")
+            begins = bool(prefix_of and text.strip() and prefix_of.startswith(text))
+            if mine and newer and (text in texts or begins):
                 return str(raw["ts"])
         return None
 

@@ -20,7 +20,14 @@ from tests.conftest import BotFactory
 from tests.fakes.events import dm_message
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import RUN_STARTS, BotProcess, BotUnderTest, Conversations, bot_env
+from tests.harness import (
+    RUN_STARTS,
+    BotProcess,
+    BotUnderTest,
+    Conversations,
+    bot_env,
+    nothing_left,
+)
 from tests.test_process import crashable_bot, start_process, wait_for_stored_run
 
 
@@ -228,3 +235,33 @@ async def test_the_rate_limit_holds_across_processes(
         await two.idle()
         assert slack.bot_replies("D0001", third.ts) == []
         assert len(slack.ephemerals) == 1
+
+
+async def test_a_stream_started_just_before_a_crash_becomes_the_answer(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object
+) -> None:
+    """The stream started with the first words, and the process died before it stored the
+    message's ts: the restarted bot finishes that message instead of leaving it streaming
+    beside a second answer."""
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=f"sqlite:///{tmp_path}/orphan.db",
+        assistant_api="responses",
+        DELIVERY="stream",
+        BOT_INSTANCE_ID="web.1",
+    )
+    openai_fake.run_s = 1.0
+    slack.hold_next("chat.startStream", seconds=30)
+    async with crashable_bot(env, slack, openai_fake) as bot:
+        question = await bot.talk.mention("finish what you started")
+        # The stream is in the thread with its first words; the bot has not heard back.
+        await slack.wait_for(lambda: len(slack.bot_replies("C0001", question.ts)) == 1)
+        bot.kill()
+        await bot.restart()
+        await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
+        await nothing_left(env["DATABASE_URL"])
+        replies = slack.bot_replies("C0001", question.ts)
+        assert [(m.text, m.streaming) for m in replies] == [
+            ("Echo: Alice: finish what you started", False)
+        ]

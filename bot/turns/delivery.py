@@ -15,7 +15,7 @@ from bot.attachments import Image
 from bot.live import LiveMessage, open_live_message
 from bot.replies import Reply, feedback_block, replies_for
 from bot.slack_api import SlackGateway, is_permanent_slack_error
-from bot.text import slack_to_plain
+from bot.text import slack_to_plain, unping_markdown
 from bot.tools.approvals import approval_blocks, approval_text
 from bot.turns.active import ActiveTurn
 from bot.turns.states import Outcome, TurnStatus
@@ -202,6 +202,8 @@ class Delivery:
         """Post one chunk exactly once: the first replaces the placeholder; on a resumed turn,
         a chunk already in the thread (posted just before a crash) is not posted again."""
         turn, place = active.turn, active.place
+        if first and turn.placeholder_ts is None and not active.first_attempt and self._streamed:
+            await self._adopt_stream(active, after_ts)
         if first and turn.placeholder_ts is not None:
             await self._end_live_message(active)
             await active.check_lease()
@@ -221,6 +223,19 @@ class Delivery:
                 return posted
         await active.check_lease()
         return await self._slack.post(place, reply.text, blocks=reply.blocks)
+
+    async def _adopt_stream(self, active: ActiveTurn, after_ts: str) -> None:
+        """A process that died right after starting the stream (its first words shown)
+        never stored its ts: the answer replaces that message rather than leaving it
+        streaming next to a second one."""
+        answer = active.turn.answer
+        if not answer:
+            return
+        ts = await self._slack.find_bot_message(
+            active.place, after_ts=after_ts, texts=set(), prefix_of=unping_markdown(answer)
+        )
+        if ts is not None:
+            await active.save(placeholder_ts=ts)
 
     async def _end_live_message(self, active: ActiveTurn) -> None:
         """A streamed placeholder must stop streaming before the answer can replace it."""
