@@ -230,22 +230,36 @@ class ResponsesBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> AsyncIterator[StreamEvent]:
-        """Create the background response, hand its id over, then stream it by id.
+        """Create the background response and stream it in one request.
 
-        Creating and streaming in one request would leave the id unknown until the first
-        event arrives; a crash in that gap could not find the response again (this API cannot
-        list a conversation's responses), so the id comes back before any waiting starts.
+        Its first event names the response, which is handed over (and stored) before any
+        waiting starts. A crash before that event arrives is covered by `find_run`, which
+        recognises this turn's input in the conversation.
         """
-        response_id = await self.start_run(
-            thread_id=thread_id, text=text, turn_key=turn_key, images=images, options=options
-        )
-        yield StreamStarted(response_id)
-        for label in self._unreachable.get(response_id, []):
-            yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
+        down: list[str] = []
+        while True:
+            args = self._response_args(thread_id, text, turn_key, images, options, skip=down)
+            try:
+                with translated_errors("stream response"):
+                    stream = await self._once.responses.create(background=True, stream=True, **args)
+            except AssistantRejected as exc:
+                # As in start_run: go without an MCP server OpenAI cannot list.
+                found = _MCP_DOWN.search(str(exc))
+                if found is None or found.group(1) in down:
+                    raise
+                down.append(found.group(1))
+                continue
+            break
         with translated_errors("stream response"):
-            stream = await self._client.responses.retrieve(response_id, stream=True)
             async for event in stream:
-                if event.type == "response.output_text.delta":
+                if event.type == "response.created":
+                    response_id = event.response.id
+                    if down:
+                        self._unreachable[response_id] = down
+                    yield StreamStarted(response_id)
+                    for label in down:
+                        yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
+                elif event.type == "response.output_text.delta":
                     yield StreamDelta(event.delta)
                 elif event.type in ("response.output_item.added", "response.output_item.done"):
                     progress = _hosted_progress(event.item, done=event.type.endswith("done"))
