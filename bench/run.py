@@ -200,10 +200,10 @@ class Plan:
 
 
 def stream_support() -> str | None:
-    """None if the bot's conversation service streams; otherwise why DELIVERY=stream is n/a."""
-    source = (ROOT / "bot" / "conversation.py").read_text(encoding="utf-8")
+    """None if the bot's turn engine streams; otherwise why DELIVERY=stream is n/a."""
+    source = (ROOT / "bot" / "turns" / "runner.py").read_text(encoding="utf-8")
     if "stream_run" not in source:
-        return "bot/conversation.py never calls stream_run: DELIVERY=stream is not implemented"
+        return "bot/turns/runner.py never calls stream_run: DELIVERY=stream is not implemented"
     return None
 
 
