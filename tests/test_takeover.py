@@ -96,6 +96,7 @@ async def test_a_restarted_process_resumes_its_own_work_at_once(
         bot.kill()
         await bot.restart()
         await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
+        await nothing_left(database_url)  # an adopted stream is stopped, then replaced
         assert [a.text for a in bot.talk.answers("C0001", question.ts)] == [
             "Echo: Alice: resume me now"
         ]
@@ -148,6 +149,7 @@ async def test_a_process_frozen_past_its_lease_posts_nothing_when_it_wakes(
                 if "lease lost" in frozen.output():
                     break
                 await asyncio.sleep(0.05)
+            await nothing_left(postgres_url)
             replies = slack.bot_replies("C0001", question.ts)
             assert [(m.text, m.streaming) for m in replies] == [
                 ("Echo: Alice: who answers me?", False)
