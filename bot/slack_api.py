@@ -420,6 +420,13 @@ class SlackGateway:
             channel=place.channel_id, ts=ts, text=text, blocks=blocks or []
         )
 
+    async def delete(self, place: Place, ts: str) -> None:
+        """Remove one of the bot's own messages; one already gone is left as it is."""
+        try:
+            await (await self._client(place.team)).chat_delete(channel=place.channel_id, ts=ts)
+        except SlackApiError as exc:
+            log.debug("chat.delete: %s", exc.response.get("error"))
+
     async def upload_images(self, place: Place, images: Sequence[Image]) -> None:
         await (await self._client(place.team)).files_upload_v2(
             channel=place.channel_id,

@@ -211,7 +211,7 @@ class Conversations:
         return [m for m in self.slack.bot_replies(channel, thread_ts) if is_finished(m)]
 
     async def wait_for_answers(
-        self, channel: str, thread_ts: str, count: int = 1, timeout: float = 15.0
+        self, channel: str, thread_ts: str, count: int = 1, timeout: float = 30.0
     ) -> list[SlackMessage]:
         def done() -> bool:
             replies = self.slack.bot_replies(channel, thread_ts)
@@ -267,20 +267,20 @@ class BotUnderTest(Conversations):
                 await asyncio.gather(dispatcher, return_exceptions=True)
 
     async def wait_for_answers(
-        self, channel: str, thread_ts: str, count: int = 1, timeout: float = 15.0
+        self, channel: str, thread_ts: str, count: int = 1, timeout: float = 30.0
     ) -> list[SlackMessage]:
         """As Slack shows them once the bot has nothing left in hand for the thread."""
         await super().wait_for_answers(channel, thread_ts, count, timeout)
         await self.idle(timeout)
         return self.answers(channel, thread_ts)
 
-    async def idle(self, timeout: float = 15.0) -> None:
+    async def idle(self, timeout: float = 30.0) -> None:
         """Wait until every stored message is answered and no conversation is leased."""
         assert self.bot is not None
         await wait_until_idle(self.bot.engine, timeout)
 
 
-async def wait_until_idle(engine: AsyncEngine, timeout: float = 15.0) -> None:
+async def wait_until_idle(engine: AsyncEngine, timeout: float = 30.0) -> None:
     """Until the database says nothing is left: every stored message answered (or refused),
     every turn done (or waiting for a person's approval), no conversation waiting for work."""
     deadline = time.monotonic() + timeout
@@ -311,7 +311,7 @@ async def wait_until_idle(engine: AsyncEngine, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def nothing_left(database_url: str, timeout: float = 20.0) -> None:
+async def nothing_left(database_url: str, timeout: float = 40.0) -> None:
     """`wait_until_idle` for a bot in another process, through its DATABASE_URL."""
     from bot.settings import database_url as async_url
     from bot.store.db import create_engine
@@ -356,7 +356,7 @@ class BotProcess:
             [sys.executable, "-m", "bot"], env=self.env, cwd=self.cwd, stdout=log, stderr=log
         )
 
-    async def wait_ready(self, timeout: float = 20.0) -> None:
+    async def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:

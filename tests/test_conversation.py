@@ -65,6 +65,16 @@ def _streamed(bot: BotUnderTest) -> bool:
     return bot.bot.settings.delivery == "stream"
 
 
+@pytest.mark.parametrize("delivery", ["stream"], indirect=True)
+async def test_a_streamed_answer_is_not_read_back_from_openai(bot: BotUnderTest) -> None:
+    """The stream carries the whole answer (and the run's end): asking OpenAI for it again
+    would cost a round trip before the user sees the finished answer."""
+    question = await bot.mention("what is the capital of France?")
+    answers = await bot.wait_for_answers("C0001", question.ts)
+    assert [a.text for a in answers] == ["Echo: Alice: what is the capital of France?"]
+    assert [(r.method, r.path) for r in bot.openai.requests if r.method == "GET"] == []
+
+
 async def test_thread_reply_without_mention_continues_the_conversation(bot: BotUnderTest) -> None:
     recorder = Recorder()
     bot.openai.reply = recorder

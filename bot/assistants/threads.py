@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from openai import AsyncOpenAI
+from openai.types.beta.threads import Message, Run
 
 from bot.assistants.base import (
     NO_OPTIONS,
@@ -142,18 +143,26 @@ class ThreadsBackend:
         state = _STATES.get(run.status, RunState.IN_PROGRESS)
         if state in (RunState.QUEUED, RunState.IN_PROGRESS) or run.status == "cancelling":
             return RunCheck(RunState.IN_PROGRESS if run.status == "cancelling" else state)
+        messages: list[Message] = []
+        if state in (RunState.COMPLETED, RunState.INCOMPLETE):
+            messages = await self._run_messages(thread_id, run_id)
+        return self._finished(run, messages)
+
+    def _finished(self, run: Run, messages: Sequence[Message]) -> RunCheck:
+        """A run that ended, with the messages it wrote: the answer, or why there is none."""
+        state = _STATES.get(run.status, RunState.FAILED)
         detail = run.last_error.message if run.last_error else None
         if run.incomplete_details is not None:
             detail = run.incomplete_details.reason
         text, files = "", 0
         if state in (RunState.COMPLETED, RunState.INCOMPLETE):
-            text, files = await self._run_text(thread_id, run_id)
+            text, files = _answer(messages)
             notes = [
                 f"_The tool server `{label}` could not be reached; I answered without it._"
-                for label in sorted(self._unreachable.pop(run_id, set()))
+                for label in sorted(self._unreachable.pop(run.id, set()))
             ]
             text = "\n\n".join([*notes, text])
-            self._calls_made.pop(run_id, None)
+            self._calls_made.pop(run.id, None)
         usage = None
         if run.usage is not None:
             usage = Usage(
@@ -182,6 +191,7 @@ class ThreadsBackend:
         args, catalog = await self._run_args(text, turn_key, images, options)
         for label in sorted(catalog.unreachable):
             yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
+        written: list[Message] = []
         with translated_errors("stream run"):
             stream: Any = await self._once.beta.threads.runs.create(thread_id, stream=True, **args)
             while stream is not None:
@@ -211,8 +221,11 @@ class ThreadsBackend:
                             stream=True,
                         )
                         break
+                    elif event.event in ("thread.message.completed", "thread.message.incomplete"):
+                        written.append(event.data)
                     elif event.event in _TERMINAL_EVENTS:
-                        yield await self.check_run(thread_id=thread_id, run_id=event.data.id)
+                        # the stream carried the run and its messages: nothing to read back
+                        yield self._finished(event.data, written)
                         return
                 await current.close()
 
@@ -360,28 +373,32 @@ class ThreadsBackend:
             )
         return str(uploaded.id)
 
-    async def _run_text(self, thread_id: str, run_id: str) -> tuple[str, int]:
-        """The run's answer with its citations as footnotes, and how many images it made."""
+    async def _run_messages(self, thread_id: str, run_id: str) -> list[Message]:
         with translated_errors("read answer"):
             page = await self._client.beta.threads.messages.list(
                 thread_id, run_id=run_id, order="asc", limit=100
             )
-        parts: list[str] = []
-        sources: list[Source] = []
-        images = 0
-        for message in page.data:
-            if message.role != "assistant":
-                continue
-            for block in message.content:
-                images += block.type == "image_file"
-                if block.type == "text":
-                    parts.append(block.text.value)
-                    sources += [
-                        Source(title=marker_title(note.text), marker=note.text)
-                        for note in block.text.annotations
-                        if note.type == "file_citation"
-                    ]
-        return with_sources("\n\n".join(parts), sources), images
+        return list(page.data)
+
+
+def _answer(messages: Sequence[Message]) -> tuple[str, int]:
+    """A run's answer with its citations as footnotes, and how many images it made."""
+    parts: list[str] = []
+    sources: list[Source] = []
+    images = 0
+    for message in messages:
+        if message.role != "assistant":
+            continue
+        for block in message.content:
+            images += block.type == "image_file"
+            if block.type == "text":
+                parts.append(block.text.value)
+                sources += [
+                    Source(title=marker_title(note.text), marker=note.text)
+                    for note in block.text.annotations
+                    if note.type == "file_citation"
+                ]
+    return with_sources("\n\n".join(parts), sources), images
 
 
 def _down(label: str) -> str:

@@ -547,6 +547,17 @@ class Store:
         ):
             raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
 
+    async def turn_shows(self, turn_id: int, ts: str) -> bool:
+        """Whether the turn's stored progress names the Slack message `ts` (as its placeholder
+        or its reply), whoever holds the conversation now."""
+        async with self.engine.connect() as connection:
+            found = await connection.scalar(
+                select(Turn.id).where(
+                    Turn.id == turn_id, or_(Turn.placeholder_ts == ts, Turn.reply_ts == ts)
+                )
+            )
+        return found is not None
+
     async def set_remote_thread(self, lease: Lease, *, backend: str, remote_id: str) -> None:
         if not await self._write(
             update(Conversation).where(_held(lease)).values(backend=backend, remote_id=remote_id)

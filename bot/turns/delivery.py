@@ -77,9 +77,15 @@ class Delivery:
             await active.check_lease()
             await live.append(text)
             return
-        if not self._streamed or turn.placeholder_ts is not None or not text:
-            return
-        await self._open_live(active, first_words=text)
+        if text and self._may_open_live(active):
+            await self._open_live(active, first_words=text)
+
+    def _may_open_live(self, active: ActiveTurn) -> bool:
+        """Only a turn's first attempt opens a live message. An earlier attempt may have
+        started one and never stored its ts (it died, or was paused, between Slack's reply and
+        the save); the finished answer then takes that message over (`_adopt_stream`) rather
+        than streaming a second one beside it."""
+        return self._streamed and active.first_attempt and active.turn.placeholder_ts is None
 
     async def _open_live(self, active: ActiveTurn, *, first_words: str) -> LiveMessage:
         """Start the turn's live message and store its ts at once as the placeholder."""
@@ -101,7 +107,7 @@ class Delivery:
         assistant pane the status line names the tool while it runs."""
         await active.check_lease()
         live = self._live.get(active.turn.id)
-        if live is None and self._streamed and active.turn.placeholder_ts is None:
+        if live is None and self._may_open_live(active):
             live = await self._open_live(active, first_words="")
         if live is not None:
             await live.task(progress)
@@ -250,3 +256,18 @@ class Delivery:
     def forget(self, active: ActiveTurn) -> None:
         """Drop what this process holds of a turn it stops working on."""
         self._live.pop(active.turn.id, None)
+
+    async def abandon(self, active: ActiveTurn) -> None:
+        """The lease was lost. A live message this process started but could not store (it
+        was paused between checking its lease and Slack's reply) belongs to no attempt: unless
+        the process that took over adopted it, it is deleted rather than left streaming."""
+        live = self._live.pop(active.turn.id, None)
+        if live is None or live.ts == active.turn.placeholder_ts:
+            return
+        if await active.store.turn_shows(active.turn.id, live.ts):
+            return
+        log.info(
+            "turn %s: removing a live message started after the lease was lost", active.turn.id
+        )
+        await self._slack.stop_stream(active.place, live.ts)
+        await self._slack.delete(active.place, live.ts)

@@ -86,7 +86,10 @@ class TurnRunner:
         logs.bind_turn(work.turn.id, conversation.team_id, conversation.channel_id)
         try:
             await self._advance(active)
-        except (LeaseLost, asyncio.CancelledError):
+        except LeaseLost:
+            await self._delivery.abandon(active)
+            raise
+        except asyncio.CancelledError:
             self._delivery.forget(active)
             raise
 

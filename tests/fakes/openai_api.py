@@ -623,7 +623,7 @@ class FakeOpenAI:
     async def wait_for(
         self,
         predicate: Callable[[], bool],
-        timeout: float = 10.0,
+        timeout: float = 30.0,
     ) -> None:
         """Wait until ``predicate()`` is true (state is settled before each check)."""
         deadline = time.monotonic() + timeout

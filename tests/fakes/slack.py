@@ -754,7 +754,7 @@ class FakeSlack:
     async def wait_for(
         self,
         predicate: Callable[[], bool],
-        timeout: float = 10.0,
+        timeout: float = 30.0,
         *,
         message: str | None = None,
     ) -> None:
