@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_INSTRUCTIONS_CHARS = 4000
@@ -20,10 +21,14 @@ class Action(enum.Enum):
     USAGE = "usage"
     SET_BUDGET = "budget"
     RESET_BUDGET = "budget reset"
+    TOOLS = "tools"
+    """List the configured tool servers and which are on here (open to all)."""
+    SET_TOOLS = "tools set"
+    RESET_TOOLS = "tools all"
 
     @property
     def changes_settings(self) -> bool:
-        return self not in (Action.HELP, Action.SHOW, Action.USAGE)
+        return self not in (Action.HELP, Action.SHOW, Action.USAGE, Action.TOOLS)
 
 
 class BudgetUnit(enum.StrEnum):
@@ -53,12 +58,17 @@ class Command:
     action: Action
     text: str | None = None
     budget: Budget | None = None
+    servers: tuple[str, ...] | None = None
+    """SET_TOOLS: the tool servers (their labels) this channel may use; () for none."""
     problem: str | None = None
     """Why the text was not understood (shown above the help), None when it was."""
 
 
-def parse_command(raw: str) -> Command:
-    """`/assistant` text → Command; anything not understood is HELP with the problem named."""
+def parse_command(raw: str, *, servers: Sequence[str] = ()) -> Command:
+    """`/assistant` text → Command; anything not understood is HELP with the problem named.
+
+    `servers` are the labels of the configured MCP servers, which `tools` chooses from.
+    """
     text = raw.strip()
     word, _, rest = text.partition(" ")
     word, rest = word.lower(), rest.strip()
@@ -82,6 +92,8 @@ def parse_command(raw: str) -> Command:
         return Command(Action.SET_MODEL, text=rest)
     if word == "budget":
         return _budget(rest)
+    if word == "tools":
+        return _tools(rest, servers)
     return _help(f"I don't know `/assistant {word}`.")
 
 
@@ -113,6 +125,35 @@ def _budget(rest: str) -> Command:
     return Command(Action.SET_BUDGET, budget=Budget(amount, unit, period))
 
 
+def _tools(rest: str, configured: Sequence[str]) -> Command:
+    """`tools` (list), `tools all`/`reset` (the default), `tools none`, `tools a b` or `a, b`.
+
+    Labels match the configured ones ignoring case, and are kept in the configured order.
+    """
+    words = rest.replace(",", " ").split()
+    lowered = [word.lower() for word in words]
+    if not words:
+        return Command(Action.TOOLS)
+    if lowered in (["all"], ["reset"]):
+        return Command(Action.RESET_TOOLS)
+    if lowered == ["none"]:
+        return Command(Action.SET_TOOLS, servers=())
+    if {"all", "none", "reset"} & set(lowered):
+        return _help("Use `/assistant tools all`, `/assistant tools none`, or server labels.")
+    by_name = {label.lower(): label for label in configured}
+    unknown = [word for word in words if word.lower() not in by_name]
+    if unknown:
+        known = ", ".join(f"`{label}`" for label in configured)
+        return _help(
+            f"There is no tool server `{unknown[0]}`. "
+            + (f"The configured ones are {known}." if known else "None are configured.")
+        )
+    chosen = {by_name[word] for word in lowered}
+    return Command(
+        Action.SET_TOOLS, servers=tuple(label for label in configured if label in chosen)
+    )
+
+
 def _help(problem: str) -> Command:
     return Command(Action.HELP, problem=problem)
 
@@ -125,6 +166,8 @@ instructions
 • `/assistant model <name>` / `/assistant model reset`: this channel's model
 • `/assistant off` / `/assistant on`: whether I answer in this channel at all
 • `/assistant budget <amount> usd|tokens per day|month` / `/assistant budget reset`: a limit here
+• `/assistant tools`: the tool (MCP) servers, and which I may use here; \
+`/assistant tools <label> [<label>…]` / `/assistant tools none` / `/assistant tools all`: choose
 Changing settings is for workspace admins and owners (and the bot's configured admins)."""
 
 

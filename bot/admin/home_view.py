@@ -135,6 +135,8 @@ def _channel_line(settings: ChannelSettings) -> str:
         parts.append(f"instructions: _{_clip(settings.instructions, 80)}_")
     if settings.budget:
         parts.append(f"budget {settings.budget.describe()}")
+    if settings.mcp_servers is not None:
+        parts.append(f"tools: {settings.value_of('mcp_servers')}")
     return f"• <#{settings.channel_id}>: " + ", ".join(parts)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +22,7 @@ from bot.admin.commands import Action, Budget, BudgetUnit, Command, Period, help
 from bot.admin.prices import PriceTable, format_cost, load_price_table
 from bot.admin.report import total
 from bot.admin.store import AdminStore, ChannelSettings
-from bot.assistants.base import NO_OPTIONS, TurnOptions, Usage
+from bot.assistants.base import NO_OPTIONS, TurnOptions, Usage, chosen
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,19 @@ class AdminService:
     # The turn engine --------------------------------------------------------------------
 
     async def options_for(self, team_id: str, channel_id: str) -> TurnOptions:
-        """The channel's own model and instructions, read fresh for every turn."""
+        """The channel's own model, instructions and tool servers, read fresh for every turn."""
         settings = await self.store.channel_settings(team_id, channel_id)
-        if settings.model is None and settings.instructions is None:
+        if (
+            settings.model is None
+            and settings.instructions is None
+            and settings.mcp_servers is None
+        ):
             return NO_OPTIONS
-        return TurnOptions(model=settings.model, instructions=settings.instructions)
+        return TurnOptions(
+            model=settings.model,
+            instructions=settings.instructions,
+            mcp_servers=settings.mcp_servers,
+        )
 
     async def refusal_for(
         self, team_id: str, channel_id: str, user_id: str, *, now: float | None = None
@@ -134,6 +143,11 @@ class AdminService:
         self._admins[user_id] = (time.monotonic() + ADMIN_CACHE_S, admin)
         return admin
 
+    @property
+    def tool_servers(self) -> tuple[str, ...]:
+        """The labels of the configured MCP servers, in the file's order."""
+        return tuple(server.label for server in self._settings.mcp_servers)
+
     def who_can_turn_on(self) -> str:
         named = sorted(self._settings.admin_user_ids)
         if named:
@@ -150,6 +164,8 @@ class AdminService:
             return await self._show(context)
         if command.action is Action.USAGE:
             return await self._usage(context)
+        if command.action is Action.TOOLS:
+            return await self._tools(context)
         if not is_admin:
             log.info(
                 "settings: %s may not change %s in %s",
@@ -193,12 +209,43 @@ class AdminService:
                 "• Instructions (default): "
                 + (_quote(workspace) if workspace else "none beyond the assistant's own")
             )
+        lines.append(self._tools_line(own))
         limits = self._limits(own)
         if limits:
             for limit in limits:
                 lines.append(f"• Limit ({limit.source}): {limit.budget.describe()}")
         else:
             lines.append("• Limits: none")
+        return "\n".join(lines)
+
+    def _tools_line(self, own: ChannelSettings) -> str:
+        configured = self.tool_servers
+        if not configured:
+            return "• Tool servers: none configured"
+        if own.mcp_servers is None:
+            return "• Tool servers (default): all, " + _labels(configured)
+        return "• Tool servers (this channel): " + (_labels(own.mcp_servers) or "none")
+
+    async def _tools(self, context: CommandContext) -> str:
+        """The configured MCP servers, each marked on or off in this channel."""
+        configured = self.tool_servers
+        if not configured:
+            return (
+                "No tool (MCP) servers are configured for this bot (`MCP_SERVERS_FILE`), "
+                "so there is nothing to choose here."
+            )
+        own = await self.store.channel_settings(context.team_id, context.channel_id)
+        used = chosen(configured, own.mcp_servers)
+        source = "the default: all" if own.mcp_servers is None else "this channel's choice"
+        lines = [f"*Tool servers in <#{context.channel_id}>* ({source})"]
+        lines += [f"• `{label}`: {'on' if label in used else 'off'}" for label in configured]
+        stale = [label for label in own.mcp_servers or () if label not in configured]
+        if stale:
+            lines.append(f"(chosen but no longer configured: {_labels(stale)})")
+        lines.append(
+            "Choose with `/assistant tools <label> [<label>…]`, `/assistant tools none` "
+            "or `/assistant tools all`."
+        )
         return "\n".join(lines)
 
     async def _usage(self, context: CommandContext) -> str:
@@ -227,6 +274,8 @@ def _setting_values(command: Command) -> dict[str, object]:
         Action.ON: {"enabled": True},
         Action.SET_BUDGET: {"budget": command.budget},
         Action.RESET_BUDGET: {"budget": None},
+        Action.SET_TOOLS: {"mcp_servers": command.servers},
+        Action.RESET_TOOLS: {"mcp_servers": None},
     }
     return values[command.action]
 
@@ -246,8 +295,19 @@ def _confirmation(command: Command, *, changed: bool) -> str:
             f"This channel's budget is {command.budget.describe()}." if command.budget else ""
         ),
         Action.RESET_BUDGET: "This channel has no budget of its own any more.",
+        Action.SET_TOOLS: (
+            f"I may use only these tool servers here from the next answer on: "
+            f"{_labels(command.servers)}."
+            if command.servers
+            else "I use no tool servers in this channel from the next answer on."
+        ),
+        Action.RESET_TOOLS: "I may use every configured tool server here again (the default).",
     }
     return texts[command.action] + unchanged
+
+
+def _labels(labels: Sequence[str] | None) -> str:
+    return ", ".join(f"`{label}`" for label in labels or ())
 
 
 def _line(name: str, own: str | None, default: str) -> str:

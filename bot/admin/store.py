@@ -6,6 +6,7 @@ database each time, so a change made on one process holds on all of them at the 
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from bot.assistants.base import Usage
 from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 
-SETTING_FIELDS = ("instructions", "model", "enabled", "budget")
+SETTING_FIELDS = ("instructions", "model", "enabled", "budget", "mcp_servers")
 ERROR_OUTCOMES = (
     "failed",
     "expired",
@@ -43,6 +44,8 @@ class ChannelSettings:
     model: str | None = None
     enabled: bool = True
     budget: Budget | None = None
+    mcp_servers: tuple[str, ...] | None = None
+    """The tool servers (labels) used here; None: every configured one, () none."""
 
     def value_of(self, name: str) -> str | None:
         value: object = {
@@ -50,6 +53,9 @@ class ChannelSettings:
             "model": self.model,
             "enabled": "on" if self.enabled else "off",
             "budget": self.budget.describe() if self.budget else None,
+            "mcp_servers": (
+                None if self.mcp_servers is None else ", ".join(self.mcp_servers) or "none"
+            ),
         }[name]
         return None if value is None else str(value)
 
@@ -60,6 +66,7 @@ class ChannelSettings:
             and self.model is None
             and self.enabled
             and self.budget is None
+            and self.mcp_servers is None
         )
 
 
@@ -149,6 +156,8 @@ class AdminStore:
                     columns["budget_amount"] = budget.amount if budget else None
                     columns["budget_unit"] = budget.unit.value if budget else None
                     columns["budget_period"] = budget.period.value if budget else None
+                elif name == "mcp_servers":
+                    columns[name] = None if value is None else json.dumps(list(value))
                 else:
                     columns[name] = value
             await connection.execute(
@@ -398,4 +407,18 @@ def _settings_of(row: Any) -> ChannelSettings:
         model=row["model"],
         enabled=bool(row["enabled"]),
         budget=budget,
+        mcp_servers=_labels(row["mcp_servers"]),
     )
+
+
+def _labels(stored: str | None) -> tuple[str, ...] | None:
+    """A stored JSON list of server labels (None: the default, every configured server)."""
+    if stored is None:
+        return None
+    try:
+        labels = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(labels, list):
+        return None
+    return tuple(str(label) for label in labels)

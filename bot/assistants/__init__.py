@@ -55,6 +55,9 @@ def make_backend(
         instructions=settings.assistant_instructions,
         tools=hosted_tools(settings),
         mcp_servers=settings.mcp_servers,
+        # OpenAI calls the MCP servers itself; workspace search is the bot's to run.
+        functions=McpTools((), timeout_s=settings.tool_timeout_s, search=tools.search),
+        max_tool_calls=settings.tool_calls_per_turn,
     )
 
 
@@ -81,7 +84,7 @@ def make_client(settings: Settings) -> AsyncOpenAI:
 
 def mcp_tools(settings: Settings, slack_client: AsyncWebClient | None = None) -> McpTools:
     """The configured MCP servers, with the bot as their client, and workspace search when
-    SLACK_SEARCH is on (chat and threads backends)."""
+    SLACK_SEARCH is on."""
     search = SlackSearch(slack_client) if settings.slack_search and slack_client else None
     return McpTools(settings.mcp_servers, timeout_s=settings.tool_timeout_s, search=search)
 

@@ -61,6 +61,8 @@ class TurnOptions:
     model: str | None = None
     instructions: str | None = None
     tool_context: ToolContext | None = None
+    mcp_servers: tuple[str, ...] | None = None
+    """The configured MCP servers (labels) the turn may use; None: all of them."""
 
 
 NO_OPTIONS = TurnOptions()
@@ -90,6 +92,9 @@ class RunCheck:
     produced_files: int = 0
     usage: Usage | None = None
     approval: ApprovalRequest | None = None
+    continued_as: str | None = None
+    """The run goes on as another (the Responses API: a response with the outputs of the
+    function calls the bot ran); wait for that one from now on."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,11 @@ def is_unreachable(error: BaseException) -> bool:
 
 class AssistantRejected(Exception):
     """The API refused the request (bad key, unknown assistant, bad input): retrying won't help."""
+
+
+def chosen(labels: Sequence[str], choice: Sequence[str] | None) -> list[str]:
+    """The labels a turn may use of those configured (`choice` None: all of them)."""
+    return list(labels) if choice is None else [label for label in labels if label in choice]
 
 
 def joined_instructions(base: str | None, extra: str | None) -> str | None:

@@ -106,6 +106,7 @@ class _Question:
     images: tuple[str, ...]
     model: str | None
     instructions: str | None
+    mcp_servers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class _Opened:
     model: str = ""
     messages: list[dict[str, Any]] = field(default_factory=list)
     catalog: Catalog = EMPTY_CATALOG
+    servers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ class _Loop:
     pending: list[dict[str, str]] = field(default_factory=list)
     """Calls of the model's last reply not yet answered (the first waits for approval)."""
     calls_made: int = 0
+    servers: list[str] | None = None
+    """The MCP servers the turn may use (a channel's choice); None: all."""
 
     def dump(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -362,7 +366,7 @@ class ChatBackend:
         budget = context_budget(model, self._context_tokens)
         catalog = EMPTY_CATALOG
         if self._tools is not None:
-            catalog = await self._tools.catalog(self._contexts.get(turn_key))
+            catalog = await self._tools.catalog(self._contexts.get(turn_key), question.mcp_servers)
         for attempt_budget in (budget, budget // 2):
             try:
                 messages, cut = await self._messages(thread_id, question, model, attempt_budget)
@@ -372,7 +376,7 @@ class ChatBackend:
                     "chat run %s: too long for %s at %s tokens", turn_key, model, attempt_budget
                 )
                 continue
-            return _Opened(stream, cut, model, messages, catalog)
+            return _Opened(stream, cut, model, messages, catalog, question.mcp_servers)
         return RunCheck(RunState.TOO_LONG, detail=CONTEXT_TOO_LONG)
 
     async def _read(
@@ -392,6 +396,7 @@ class ChatBackend:
             messages=list(opened.messages),
             cut=opened.cut,
             unreachable=sorted(opened.catalog.unreachable),
+            servers=None if opened.servers is None else list(opened.servers),
         )
         return await self._loop(thread_id, turn_key, loop, opened.catalog, opened.stream, deltas)
 
@@ -470,7 +475,9 @@ class ChatBackend:
     ) -> str:
         """Carry the stored loop on in a task: the decided call first, then the model."""
         loop = _Loop.load(approval.state)
-        catalog = await self._tools.catalog() if self._tools is not None else EMPTY_CATALOG
+        catalog = EMPTY_CATALOG
+        if self._tools is not None:
+            catalog = await self._tools.catalog(self._contexts.get(turn_key), loop.servers)
         decided = {approval.call_id: allowed}
         self._tasks[turn_key] = asyncio.create_task(
             self._loop(thread_id, turn_key, loop, catalog, None, None, decided)
@@ -682,6 +689,7 @@ class ChatBackend:
             images=json.dumps(urls) if urls else None,
             model=options.model,
             instructions=options.instructions,
+            mcp_servers=None if options.mcp_servers is None else json.dumps(options.mcp_servers),
             created_at=time.time(),
         )
         await self._insert(row)
@@ -734,6 +742,7 @@ class ChatBackend:
             images=tuple(json.loads(row.images)) if row.images else (),
             model=row.model,
             instructions=row.instructions,
+            mcp_servers=None if row.mcp_servers is None else tuple(json.loads(row.mcp_servers)),
         )
 
     async def _stored_answer(self, thread_id: str, turn_key: str) -> RunCheck | None:

@@ -20,17 +20,20 @@ from bot.assistants.base import (
     StreamDelta,
     StreamEvent,
     StreamStarted,
+    ToolContext,
     ToolProgress,
     ToolSource,
     ToolStatus,
     TurnOptions,
     Usage,
+    chosen,
     joined_instructions,
 )
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image, image_data_url
 from bot.text import Source, with_sources
 from bot.tools.config import McpServer
+from bot.tools.mcp_client import Catalog, McpTools, ToolOutcome
 
 _STATES = {
     "queued": RunState.QUEUED,
@@ -42,6 +45,7 @@ _STATES = {
 }
 _TERMINAL_EVENTS = {"response.completed", "response.failed", "response.incomplete"}
 _MCP_DOWN = re.compile(r"Error retrieving tool list from MCP server: '([^']+)'")
+TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 _HOSTED_TITLES = {
     "web_search_call": "Searching the web",
     "file_search_call": "Searching the files",
@@ -80,9 +84,17 @@ class ResponsesBackend:
         instructions: str | None = None,
         tools: list[dict[str, Any]] | None = None,
         mcp_servers: Sequence[McpServer] = (),
+        functions: McpTools | None = None,
+        max_tool_calls: int = 8,
     ) -> None:
         self._mcp_servers = list(mcp_servers)
         self._unreachable: dict[str, list[str]] = {}
+        self._functions = functions if functions is not None and functions.configured else None
+        """Tools the bot runs itself (workspace search), offered as function tools."""
+        self._max_tool_calls = max_tool_calls
+        self._contexts: dict[str, ToolContext] = {}
+        """Turn key → what its own tools act with (held in memory only)."""
+        self._calls_made: dict[str, int] = {}
         self._client = client
         # Responses are started without the client's own retries: the service retries, and
         # looks for a response that a failed-looking request did start before starting another.
@@ -105,23 +117,43 @@ class ResponsesBackend:
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> str:
+        self._remember(turn_key, options)
+        args = await self._response_args(thread_id, text, turn_key, images, options)
+        response, down = await self._create(args)
+        if down:
+            self._unreachable[response.id] = down
+        return str(response.id)
+
+    async def _create(self, args: dict[str, Any], *, stream: bool = False) -> tuple[Any, list[str]]:
+        """Create a background response (or its stream), and the MCP servers left out.
+
+        An MCP server OpenAI cannot list fails the whole request: it is sent again without
+        that server (the user is told which), rather than the turn going without an answer.
+        """
         down: list[str] = []
         while True:
-            args = self._response_args(thread_id, text, turn_key, images, options, skip=down)
+            attempt = {**args, "tools": _without_servers(args.get("tools") or [], down)}
+            if not attempt["tools"]:
+                del attempt["tools"]
             try:
-                with translated_errors("create response"):
-                    response = await self._once.responses.create(background=True, **args)
+                with translated_errors("stream response" if stream else "create response"):
+                    if stream:
+                        created: Any = await self._once.responses.create(
+                            background=True, stream=True, **attempt
+                        )
+                    else:
+                        created = await self._once.responses.create(background=True, **attempt)
             except AssistantRejected as exc:
-                # An MCP server OpenAI cannot list fails the whole request: go without it
-                # (the user is told which), rather than without an answer.
                 found = _MCP_DOWN.search(str(exc))
                 if found is None or found.group(1) in down:
                     raise
                 down.append(found.group(1))
                 continue
-            if down:
-                self._unreachable[response.id] = down
-            return str(response.id)
+            return created, down
+
+    def _remember(self, turn_key: str, options: TurnOptions) -> None:
+        if options.tool_context is not None:
+            self._contexts[turn_key] = options.tool_context
 
     async def resume_run(
         self,
@@ -132,15 +164,18 @@ class ResponsesBackend:
         approval: ApprovalRequest,
         allowed: bool,
     ) -> str:
-        """A new response on the conversation answering the `mcp_approval_request`."""
+        """A new response on the conversation answering the `mcp_approval_request`, with
+        the model, instructions and tools of the response that asked."""
         answer = {
             "type": "mcp_approval_response",
             "approval_request_id": approval.call_id,
             "approve": allowed,
         }
-        args = self._response_args(thread_id, "", turn_key, (), NO_OPTIONS, input_items=[answer])
-        with translated_errors("answer approval request"):
-            response = await self._once.responses.create(background=True, **args)
+        with translated_errors("read the response that asked"):
+            asking = await self._client.responses.retrieve(run_id)
+        response, down = await self._create(await self._next_args(asking, [answer]))
+        if down:
+            self._unreachable[response.id] = down
         return str(response.id)
 
     async def find_run(
@@ -192,12 +227,88 @@ class ResponsesBackend:
         ]
         if running and progress is not None:
             await progress(running[-1])
+        if _function_calls(response):
+            return await self._answer_calls(thread_id, response, progress)
         return self._checked(response)
+
+    async def _answer_calls(
+        self, thread_id: str, response: Response, progress: ProgressSink | None
+    ) -> RunCheck:
+        """Run the function calls a finished response asked for and continue the turn with
+        a response carrying their outputs. Outputs already in the conversation (a process
+        that did this died before storing the next response) are not sent twice: the turn
+        then waits for the answer after them."""
+        answered = await self._answered_after(thread_id, response)
+        if answered is not None:
+            return RunCheck(RunState.IN_PROGRESS, continued_as=f"{_AFTER_ITEM}{answered}")
+        outputs: list[dict[str, Any]] = []
+        async for step in self._run_functions(response, outputs):
+            if progress is not None:
+                await progress(step)
+        return RunCheck(RunState.IN_PROGRESS, continued_as=await self._continue(response, outputs))
+
+    async def _continue(self, response: Response, outputs: list[dict[str, Any]]) -> str:
+        """The response that gives the model its function calls' outputs."""
+        following, down = await self._create(await self._next_args(response, outputs))
+        unreachable = [*self._unreachable.pop(response.id, []), *down]
+        if unreachable:
+            self._unreachable[following.id] = unreachable
+        return str(following.id)
+
+    async def _answered_after(self, thread_id: str, response: Response) -> str | None:
+        """The last of this response's function call outputs, if the conversation has them."""
+        if not response.output:
+            return None
+        wanted = {item.call_id for item in response.output if item.type == "function_call"}
+        with translated_errors("list conversation items"):
+            page = await self._client.conversations.items.list(
+                thread_id, after=response.output[-1].id or omit, order="asc", limit=100
+            )
+        found = [
+            item
+            for item in page.data
+            if item.type == "function_call_output" and item.call_id in wanted
+        ]
+        return str(found[-1].id) if found and len(found) == len(wanted) else None
+
+    async def _run_functions(
+        self, response: Response, outputs: list[dict[str, Any]]
+    ) -> AsyncIterator[ToolProgress]:
+        """Run the calls of the bot's own tools the response asked for, filling `outputs`
+        (one for every call, errors included: the model needs them all), showing each."""
+        turn_key = _turn_key_of(response)
+        context = self._contexts.get(turn_key)
+        catalog = Catalog()
+        if self._functions is not None:
+            catalog = await self._functions.catalog(context, servers=())
+        offered = {tool.name for tool in response.tools if tool.type == "function"}
+        for call in response.output:
+            if call.type != "function_call":
+                continue
+            made = self._calls_made.get(turn_key, 0) + 1
+            self._calls_made[turn_key] = made
+            spec = catalog.find(call.name) if call.name in offered else None
+            if spec is None or self._functions is None:
+                outcome = ToolOutcome(f"error: there is no tool named {call.name}", ok=False)
+            elif made > self._max_tool_calls:
+                outcome = ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
+            else:
+                yield ToolProgress(call.call_id, spec.title, ToolStatus.IN_PROGRESS)
+                outcome = await self._functions.call(spec, call.arguments, context)
+                status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
+                sources = tuple(ToolSource(url, title) for url, title in outcome.sources)
+                yield ToolProgress(call.call_id, spec.title, status, sources)
+            outputs.append(
+                {"type": "function_call_output", "call_id": call.call_id, "output": outcome.text}
+            )
 
     def _checked(self, response: Response) -> RunCheck:
         check = _check(response)
         if not check.state.finished:
             return check
+        if check.state is not RunState.NEEDS_APPROVAL:
+            self._contexts.pop(_turn_key_of(response), None)
+            self._calls_made.pop(_turn_key_of(response), None)
         notes = [
             f"_The tool server `{label}` could not be reached; I answered without it._"
             for label in self._unreachable.pop(response.id, [])
@@ -236,38 +347,42 @@ class ResponsesBackend:
         waiting starts. A crash before that event arrives is covered by `find_run`, which
         recognises this turn's input in the conversation.
         """
-        down: list[str] = []
-        while True:
-            args = self._response_args(thread_id, text, turn_key, images, options, skip=down)
-            try:
-                with translated_errors("stream response"):
-                    stream = await self._once.responses.create(background=True, stream=True, **args)
-            except AssistantRejected as exc:
-                # As in start_run: go without an MCP server OpenAI cannot list.
-                found = _MCP_DOWN.search(str(exc))
-                if found is None or found.group(1) in down:
-                    raise
-                down.append(found.group(1))
-                continue
-            break
-        with translated_errors("stream response"):
-            async for event in stream:
-                if event.type == "response.created":
-                    response_id = event.response.id
-                    if down:
-                        self._unreachable[response_id] = down
-                    yield StreamStarted(response_id)
-                    for label in down:
-                        yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
-                elif event.type == "response.output_text.delta":
-                    yield StreamDelta(event.delta)
-                elif event.type in ("response.output_item.added", "response.output_item.done"):
-                    progress = _hosted_progress(event.item, done=event.type.endswith("done"))
-                    if progress is not None:
-                        yield progress
-                elif event.type in _TERMINAL_EVENTS:
-                    yield self._checked(event.response)  # type: ignore[union-attr]
-                    return
+        self._remember(turn_key, options)
+        args = await self._response_args(thread_id, text, turn_key, images, options)
+        stream, down = await self._create(args, stream=True)
+        carried: list[str] = []
+        """Servers left out by the responses this one continues."""
+        while stream is not None:
+            current, stream = stream, None
+            with translated_errors("stream response"):
+                async for event in current:
+                    if event.type == "response.created":
+                        response_id = event.response.id
+                        if carried or down:
+                            self._unreachable[response_id] = [*carried, *down]
+                        yield StreamStarted(response_id)
+                        for label in down:
+                            yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
+                    elif event.type == "response.output_text.delta":
+                        yield StreamDelta(event.delta)
+                    elif event.type in ("response.output_item.added", "response.output_item.done"):
+                        progress = _hosted_progress(event.item, done=event.type.endswith("done"))
+                        if progress is not None:
+                            yield progress
+                    elif event.type in _TERMINAL_EVENTS:
+                        response: Response = event.response  # type: ignore[union-attr]
+                        if not _function_calls(response):
+                            yield self._checked(response)
+                            return
+                        # The model asked for the bot's own tools: run them, then stream
+                        # the response that carries their outputs.
+                        outputs: list[dict[str, Any]] = []
+                        async for step in self._run_functions(response, outputs):
+                            yield step
+                        carried = self._unreachable.pop(response.id, [])
+                        args = await self._next_args(response, outputs)
+                        stream, down = await self._create(args, stream=True)
+                        break
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
         if run_id.startswith(_AFTER_ITEM):
@@ -308,43 +423,104 @@ class ResponsesBackend:
     async def close(self) -> None:
         await self._client.close()
 
-    def _response_args(
+    async def _response_args(
         self,
         conversation_id: str,
         text: str,
         turn_key: str,
         images: Sequence[Image],
         options: TurnOptions,
-        skip: Sequence[str] = (),
-        input_items: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """A turn's first response: its question, with the channel's options."""
         content: str | list[dict[str, Any]] = text
         if images:
             content = [{"type": "input_text", "text": text}] + [
                 {"type": "input_image", "image_url": image_data_url(image)} for image in images
             ]
+        return await self._args(
+            conversation_id=conversation_id,
+            turn_key=turn_key,
+            input_items=[{"role": "user", "content": content}],
+            model=options.model or self._model,
+            instructions=joined_instructions(self._instructions, options.instructions),
+            servers=options.mcp_servers,
+        )
+
+    async def _next_args(
+        self, response: Response, input_items: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A response that carries a turn on (tool outputs, an approval) after `response`:
+        the same model, instructions and MCP servers as it had, read from it, so this holds
+        after a restart too."""
+        if response.conversation is None:
+            raise AssistantRejected("the response to carry on has no conversation")
+        instructions = response.instructions if isinstance(response.instructions, str) else None
+        return await self._args(
+            conversation_id=response.conversation.id,
+            turn_key=_turn_key_of(response),
+            input_items=input_items,
+            model=str(response.model),
+            instructions=instructions,
+            servers=[tool.server_label for tool in response.tools if tool.type == "mcp"],
+        )
+
+    async def _args(
+        self,
+        *,
+        conversation_id: str,
+        turn_key: str,
+        input_items: list[dict[str, Any]],
+        model: str,
+        instructions: str | None,
+        servers: Sequence[str] | None,
+    ) -> dict[str, Any]:
         args: dict[str, Any] = {
-            "model": options.model or self._model,
+            "model": model,
             "conversation": conversation_id,
-            "input": input_items or [{"role": "user", "content": content}],
+            "input": input_items,
             "store": True,
             "metadata": {"turn_key": turn_key},
             # A Conversation grows with every turn; "auto" drops its oldest items when it no
             # longer fits the model's window, where "disabled" (the default) fails the turn.
             "truncation": "auto",
         }
-        instructions = joined_instructions(self._instructions, options.instructions)
         if instructions:
             args["instructions"] = instructions
-        tools = self._tools + [
-            mcp_tool(server) for server in self._mcp_servers if server.label not in skip
-        ]
+        used = chosen([server.label for server in self._mcp_servers], servers)
+        tools = self._tools + [mcp_tool(s) for s in self._mcp_servers if s.label in used]
+        tools += await self._function_tools(turn_key)
         if tools:
             args["tools"] = tools
         return args
 
+    async def _function_tools(self, turn_key: str) -> list[dict[str, Any]]:
+        """The bot's own tools the turn can use, as function tools (none past the cap)."""
+        if self._functions is None or self._calls_made.get(turn_key, 0) >= self._max_tool_calls:
+            return []
+        catalog = await self._functions.catalog(self._contexts.get(turn_key), servers=())
+        return [
+            {"type": "function", "strict": False, **spec.assistants_function()}
+            for spec in catalog.tools
+        ]
+
 
 _AFTER_ITEM = "after-item:"
+
+
+def _without_servers(tools: list[dict[str, Any]], labels: Sequence[str]) -> list[dict[str, Any]]:
+    return [t for t in tools if not (t.get("type") == "mcp" and t.get("server_label") in labels)]
+
+
+def _function_calls(response: Response) -> bool:
+    """The response ended asking for function calls (the bot's own tools) instead of an
+    answer."""
+    return response.status == "completed" and any(
+        item.type == "function_call" for item in response.output
+    )
+
+
+def _turn_key_of(response: Response) -> str:
+    return str((response.metadata or {}).get("turn_key") or "")
 
 
 def _down(label: str) -> str:

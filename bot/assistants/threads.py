@@ -83,6 +83,8 @@ class ThreadsBackend:
         self._known_outputs: dict[str, dict[str, str]] = {}
         self._contexts: dict[str, ToolContext] = {}
         """Run id → what its own tools act with (held in memory only)."""
+        self._servers: dict[str, tuple[str, ...]] = {}
+        """Run id → the MCP servers a channel chose for it (none here: all configured)."""
         self._client = client
         self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
@@ -108,9 +110,7 @@ class ThreadsBackend:
         args, catalog = await self._run_args(text, turn_key, images, options)
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
-        self._unreachable[run.id] = set(catalog.unreachable)
-        if options.tool_context is not None:
-            self._contexts[run.id] = options.tool_context
+        self._remember(run.id, catalog, options)
         return str(run.id)
 
     async def find_run(
@@ -163,6 +163,7 @@ class ThreadsBackend:
             ]
             text = "\n\n".join([*notes, text])
             self._calls_made.pop(run.id, None)
+            self._servers.pop(run.id, None)
         usage = None
         if run.usage is not None:
             usage = Usage(
@@ -198,9 +199,7 @@ class ThreadsBackend:
                 current, stream = stream, None
                 async for event in current:
                     if event.event == "thread.run.created":
-                        self._unreachable[event.data.id] = set(catalog.unreachable)
-                        if options.tool_context is not None:
-                            self._contexts[event.data.id] = options.tool_context
+                        self._remember(event.data.id, catalog, options)
                         yield StreamStarted(event.data.id)
                     elif event.event == "thread.message.delta":
                         for part in event.data.delta.content or []:
@@ -273,6 +272,14 @@ class ThreadsBackend:
         self._decisions.setdefault(run_id, {})[approval.call_id] = allowed
         return run_id
 
+    def _remember(self, run_id: str, catalog: Catalog, options: TurnOptions) -> None:
+        """What a run's tool calls need later, when it asks for them."""
+        self._unreachable[run_id] = set(catalog.unreachable)
+        if options.tool_context is not None:
+            self._contexts[run_id] = options.tool_context
+        if options.mcp_servers is not None:
+            self._servers[run_id] = options.mcp_servers
+
     async def _run_tools(
         self, run: Any, outputs: list[dict[str, str]]
     ) -> AsyncIterator[ToolProgress | ApprovalRequest]:
@@ -284,14 +291,18 @@ class ThreadsBackend:
         action = run.required_action
         calls = action.submit_tool_outputs.tool_calls if action is not None else []
         context = self._contexts.get(run.id)
-        catalog = await self._tools.catalog(context) if calls else Catalog()
+        catalog = Catalog()
+        if calls:
+            catalog = await self._tools.catalog(context, self._servers.get(run.id))
+        # Only what the run was offered runs (its `tools`, which survive a restart).
+        offered = {t.function.name for t in run.tools or [] if t.type == "function"}
         decided = self._decisions.get(run.id, {})
         known = self._known_outputs.get(run.id, {})
         for call in calls:
             if call.id in known:
                 outputs.append({"tool_call_id": call.id, "output": known[call.id]})
                 continue
-            spec = catalog.find(call.function.name)
+            spec = catalog.find(call.function.name) if call.function.name in offered else None
             if spec is not None and spec.needs_approval and call.id not in decided:
                 done = {output["tool_call_id"]: output["output"] for output in outputs}
                 yield ApprovalRequest(
@@ -320,12 +331,14 @@ class ThreadsBackend:
                 self._unreachable.setdefault(run.id, set()).add(outcome.unreachable_server)
             outputs.append({"tool_call_id": call.id, "output": outcome.text})
 
-    async def _offered_tools(self, context: ToolContext | None) -> tuple[dict[str, Any], Catalog]:
+    async def _offered_tools(
+        self, context: ToolContext | None, servers: Sequence[str] | None
+    ) -> tuple[dict[str, Any], Catalog]:
         """The run's `tools`: the assistant's own, and the MCP servers' tools as functions
         (a run's `tools` replaces the assistant's, so they are listed again)."""
         if self._tools is None:
             return {}, Catalog()
-        catalog = await self._tools.catalog(context)
+        catalog = await self._tools.catalog(context, servers)
         if not catalog.tools:
             return {}, catalog
         if self._assistant_tools is None:
@@ -362,7 +375,7 @@ class ThreadsBackend:
             args["model"] = options.model
         if self._truncation is not None:
             args["truncation_strategy"] = self._truncation
-        tools, catalog = await self._offered_tools(options.tool_context)
+        tools, catalog = await self._offered_tools(options.tool_context, options.mcp_servers)
         return {**args, **tools}, catalog
 
     async def _upload_image(self, image: Image) -> str:

@@ -18,7 +18,7 @@ COMMAND = "/assistant"
 
 def register(app: AsyncApp, admin: AdminService) -> None:
     async def on_assistant(ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
-        parsed = parse_command(str(command.get("text") or ""))
+        parsed = parse_command(str(command.get("text") or ""), servers=admin.tool_servers)
         context = CommandContext(
             team_id=str(command.get("team_id") or ""),
             channel_id=str(command.get("channel_id") or ""),

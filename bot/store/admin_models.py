@@ -26,6 +26,8 @@ class ChannelSetting(Base):
     budget_amount: Mapped[float | None] = mapped_column(Float)
     budget_unit: Mapped[str | None] = mapped_column(String(8))
     budget_period: Mapped[str | None] = mapped_column(String(8))
+    mcp_servers: Mapped[str | None] = mapped_column(Text)
+    """The MCP servers (labels) the channel may use, as a JSON list; None: all configured."""
     updated_by: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[float] = mapped_column(Float)
 

@@ -17,11 +17,11 @@ class ChatMessage(Base):
     """One message of a chat thread: a turn's question (role user) or its answer (assistant).
 
     `images` (user messages only) holds the turn's images as a JSON list of data URLs, so a
-    turn asked again after a crash sends them again; `model` and `instructions` are the
-    turn's per-channel options, for the same reason. Only the newest question's images are
-    sent (a model without vision would otherwise refuse every later turn), so the column is
-    loaded only for it. `tokens` estimates the text alone. `outcome` marks an answer cut short
-    ("incomplete") apart from a finished one ("completed").
+    turn asked again after a crash sends them again; `model`, `instructions` and
+    `mcp_servers` are the turn's per-channel options, for the same reason. Only the newest
+    question's images are sent (a model without vision would otherwise refuse every later
+    turn), so the column is loaded only for it. `tokens` estimates the text alone. `outcome`
+    marks an answer cut short ("incomplete") apart from a finished one ("completed").
     """
 
     __tablename__ = "chat_messages"
@@ -40,6 +40,8 @@ class ChatMessage(Base):
     images: Mapped[str | None] = mapped_column(Text, deferred=True)
     model: Mapped[str | None] = mapped_column(String(128))
     instructions: Mapped[str | None] = mapped_column(Text)
+    mcp_servers: Mapped[str | None] = mapped_column(Text)
+    """The turn's MCP servers (a JSON list of labels); None: all configured."""
     outcome: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[float] = mapped_column(Float)
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.assistants.base import ToolContext
+from bot.assistants.base import ToolContext, chosen
 from bot.tools import slack_search
 from bot.tools.config import McpServer
 from bot.tools.slack_search import SlackSearch
@@ -108,16 +108,23 @@ class McpTools:
         self._search = search
 
     @property
+    def search(self) -> SlackSearch | None:
+        return self._search
+
+    @property
     def configured(self) -> bool:
         return bool(self._servers) or self._search is not None
 
-    async def catalog(self, context: ToolContext | None = None) -> Catalog:
-        """Every allowed tool of every server, listed at once; a server that fails to list
-        is left out and named. Workspace search joins them where the turn can use it."""
-        servers = list(self._servers.values())
-        listed = await asyncio.gather(*(self._list(server) for server in servers))
+    async def catalog(
+        self, context: ToolContext | None = None, servers: Sequence[str] | None = None
+    ) -> Catalog:
+        """Every allowed tool of every server the turn may use (`servers`, a channel's
+        choice; None: all), listed at once; a server that fails to list is left out and
+        named. Workspace search joins them where the turn can use it."""
+        used = [self._servers[label] for label in chosen(list(self._servers), servers)]
+        listed = await asyncio.gather(*(self._list(server) for server in used))
         tools = tuple(tool for found in listed if found is not None for tool in found)
-        down = tuple(s.label for s, found in zip(servers, listed, strict=True) if found is None)
+        down = tuple(s.label for s, found in zip(used, listed, strict=True) if found is None)
         if self._search is not None and self._search.usable(context):
             tools = (*tools, SEARCH_SPEC)
         return Catalog(tools, down)

@@ -420,6 +420,10 @@ class TurnRunner:
                 log.error("turn %s: the run cannot be read: %s", turn.id, exc)
                 return RunCheck(RunState.FAILED, detail=str(exc))
             else:
+                if check.continued_as is not None:
+                    run_id = check.continued_as
+                    await self._running(active, run_id)
+                    continue
                 if check.state.finished:
                     return check
             remaining = turn.deadline_at - time.time()

@@ -341,7 +341,7 @@ class FakeResponse:
     tool_items: list[Json] = field(default_factory=list)
     """Hosted tool items (mcp_list_tools, mcp_call, mcp_approval_request) before the answer."""
     waits_for_approval: bool = False
-    """The output ends with an approval request: no message."""
+    """The output ends with an approval request or function calls: no message."""
 
     def status(self, now: float | None = None) -> str:
         status = self.lifecycle.status_at(time.monotonic() if now is None else now)
@@ -1452,7 +1452,15 @@ class FakeOpenAI:
             user_texts = (previous.user_texts if previous else []) + input_texts
         tools = [t for t in _opt_list(body, "tools") if isinstance(t, dict)]
         history = conversation.items if conversation is not None else input_items
-        tool_items, results, waits = await self._hosted_mcp(tools, input_items, history)
+        answering = any(i.get("type") == "function_call_output" for i in input_items)
+        tool_items, results, waits = (
+            ([], [], False) if answering else await self._hosted_mcp(tools, input_items, history)
+        )
+        if not waits:
+            calls, outputs = self._function_calls(tools, input_items, history)
+            tool_items += calls
+            results += outputs
+            waits = bool(calls)
         outcome = self._next_outcome()
         if outcome in ("expired", "requires_action"):
             outcome = "failed"
@@ -1695,6 +1703,8 @@ class FakeOpenAI:
             added = {**item, "status": "in_progress", "output": None, "error": None}
             if item["type"] in ("mcp_list_tools", "mcp_approval_request"):
                 added = item
+            elif item["type"] == "function_call":
+                added = {**item, "status": "in_progress", "arguments": ""}
             yield {"type": "response.output_item.added", "output_index": index, "item": added}
             yield {"type": "response.output_item.done", "output_index": index, "item": item}
         if text is not None:
@@ -1804,6 +1814,48 @@ class FakeOpenAI:
                 items.append(await self._mcp_call(tool, name, json.dumps(arguments)))
                 results.append(str(items[-1].get("output") or items[-1].get("error")))
         return items, results, False
+
+    def _function_calls(
+        self, tools: list[Json], input_items: list[Json], history: list[Json]
+    ) -> tuple[list[Json], list[str]]:
+        """Function tools, as the Responses API treats them: the model asks for the offered
+        functions named in ``tool_requests`` (``function_call`` output items, no message);
+        the client runs them and sends ``function_call_output`` items in a new response,
+        each answering a call in the conversation (400 otherwise). Returns (calls, the
+        outputs given back, which the reply then shows)."""
+        outputs = [i for i in input_items if i.get("type") == "function_call_output"]
+        if outputs:
+            asked = {str(i.get("call_id")) for i in history if i.get("type") == "function_call"}
+            for output in outputs:
+                if str(output.get("call_id")) not in asked:
+                    raise _ApiError(
+                        400,
+                        "No tool call found for function call output with call_id "
+                        f"{output.get('call_id')}.",
+                        param="input",
+                    )
+            return [], [str(output.get("output")) for output in outputs]
+        offered = [str(t.get("name")) for t in tools if t.get("type") == "function"]
+        for tool in tools:
+            if tool.get("type") == "function" and not re.fullmatch(
+                r"[A-Za-z0-9_-]{1,64}", str(tool.get("name"))
+            ):
+                raise _ApiError(400, "Invalid 'tools': bad function name.", param="tools")
+        calls = []
+        for name, arguments in self.tool_requests:
+            match = next((o for o in offered if o == name or o.endswith(f"__{name}")), None)
+            if match is not None:
+                calls.append(
+                    {
+                        "id": _new_id("fc", 24),
+                        "type": "function_call",
+                        "call_id": _new_id("call"),
+                        "name": match,
+                        "arguments": json.dumps(arguments),
+                        "status": "completed",
+                    }
+                )
+        return calls, []
 
     async def _mcp_call(self, tool: Json, name: str, arguments: str) -> Json:
         output, error = await _mcp_call(
