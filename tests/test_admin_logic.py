@@ -15,7 +15,7 @@ from bot.admin.budgets import Limit, Scope, Spent, decide
 from bot.admin.commands import Action, Budget, BudgetUnit, Period, parse_command
 from bot.admin.prices import PricesError, format_cost, load_price_table
 from bot.admin.report import Format, GroupBy, UsageRow, aggregate, render
-from bot.assistants.base import Usage
+from bot.assistants.base import Usage, chosen
 
 USD, TOKENS = BudgetUnit.USD, BudgetUnit.TOKENS
 DAY, MONTH = Period.DAY, Period.MONTH
@@ -55,6 +55,62 @@ def test_command_parser(
     assert (command.action, command.text, command.budget) == (action, value, budget)
     if text.strip() not in ("", "help"):
         assert (command.problem is not None) == (action is Action.HELP)
+
+
+CONFIGURED = ("orders", "wiki", "CRM")
+
+
+@pytest.mark.parametrize(
+    ("text", "action", "servers", "problem"),
+    [
+        ("tools", Action.TOOLS, None, None),
+        ("tools all", Action.RESET_TOOLS, None, None),
+        ("tools RESET", Action.RESET_TOOLS, None, None),
+        ("tools none", Action.SET_TOOLS, (), None),
+        ("tools orders", Action.SET_TOOLS, ("orders",), None),
+        ("tools wiki orders", Action.SET_TOOLS, ("orders", "wiki"), None),
+        ("tools wiki, crm,orders wiki", Action.SET_TOOLS, ("orders", "wiki", "CRM"), None),
+        (
+            "tools orders jira",
+            Action.HELP,
+            None,
+            "There is no tool server `jira`. The configured ones are `orders`, `wiki`, `CRM`.",
+        ),
+        ("tools none orders", Action.HELP, None, "`/assistant tools none`"),
+        ("tools all wiki", Action.HELP, None, "`/assistant tools all`"),
+    ],
+)
+def test_tools_command_parser(
+    text: str, action: Action, servers: tuple[str, ...] | None, problem: str | None
+) -> None:
+    command = parse_command(text, servers=CONFIGURED)
+    assert (command.action, command.servers) == (action, servers)
+    assert (problem is None) == (command.problem is None)
+    if problem is not None:
+        assert command.problem is not None and problem in command.problem
+    assert command.action.changes_settings == (action in (Action.SET_TOOLS, Action.RESET_TOOLS))
+
+
+def test_tools_command_without_configured_servers_says_so() -> None:
+    command = parse_command("tools orders")
+    assert command.action is Action.HELP
+    assert command.problem == "There is no tool server `orders`. None are configured."
+
+
+@pytest.mark.parametrize(
+    ("configured", "choice", "expected"),
+    [
+        (["a", "b"], None, ["a", "b"]),
+        (["a", "b"], (), []),
+        (["a", "b"], ("b",), ["b"]),
+        (["a", "b"], ("b", "gone"), ["b"]),
+        ([], ("a",), []),
+    ],
+)
+def test_the_servers_a_turn_may_use(
+    configured: list[str], choice: tuple[str, ...] | None, expected: list[str]
+) -> None:
+    assert chosen(configured, choice) == expected
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from tests.fakes.events import mention
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
-from tests.harness import BotUnderTest, bot_env
+from tests.harness import RUN_STARTS, BotUnderTest, bot_env
 from tests.test_surfaces import ask_in_pane, pane_thread, start_pane
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "OPENAI_API_KEY": "k"}
@@ -206,6 +206,72 @@ async def test_a_server_that_is_down_is_named_to_the_user(
         assert "Order B-2: waiting for stock" in answer.text
 
 
+# Per-channel choice of servers ----------------------------------------------------------
+
+
+def offered_servers(bot: BotUnderTest) -> list[set[str]]:
+    """The MCP servers (labels) each run, response or completion so far was offered: remote
+    `mcp` tools (responses) or the functions the bot lists (threads, chat)."""
+    offered = []
+    for request in bot.openai.requests_to("POST", RUN_STARTS):
+        labels = set()
+        for tool in request.body.get("tools") or []:
+            if tool.get("type") == "mcp":
+                labels.add(tool["server_label"])
+            elif tool.get("type") == "function":
+                name = (tool.get("function") or tool)["name"]
+                labels.add(name.split("__")[0])
+        offered.append(labels)
+    return offered
+
+
+@all_backends
+@sqlite_only
+@pytest.mark.parametrize("delivery", ["poll"], indirect=True)
+async def test_a_channel_set_to_no_tool_servers_is_offered_none_while_others_still_are(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    wiki = {"label": "wiki", "url": mcp_server.url, "token_env": "ORDERS_TOKEN"}
+    path = servers_file(tmp_path, orders(mcp_server), wiki)
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.slack.add_user("UADMIN", display_name="Ada", is_admin=True)
+        bot.slack.add_channel("C0002", name="quiet")
+        _, refused = await bot.command("tools none", user="UBOB", channel="C0002")
+        assert "only workspace admins" in refused["text"]
+        _, unknown = await bot.command("tools jira", user="UADMIN", channel="C0002")
+        assert "no tool server `jira`" in unknown["text"]
+        assert "The configured ones are `orders`, `wiki`." in unknown["text"]
+        _, done = await bot.command("tools none", user="UADMIN", channel="C0002")
+        assert "no tool servers in this channel" in done["text"]
+        _, listed = await bot.command("tools", user="UBOB", channel="C0002")
+        assert "`orders`: off" in listed["text"] and "`wiki`: off" in listed["text"]
+        _, shown = await bot.command("show", user="UBOB", channel="C0002")
+        assert "Tool servers (this channel): none" in shown["text"]
+
+        bot.openai.tool_requests = [("lookup_order", {"order_id": "A-17"})]
+        quiet = await bot.mention("where is A-17?", channel="C0002")
+        (answer,) = await bot.wait_for_answers("C0002", quiet.ts)
+        assert "Order A-17" not in answer.text
+        assert mcp_server.calls == []
+        assert offered_servers(bot) == [set()]
+
+        question = await bot.mention("where is A-17?")
+        (answer,) = await bot.wait_for_answers("C0001", question.ts)
+        assert "Order A-17: shipped" in answer.text
+        assert offered_servers(bot)[1] == {"orders", "wiki"}
+
+        # One server chosen: only that one is offered; `all` goes back to the default.
+        await bot.command("tools wiki", user="UADMIN", channel="C0002")
+        before = len(offered_servers(bot))
+        third = await bot.mention("and now?", channel="C0002")
+        await bot.wait_for_answers("C0002", third.ts)
+        assert offered_servers(bot)[before] == {"wiki"}
+        _, reset = await bot.command("tools all", user="UADMIN", channel="C0002")
+        assert "every configured tool server" in reset["text"]
+        _, listed = await bot.command("tools", channel="C0002")
+        assert "`orders`: on" in listed["text"] and "the default" in listed["text"]
+
+
 # Approval -----------------------------------------------------------------------------
 
 
@@ -332,11 +398,11 @@ async def mention_with_token(bot: BotUnderTest, text: str, token: str | None) ->
     return message
 
 
-@pytest.mark.parametrize("assistant_api", ["chat", "threads"], indirect=True)
+@all_backends
 @sqlite_only
-@streamed
+@pytest.mark.parametrize("delivery", ["stream", "poll"], indirect=True)
 async def test_a_workspace_search_result_is_cited_with_its_permalink(
-    make_bot: BotFactory,
+    make_bot: BotFactory, delivery: str
 ) -> None:
     async with make_bot(SLACK_SEARCH="true") as bot:
         bot.slack.add_channel("C0002", name="release")
@@ -351,6 +417,20 @@ async def test_a_workspace_search_result_is_cited_with_its_permalink(
         assert "lunch" not in answer.text
         (search,) = bot.slack.searches
         assert search["action_token"] == token and search["query"] == "deploy freeze"
+        if bot.assistant_api == "responses":
+            # The bot ran the function call and gave its output to a second response in the
+            # same conversation.
+            asked, carried_on = bot.openai.requests_to("POST", r"/v1/responses$")
+            assert carried_on.body["conversation"] == asked.body["conversation"]
+            (output,) = carried_on.body["input"]
+            assert output["type"] == "function_call_output" and permalink in output["output"]
+            assert {t["name"] for t in asked.body["tools"]} == {"slack__search_workspace"}
+        if delivery != "stream":
+            return
+        assert task_updates(bot, "C0001", question.ts) == [
+            ("search_workspace (slack)", "in_progress"),
+            ("search_workspace (slack)", "complete"),
+        ]
         done = [
             chunk
             for message in bot.slack.bot_replies("C0001", question.ts)

@@ -1,4 +1,4 @@
-"""The bot as an MCP client (chat and threads backends): list tools, call them.
+"""The bot as an MCP client (chat and threads backends; workspace search on every backend).
 
 Each listing and each call opens its own Streamable HTTP session with the server: a turn
 makes a handful of calls at most, and nothing is held open between turns (or across a
