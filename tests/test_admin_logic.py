@@ -15,7 +15,9 @@ from bot.admin.budgets import Limit, Scope, Spent, decide
 from bot.admin.commands import Action, Budget, BudgetUnit, Period, parse_command
 from bot.admin.prices import PricesError, format_cost, load_price_table
 from bot.admin.report import Format, GroupBy, UsageRow, aggregate, render
-from bot.assistants.base import Usage, chosen
+from bot.admin.service import turn_options
+from bot.admin.store import ChannelSettings
+from bot.assistants.base import NO_OPTIONS, TurnOptions, Usage, chosen
 
 USD, TOKENS = BudgetUnit.USD, BudgetUnit.TOKENS
 DAY, MONTH = Period.DAY, Period.MONTH
@@ -111,6 +113,29 @@ def test_the_servers_a_turn_may_use(
     configured: list[str], choice: tuple[str, ...] | None, expected: list[str]
 ) -> None:
     assert chosen(configured, choice) == expected
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [
+        (ChannelSettings("T1", "C1"), NO_OPTIONS),
+        (ChannelSettings("T1", "C1", enabled=False), NO_OPTIONS),
+        (ChannelSettings("T1", "C1", model="gpt-x"), TurnOptions(model="gpt-x")),
+        (
+            ChannelSettings("T1", "C1", instructions="Be brief."),
+            TurnOptions(instructions="Be brief."),
+        ),
+        (ChannelSettings("T1", "C1", mcp_servers=()), TurnOptions(mcp_servers=())),
+        (
+            ChannelSettings("T1", "C1", model="m", instructions="i", mcp_servers=("wiki",)),
+            TurnOptions(model="m", instructions="i", mcp_servers=("wiki",)),
+        ),
+    ],
+)
+def test_what_a_channels_settings_change_in_a_turn(
+    channel: ChannelSettings, expected: TurnOptions
+) -> None:
+    assert turn_options(channel) == expected
 
 
 @pytest.mark.parametrize(

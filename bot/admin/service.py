@@ -1,7 +1,8 @@
 """What the Slack listeners and the turn engine ask of the admin part.
 
-- the turn engine: `options_for` (a channel's model and instructions), `refusal_for` (a
-  budget reached: the reply instead of a run), `record_usage` (after a run);
+- the turn engine: `channel_settings`, then `turn_options` (a channel's model, instructions
+  and tool servers) and `refusal_for` (a budget reached: the reply instead of a run),
+  `record_usage` (after a run);
 - the listeners: `is_enabled` (the off switch), `run_command` (`/assistant`), `is_admin`.
 """
 
@@ -60,26 +61,22 @@ class AdminService:
 
     # The turn engine --------------------------------------------------------------------
 
-    async def options_for(self, team_id: str, channel_id: str) -> TurnOptions:
-        """The channel's own model, instructions and tool servers, read fresh for every turn."""
-        settings = await self.store.channel_settings(team_id, channel_id)
-        if (
-            settings.model is None
-            and settings.instructions is None
-            and settings.mcp_servers is None
-        ):
-            return NO_OPTIONS
-        return TurnOptions(
-            model=settings.model,
-            instructions=settings.instructions,
-            mcp_servers=settings.mcp_servers,
-        )
+    async def channel_settings(self, team_id: str, channel_id: str) -> ChannelSettings:
+        """The channel's settings, read fresh for every turn (once: `turn_options` and
+        `refusal_for` both take them)."""
+        return await self.store.channel_settings(team_id, channel_id)
 
     async def refusal_for(
-        self, team_id: str, channel_id: str, user_id: str, *, now: float | None = None
+        self,
+        channel: ChannelSettings,
+        *,
+        team_id: str,
+        channel_id: str,
+        user_id: str,
+        now: float | None = None,
     ) -> Refusal | None:
         """A limit this message would go over, from the usage all processes recorded."""
-        limits = self._limits(await self.store.channel_settings(team_id, channel_id))
+        limits = self._limits(channel)
         if not limits:
             return None
         moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
@@ -320,3 +317,12 @@ def _quote(text: str, limit: int = 300) -> str:
 
 
 __all__ = ["AdminService", "CommandContext", "Refusal", "format_cost", "off_note"]
+
+
+def turn_options(channel: ChannelSettings) -> TurnOptions:
+    """What a channel's settings change in a turn: its model, instructions and tool servers."""
+    if channel.model is None and channel.instructions is None and channel.mcp_servers is None:
+        return NO_OPTIONS
+    return TurnOptions(
+        model=channel.model, instructions=channel.instructions, mcp_servers=channel.mcp_servers
+    )

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from bot import logs, metrics
-from bot.admin.service import AdminService
+from bot.admin.service import AdminService, turn_options
+from bot.admin.store import ChannelSettings
 from bot.assistants.base import (
     NO_OPTIONS,
     ApprovalRequest,
@@ -126,7 +127,9 @@ class TurnRunner:
 
     async def _start(self, active: ActiveTurn) -> None:
         await self._delivery.show_working(active)
-        if await self._over_budget(active):
+        conversation = active.conversation
+        channel = await self._admin.channel_settings(conversation.team_id, conversation.channel_id)
+        if await self._over_budget(active, channel):
             return
         try:
             prompt = await self._prompts.build(
@@ -135,9 +138,7 @@ class TurnRunner:
             if prompt is None:
                 await active.save(status=TurnStatus.POSTING, outcome=Outcome.EMPTY)
                 return
-            conversation = active.conversation
-            options = await self._admin.options_for(conversation.team_id, conversation.channel_id)
-            options = self._with_tool_context(active, options)
+            options = self._with_tool_context(active, turn_options(channel))
             thread_id = await self._retrying(active, lambda _: self._ensure_thread(active))
             if self._settings.delivery == "stream":
                 await self._retrying(
@@ -173,13 +174,16 @@ class TurnRunner:
         context = ToolContext(newest.action_token, active.conversation.channel_id)
         return dataclasses.replace(options, tool_context=context)
 
-    async def _over_budget(self, active: ActiveTurn) -> bool:
+    async def _over_budget(self, active: ActiveTurn, channel: ChannelSettings) -> bool:
         """A reached budget ends the turn with its reply, before any call to the assistant."""
         if not active.messages:
             return False
         conversation = active.conversation
         refusal = await self._admin.refusal_for(
-            conversation.team_id, conversation.channel_id, active.messages[0].user_id
+            channel,
+            team_id=conversation.team_id,
+            channel_id=conversation.channel_id,
+            user_id=active.messages[0].user_id,
         )
         if refusal is None:
             return False
