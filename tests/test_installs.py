@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
-import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -32,9 +29,18 @@ from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 from tests.fakes.events import block_actions, event_envelope, mention, post_event, post_form
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackCall
-from tests.harness import SIGNING_SECRET, BotProcess, BotUnderTest, bot_env, is_finished
+from tests.harness import (
+    SIGNING_SECRET,
+    STATE_SECRET,
+    BotProcess,
+    BotUnderTest,
+    Conversations,
+    SlackMode,
+    bot_env,
+    install,
+    is_finished,
+)
 
-STATE_SECRET = "a-long-random-state-secret"
 # Calls that act in a channel: each must carry a token of the channel's own workspace.
 CHANNEL_METHODS = {
     "chat.postMessage",
@@ -49,15 +55,14 @@ CHANNEL_METHODS = {
 def oauth_env(
     slack: FakeSlack, openai: FakeOpenAI, database_url: str, **extra: str
 ) -> dict[str, str]:
-    env = bot_env(slack=slack, openai=openai, database_url=database_url, assistant_api="responses")
-    del env["SLACK_BOT_TOKEN"]
-    env.update(
-        SLACK_CLIENT_ID=slack.client_id,
-        SLACK_CLIENT_SECRET=slack.client_secret,
-        SLACK_STATE_SECRET=STATE_SECRET,
+    return bot_env(
+        slack=slack,
+        openai=openai,
+        database_url=database_url,
+        assistant_api="responses",
+        slack_mode=SlackMode.OAUTH,
         **extra,
     )
-    return env
 
 
 @contextlib.asynccontextmanager
@@ -66,29 +71,11 @@ async def oauth_bot(
 ) -> AsyncIterator[BotUnderTest]:
     env = oauth_env(slack, openai, database_url, **extra)
     async with BotUnderTest.running(env, slack=slack, openai=openai) as bot:
-        slack.redirect_uri = bot.events_url.removesuffix("/slack/events") + "/slack/oauth_redirect"
         yield bot
 
 
-async def install(bot: BotUnderTest, team: str) -> None:
-    """An admin opens the install page, clicks Add to Slack, approves, and is sent back."""
-    base = bot.events_url.removesuffix("/slack/events")
-    async with bot.http.get(f"{base}/slack/install", params={"team": team}) as page:
-        assert page.status == 200
-        body = await page.text()
-        cookie = page.headers["Set-Cookie"].split(";")[0]
-    found = re.search(r'href="([^"]*oauth/v2/authorize[^"]*)"', body)
-    assert found is not None, "no Add to Slack link on the install page"
-    async with bot.http.get(html.unescape(found.group(1)), allow_redirects=False) as consent:
-        assert consent.status == 302
-        back = consent.headers["Location"]
-    async with bot.http.get(back, headers={"Cookie": cookie}) as done:
-        assert done.status == 200, await done.text()
-        assert "Thank you" in await done.text()
-
-
 async def mention_in(
-    bot: BotUnderTest,
+    bot: Conversations,
     text: str,
     *,
     team: str,
@@ -504,15 +491,6 @@ def test_the_consent_page_sits_beside_the_web_api(api_url: str, consent: str) ->
     assert authorize_url(api_url) == consent
 
 
-@dataclass
-class Site:
-    """A bot in another process, reached the way the helpers above reach one."""
-
-    http: aiohttp.ClientSession
-    events_url: str
-    slack: FakeSlack
-
-
 async def test_python_m_bot_runs_in_oauth_mode(
     slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -524,10 +502,9 @@ async def test_python_m_bot_runs_in_oauth_mode(
     try:
         await process.wait_ready()
         async with aiohttp.ClientSession() as http:
-            site = Site(http, process.events_url, slack)
-            slack.redirect_uri = f"http://127.0.0.1:{process.port}/slack/oauth_redirect"
-            await install(site, "T0001")  # type: ignore[arg-type]
-            ts = await mention_in(site, "hello", team="T0001", channel="C0001")  # type: ignore[arg-type]
+            site = Conversations(process.events_url, slack, openai_fake, http)
+            await install(site, "T0001")
+            ts = await mention_in(site, "hello", team="T0001", channel="C0001")
             await slack.wait_for(
                 lambda: any(is_finished(m) for m in slack.bot_replies("C0001", ts)), timeout=20
             )
