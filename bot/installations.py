@@ -145,6 +145,7 @@ class Workspaces:
         self.store.on_save = self.forget
         self._oauth_client = make_client("")
         self._cache: dict[TeamKey, tuple[TeamAuth, float]] = {}
+        self._organisations: dict[str, str] = {}
         self._locks: dict[tuple[str | None, str | None], asyncio.Lock] = {}
 
     # Looking up --------------------------------------------------------------------------
@@ -154,6 +155,8 @@ class Workspaces:
         cached = self._cache.get(key)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        if key.team_id and key.enterprise_id:
+            self._organisations[key.team_id] = key.enterprise_id
         bot = await self._find(key)
         if bot is None:
             self._cache.pop(key, None)
@@ -174,7 +177,13 @@ class Workspaces:
         return auth
 
     async def _find(self, key: TeamKey) -> Bot | None:
-        """The workspace's own installation, else its organisation's org-wide one."""
+        """The workspace's own installation, else its organisation's org-wide one.
+
+        A workspace named without its organisation (a stored conversation or a payload that
+        carries only the team) is looked up by the workspace alone, then under the
+        organisation it is known to belong to (see `_organisation_of`)."""
+        if key.team_id and key.enterprise_id is None:
+            return await self._find_by_team(key.team_id)
         bot: Bot | None = None
         if key.team_id:
             bot = await self.store.async_find_bot(
@@ -185,6 +194,63 @@ class Workspaces:
                 enterprise_id=key.enterprise_id, team_id=None, is_enterprise_install=True
             )
         return bot
+
+    async def _find_by_team(self, team_id: str) -> Bot | None:
+        bots = self.store.bots
+        c = bots.c
+        async with self.engine.connect() as connection:
+            row = (
+                (
+                    await connection.execute(
+                        bots.select()
+                        .where(
+                            c.client_id == self.client_id,
+                            c.team_id == team_id,
+                            c.bot_token.is_not(None),
+                        )
+                        .order_by(c.installed_at.desc())
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is not None:
+            found: Bot = SQLAlchemyInstallationStore.build_bot_entity(row)
+            return found
+        organisation = await self._organisation_of(team_id)
+        if organisation is None:
+            return None
+        return await self.store.async_find_bot(
+            enterprise_id=organisation, team_id=None, is_enterprise_install=True
+        )
+
+    async def _organisation_of(self, team_id: str) -> str | None:
+        """The Enterprise Grid organisation a workspace belongs to, as far as the bot knows:
+        from an earlier lookup that named both, else from the conversations it stored there
+        (each stored with the organisation its event named)."""
+        known = self._organisations.get(team_id)
+        if known is not None:
+            return known
+        async with self.engine.connect() as connection:
+            found = await connection.scalar(
+                sa.select(Conversation.enterprise_id)
+                .where(Conversation.team_id == team_id, Conversation.enterprise_id.is_not(None))
+                .limit(1)
+            )
+        if found is not None:
+            self._organisations[team_id] = str(found)
+        return None if found is None else str(found)
+
+    async def installation_for(self, key: TeamKey) -> TeamKey | None:
+        """Which installation answers for `key`: the workspace's own, or its organisation's
+        (then named by the organisation alone); None when there is none."""
+        bot = await self._find(key)
+        if bot is None:
+            return None
+        if bot.is_enterprise_install or not bot.team_id:
+            return TeamKey("", bot.enterprise_id)
+        return TeamKey(bot.team_id, bot.enterprise_id)
 
     async def authorize(
         self, enterprise_id: str | None, team_id: str | None, context: Any = None
@@ -204,14 +270,16 @@ class Workspaces:
         )
 
     def forget(self, key: TeamKey | None = None) -> None:
-        """Drop cached tokens (one workspace's, or all) so the next use reads the store."""
+        """Drop cached tokens (one workspace's, or all) so the next use reads the store.
+        For an organisation (no team), every token cached from its org-wide install goes,
+        whichever way the workspace using it was named."""
         if key is None:
             self._cache.clear()
             return
-        for cached in list(self._cache):
+        for cached, (auth, _) in list(self._cache.items()):
             same_team = key.team_id and cached.team_id == key.team_id
-            same_org = key.enterprise_id and cached.enterprise_id == key.enterprise_id
-            if same_team or (not key.team_id and same_org):
+            same_org = key.enterprise_id in (cached.enterprise_id, auth.enterprise_id)
+            if same_team or (not key.team_id and key.enterprise_id and same_org):
                 self._cache.pop(cached, None)
 
     # Token rotation ----------------------------------------------------------------------
@@ -310,10 +378,21 @@ class Workspaces:
         await self.store.async_delete_bot(enterprise_id=key.enterprise_id, team_id=team_id)
         await self.store.async_delete_installation(enterprise_id=key.enterprise_id, team_id=team_id)
         self.forget(key)
-        await end_work(self.engine, key)
+        own = self._own_installs(key)
+        await end_work(self.engine, key, spared=own)
         if delete_data:
-            await delete_team_data(self.engine, key)
+            await delete_team_data(self.engine, key, spared=own)
         log.info("team %s uninstalled the bot", key.team_id or key.enterprise_id)
+
+    def _own_installs(self, key: TeamKey) -> Any:
+        """For an organisation's removal: its workspaces that have installed the bot on
+        their own, which keep their conversations and their work."""
+        c = self.store.bots.c
+        return sa.select(c.team_id).where(
+            c.client_id == self.client_id,
+            c.enterprise_id == key.enterprise_id,
+            c.team_id.is_not(None),
+        )
 
     async def close(self) -> None:
         self._cache.clear()
@@ -380,20 +459,36 @@ def _db_time(epoch: int | float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, tz=UTC).replace(tzinfo=None)
 
 
-def _team_filter(key: TeamKey) -> Any:
+def _team_filter(key: TeamKey, spared: Any = None) -> Any:
     """The conversations of the workspace, or of every workspace of the organisation when an
-    org-wide install is removed."""
+    org-wide install is removed (but those of `spared`, its workspaces that installed the bot
+    on their own)."""
     if key.team_id:
         return Conversation.team_id == key.team_id
-    return Conversation.enterprise_id == key.enterprise_id
+    of_org = Conversation.enterprise_id == key.enterprise_id
+    if spared is None:
+        return of_org
+    return sa.and_(of_org, Conversation.team_id.not_in(spared))
 
 
-async def end_work(engine: AsyncEngine, key: TeamKey) -> None:
+def uninstalled(*, team_id: str | None, enterprise_id: str | None, org_wide: bool) -> TeamKey:
+    """Which installation an `app_uninstalled` or `tokens_revoked` names: the organisation's
+    when the event says the install is org-wide or names no workspace of its own (no team,
+    or the organisation's `E…` id in its place), else the workspace's."""
+    team = team_id or ""
+    if not enterprise_id and team.startswith("E"):
+        return TeamKey("", team)
+    if enterprise_id and (org_wide or not team or team == enterprise_id):
+        return TeamKey("", enterprise_id)
+    return TeamKey(team, enterprise_id)
+
+
+async def end_work(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> None:
     """Stop the workspace's work: open turns end without a reply, waiting messages are not
     answered, and every lease is fenced off (its generation moves on), so a process working
     on one of its conversations stops at its next step instead of posting."""
     now = time.time()
-    ids = sa.select(Conversation.id).where(_team_filter(key)).scalar_subquery()
+    ids = sa.select(Conversation.id).where(_team_filter(key, spared)).scalar_subquery()
     async with engine.begin() as connection:
         await connection.execute(
             sa.update(Turn)
@@ -407,7 +502,7 @@ async def end_work(engine: AsyncEngine, key: TeamKey) -> None:
         )
         await connection.execute(
             sa.update(Conversation)
-            .where(_team_filter(key))
+            .where(_team_filter(key, spared))
             .values(
                 needs_attention=False,
                 lease_owner=None,
@@ -417,17 +512,18 @@ async def end_work(engine: AsyncEngine, key: TeamKey) -> None:
         )
 
 
-async def delete_team_data(engine: AsyncEngine, key: TeamKey) -> None:
+async def delete_team_data(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> None:
     """Everything stored about the workspace: conversations, messages, answers, feedback,
     usage, channel settings and their history."""
     from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
 
-    ids = sa.select(Conversation.id).where(_team_filter(key)).scalar_subquery()
+    where = _team_filter(key, spared)
+    ids = sa.select(Conversation.id).where(where).scalar_subquery()
     async with engine.begin() as connection:
         teams = [key.team_id]
         if not key.team_id:
             found = await connection.scalars(
-                sa.select(Conversation.team_id).where(_team_filter(key)).distinct()
+                sa.select(Conversation.team_id).where(where).distinct()
             )
             teams = [str(team) for team in found]
         turn_ids = sa.select(Turn.id).where(Turn.conversation_id.in_(ids))
@@ -436,6 +532,6 @@ async def delete_team_data(engine: AsyncEngine, key: TeamKey) -> None:
             sa.delete(InboxMessage).where(InboxMessage.conversation_id.in_(ids))
         )
         await connection.execute(sa.delete(Turn).where(Turn.conversation_id.in_(ids)))
-        await connection.execute(sa.delete(Conversation).where(_team_filter(key)))
+        await connection.execute(sa.delete(Conversation).where(where))
         for model in (TurnUsage, ChannelSetting, SettingsChange):
             await connection.execute(sa.delete(model).where(model.team_id.in_(teams)))

@@ -11,7 +11,7 @@ import pytest
 
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import BotUnderTest, bot_env
+from tests.harness import BotUnderTest, SlackMode, bot_env
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -115,8 +115,48 @@ def delivery(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture
+def slack_mode(request: pytest.FixtureRequest) -> SlackMode:
+    """Single-token mode, unless the test is marked `both_slack_modes` (then OAuth too)."""
+    return SlackMode(getattr(request, "param", SlackMode.TOKEN))
+
+
+BOTH_SLACK_MODES = "both_slack_modes"
+OAUTH_VARIANTS = {"database_url": "sqlite", "assistant_api": "responses"}
+"""Where a test of both modes runs in OAuth mode: one database and one backend, each
+delivery. Which token answers is decided before either plays a part, and the installation
+store's own tests (tests/test_installs.py) run on both databases."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{BOTH_SLACK_MODES}: run with the bot in single-token mode and in OAuth mode "
+        "(installed through its install pages first)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "slack_mode" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        BOTH_SLACK_MODES
+    ):
+        metafunc.parametrize("slack_mode", list(SlackMode), indirect=True, ids=str)
+
+
+def _unwanted(params: dict[str, object], module: str) -> bool:
+    """Variants left out of the matrix (see `pytest_collection_modifyitems`)."""
+    if params.get("slack_mode") == SlackMode.OAUTH and any(
+        params.get(name, value) != value for name, value in OAUTH_VARIANTS.items()
+    ):
+        return True
+    streamed = params.get("delivery") == "stream"
+    wanted = module.endswith(("test_conversation", "test_tools"))
+    return streamed and (params.get("database_url") == "postgres" or not wanted)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Streamed delivery runs the conversation suite on SQLite only.
+    """Streamed delivery runs the conversation suite on SQLite only, and OAuth mode one
+    database and one backend.
 
     The database plays no part in how a reply is delivered, and intake, retention and backend
     settings do not depend on the delivery mode; the full matrix would double the suite's
@@ -125,12 +165,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept, dropped = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        streamed = params.get("delivery") == "stream"
         module = getattr(item, "module", None)
-        wanted = module is not None and module.__name__.endswith(
-            ("test_conversation", "test_tools")
-        )
-        if streamed and (params.get("database_url") == "postgres" or not wanted):
+        if _unwanted(params, module.__name__ if module is not None else ""):
             dropped.append(item)
         else:
             kept.append(item)
@@ -144,19 +180,36 @@ BotFactory = Callable[..., AbstractAsyncContextManager[BotUnderTest]]
 
 @pytest.fixture
 def make_bot(
-    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str, assistant_api: str, delivery: str
+    slack: FakeSlack,
+    openai_fake: FakeOpenAI,
+    database_url: str,
+    assistant_api: str,
+    delivery: str,
+    slack_mode: SlackMode,
 ) -> BotFactory:
-    """Start the real bot with extra settings: `async with make_bot(ANSWER_DEADLINE_S="1")`."""
+    """Start the real bot with extra settings: `async with make_bot(ANSWER_DEADLINE_S="1")`.
+
+    In OAuth mode the first bot started is installed in the fake's workspace through its
+    install pages; a bot started again on the same database (a restart) is not: it must
+    find the installation where the first one stored it.
+    """
+    started = 0
 
     def start(**settings: str) -> AbstractAsyncContextManager[BotUnderTest]:
+        nonlocal started
+        started += 1
         env = bot_env(
             slack=slack,
             openai=openai_fake,
             database_url=database_url,
             assistant_api=assistant_api,
+            slack_mode=slack_mode,
             **{"DELIVERY": delivery, **settings},
         )
-        return BotUnderTest.running(env, slack=slack, openai=openai_fake)
+        install_first = slack_mode is SlackMode.OAUTH and started == 1
+        return BotUnderTest.running(
+            env, slack=slack, openai=openai_fake, install_first=install_first
+        )
 
     return start
 

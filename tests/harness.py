@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +21,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +50,16 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
 
 SIGNING_SECRET = "test-signing-secret"
+STATE_SECRET = "a-long-random-state-secret"
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class SlackMode(StrEnum):
+    """How the bot is given to Slack: one workspace's bot token, or the app's OAuth
+    credentials with each workspace installed through the bot's own install pages."""
+
+    TOKEN = "token"
+    OAUTH = "oauth"
 
 
 def bot_env(
@@ -56,6 +68,7 @@ def bot_env(
     openai: FakeOpenAI,
     database_url: str,
     assistant_api: str,
+    slack_mode: SlackMode = SlackMode.TOKEN,
     **extra: str,
 ) -> dict[str, str]:
     env = {
@@ -78,6 +91,13 @@ def bot_env(
     if assistant_api == "chat":
         # "gpt-test" is no model the bot knows; a deployment of one states its window.
         env["CONTEXT_TOKENS"] = "32000"
+    if slack_mode is SlackMode.OAUTH:
+        del env["SLACK_BOT_TOKEN"]
+        env.update(
+            SLACK_CLIENT_ID=slack.client_id,
+            SLACK_CLIENT_SECRET=slack.client_secret,
+            SLACK_STATE_SECRET=STATE_SECRET,
+        )
     env.update(extra)
     return env
 
@@ -222,6 +242,26 @@ class Conversations:
         return self.answers(channel, thread_ts)
 
 
+async def install(site: Conversations, team: str) -> None:
+    """An admin of `team` (a workspace, or an organisation for an org-wide install) opens the
+    bot's install page, clicks Add to Slack, approves on Slack's consent page, and is sent
+    back to the bot, which exchanges the code at oauth.v2.access and stores the install."""
+    base = site.events_url.removesuffix("/slack/events")
+    site.slack.redirect_uri = f"{base}/slack/oauth_redirect"  # the app's Redirect URL
+    async with site.http.get(f"{base}/slack/install", params={"team": team}) as page:
+        assert page.status == 200
+        body = await page.text()
+        cookie = page.headers["Set-Cookie"].split(";")[0]
+    found = re.search(r'href="([^"]*oauth/v2/authorize[^"]*)"', body)
+    assert found is not None, "no Add to Slack link on the install page"
+    async with site.http.get(html.unescape(found.group(1)), allow_redirects=False) as consent:
+        assert consent.status == 302
+        back = consent.headers["Location"]
+    async with site.http.get(back, headers={"Cookie": cookie}) as done:
+        assert done.status == 200, await done.text()
+        assert "Thank you" in await done.text()
+
+
 @dataclass
 class BotUnderTest(Conversations):
     bot: Bot | None = None
@@ -234,8 +274,17 @@ class BotUnderTest(Conversations):
     @classmethod
     @contextlib.asynccontextmanager
     async def running(
-        cls, env: Mapping[str, str], *, slack: FakeSlack, openai: FakeOpenAI
+        cls,
+        env: Mapping[str, str],
+        *,
+        slack: FakeSlack,
+        openai: FakeOpenAI,
+        install_first: bool = False,
     ) -> AsyncIterator[BotUnderTest]:
+        """The bot, serving HTTP. OAuth mode with `install_first`: before the test talks to
+        it, the fake's workspace installs it through its pages, and the single-workspace
+        token stops working, so a call made without the installed token fails the test.
+        Without `install_first` it answers only where an earlier run installed it."""
         settings = load_settings(env, dotenv_path=None)
         async with running_bot(settings) as bot, aiohttp.ClientSession() as http:
             runner = web.AppRunner(
@@ -259,6 +308,9 @@ class BotUnderTest(Conversations):
                 bot=bot,
             )
             try:
+                if install_first:
+                    slack.revoke(slack.bot_token)
+                    await install(under_test, slack.team_id)
                 yield under_test
             finally:
                 await runner.cleanup()

@@ -1,7 +1,8 @@
 """End to end: signed Slack events in, answers in Slack threads out.
 
-Every test runs against both assistant backends (threads, responses) and both databases
-(SQLite, PostgreSQL) through the `bot` fixture.
+Every test runs against the assistant backends (threads, responses, chat) and both databases
+(SQLite, PostgreSQL) through the `bot` fixture; those marked `both_slack_modes` run with the bot
+in OAuth mode too (installed through its install pages, answering with the installed token).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Recorder:
         return self.answer
 
 
+@pytest.mark.both_slack_modes
 async def test_mention_is_answered_in_its_thread(bot: BotUnderTest) -> None:
     question = await bot.mention("what is the capital of France?")
     answers = await bot.wait_for_answers("C0001", question.ts)
@@ -38,6 +40,7 @@ async def test_mention_is_answered_in_its_thread(bot: BotUnderTest) -> None:
     assert answers[0].thread_ts == question.ts
 
 
+@pytest.mark.both_slack_modes
 async def test_placeholder_shows_work_then_becomes_the_answer(bot: BotUnderTest) -> None:
     bot.openai.run_s = 0.5
     question = await bot.mention("slow question")
@@ -75,6 +78,7 @@ async def test_a_streamed_answer_is_not_read_back_from_openai(bot: BotUnderTest)
     assert [(r.method, r.path) for r in bot.openai.requests if r.method == "GET"] == []
 
 
+@pytest.mark.both_slack_modes
 async def test_thread_reply_without_mention_continues_the_conversation(bot: BotUnderTest) -> None:
     recorder = Recorder()
     bot.openai.reply = recorder
@@ -88,6 +92,24 @@ async def test_thread_reply_without_mention_continues_the_conversation(bot: BotU
     assert bot.openai.max_concurrent_per_thread == 1
 
 
+@pytest.mark.both_slack_modes
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_a_conversation_goes_on_after_the_bot_restarts(make_bot: BotFactory) -> None:
+    """Stopped and started again on the same database, the bot carries on the thread (in
+    OAuth mode with the installation it stored: nobody installs it again)."""
+    recorder = Recorder()
+    async with make_bot() as bot:
+        bot.openai.reply = recorder
+        question = await bot.mention("my name is Alice")
+        await bot.wait_for_answers("C0001", question.ts)
+    async with make_bot() as bot:
+        await bot.reply("what is my name?", thread_ts=question.ts)
+        answers = await bot.wait_for_answers("C0001", question.ts, count=2)
+    assert len(answers) == 2 and len(recorder.seen) == 2
+    assert any("my name is Alice" in text for text in recorder.seen[1])
+    assert "what is my name?" in recorder.seen[1][-1]
+
+
 async def test_reply_in_a_thread_the_bot_never_joined_is_ignored(bot: BotUnderTest) -> None:
     parent = bot.slack.add_message("C0001", user="UBOB", text="lunch?")
     await bot.reply("sure", thread_ts=parent.ts)
@@ -96,6 +118,7 @@ async def test_reply_in_a_thread_the_bot_never_joined_is_ignored(bot: BotUnderTe
     assert bot.openai.requests == []
 
 
+@pytest.mark.both_slack_modes
 async def test_direct_message_starts_a_thread(bot: BotUnderTest) -> None:
     message = await bot.dm("hello bot")
     answers = await bot.wait_for_answers("D0001", message.ts)
@@ -106,6 +129,7 @@ async def test_direct_message_starts_a_thread(bot: BotUnderTest) -> None:
     assert answers[-1].text == "Echo: and again" and follow_up.thread_ts == message.ts
 
 
+@pytest.mark.both_slack_modes
 async def test_mention_mid_thread_gives_the_assistant_the_earlier_messages(
     bot: BotUnderTest,
 ) -> None:
@@ -203,6 +227,7 @@ async def test_redelivered_event_is_answered_once(bot: BotUnderTest) -> None:
     assert len(bot.answers("C0001", message.ts)) == 1
 
 
+@pytest.mark.both_slack_modes
 async def test_bots_edits_deletions_and_joins_are_ignored(bot: BotUnderTest) -> None:
     ts = bot.slack.new_ts()
     ignored = [

@@ -46,6 +46,7 @@ def image_parts(bot: BotUnderTest) -> list[dict[str, Any]]:
     return [part for part in content if part["type"] in {"input_image", "image_file", "image_url"}]
 
 
+@pytest.mark.both_slack_modes
 async def test_attached_image_reaches_the_model(bot: BotUnderTest) -> None:
     image = bot.slack.add_user_file("chart.png", mimetype="image/png", content=PNG)
     ts = await ask_with_files(bot, "what does this chart show?", [image])

@@ -11,30 +11,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
-import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bot.installations import TeamKey, Workspaces, authorize_url
+from bot.installations import NotInstalled, TeamKey, Workspaces, authorize_url, uninstalled
 from bot.replies import FEEDBACK_ACTION_ID
 from bot.settings import SettingsError, load_settings
 from bot.slack_api import make_web_client
 from bot.store.db import create_engine, migrate
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
-from tests.fakes.events import block_actions, event_envelope, mention, post_event, post_form
+from bot.store.repository import NewMessage, Store
+from tests.fakes.events import (
+    block_actions,
+    event_envelope,
+    mention,
+    post_event,
+    post_form,
+    slash_command,
+)
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackCall
-from tests.harness import SIGNING_SECRET, BotProcess, BotUnderTest, bot_env, is_finished
+from tests.harness import (
+    SIGNING_SECRET,
+    STATE_SECRET,
+    BotProcess,
+    BotUnderTest,
+    Conversations,
+    SlackMode,
+    bot_env,
+    install,
+    is_finished,
+)
 
-STATE_SECRET = "a-long-random-state-secret"
 # Calls that act in a channel: each must carry a token of the channel's own workspace.
 CHANNEL_METHODS = {
     "chat.postMessage",
@@ -49,15 +64,14 @@ CHANNEL_METHODS = {
 def oauth_env(
     slack: FakeSlack, openai: FakeOpenAI, database_url: str, **extra: str
 ) -> dict[str, str]:
-    env = bot_env(slack=slack, openai=openai, database_url=database_url, assistant_api="responses")
-    del env["SLACK_BOT_TOKEN"]
-    env.update(
-        SLACK_CLIENT_ID=slack.client_id,
-        SLACK_CLIENT_SECRET=slack.client_secret,
-        SLACK_STATE_SECRET=STATE_SECRET,
+    return bot_env(
+        slack=slack,
+        openai=openai,
+        database_url=database_url,
+        assistant_api="responses",
+        slack_mode=SlackMode.OAUTH,
         **extra,
     )
-    return env
 
 
 @contextlib.asynccontextmanager
@@ -66,29 +80,11 @@ async def oauth_bot(
 ) -> AsyncIterator[BotUnderTest]:
     env = oauth_env(slack, openai, database_url, **extra)
     async with BotUnderTest.running(env, slack=slack, openai=openai) as bot:
-        slack.redirect_uri = bot.events_url.removesuffix("/slack/events") + "/slack/oauth_redirect"
         yield bot
 
 
-async def install(bot: BotUnderTest, team: str) -> None:
-    """An admin opens the install page, clicks Add to Slack, approves, and is sent back."""
-    base = bot.events_url.removesuffix("/slack/events")
-    async with bot.http.get(f"{base}/slack/install", params={"team": team}) as page:
-        assert page.status == 200
-        body = await page.text()
-        cookie = page.headers["Set-Cookie"].split(";")[0]
-    found = re.search(r'href="([^"]*oauth/v2/authorize[^"]*)"', body)
-    assert found is not None, "no Add to Slack link on the install page"
-    async with bot.http.get(html.unescape(found.group(1)), allow_redirects=False) as consent:
-        assert consent.status == 302
-        back = consent.headers["Location"]
-    async with bot.http.get(back, headers={"Cookie": cookie}) as done:
-        assert done.status == 200, await done.text()
-        assert "Thank you" in await done.text()
-
-
 async def mention_in(
-    bot: BotUnderTest,
+    bot: Conversations,
     text: str,
     *,
     team: str,
@@ -122,6 +118,22 @@ async def two_teams(slack: FakeSlack) -> None:
     slack.add_team("T0002", name="Second")
     slack.add_channel("C0002", team_id="T0002")
     slack.add_user("UCAROL", display_name="Carol")
+
+
+ORG_CHANNELS = {"T0101": "C0101", "T0102": "C0102"}
+
+
+def an_org(slack: FakeSlack) -> None:
+    """Organisation E0001 with two workspaces, a channel in each."""
+    for team, channel in ORG_CHANNELS.items():
+        slack.add_team(team, enterprise_id="E0001")
+        slack.add_channel(channel, team_id=team)
+
+
+async def stored_messages(bot: BotUnderTest) -> int:
+    assert bot.bot is not None
+    async with bot.bot.engine.connect() as connection:
+        return len((await connection.execute(select(InboxMessage.id))).all())
 
 
 # Settings ---------------------------------------------------------------------------------
@@ -346,6 +358,222 @@ async def test_an_org_wide_install_answers_in_every_workspace_of_the_org(
         }
 
 
+ORG_WIDE_GOODBYES = {
+    "app_uninstalled": {"type": "app_uninstalled"},
+    "tokens_revoked": {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["WBOTE0001"]}},
+}
+
+
+def org_goodbye(goodbye: str, *, authorizations: bool) -> dict[str, Any]:
+    """The event an organisation's removal of the app sends. Slack's own examples of
+    `app_uninstalled` carry no `authorizations`; then only the envelope names the org, and
+    its `team_id` may be one of the org's workspaces."""
+    body = event_envelope(
+        ORG_WIDE_GOODBYES[goodbye],
+        team_id="E0001" if authorizations else "T0101",
+        enterprise_id="E0001",
+        is_enterprise_install=True,
+    )
+    if not authorizations:
+        del body["authorizations"]
+    return body
+
+
+@pytest.mark.parametrize(
+    ("database_url", "goodbye", "authorizations"),
+    [
+        ("sqlite", "app_uninstalled", True),
+        ("postgres", "tokens_revoked", True),
+        ("sqlite", "app_uninstalled", False),
+    ],
+    indirect=["database_url"],
+)
+async def test_an_org_wide_uninstall_stops_every_workspace_of_the_org_and_no_other(
+    slack: FakeSlack,
+    openai_fake: FakeOpenAI,
+    database_url: str,
+    goodbye: str,
+    authorizations: bool,
+) -> None:
+    an_org(slack)
+    await two_teams(slack)
+    async with oauth_bot(slack, openai_fake, database_url) as bot:
+        await install(bot, "E0001")
+        await install(bot, "T0002")
+        done = await mention_in(
+            bot, "before", team="T0101", channel="C0101", enterprise="E0001", org_wide=True
+        )
+        await bot.wait_for_answers("C0101", done)
+        # A question in the org's other workspace is being answered when the org removes the app.
+        openai_fake.run_s = 1.5
+        pending = await mention_in(
+            bot, "slow one", team="T0102", channel="C0102", enterprise="E0001", org_wide=True
+        )
+        await slack.wait_for(lambda: bool(slack.bot_replies("C0102", pending)), timeout=10)
+        slack.uninstall("E0001")
+        body = org_goodbye(goodbye, authorizations=authorizations)
+        status, _, _ = await post_event(
+            bot.http, bot.events_url, body, signing_secret=SIGNING_SECRET
+        )
+        assert status == 200
+        uninstalled_at = len(slack.calls)
+        await bot.idle()
+        openai_fake.run_s = 0.0
+        assert not [m for m in slack.bot_replies("C0102", pending) if "slow one" in m.text]
+
+        # Asked again in either workspace of the org: nothing is stored, nothing is shown.
+        before = await stored_messages(bot)
+        for team, channel in ORG_CHANNELS.items():
+            await mention_in(
+                bot, "anyone there?", team=team, channel=channel, enterprise="E0001", org_wide=True
+            )
+        # The workspace installed on its own still answers.
+        other = await mention_in(bot, "still here?", team="T0002", channel="C0002", user="UCAROL")
+        [answer] = await bot.wait_for_answers("C0002", other)
+        assert answer.text and await stored_messages(bot) == before + 1
+        assert not [
+            c
+            for c in slack.calls[uninstalled_at:]
+            if c.args.get("channel") in ORG_CHANNELS.values() and c.ok
+        ]
+        assert bot.bot is not None and bot.bot.workspaces is not None
+        store = bot.bot.workspaces.store
+        assert (
+            await store.async_find_bot(
+                enterprise_id="E0001", team_id=None, is_enterprise_install=True
+            )
+            is None
+        )
+        assert await store.async_find_bot(enterprise_id=None, team_id="T0002") is not None
+
+
+@pytest.mark.parametrize(
+    ("team_id", "enterprise_id", "org_wide", "named"),
+    [
+        ("T0002", None, False, TeamKey("T0002")),
+        ("T0101", "E0001", False, TeamKey("T0101", "E0001")),
+        (None, "E0001", True, TeamKey("", "E0001")),
+        ("T0101", "E0001", True, TeamKey("", "E0001")),
+        ("E0001", "E0001", False, TeamKey("", "E0001")),
+        ("E0001", None, False, TeamKey("", "E0001")),
+        (None, "E0001", False, TeamKey("", "E0001")),
+    ],
+)
+def test_which_installation_an_uninstall_names(
+    team_id: str | None, enterprise_id: str | None, org_wide: bool, named: TeamKey
+) -> None:
+    assert uninstalled(team_id=team_id, enterprise_id=enterprise_id, org_wide=org_wide) == named
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_workspace_named_without_its_org_is_found_by_team_then_by_its_org(
+    slack: FakeSlack, database_url: str
+) -> None:
+    """Stored conversations and some payloads name the workspace only. The lookup finds the
+    workspace's own install whatever its org, then the org-wide install of the org the
+    workspace is known to belong to (from a lookup naming both, or a stored conversation);
+    an org-wide removal spares the org's workspaces that installed the bot on their own."""
+    from bot.settings import database_url as async_url
+
+    an_org(slack)
+    slack.add_team("T0103", enterprise_id="E0001")
+    await two_teams(slack)
+    engine = create_engine(async_url(database_url))
+    await migrate(engine)
+
+    def workspaces() -> Workspaces:  # a process of its own: nothing learned yet
+        return Workspaces(
+            engine,
+            client_id=slack.client_id,
+            client_secret=slack.client_secret,
+            make_client=lambda token: make_web_client(token=token, base_url=slack.api_url),
+        )
+
+    try:
+        first = workspaces()
+        for target in ("E0001", "T0103", "T0002"):
+            await store_install(first, slack, target)
+        [org_token] = slack.tokens_of("T0101")
+        [own_token] = slack.tokens_of("T0103") - {org_token}
+        assert (await first.auth_for(TeamKey("T0103"))).token == own_token
+        assert (await first.auth_for(TeamKey("T0002"))).token in slack.tokens_of("T0002")
+        with pytest.raises(NotInstalled):  # nothing says which org T0101 is in
+            await first.auth_for(TeamKey("T0101"))
+        # Once named with its org, the workspace is known to be the org's.
+        assert (await first.auth_for(TeamKey("T0102", "E0001"))).token == org_token
+        assert (await first.auth_for(TeamKey("T0102"))).token == org_token
+        # Another process learns it from a conversation stored from an event naming both.
+        store = Store(engine)
+        for team in ("T0101", "T0103"):
+            channel = ORG_CHANNELS.get(team, "C0103")
+            message = NewMessage(team, channel, "1.0", "1.0", "UALICE", "hi", enterprise_id="E0001")
+            await store.record_message(message)
+        assert (await workspaces().auth_for(TeamKey("T0101"))).token == org_token
+
+        # The org removes its org-wide install: its workspaces stop, T0103 (own install) not.
+        await first.remove(TeamKey("", "E0001"), delete_data=False)
+        for team in ("T0101", "T0102"):
+            with pytest.raises(NotInstalled):
+                await first.auth_for(TeamKey(team))
+        assert (await first.auth_for(TeamKey("T0103"))).token == own_token
+        async with engine.connect() as connection:
+            refused = dict(
+                (await connection.execute(select(InboxMessage.team_id, InboxMessage.refused)))
+                .tuples()
+                .all()
+            )
+        assert refused == {"T0101": True, "T0103": False}
+    finally:
+        await engine.dispose()
+
+
+async def test_clicks_and_commands_naming_only_an_org_workspace_are_served(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
+) -> None:
+    """An org-wide install; a button click and a slash command whose payloads carry the
+    workspace but not its organisation are still authorized and answered with the org's
+    token."""
+    an_org(slack)
+    async with oauth_bot(slack, openai_fake, database_url) as bot:
+        await install(bot, "E0001")
+        ts = await mention_in(
+            bot, "hello", team="T0101", channel="C0101", enterprise="E0001", org_wide=True
+        )
+        [answer] = await bot.wait_for_answers("C0101", ts)
+        [org_token] = slack.tokens_of("T0101")
+        up = next(
+            element
+            for block in answer.blocks or []
+            for element in block.get("elements") or []
+            if element.get("action_id") == FEEDBACK_ACTION_ID["up"]
+        )
+        fields = block_actions(
+            user="UALICE",
+            action_id=FEEDBACK_ACTION_ID["up"],
+            value=str(up["value"]),
+            channel="C0101",
+            message={"ts": answer.ts, "thread_ts": answer.thread_ts},
+            trigger_id=slack.new_trigger_id(),
+            team_id="T0101",
+        )
+        status, _ = await post_form(bot.http, bot.events_url, fields, signing_secret=SIGNING_SECRET)
+        assert status == 200
+        await slack.wait_for(lambda: any(e.channel == "C0101" for e in slack.ephemerals))
+        [thanks] = slack.calls_to("chat.postEphemeral")
+        assert thanks.token == org_token and thanks.ok
+        assert bot.bot is not None
+        async with bot.bot.engine.connect() as connection:
+            assert (await connection.execute(select(Feedback.value))).scalars().all() == ["up"]
+
+        command = slash_command(text="show", user="UALICE", channel="C0101", team_id="T0101")
+        status, body = await post_form(
+            bot.http, bot.events_url, command, signing_secret=SIGNING_SECRET
+        )
+        assert status == 200
+        reply = json.loads(body)
+        assert "C0101" in reply["text"] and "install" not in reply["text"].lower()
+
+
 # Token rotation ---------------------------------------------------------------------------
 
 
@@ -433,8 +661,11 @@ async def store_install(workspaces: Workspaces, slack: FakeSlack, team: str) -> 
             installation_store=workspaces.store,
         ),
     )
-    code = "code-for-test"
-    slack._codes[code] = (team, None)
+    code = f"code-for-{team}"
+    # As the consent page does: a workspace (of its org, if any), or an org-wide install.
+    slack._codes[code] = (
+        (team, slack.teams[team].enterprise_id) if team in slack.teams else (None, team)
+    )
     installation = await flow.run_installation(code)
     assert installation is not None
     await workspaces.store.async_save(installation)
@@ -504,15 +735,6 @@ def test_the_consent_page_sits_beside_the_web_api(api_url: str, consent: str) ->
     assert authorize_url(api_url) == consent
 
 
-@dataclass
-class Site:
-    """A bot in another process, reached the way the helpers above reach one."""
-
-    http: aiohttp.ClientSession
-    events_url: str
-    slack: FakeSlack
-
-
 async def test_python_m_bot_runs_in_oauth_mode(
     slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -524,10 +746,9 @@ async def test_python_m_bot_runs_in_oauth_mode(
     try:
         await process.wait_ready()
         async with aiohttp.ClientSession() as http:
-            site = Site(http, process.events_url, slack)
-            slack.redirect_uri = f"http://127.0.0.1:{process.port}/slack/oauth_redirect"
-            await install(site, "T0001")  # type: ignore[arg-type]
-            ts = await mention_in(site, "hello", team="T0001", channel="C0001")  # type: ignore[arg-type]
+            site = Conversations(process.events_url, slack, openai_fake, http)
+            await install(site, "T0001")
+            ts = await mention_in(site, "hello", team="T0001", channel="C0001")
             await slack.wait_for(
                 lambda: any(is_finished(m) for m in slack.bot_replies("C0001", ts)), timeout=20
             )

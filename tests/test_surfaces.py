@@ -73,6 +73,7 @@ async def test_pane_prompts_are_configurable(make_bot: BotFactory) -> None:
         ]
 
 
+@pytest.mark.both_slack_modes
 async def test_pane_shows_thinking_status_sets_title_and_answers(bot: BotUnderTest) -> None:
     thread = pane_thread(bot)
     await start_pane(bot, thread)
@@ -128,6 +129,7 @@ async def click(
         return response.status
 
 
+@pytest.mark.both_slack_modes
 async def test_feedback_buttons_are_stored_per_user_and_thanked(bot: BotUnderTest) -> None:
     question = await bot.mention("rate me")
     (answer,) = await bot.wait_for_answers("C0001", question.ts)

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.installations import TeamKey, Workspaces
+from bot.installations import Workspaces, uninstalled
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -15,12 +15,15 @@ log = logging.getLogger(__name__)
 
 def register(app: AsyncApp, workspaces: Workspaces, settings: Settings) -> None:
     async def let_go(context: Any) -> None:
-        enterprise_id = context.enterprise_id
-        org_wide = bool(context.is_enterprise_install)
-        team_id = "" if org_wide else str(context.team_id or "")
-        await workspaces.remove(
-            TeamKey(team_id, enterprise_id), delete_data=settings.delete_data_on_uninstall
+        named = uninstalled(
+            team_id=context.team_id,
+            enterprise_id=context.enterprise_id,
+            org_wide=bool(context.is_enterprise_install),
         )
+        # The installation that answered there: the workspace's own, or (for a workspace
+        # named without its organisation, or one with no install of its own) the org's.
+        key = await workspaces.installation_for(named) or named
+        await workspaces.remove(key, delete_data=settings.delete_data_on_uninstall)
 
     async def on_uninstalled(context: Any) -> None:
         await let_go(context)

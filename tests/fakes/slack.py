@@ -1128,12 +1128,15 @@ class FakeSlack:
 
     def _issue_grant(self, team_id: str | None, enterprise_id: str | None) -> FakeGrant:
         key = team_id or enterprise_id or ""
+        # The app has one bot user per workspace, however it was installed there: in the
+        # first workspace, the one `bot_token` belongs to, an OAuth install gets the same.
+        first = team_id == self.team_id
         grant = FakeGrant(
             token=f"xoxb-{key}-{uuid.uuid4().hex[:8]}",
             team_id=team_id,
             enterprise_id=enterprise_id,
-            bot_user_id=f"UBOT{key}" if team_id else f"WBOT{key}",
-            bot_id=f"B{key}",
+            bot_user_id=self.bot_user_id if first else f"UBOT{key}" if team_id else f"WBOT{key}",
+            bot_id=self.bot_id if first else f"B{key}",
         )
         if self.token_rotation:
             grant.token = "xoxe." + grant.token
@@ -1225,6 +1228,10 @@ class FakeSlack:
         for grant in self.grants.values():
             if team_or_enterprise in (grant.team_id, grant.enterprise_id) and grant.expires_at:
                 grant.expires_at = time.time() + in_s
+
+    def revoke(self, token: str) -> None:
+        """One token stops working (as auth.revoke, or an admin revoking it, does)."""
+        self.grants[token].revoked = True
 
     def uninstall(self, team_or_enterprise: str) -> None:
         """The workspace (or org) removes the app: its tokens stop working at once."""
