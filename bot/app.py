@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import json
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import metrics
 from bot.conversation import ConversationService
+from bot.http_outcomes import HttpOutcome
 from bot.installations import WorkspaceAuthorize, Workspaces
 from bot.listeners import installs, register_listeners
 from bot.settings import Settings
@@ -42,7 +42,7 @@ MAX_CLOCK_SKEW_S = 300
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
-class Rejection(enum.Enum):
+class Rejection(HttpOutcome):
     """Why a request to `/slack/events` is turned away, with the status Slack (or a forger)
     gets: each is the sender's fault, so none is a 5xx or worth a traceback."""
 
@@ -50,14 +50,6 @@ class Rejection(enum.Enum):
     BAD_SIGNATURE = (401, "invalid or stale signature")
     NOT_UTF8 = (400, "body is not UTF-8")
     MALFORMED_BODY = (400, "malformed JSON body")
-
-    @property
-    def status(self) -> int:
-        return self.value[0]
-
-    @property
-    def reason(self) -> str:
-        return self.value[1]
 
 
 def check_request(

@@ -14,7 +14,6 @@ OPENAI_WEBHOOK_POLL_S seconds.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.http_outcomes import HttpOutcome
 from bot.settings import Settings
 from bot.store.db import database_health
 from bot.store.webhook_models import WebhookEvent
@@ -47,7 +47,7 @@ RUN_ENDED = frozenset(
 """The events that end a background response: each wakes the turn waiting on it."""
 
 
-class WebhookOutcome(enum.Enum):
+class WebhookOutcome(HttpOutcome):
     """What became of one request, with the HTTP status OpenAI gets. Only 2xx ends OpenAI's
     retries, so a duplicate or an event the bot does not act on is a success too."""
 
@@ -58,14 +58,6 @@ class WebhookOutcome(enum.Enum):
     MALFORMED = (400, "not a webhook event")
     BAD_SIGNATURE = (401, "invalid or stale signature")
     UNAVAILABLE = (503, "the database is unavailable; OpenAI retries later")
-
-    @property
-    def status(self) -> int:
-        return self.value[0]
-
-    @property
-    def reason(self) -> str:
-        return self.value[1]
 
 
 def ended_response(event_type: str, object_id: str | None) -> str | None:
