@@ -61,7 +61,7 @@ async def test_kill_9_between_the_answer_and_posting_it_posts_the_stored_answer(
         assert bot.talk.answers("C0001", question.ts) == []
         bot.kill()
         await bot.restart()
-        await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
+        await bot.talk.wait_for_answers("C0001", question.ts, timeout=60)
         await asyncio.sleep(0.5)
         texts = [a.text for a in bot.talk.answers("C0001", question.ts)]
         assert texts == ["Echo: Alice: answer me once"]

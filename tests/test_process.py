@@ -222,7 +222,7 @@ async def test_kill_9_during_a_run_answers_once_after_restart(
         await wait_for_stored_run(database_url)
         bot.kill()
         await bot.restart()
-        answers = await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
+        answers = await bot.talk.wait_for_answers("C0001", question.ts, timeout=60)
         await nothing_left(database_url)
         assert [a.text for a in bot.talk.answers("C0001", question.ts)] == [
             "Echo: Alice: survive a crash"
@@ -250,7 +250,7 @@ async def test_kill_9_between_ack_and_run_loses_nothing(
         openai_fake.latency_s = 0.0
         await bot.restart()
         for i, question in enumerate(questions):
-            await talk.wait_for_answers(f"CK{i}", question.ts, timeout=20)
+            await talk.wait_for_answers(f"CK{i}", question.ts, timeout=60)
         await nothing_left(database_url)
         for i, question in enumerate(questions):
             assert [a.text for a in talk.answers(f"CK{i}", question.ts)] == [
@@ -298,7 +298,7 @@ async def test_sigterm_leaves_long_work_for_the_next_start(
         assert talk.answers("C0001", question.ts) == []
         restarted = await start_process(env)
         try:
-            await talk.wait_for_answers("C0001", question.ts, timeout=20)
+            await talk.wait_for_answers("C0001", question.ts, timeout=60)
             await nothing_left(database_url)
             assert [a.text for a in talk.answers("C0001", question.ts)] == ["Echo: Alice: long one"]
             assert len(openai_fake.requests_to("POST", r"/v1/responses")) == 1
@@ -320,7 +320,7 @@ async def test_socket_mode_end_to_end(
     process = BotProcess(env)
     process.start()
     try:
-        await slack.wait_for(lambda: slack.socket_connections > 0, timeout=20)
+        await slack.wait_for(lambda: slack.socket_connections > 0, timeout=60)
         message = slack.add_message("C0001", user="UALICE", text="<@UBOT> over the socket")
         body = event_envelope(mention(text=message.text, user="UALICE", ts=message.ts))
         ack = await slack.send_socket_event(body)
@@ -407,12 +407,12 @@ async def test_kill_9_mid_stream_replaces_the_half_streamed_answer(
     openai_fake.stream_chunks = 6
     async with crashable_bot(env, slack, openai_fake) as bot:
         question = await bot.talk.mention("stream through a crash")
-        await slack.wait_for(lambda: bool(slack.calls_to("chat.appendStream")), timeout=15)
+        await slack.wait_for(lambda: bool(slack.calls_to("chat.appendStream")), timeout=60)
         bot.kill()
         (half,) = slack.bot_replies("C0001", question.ts)
         assert half.streaming and half.text != "Echo: Alice: stream through a crash"
         await bot.restart()
-        await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
+        await bot.talk.wait_for_answers("C0001", question.ts, timeout=60)
         await nothing_left(env["DATABASE_URL"])
         replies = slack.bot_replies("C0001", question.ts)
         assert [r.text for r in replies] == ["Echo: Alice: stream through a crash"]
@@ -443,7 +443,7 @@ async def test_kill_9_before_the_response_id_is_known_answers_once(
         bot.kill()
         openai_fake.clear_holds()
         await bot.restart()
-        await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
+        await bot.talk.wait_for_answers("C0001", question.ts, timeout=60)
         await nothing_left(env["DATABASE_URL"])
         texts = [a.text for a in bot.talk.answers("C0001", question.ts)]
         assert texts == ["Echo: Alice: was my question lost?"]
@@ -471,7 +471,7 @@ async def test_kill_9_before_the_first_run_mid_thread_still_sends_the_earlier_me
         bot.kill()
         openai_fake.clear_failures()
         await bot.restart()
-        (answer,) = await bot.talk.wait_for_answers("C0001", parent.ts, timeout=20)
+        (answer,) = await bot.talk.wait_for_answers("C0001", parent.ts, timeout=60)
     assert answer.text == "Here is my answer."
     assert any("Bob: Our deploy failed with error E42" in text for text in shown)
 
@@ -493,12 +493,12 @@ async def test_kill_9_while_posting_a_long_answer_posts_each_part_once(
         question = await bot.talk.mention("write a long answer")
         await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) == 1)
         slack.hold_next("chat.postMessage", seconds=30)
-        await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) == 2, timeout=15)
+        await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) == 2, timeout=60)
         # The second part is in the thread; the bot has not heard back (held).
         await slack.wait_for(lambda: len(slack.bot_replies("C0001", question.ts)) == 2)
         bot.kill()
         await bot.restart()
-        await bot.talk.wait_for_answers("C0001", question.ts, count=3, timeout=20)
+        await bot.talk.wait_for_answers("C0001", question.ts, count=3, timeout=60)
         await nothing_left(env["DATABASE_URL"])
         texts = [a.text for a in bot.talk.answers("C0001", question.ts)]
         assert len(texts) == 3, [t[:20] for t in texts]
@@ -715,7 +715,7 @@ async def test_sigterm_during_a_slow_start_exits_promptly(
     process = BotProcess(env)
     process.start()
     try:
-        await slack.wait_for(lambda: bool(slack.calls_to("auth.test")), timeout=20)
+        await slack.wait_for(lambda: bool(slack.calls_to("auth.test")), timeout=60)
         started = time.monotonic()
         code = await asyncio.to_thread(process.terminate, 10.0)
         assert code == 0, process.output()
@@ -738,7 +738,7 @@ async def test_socket_mode_serves_healthz_and_stops_on_sigterm_while_reconnectin
     del env["SLACK_SIGNING_SECRET"]
     process = await start_process(env)  # ready = GET /healthz on PORT answers 200
     try:
-        await slack.wait_for(lambda: slack.socket_connections > 0, timeout=20)
+        await slack.wait_for(lambda: slack.socket_connections > 0, timeout=60)
         opened = len(slack.calls_to("apps.connections.open"))
         slack.fail_next("apps.connections.open", status=503, times=1000)
         await slack.disconnect_sockets()

@@ -95,7 +95,7 @@ async def test_a_restarted_process_resumes_its_own_work_at_once(
         await wait_for_stored_run(database_url)
         bot.kill()
         await bot.restart()
-        await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
+        await bot.talk.wait_for_answers("C0001", question.ts, timeout=60)
         await nothing_left(database_url)  # an adopted stream is stopped, then replaced
         assert [a.text for a in bot.talk.answers("C0001", question.ts)] == [
             "Echo: Alice: resume me now"
@@ -263,7 +263,7 @@ async def test_a_stream_started_just_before_a_crash_becomes_the_answer(
         await slack.wait_for(lambda: len(slack.bot_replies("C0001", question.ts)) == 1)
         bot.kill()
         await bot.restart()
-        await bot.talk.wait_for_answers("C0001", question.ts, timeout=20)
+        await bot.talk.wait_for_answers("C0001", question.ts, timeout=60)
         await nothing_left(env["DATABASE_URL"])
         replies = slack.bot_replies("C0001", question.ts)
         assert [(m.text, m.streaming) for m in replies] == [

@@ -58,7 +58,7 @@ async def test_a_rate_limited_read_answers_at_once_with_a_note(
     async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
         started = time.monotonic()
         await bot.mention("any idea what E42 means?", thread_ts=parent.ts)
-        [answer] = await bot.wait_for_answers("C0001", parent.ts, timeout=20)
+        [answer] = await bot.wait_for_answers("C0001", parent.ts, timeout=60)
         assert time.monotonic() - started < 20
     assert answer.text == "answer 1"
     assert PARTIAL_HISTORY_NOTE in recorder.seen[0]
@@ -80,7 +80,7 @@ async def test_a_long_thread_is_read_in_pages_of_15_until_the_limit(
     )
     async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
         await bot.mention("summarise please", thread_ts=parent.ts)
-        await bot.wait_for_answers("C0001", parent.ts, timeout=20)
+        await bot.wait_for_answers("C0001", parent.ts, timeout=60)
     reads = slack.calls_to("conversations.replies")
     assert [c.status for c in reads] == [200, 429]
     seen = recorder.seen[0]

@@ -62,7 +62,7 @@ async def warm_up(bot: BotUnderTest) -> None:
     """One answered question first: the first one pays for the SDK's one-time set-up, which
     in this process (the bot shares the test's event loop) would stall the polls."""
     question = await bot.mention("warm-up", channel="CWARM")
-    await bot.wait_for_answers("CWARM", question.ts, timeout=15)
+    await bot.wait_for_answers("CWARM", question.ts, timeout=60)
 
 
 def polls(openai_fake: FakeOpenAI, since: int) -> int:
