@@ -411,6 +411,40 @@ async def test_cancel_background_response(fake: FakeOpenAI, client: AsyncOpenAI)
     assert fake.conversation_items(conversation.id) == [("user", "x")]
 
 
+async def test_a_function_call_left_without_output_blocks_the_conversation(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.tool_requests = [("lookup", {"id": "A-17"})]
+    tool = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    conversation = await client.conversations.create()
+    asked = await client.responses.create(
+        model="gpt-4o", conversation=conversation.id, input="where?", tools=[tool]
+    )
+    (call,) = [item for item in asked.output if item.type == "function_call"]
+    fake.tool_requests = []
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.responses.create(model="gpt-4o", conversation=conversation.id, input="hi")
+    assert refused.value.param == "input" and refused.value.type == "invalid_request_error"
+    assert f"No tool output found for function call {call.call_id}." in str(refused.value)
+    # The refused request added nothing; an output for the call (here with the next
+    # question) unblocks the conversation.
+    assert fake.conversation_items(conversation.id) == [("user", "where?")]
+    answered = await client.responses.create(
+        model="gpt-4o",
+        conversation=conversation.id,
+        input=[
+            {"type": "function_call_output", "call_id": call.call_id, "output": "gone"},
+            {"role": "user", "content": "hi"},
+        ],
+    )
+    assert answered.output_text.startswith("Echo: hi")
+    assert [role for role, _ in fake.conversation_items(conversation.id)] == [
+        "user",
+        "user",
+        "assistant",
+    ]
+
+
 async def test_scripted_response_outcomes(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
     fake.script_runs("failed", "incomplete", "requires_action")
     failed = await client.responses.create(model="gpt-4o", input="a")

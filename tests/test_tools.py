@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.assistants.base import ToolProgress, ToolSource, ToolStatus
-from bot.assistants.responses import mcp_tool
+from bot.assistants.responses import INTERRUPTED_TEXT, mcp_tool, unanswered_calls
 from bot.live import task_update_chunk
 from bot.settings import SettingsError, load_settings
 from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION, Click, click_outcome
@@ -440,6 +440,51 @@ async def test_a_workspace_search_result_is_cited_with_its_permalink(
         assert {"type": "url", "url": permalink, "text": "Bob in #release"} in done[0]["sources"]
 
 
+def unanswered_calls_in(openai: FakeOpenAI) -> list[str]:
+    """The function calls of the fake's conversations that no output answers."""
+    items = [item for c in openai.conversations.values() for item in c.items]
+    answered = {i["call_id"] for i in items if i["type"] == "function_call_output"}
+    return [
+        i["call_id"] for i in items if i["type"] == "function_call" and i["call_id"] not in answered
+    ]
+
+
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_search_call_left_without_its_output_does_not_break_the_thread(
+    make_bot: BotFactory,
+) -> None:
+    async with make_bot(SLACK_SEARCH="true", ANSWER_DEADLINE_S="5") as bot:
+        bot.slack.add_message("C0001", user="UBOB", text="The deploy freeze starts Friday")
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        bot.slack.hold_next("assistant.search.context", seconds=0.5)
+        token = bot.slack.new_action_token()
+        question = await mention_with_token(bot, "when does the deploy freeze start?", token)
+        # OpenAI fails from the moment the search runs until the turn's deadline: the
+        # search's output never reaches the conversation.
+        await bot.slack.wait_for(lambda: bool(bot.slack.calls_to("assistant.search.context")))
+        bot.openai.fail_http("POST", r"/v1/responses", status=500, times=1000)
+        (expired,) = await bot.wait_for_answers("C0001", question.ts)
+        assert "took too long" in expired.text
+        bot.openai.clear_failures()
+        (left_open,) = unanswered_calls_in(bot.openai)
+
+        bot.openai.tool_requests = []
+        await bot.mention("and when does it end?", thread_ts=question.ts)
+        answers = await bot.wait_for_answers("C0001", question.ts, count=2)
+        assert answers[-1].text.startswith("Echo: Alice: and when does it end?")
+        assert unanswered_calls_in(bot.openai) == []
+        # The interrupted call was closed in the same request that asked the new question.
+        *_, asked = bot.openai.requests_to("POST", r"/v1/responses$")
+        closing, message = asked.body["input"]
+        assert closing == {
+            "type": "function_call_output",
+            "call_id": left_open,
+            "output": INTERRUPTED_TEXT,
+        }
+        assert message["role"] == "user"
+
+
 @chat_only
 @sqlite_only
 async def test_workspace_search_goes_away_quietly_where_slack_does_not_allow_it(
@@ -484,6 +529,26 @@ async def test_without_streaming_the_pane_status_names_the_running_tool(
 
 
 # Pure parts, as tables ----------------------------------------------------------------
+
+CALL, OUTPUT = "function_call", "function_call_output"
+
+
+@pytest.mark.parametrize(
+    ("items", "sending", "named", "expected"),
+    [
+        ([(CALL, "c1")], [], "c1", ["c1"]),
+        ([(CALL, "c1"), (OUTPUT, "c1"), (CALL, "c2"), (CALL, "c3")], [], "c2", ["c2", "c3"]),
+        # The outputs the request itself carries answer their calls.
+        ([(CALL, "c1"), (CALL, "c2")], ["c2"], "c1", ["c1"]),
+        # The named call is older than the items read: it is closed too, first.
+        ([(CALL, "c5")], [], "c1", ["c1", "c5"]),
+        ([("message", ""), (CALL, "c1"), (CALL, "c1")], [], "c1", ["c1"]),
+    ],
+)
+def test_which_calls_a_refused_conversation_leaves_unanswered(
+    items: list[tuple[str, str]], sending: list[str], named: str, expected: list[str]
+) -> None:
+    assert unanswered_calls(items, sending=sending, named=named) == expected
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -35,6 +36,8 @@ from bot.text import Source, with_sources
 from bot.tools.config import McpServer
 from bot.tools.mcp_client import Catalog, McpTools, ToolOutcome
 
+log = logging.getLogger(__name__)
+
 _STATES = {
     "queued": RunState.QUEUED,
     "in_progress": RunState.IN_PROGRESS,
@@ -45,7 +48,9 @@ _STATES = {
 }
 _TERMINAL_EVENTS = {"response.completed", "response.failed", "response.incomplete"}
 _MCP_DOWN = re.compile(r"Error retrieving tool list from MCP server: '([^']+)'")
+_UNANSWERED = re.compile(r"No tool output found for function call ([A-Za-z0-9_-]+)")
 TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
+INTERRUPTED_TEXT = "error: this tool call was interrupted; it has no result"
 _HOSTED_TITLES = {
     "web_search_call": "Searching the web",
     "file_search_call": "Searching the files",
@@ -129,8 +134,16 @@ class ResponsesBackend:
 
         An MCP server OpenAI cannot list fails the whole request: it is sent again without
         that server (the user is told which), rather than the turn going without an answer.
+
+        A conversation holding a function call without an output (its turn ended before the
+        bot sent one: the deadline passed, a retry gave up, a process died and the turn was
+        given up) is refused by the API until that call is answered. The request is then
+        sent once more, its input led by an output for each such call saying it was
+        interrupted. Nothing is kept in between, so whichever process next asks in the
+        thread repairs it, in the same request that carries its own input.
         """
         down: list[str] = []
+        repaired = False
         while True:
             attempt = {**args, "tools": _without_servers(args.get("tools") or [], down)}
             if not attempt["tools"]:
@@ -144,12 +157,42 @@ class ResponsesBackend:
                     else:
                         created = await self._once.responses.create(background=True, **attempt)
             except AssistantRejected as exc:
+                unanswered = _UNANSWERED.search(str(exc))
+                if unanswered is not None and not repaired:
+                    repaired = True
+                    args = await self._with_interrupted_calls(args, unanswered.group(1))
+                    continue
                 found = _MCP_DOWN.search(str(exc))
                 if found is None or found.group(1) in down:
                     raise
                 down.append(found.group(1))
                 continue
             return created, down
+
+    async def _with_interrupted_calls(self, args: dict[str, Any], named: str) -> dict[str, Any]:
+        """`args` with an output first in its input for every function call the conversation
+        leaves unanswered (`named`, the one the API named, at least)."""
+        conversation_id = str(args["conversation"])
+        with translated_errors("list conversation items"):
+            page = await self._client.conversations.items.list(
+                conversation_id, order="desc", limit=100
+            )
+        items = [
+            (item.type, str(getattr(item, "call_id", "")))
+            for item in reversed(page.data)
+            if item.type in ("function_call", "function_call_output")
+        ]
+        calls = unanswered_calls(items, sending=_output_call_ids(args["input"]), named=named)
+        log.warning(
+            "conversation %s: %d tool call(s) were left without an output; closing them",
+            conversation_id,
+            len(calls),
+        )
+        closing = [
+            {"type": "function_call_output", "call_id": call, "output": INTERRUPTED_TEXT}
+            for call in calls
+        ]
+        return {**args, "input": [*closing, *args["input"]]}
 
     def _remember(self, turn_key: str, options: TurnOptions) -> None:
         if options.tool_context is not None:
@@ -509,6 +552,27 @@ _AFTER_ITEM = "after-item:"
 
 def _without_servers(tools: list[dict[str, Any]], labels: Sequence[str]) -> list[dict[str, Any]]:
     return [t for t in tools if not (t.get("type") == "mcp" and t.get("server_label") in labels)]
+
+
+def unanswered_calls(
+    items: Sequence[tuple[str, str]], *, sending: Sequence[str], named: str
+) -> list[str]:
+    """The call ids of the function calls among a conversation's items (type, call id; oldest
+    first) that no output answers, neither there nor in the input being sent, oldest first.
+    The call the API named is among them even when it is older than the items read."""
+    answered = {call for kind, call in items if kind == "function_call_output"} | set(sending)
+    calls = [call for kind, call in items if kind == "function_call" and call not in answered]
+    if named not in answered and named not in calls:
+        calls.insert(0, named)
+    return list(dict.fromkeys(calls))
+
+
+def _output_call_ids(input_items: Sequence[dict[str, Any]]) -> list[str]:
+    return [
+        str(item.get("call_id"))
+        for item in input_items
+        if item.get("type") == "function_call_output"
+    ]
 
 
 def _function_calls(response: Response) -> bool:

@@ -1445,13 +1445,15 @@ class FakeOpenAI:
         input_items = _parse_input(body.get("input"))
         input_texts = [_item_text(i) for i in input_items if _is_user_message(i)]
 
+        # A refused request adds nothing to the conversation: its input joins only once
+        # every check has passed.
+        history = [*conversation.items, *input_items] if conversation is not None else input_items
         if conversation is not None:
-            conversation.items.extend(input_items)
-            user_texts = [_item_text(i) for i in conversation.items if _is_user_message(i)]
+            _refuse_unanswered_calls(history)
+            user_texts = [_item_text(i) for i in history if _is_user_message(i)]
         else:
             user_texts = (previous.user_texts if previous else []) + input_texts
         tools = [t for t in _opt_list(body, "tools") if isinstance(t, dict)]
-        history = conversation.items if conversation is not None else input_items
         answering = any(i.get("type") == "function_call_output" for i in input_items)
         tool_items, results, waits = (
             ([], [], False) if answering else await self._hosted_mcp(tools, input_items, history)
@@ -1461,6 +1463,8 @@ class FakeOpenAI:
             tool_items += calls
             results += outputs
             waits = bool(calls)
+        if conversation is not None:
+            conversation.items.extend(input_items)
         outcome = self._next_outcome()
         if outcome in ("expired", "requires_action"):
             outcome = "failed"
@@ -2387,6 +2391,18 @@ def _item_text(item: Json) -> str:
         for part in item.get("content") or []
         if part.get("type") in ("input_text", "output_text", "text")
     )
+
+
+def _refuse_unanswered_calls(items: list[Json]) -> None:
+    """A conversation (with the new input) holding a ``function_call`` that no
+    ``function_call_output`` answers is refused, as the Responses API refuses it: the model
+    cannot go on past a call whose result it never got."""
+    answered = {str(i.get("call_id")) for i in items if i.get("type") == "function_call_output"}
+    for item in items:
+        if item.get("type") == "function_call" and str(item.get("call_id")) not in answered:
+            raise _ApiError(
+                400, f"No tool output found for function call {item.get('call_id')}.", param="input"
+            )
 
 
 def _is_user_message(item: Json) -> bool:
