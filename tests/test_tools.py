@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from bot.assistants.base import ToolProgress, ToolSource, ToolStatus
-from bot.assistants.responses import INTERRUPTED_TEXT, mcp_tool, unanswered_calls
+from bot.assistants.responses import (
+    INTERRUPTED_TEXT,
+    UnsentOutputs,
+    mcp_tool,
+    unanswered_calls,
+)
 from bot.live import task_update_chunk
 from bot.settings import SettingsError, load_settings
 from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION, Click, click_outcome
@@ -440,6 +445,34 @@ async def test_a_workspace_search_result_is_cited_with_its_permalink(
         assert {"type": "url", "url": permalink, "text": "Bob in #release"} in done[0]["sources"]
 
 
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+@sqlite_only
+@pytest.mark.parametrize("delivery", ["stream", "poll"], indirect=True)
+async def test_a_search_is_not_run_again_while_openai_refuses_its_output(
+    make_bot: BotFactory,
+) -> None:
+    async with make_bot(SLACK_SEARCH="true", TOOL_CALLS_PER_TURN="2") as bot:
+        bot.slack.add_channel("C0002", name="release")
+        said = bot.slack.add_message("C0002", user="UBOB", text="The deploy freeze starts Friday")
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        bot.slack.hold_next("assistant.search.context", seconds=1.0)
+        token = bot.slack.new_action_token()
+        question = await mention_with_token(bot, "when does the deploy freeze start?", token)
+        # While the search runs, OpenAI starts failing: the response carrying its output is
+        # refused three times before it is created.
+        await bot.slack.wait_for(lambda: bool(bot.slack.calls_to("assistant.search.context")))
+        bot.openai.fail_http("POST", r"/v1/responses", status=500, times=3)
+        (answer,) = await bot.wait_for_answers("C0001", question.ts)
+        permalink = f"https://fake-workspace.slack.com/archives/C0002/p{said.ts.replace('.', '')}"
+        assert permalink in answer.text and "The deploy freeze starts Friday" in answer.text
+        assert "limit of tool calls" not in answer.text
+        assert len(bot.slack.calls_to("assistant.search.context")) == 1
+        # Every attempt carried the same output; the last one was created.
+        *refused, carried_on = bot.openai.requests_to("POST", r"/v1/responses$")[1:]
+        assert len(refused) == 3
+        assert all(r.body["input"] == carried_on.body["input"] for r in refused)
+
+
 def unanswered_calls_in(openai: FakeOpenAI) -> list[str]:
     """The function calls of the fake's conversations that no output answers."""
     items = [item for c in openai.conversations.values() for item in c.items]
@@ -549,6 +582,19 @@ def test_which_calls_a_refused_conversation_leaves_unanswered(
     items: list[tuple[str, str]], sending: list[str], named: str, expected: list[str]
 ) -> None:
     assert unanswered_calls(items, sending=sending, named=named) == expected
+
+
+def test_unsent_outputs_are_kept_until_dropped_and_the_oldest_go_past_the_limit() -> None:
+    unsent = UnsentOutputs(2)
+    first = [{"type": "function_call_output", "call_id": "c1", "output": "hits"}]
+    unsent.keep("resp_1", first)
+    unsent.keep("resp_2", [])
+    assert unsent.get("resp_1") == first
+    unsent.keep("resp_3", [])  # past the limit: resp_1, the oldest, goes
+    assert unsent.get("resp_1") is None and unsent.get("resp_2") == []
+    unsent.drop("resp_2")
+    unsent.drop("resp_9")  # unknown: nothing to do
+    assert len(unsent) == 1 and unsent.get("resp_3") == []
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -51,6 +52,9 @@ _MCP_DOWN = re.compile(r"Error retrieving tool list from MCP server: '([^']+)'")
 _UNANSWERED = re.compile(r"No tool output found for function call ([A-Za-z0-9_-]+)")
 TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 INTERRUPTED_TEXT = "error: this tool call was interrupted; it has no result"
+UNSENT_OUTPUTS_KEPT = 256
+"""How many responses' tool outputs are kept, at most, while their continuation is not
+created yet (the oldest go first: their turns have long ended, or their tools run again)."""
 _HOSTED_TITLES = {
     "web_search_call": "Searching the web",
     "file_search_call": "Searching the files",
@@ -100,6 +104,8 @@ class ResponsesBackend:
         self._contexts: dict[str, ToolContext] = {}
         """Turn key → what its own tools act with (held in memory only)."""
         self._calls_made: dict[str, int] = {}
+        self._unsent = UnsentOutputs(UNSENT_OUTPUTS_KEPT)
+        """Outputs of the bot's own tools whose continuation is not created yet."""
         self._client = client
         # Responses are started without the client's own retries: the service retries, and
         # looks for a response that a failed-looking request did start before starting another.
@@ -285,7 +291,7 @@ class ResponsesBackend:
         if answered is not None:
             return RunCheck(RunState.IN_PROGRESS, continued_as=f"{_AFTER_ITEM}{answered}")
         outputs: list[dict[str, Any]] = []
-        async for step in self._run_functions(response, outputs):
+        async for step in self._outputs_for(response, outputs):
             if progress is not None:
                 await progress(step)
         return RunCheck(RunState.IN_PROGRESS, continued_as=await self._continue(response, outputs))
@@ -293,10 +299,26 @@ class ResponsesBackend:
     async def _continue(self, response: Response, outputs: list[dict[str, Any]]) -> str:
         """The response that gives the model its function calls' outputs."""
         following, down = await self._create(await self._next_args(response, outputs))
+        self._unsent.drop(response.id)
         unreachable = [*self._unreachable.pop(response.id, []), *down]
         if unreachable:
             self._unreachable[following.id] = unreachable
         return str(following.id)
+
+    async def _outputs_for(
+        self, response: Response, outputs: list[dict[str, Any]]
+    ) -> AsyncIterator[ToolProgress]:
+        """Fill `outputs` for the function calls `response` asked for: the ones kept from an
+        earlier attempt whose continuation could not be created (OpenAI down), else by running
+        the calls. Each call therefore runs, and counts towards the turn's cap, once; the
+        outputs are kept until the continuation exists."""
+        kept = self._unsent.get(response.id)
+        if kept is not None:
+            outputs.extend(kept)
+            return
+        async for step in self._run_functions(response, outputs):
+            yield step
+        self._unsent.keep(response.id, outputs)
 
     async def _answered_after(self, thread_id: str, response: Response) -> str | None:
         """The last of this response's function call outputs, if the conversation has them."""
@@ -367,6 +389,7 @@ class ResponsesBackend:
         )
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
+        self._unsent.drop(run_id)  # the turn ends: its outputs will not be sent
         if run_id.startswith(_AFTER_ITEM):
             return
         try:
@@ -420,11 +443,12 @@ class ResponsesBackend:
                         # The model asked for the bot's own tools: run them, then stream
                         # the response that carries their outputs.
                         outputs: list[dict[str, Any]] = []
-                        async for step in self._run_functions(response, outputs):
+                        async for step in self._outputs_for(response, outputs):
                             yield step
-                        carried = self._unreachable.pop(response.id, [])
                         args = await self._next_args(response, outputs)
                         stream, down = await self._create(args, stream=True)
+                        self._unsent.drop(response.id)
+                        carried = self._unreachable.pop(response.id, [])
                         break
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
@@ -548,6 +572,33 @@ class ResponsesBackend:
 
 
 _AFTER_ITEM = "after-item:"
+
+
+class UnsentOutputs:
+    """Function call outputs per response that asked for them, kept in memory until the
+    response carrying them exists, at most `limit` responses' worth (the oldest go first).
+
+    Losing them (a restart, an evicted entry) costs only running the tools again."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+
+    def keep(self, response_id: str, outputs: Sequence[dict[str, Any]]) -> None:
+        self._kept[response_id] = list(outputs)
+        self._kept.move_to_end(response_id)
+        while len(self._kept) > self._limit:
+            self._kept.popitem(last=False)
+
+    def get(self, response_id: str) -> list[dict[str, Any]] | None:
+        kept = self._kept.get(response_id)
+        return list(kept) if kept is not None else None
+
+    def drop(self, response_id: str) -> None:
+        self._kept.pop(response_id, None)
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
 
 def _without_servers(tools: list[dict[str, Any]], labels: Sequence[str]) -> list[dict[str, Any]]:
