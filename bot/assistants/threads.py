@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from openai import AsyncOpenAI
-from openai.types.beta.threads import Message, Run
 
 from bot.assistants.base import (
     NO_OPTIONS,
@@ -34,6 +33,10 @@ from bot.assistants.errors import translated_errors
 from bot.attachments import Image
 from bot.text import Source, marker_title, with_sources
 from bot.tools.mcp_client import DENIED_TEXT, Catalog, McpTools, ToolOutcome
+
+if TYPE_CHECKING:
+    # the beta types package is large (about 12 MiB, 500 modules); only annotations use it
+    from openai.types.beta.threads import Message, Run
 
 TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 
