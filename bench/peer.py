@@ -31,12 +31,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.phases import ResourceSampler, call_key_openai, is_stream_request, percentile
+from bench.phases import ResourceSampler, count_calls, percentile
 from bench.rig import (
     TEST_ONLY_ENV,
     USERS,
@@ -247,7 +246,9 @@ async def measure(name: str, module: str, options: PeerOptions) -> PeerResult:
                 await sequential(rig, options.sequential, result)
                 await burst(rig, options.burst, result)
             result.peak_rss = sampler.peak_rss
-            result.calls = count_calls(rig, slack_from, openai_from, result.answered)
+            result.calls = count_calls(
+                rig.slack, rig.openai, slack_from, openai_from, result.answered
+            )
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"[:600]
     return result
@@ -287,16 +288,6 @@ async def burst(rig: PeerRig, count: int, result: PeerResult) -> None:
     result.burst_latencies = latencies
     result.missing += len(missing)
     result.answered += answered
-
-
-def count_calls(rig: PeerRig, slack_from: int, openai_from: int, answers: int) -> dict[str, float]:
-    counts: Counter[str] = Counter()
-    for call in rig.slack.calls[slack_from:]:
-        counts[f"Slack {call.method}"] += 1
-    for request in rig.openai.requests[openai_from:]:
-        streamed = " (stream)" if is_stream_request(request) else ""
-        counts[f"OpenAI {call_key_openai(request.method, request.path)}{streamed}"] += 1
-    return {key: value / max(1, answers) for key, value in sorted(counts.items())}
 
 
 async def profile_bot(options: PeerOptions) -> list[Path]:

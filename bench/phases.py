@@ -16,6 +16,7 @@ import aiohttp
 
 from bench.rig import TOKEN_RE, Config, FakeOptions, Question, Rig, start_fakes
 from tests.fakes.openai_api import FakeOpenAI, FakeRequest, FakeResponse, FakeRun
+from tests.fakes.slack import FakeSlack
 
 if TYPE_CHECKING:
     import psutil  # type: ignore[import-untyped]
@@ -237,11 +238,14 @@ def call_key_openai(method: str, path: str) -> str:
     return f"{method} {'/'.join(parts)}"
 
 
-def count_calls(rig: Rig, slack_from: int, openai_from: int, answers: int) -> dict[str, float]:
+def count_calls(
+    slack: FakeSlack, openai: FakeOpenAI, slack_from: int, openai_from: int, answers: int
+) -> dict[str, float]:
+    """Calls per answer to each API method since the given positions in the fakes' logs."""
     counts: Counter[str] = Counter()
-    for call in rig.slack.calls[slack_from:]:
+    for call in slack.calls[slack_from:]:
         counts[f"Slack {call.method}"] += 1
-    for request in rig.openai.requests[openai_from:]:
+    for request in openai.requests[openai_from:]:
         streamed = " (stream)" if is_stream_request(request) else ""
         counts[f"OpenAI {call_key_openai(request.method, request.path)}{streamed}"] += 1
     return {key: value / max(1, answers) for key, value in sorted(counts.items())}
@@ -271,7 +275,7 @@ async def answer_phase(
         placeholder=[s.placeholder_at - q.sent_at for q, s in seen if s.placeholder_at],
         first_text=[s.first_text_at - q.sent_at for q, s in seen if s.first_text_at],
         missing=len(missing),
-        calls=count_calls(rig, slack_from, openai_from, count - len(missing)),
+        calls=count_calls(rig.slack, rig.openai, slack_from, openai_from, count - len(missing)),
         streamed=any(is_stream_request(r) for r in rig.openai.requests[openai_from:]),
     )
 

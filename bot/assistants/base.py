@@ -138,6 +138,20 @@ class ToolProgress:
     sources: tuple[ToolSource, ...] = ()
 
 
+def server_down(label: str) -> ToolProgress:
+    """A configured tool server that could not be reached, shown as a failed task."""
+    return ToolProgress(f"server-{label}", _server_down_text(label), ToolStatus.ERROR)
+
+
+def server_down_note(label: str) -> str:
+    """The line above an answer given without an unreachable tool server."""
+    return f"_{_server_down_text(label)}; I answered without it._"
+
+
+def _server_down_text(label: str) -> str:
+    return f"The tool server `{label}` could not be reached"
+
+
 StreamEvent = StreamStarted | StreamDelta | ToolProgress | RunCheck
 ProgressSink = Callable[[ToolProgress], Awaitable[None]]
 """Where a polled run reports its tool calls (the assistant pane's status line)."""

@@ -60,6 +60,8 @@ from bot.assistants.base import (
     TurnOptions,
     Usage,
     joined_instructions,
+    server_down,
+    server_down_note,
 )
 from bot.assistants.context import (
     CUT_NOTE,
@@ -390,7 +392,7 @@ class ChatBackend:
         if isinstance(opened, RunCheck):
             return opened
         for label in opened.catalog.unreachable:
-            _show(deltas, ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR))
+            _show(deltas, server_down(label))
         loop = _Loop(
             model=opened.model,
             messages=list(opened.messages),
@@ -454,7 +456,7 @@ class ChatBackend:
         if reply.state not in _STORED_STATES:
             return RunCheck(reply.state, detail=f"the model stopped ({reply.state.value})")
         notes = [CUT_NOTE] if loop.cut else []
-        notes += [f"_{_down(label)}; I answered without it._" for label in loop.unreachable]
+        notes += [server_down_note(label) for label in loop.unreachable]
         text = "\n\n".join([*notes, reply.text])
         text = await self._store_answer(thread_id, turn_key, text, reply.state)
         self._contexts.pop(turn_key, None)
@@ -764,10 +766,6 @@ def _show(deltas: Progress | None, item: str | ToolProgress) -> None:
 
 def _waiting(title: str) -> str:
     return f"{title} waits for your approval"
-
-
-def _down(label: str) -> str:
-    return f"The tool server `{label}` could not be reached"
 
 
 def _assistant_calls(reply: _Reply) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from bot.assistants.base import (
     Usage,
     chosen,
     joined_instructions,
+    server_down,
+    server_down_note,
 )
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image, image_data_url
@@ -374,10 +376,7 @@ class ResponsesBackend:
         if check.state is not RunState.NEEDS_APPROVAL:
             self._contexts.pop(_turn_key_of(response), None)
             self._calls_made.pop(_turn_key_of(response), None)
-        notes = [
-            f"_The tool server `{label}` could not be reached; I answered without it._"
-            for label in self._unreachable.pop(response.id, [])
-        ]
+        notes = [server_down_note(label) for label in self._unreachable.pop(response.id, [])]
         if not notes:
             return check
         return RunCheck(
@@ -428,7 +427,7 @@ class ResponsesBackend:
                             self._unreachable[response_id] = [*carried, *down]
                         yield StreamStarted(response_id)
                         for label in down:
-                            yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
+                            yield server_down(label)
                     elif event.type == "response.output_text.delta":
                         yield StreamDelta(event.delta)
                     elif event.type in ("response.output_item.added", "response.output_item.done"):
@@ -636,10 +635,6 @@ def _function_calls(response: Response) -> bool:
 
 def _turn_key_of(response: Response) -> str:
     return str((response.metadata or {}).get("turn_key") or "")
-
-
-def _down(label: str) -> str:
-    return f"The tool server `{label}` could not be reached"
 
 
 def _hosted_progress(item: Any, *, done: bool) -> ToolProgress | None:

@@ -28,6 +28,8 @@ from bot.assistants.base import (
     TurnOptions,
     Usage,
     joined_instructions,
+    server_down,
+    server_down_note,
 )
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image
@@ -161,8 +163,7 @@ class ThreadsBackend:
         if state in (RunState.COMPLETED, RunState.INCOMPLETE):
             text, files = _answer(messages)
             notes = [
-                f"_The tool server `{label}` could not be reached; I answered without it._"
-                for label in sorted(self._unreachable.pop(run.id, set()))
+                server_down_note(label) for label in sorted(self._unreachable.pop(run.id, set()))
             ]
             text = "\n\n".join([*notes, text])
             self._calls_made.pop(run.id, None)
@@ -194,7 +195,7 @@ class ThreadsBackend:
     ) -> AsyncIterator[StreamEvent]:
         args, catalog = await self._run_args(text, turn_key, images, options)
         for label in sorted(catalog.unreachable):
-            yield ToolProgress(f"server-{label}", _down(label), ToolStatus.ERROR)
+            yield server_down(label)
         written: list[Message] = []
         with translated_errors("stream run"):
             stream: Any = await self._once.beta.threads.runs.create(thread_id, stream=True, **args)
@@ -415,7 +416,3 @@ def _answer(messages: Sequence[Message]) -> tuple[str, int]:
                     if note.type == "file_citation"
                 ]
     return with_sources("\n\n".join(parts), sources), images
-
-
-def _down(label: str) -> str:
-    return f"The tool server `{label}` could not be reached"
