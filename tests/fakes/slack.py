@@ -1353,9 +1353,11 @@ class FakeSlack:
         if _opt_str(args, "action_token") not in self.action_tokens:
             raise _ApiError("invalid_action_token")
         words = query.lower().split()
+        kinds = self._search_channel_types(args)
         found = [
             msg
-            for channel in self._messages.values()
+            for channel_id, channel in self._messages.items()
+            if self._channel_kind(channel_id) in kinds
             for msg in channel.values()
             if msg.bot_id is None and all(word in msg.text.lower() for word in words)
         ]
@@ -1379,6 +1381,29 @@ class FakeSlack:
                 }
             )
         return {"results": {"messages": results}}
+
+    @staticmethod
+    def _search_channel_types(args: JSONDict) -> set[str]:
+        """Which conversations a search covers: public channels unless ``channel_types``
+        asks for more (Slack's documented default), as a list or a comma-separated string."""
+        raw = args.get("channel_types")
+        if raw is None:
+            return {"public_channel"}
+        kinds = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(kinds, list) or not kinds:
+            raise _ApiError("invalid_arguments")
+        known = {"public_channel", "private_channel", "mpim", "im"}
+        if not set(kinds) <= known:
+            raise _ApiError("invalid_arguments")
+        return set(kinds)
+
+    def _channel_kind(self, channel_id: str) -> str:
+        channel = self.channels.get(channel_id)
+        if channel is None or not (channel.is_im or channel.is_private):
+            return "public_channel"
+        if channel.is_im:
+            return "im"
+        return "mpim" if channel.name.startswith("mpdm-") else "private_channel"
 
     def _permalink(self, channel_id: str, ts: str) -> str:
         message_id = "p" + ts.replace(".", "")
