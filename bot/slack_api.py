@@ -223,13 +223,6 @@ class SlackGateway:
     async def _plain_markdown(self, team: TeamKey, markdown: str) -> str:
         return unping_markdown(await self.named_mentions(team, markdown))
 
-    async def thread_history(
-        self, channel_id: str, thread_ts: str, *, before_ts: str, team: TeamKey = _NO_TEAM
-    ) -> list[ThreadMessage]:
-        """The thread's messages older than `before_ts`, oldest first (parent included)."""
-        read = await self.read_thread(channel_id, thread_ts, before_ts=before_ts, team=team)
-        return read.messages
-
     async def read_thread(
         self, channel_id: str, thread_ts: str, *, before_ts: str, team: TeamKey = _NO_TEAM
     ) -> ThreadRead:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from bot.assistants.base import Usage
 
-PRICES_AS_OF = "2025-12"
 UNKNOWN_PRICE = "unknown price"
 
 
