@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlencode
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -405,6 +406,9 @@ class FakeSlack:
         self.client_secret = "fake-client-secret"
         #: The app's configured Redirect URL, used when the authorize request names none.
         self.redirect_uri: str | None = None
+        #: False: the installer presses Cancel on the consent page, and Slack sends them back
+        #: with `error=access_denied` and no code.
+        self.approve_installs = True
         #: With token rotation on, installs and refreshes hand out expiring tokens.
         self.token_rotation = False
         self.token_lifetime_s = 43_200
@@ -1161,9 +1165,13 @@ class FakeSlack:
             grant_for = (target, self.teams[target].enterprise_id)
         else:
             grant_for = (None, target)
+        state = query.get("state", "")
+        if not self.approve_installs:
+            raise web.HTTPFound(
+                f"{redirect}?{urlencode({'error': 'access_denied', 'state': state})}"
+            )
         code = uuid.uuid4().hex
         self._codes[code] = grant_for
-        state = query.get("state", "")
         location = f"{redirect}?code={code}&state={state}"
         raise web.HTTPFound(location)
 
