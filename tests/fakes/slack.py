@@ -131,6 +131,8 @@ class SlackMessage:
     task_display_mode: str | None = None
     #: Ids of files shared with this message (files.completeUploadExternal).
     files: list[str] = field(default_factory=list)
+    #: The Web API calls that made and then changed it, in order (how it arrived).
+    calls: list[SlackCall] = field(default_factory=list)
 
 
 @dataclass
@@ -846,6 +848,10 @@ class FakeSlack:
         status, body = 200, self._dispatch(method, token, args, parse_error)
         call.status = status
         call.error = None if body.get("ok") else str(body.get("error"))
+        if call.error is None and method.startswith("chat.") and "ts" in body:
+            made = self._messages.get(str(body.get("channel")), {}).get(str(body["ts"]))
+            if made is not None:
+                made.calls.append(call)
         hold = self._holds.get(method)
         if hold is not None and hold[0] > 0:
             self._holds[method] = (hold[0] - 1, hold[1])
