@@ -180,7 +180,9 @@ async def play(
     await talk.wait_for_answers("C0001", question.ts)
     await talk.reply("and if it breaks?  rollback?", thread_ts=question.ts, user="UBOB")
     await talk.wait_for_answers("C0001", question.ts, count=2)
-    threads.append(thread_view(slack, "C0001", question.ts, "#general", names, "an answer and a follow-up"))
+    threads.append(
+        thread_view(slack, "C0001", question.ts, "#general", names, "an answer and a follow-up")
+    )
 
     # Slack's agent view: opening the app's Messages tab greets with suggested prompts.
     opened = {"type": "app_home_opened", "user": "UALICE", "channel": "D0001", "tab": "messages"}
