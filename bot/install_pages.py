@@ -9,6 +9,7 @@ works behind a proxy that blocks the internet; every interpolated value is escap
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from enum import StrEnum
 from html import escape
@@ -94,6 +95,9 @@ FAILURE_TEXTS: dict[InstallFailure, tuple[str, str]] = {
 }
 
 
+_ERROR_CODE = re.compile(r"[a-z0-9_]{1,64}")
+
+
 def failure_of(reason: str) -> InstallFailure:
     """The kind of failure behind Bolt's reason (its own codes, or the `error` Slack sent)."""
     return _FAILURES.get(reason, InstallFailure.SLACK_REFUSED)
@@ -171,14 +175,22 @@ is in.</li>
 
 
 def failed_page(*, reason: str, retry_url: str = INSTALL_PATH, app_name: str = APP_NAME) -> str:
-    """The install did not finish: why, in plain words, and a link to start again."""
+    """The install did not finish: why, in plain words, and a link to start again. The
+    reason's code is shown only when it looks like one (Slack's `error` comes from the
+    address, which anyone can write: no sentences of theirs on our page)."""
     title, explanation = FAILURE_TEXTS[failure_of(reason)]
+    code = (
+        '<p class="muted">If you ask for help, mention this code: '
+        f"<code>{escape(reason)}</code></p>"
+        if _ERROR_CODE.fullmatch(reason)
+        else ""
+    )
     body = f"""
 <p class="badge fail">Not installed</p>
 <h1>{escape(title)}</h1>
 <p class="lead">{escape(explanation)}</p>
 <p><a class="button" href="{escape(retry_url)}">Start the install again</a></p>
-<p class="muted">If you ask for help, mention this code: <code>{escape(reason)}</code></p>
+{code}
 """
     return _page(f"{app_name}: {title}", body)
 

@@ -65,7 +65,7 @@ async def _installed(args: AsyncSuccessArgs) -> BoltResponse:
 
 
 async def _failed(args: AsyncFailureArgs) -> BoltResponse:
-    log.info("an install did not finish: %s", args.reason)
+    log.info("an install did not finish: %r", args.reason[:100])
     page = failed_page(reason=args.reason, retry_url=args.settings.install_path)
     return _page_response(args.suggested_status_code, page, args)
 

@@ -56,6 +56,19 @@ def test_each_failure_is_told_in_plain_words(reason: str, failure: InstallFailur
     assert 'href="/slack/install"' in page  # start again
 
 
+@pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        ("invalid_state", True),
+        ("access_denied", True),
+        ("Call 555-0100 to finish your install", False),  # anyone can write ?error=…
+        ("x" * 65, False),
+    ],
+)
+def test_only_an_error_code_is_repeated_on_the_page(reason: str, shown: bool) -> None:
+    assert (f"<code>{reason}</code>" in failed_page(reason=reason)) is shown
+
+
 def test_every_scope_the_bot_asks_for_says_why() -> None:
     assert set(DEFAULT_SCOPES) <= set(SCOPE_REASONS)
     assert all(reason != UNKNOWN_SCOPE_REASON for _, reason in scope_reasons(DEFAULT_SCOPES))
@@ -111,7 +124,7 @@ def test_pages_load_nothing_from_elsewhere(page: str) -> None:
             '"><b>',
             "https://slack.com/a?x=1&amp;y=&quot;&gt;&lt;b&gt;",
         ),
-        (failed_page(reason="<img src=x onerror=alert(1)>"), "<img src=x", "&lt;img src=x"),
+        (failed_page(reason="<img src=x onerror=alert(1)>"), "<img src=x", "Slack stopped"),
         (
             failed_page(reason="x", retry_url='/slack/install"><i>'),
             '"><i>',
