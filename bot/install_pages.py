@@ -117,7 +117,7 @@ def storage_text(*, delete_on_uninstall: bool) -> str:
     )
     if delete_on_uninstall:
         return kept + ", and all of it is deleted when you uninstall the app."
-    return kept + " or asks for them to be deleted when the app is uninstalled."
+    return kept + "; uninstalling the app stops it but does not delete them."
 
 
 def install_page(
@@ -142,7 +142,6 @@ def install_page(
 </ul>
 <h2>What it stores</h2>
 <p>{escape(storage_text(delete_on_uninstall=delete_on_uninstall))}
-It never reads channels it has not been invited to.
 Details: <code>{escape(SECURITY_DOC)}</code> in the app's documentation.</p>
 """
     return _page(f"Add {app_name} to Slack", body)

@@ -154,7 +154,7 @@ async def test_the_demo_draws_slack_threads_in_a_real_browser(tmp_path: Path) ->
     out.write_text(render_html(shown), encoding="utf-8")
     # The transcript shows what the bot really posts: Markdown, streamed in pieces.
     assert "Assistant [markdown]: **Deploying** takes three steps:" in transcript
-    assert 'arrived as: startStream "**Deploying' in transcript
+    assert 'arrived as: startStream "**Dep' in transcript  # first words, then more
     assert "✓ lookup_order (orders) (in_progress → complete)" in transcript
     assert "[Allow] [Deny]" in transcript and "Allowed by <@UALICE>" in transcript
     assert "suggested prompts: [Summarise this channel's recent discussion]" in transcript

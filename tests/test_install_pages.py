@@ -80,7 +80,7 @@ def test_every_scope_the_bot_asks_for_says_why() -> None:
 
 @pytest.mark.parametrize(
     ("delete_on_uninstall", "said"),
-    [(True, "deleted when you uninstall"), (False, "asks for them to be deleted")],
+    [(True, "deleted when you uninstall"), (False, "stops it but does not delete them")],
 )
 def test_what_is_stored_follows_the_uninstall_setting(delete_on_uninstall: bool, said: str) -> None:
     assert said in storage_text(delete_on_uninstall=delete_on_uninstall)
