@@ -171,6 +171,7 @@ async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
             state_secret=settings.slack_state_secret,
             client_secret=settings.slack_client_secret,
             redirect_uri=settings.slack_redirect_uri,
+            delete_on_uninstall=settings.delete_data_on_uninstall,
         )
         backend = make_backend(settings, engine)
         service = ConversationService(

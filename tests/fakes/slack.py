@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlencode
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -130,6 +131,8 @@ class SlackMessage:
     task_display_mode: str | None = None
     #: Ids of files shared with this message (files.completeUploadExternal).
     files: list[str] = field(default_factory=list)
+    #: The Web API calls that made and then changed it, in order (how it arrived).
+    calls: list[SlackCall] = field(default_factory=list)
 
 
 @dataclass
@@ -405,6 +408,9 @@ class FakeSlack:
         self.client_secret = "fake-client-secret"
         #: The app's configured Redirect URL, used when the authorize request names none.
         self.redirect_uri: str | None = None
+        #: False: the installer presses Cancel on the consent page, and Slack sends them back
+        #: with `error=access_denied` and no code.
+        self.approve_installs = True
         #: With token rotation on, installs and refreshes hand out expiring tokens.
         self.token_rotation = False
         self.token_lifetime_s = 43_200
@@ -842,6 +848,10 @@ class FakeSlack:
         status, body = 200, self._dispatch(method, token, args, parse_error)
         call.status = status
         call.error = None if body.get("ok") else str(body.get("error"))
+        if call.error is None and method.startswith("chat.") and "ts" in body:
+            made = self._messages.get(str(body.get("channel")), {}).get(str(body["ts"]))
+            if made is not None:
+                made.calls.append(call)
         hold = self._holds.get(method)
         if hold is not None and hold[0] > 0:
             self._holds[method] = (hold[0] - 1, hold[1])
@@ -1161,9 +1171,13 @@ class FakeSlack:
             grant_for = (target, self.teams[target].enterprise_id)
         else:
             grant_for = (None, target)
+        state = query.get("state", "")
+        if not self.approve_installs:
+            raise web.HTTPFound(
+                f"{redirect}?{urlencode({'error': 'access_denied', 'state': state})}"
+            )
         code = uuid.uuid4().hex
         self._codes[code] = grant_for
-        state = query.get("state", "")
         location = f"{redirect}?code={code}&state={state}"
         raise web.HTTPFound(location)
 
