@@ -221,3 +221,26 @@ async def test_a_slack_connect_user_gets_only_the_servers_naming_their_team(
         if slack_mode is SlackMode.TOKEN:
             assert "slack" in local  # workspace search, for members
         assert outside == {"wiki"}  # neither `orders` nor workspace search
+
+
+@sqlite_only
+@responses_only
+@polled
+async def test_a_slack_connect_user_gets_no_tools_from_servers_naming_no_teams(
+    admin: FakeSlack,
+    make_bot: BotFactory,
+    mcp_server: FakeMcpServer,
+    tmp_path: Path,
+    slack_mode: SlackMode,
+) -> None:
+    path = servers_file(tmp_path, orders(mcp_server))
+    env = {"MCP_SERVERS_FILE": path, "ORDERS_TOKEN": "mcp-secret", "SLACK_SEARCH": "true"}
+    async with make_bot(**env) as bot:
+        bot.slack.add_user("UEXT", display_name="Erin")
+        if slack_mode is SlackMode.OAUTH:
+            await bot.command("tools all", user="UADMIN")
+        await mention_from(bot, "UEXT", "hello from outside", external=True)
+        await mention_from(bot, "UALICE", "hello from here", external=False)
+        outside, local = offered_servers(bot)
+        assert outside == set()
+        assert "orders" in local
