@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from bot.admin.bounds import OperatorBounds
 from bot.admin.budgets import Limit, Scope, Spent, decide
 from bot.admin.commands import Action, Budget, BudgetUnit, Period, parse_command
+from bot.admin.policy import Asker
 from bot.admin.prices import PricesError, format_cost, load_price_table
 from bot.admin.report import Format, GroupBy, UsageRow, aggregate, render
-from bot.admin.service import turn_options
 from bot.admin.store import ChannelSettings
 from bot.assistants.base import NO_OPTIONS, TurnOptions, Usage, chosen
+from bot.settings import Settings
+from bot.tools.config import McpServer
 
 USD, TOKENS = BudgetUnit.USD, BudgetUnit.TOKENS
 DAY, MONTH = Period.DAY, Period.MONTH
@@ -126,6 +129,7 @@ def test_the_servers_a_turn_may_use(
             TurnOptions(instructions="Be brief."),
         ),
         (ChannelSettings("T1", "C1", mcp_servers=()), TurnOptions(mcp_servers=())),
+        (ChannelSettings("T1", "C1", mcp_servers=("orders", "wiki")), NO_OPTIONS),
         (
             ChannelSettings("T1", "C1", model="m", instructions="i", mcp_servers=("wiki",)),
             TurnOptions(model="m", instructions="i", mcp_servers=("wiki",)),
@@ -135,7 +139,16 @@ def test_the_servers_a_turn_may_use(
 def test_what_a_channels_settings_change_in_a_turn(
     channel: ChannelSettings, expected: TurnOptions
 ) -> None:
-    assert turn_options(channel) == expected
+    settings = Settings(
+        "xoxb-1",
+        "s",
+        "k",
+        "responses",
+        allowed_models=("gpt-x", "m"),
+        mcp_servers=(McpServer("orders", "https://o/mcp"), McpServer("wiki", "https://w/mcp")),
+    )
+    bounds = OperatorBounds(settings, load_price_table(None))
+    assert bounds.turn_options(channel, Asker("T1")) == expected
 
 
 @pytest.mark.parametrize(

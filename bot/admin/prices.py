@@ -61,6 +61,11 @@ class PriceTable:
     def __init__(self, prices: Mapping[str, Price]) -> None:
         self._prices = {name.lower(): price for name, price in prices.items()}
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The priced model names (lower case)."""
+        return tuple(self._prices)
+
     def price_of(self, model: str) -> Price | None:
         name = model.strip().lower()
         while True:

@@ -171,6 +171,7 @@ class Store:
                     "files": message.files,
                     "received_at": now,
                     "action_token": message.action_token,
+                    "user_team_id": message.user_team_id,
                 },
             )
             if inserted is None:
