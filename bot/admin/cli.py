@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from bot.admin.report import Format, GroupBy, aggregate, render
 from bot.admin.store import AdminStore
-from bot.settings import Settings
-from bot.store.db import create_engine, migrate
+from bot.maintenance import CommandError
+from bot.store.schema import open_existing_database
 
 
 def parse_usage_args(argv: list[str]) -> argparse.Namespace:
@@ -37,10 +37,15 @@ def _date(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from None
 
 
-async def usage_report(settings: Settings, args: argparse.Namespace) -> str:
-    engine = create_engine(settings.database_url)
+async def usage_report(url: str, args: argparse.Namespace) -> str:
+    """The report for the database the bot created at `url` (never created or migrated)."""
+    if args.since and args.until and args.since > args.until:
+        raise CommandError(
+            f"--since {args.since:%Y-%m-%d} is after --until {args.until:%Y-%m-%d}: "
+            "swap them, or leave one out"
+        )
+    engine = await open_existing_database(url)
     try:
-        await migrate(engine)
         until = args.until + timedelta(days=1) if args.until else None
         rows = await AdminStore(engine).usage_rows(
             since=args.since.timestamp() if args.since else None,
