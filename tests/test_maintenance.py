@@ -8,16 +8,20 @@ is wrong in one line; the bot refuses a database newer than itself in one line.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import column, func, insert, inspect, select, table, text
 
 from bot.settings import database_url as async_database_url
+from bot.store.admin_models import TurnUsage
 from bot.store.db import SCHEMA_HEAD, create_engine, migrate, schema_revision
 from bot.store.models import Conversation
 from bot.store.schema import alembic_config
@@ -217,3 +221,76 @@ async def test_purge_without_openai_settings_keeps_threads_that_live_at_openai(
         assert list(left) == ["conv_at_openai"]
         assert await connection.scalar(select(func.count()).select_from(Conversation)) == 1
     await engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_usage_names_workspaces_and_reads_as_csv_and_prometheus(database_url: str) -> None:
+    await current_database(database_url)
+    engine = create_engine(async_database_url(database_url))
+    at = datetime(2026, 3, 2, 12, tzinfo=UTC).timestamp()
+    usage = [("T0001", 101, 0.00001), ("T0001", 102, 0.00002), ("T0002", 103, None)]
+    installations = table(
+        "slack_installations",
+        *(column(name) for name in ("client_id", "app_id", "team_id", "team_name", "user_id")),
+        column("is_enterprise_install"),
+    )
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(TurnUsage),
+            [
+                {
+                    "turn_id": turn_id,
+                    "team_id": team,
+                    "channel_id": "C0001",
+                    "user_id": "U0001",
+                    "model": "gpt-5-mini",
+                    "input_tokens": 1000,
+                    "cached_input_tokens": 0,
+                    "output_tokens": 200,
+                    "reasoning_tokens": 0,
+                    "cost_usd": cost,
+                    "at": at,
+                }
+                for team, turn_id, cost in usage
+            ],
+        )
+        await connection.execute(
+            insert(installations).values(
+                client_id="1.2",
+                app_id="A1",
+                team_id="T0001",
+                team_name="Acme Ops",
+                user_id="UADMIN",
+                is_enterprise_install=False,
+            )
+        )
+    await engine.dispose()
+    env = {"DATABASE_URL": database_url}
+
+    def usage_of(*argv: str) -> str:
+        result = run(["usage", "--by", "team", *argv], env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    table_out = await asyncio.to_thread(usage_of)
+    assert [line.split("  ")[0] for line in table_out.splitlines()[2:4]] == [
+        "T0001 (Acme Ops)",
+        "T0002",
+    ]
+    rows = list(csv.DictReader(io.StringIO(await asyncio.to_thread(usage_of, "--format", "csv"))))
+    assert [(r["team"], r["name"], r["answers"], r["cost_usd"]) for r in rows] == [
+        ("T0001", "Acme Ops", "2", "0.000030"),
+        ("T0002", "", "1", "0.000000"),
+    ]
+    metrics = await asyncio.to_thread(usage_of, "--format", "prometheus")
+    assert 'bot_usage_answers{name="Acme Ops",team="T0001"} 2.0' in metrics.splitlines()
+
+
+async def test_usage_refuses_since_after_until_in_one_line() -> None:
+    result = await asyncio.to_thread(
+        run, ["usage", "--since", "2026-02-01", "--until", "2026-01-31"], {}
+    )
+    assert one_line(result) == (
+        "bot: --since 2026-02-01 is after --until 2026-01-31: swap them, or leave one out"
+    )
+    assert result.returncode == 2
