@@ -7,7 +7,9 @@ database itself at that revision, so a new migration is covered without touching
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -209,5 +211,47 @@ async def test_an_upgrade_that_would_leave_broken_links_is_rolled_back(tmp_path:
         )
         async with engine.connect() as connection:  # the pooled connection has its keys back on
             assert await connection.scalar(sa.text("PRAGMA foreign_keys")) == 1
+    finally:
+        await engine.dispose()
+
+
+_MIGRATE = """
+import asyncio, sys
+from bot.store.db import create_engine, migrate
+
+async def main() -> None:
+    engine = create_engine(sys.argv[1])
+    await migrate(engine)
+    await engine.dispose()
+
+asyncio.run(main())
+"""
+
+
+async def test_processes_starting_together_upgrade_once_and_lose_nothing(
+    database_url: str,
+) -> None:
+    """Replicas started together on an old database: one migrates, the others wait for it
+    (PostgreSQL: an advisory lock; SQLite: the write lock) and then find nothing to do."""
+    url = async_database_url(database_url)
+    written = await _database_at(url, EARLIER[0])
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _MIGRATE,
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    for process in processes:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, stderr.decode()
+    engine = create_engine(url)
+    try:
+        assert await schema_revision(engine) == SCHEMA_HEAD
+        assert await _read_back(engine, written) == written
     finally:
         await engine.dispose()
