@@ -31,12 +31,14 @@ from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_web_client
 from bot.store.db import (
     DatabaseHealth,
+    ForeignKeyViolation,
     create_engine,
     database_answers,
     database_health,
     migrate,
 )
 from bot.store.repository import Store
+from bot.store.schema import DatabaseNotReady
 from bot.webhooks import unused_secret
 
 log = logging.getLogger("bot")
@@ -329,6 +331,9 @@ async def _open_database(settings: Settings) -> AsyncEngine:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     try:
         await migrate(engine)
+    except (DatabaseNotReady, ForeignKeyViolation) as exc:
+        await engine.dispose()
+        raise StartupError(str(exc)) from None
     except (OSError, SQLAlchemyError) as exc:
         await engine.dispose()
         reason = getattr(exc, "orig", None) or exc

@@ -231,10 +231,8 @@ class AdminService:
         mine = total(row for row in rows if row.user_id == context.user_id)
         return (
             f"*Usage in <#{context.channel_id}> this month*\n"
-            f"• This channel: {channel.answers:,} answers, {channel.tokens:,} tokens, "
-            f"about {channel.cost_text}\n"
-            f"• Yours here: {mine.answers:,} answers, {mine.tokens:,} tokens, "
-            f"about {mine.cost_text}"
+            f"• This channel: {channel.counts_text}, about {channel.cost_text}\n"
+            f"• Yours here: {mine.counts_text}, about {mine.cost_text}"
         )
 
 
