@@ -14,7 +14,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot import __version__
 from bot.settings import Settings, SettingsError, load_settings
+
+DISTRIBUTION = "slack-assistant-bot"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(HTTP, or Socket Mode when SLACK_APP_TOKEN is set) until SIGTERM. Settings come from "
         "the environment or a .env file; see .env.example.",
     )
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in COMMANDS:
         sub = commands.add_parser(command.name, help=command.help, description=command.help)
