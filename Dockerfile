@@ -9,6 +9,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
+# The bot from its own wheel, with the dependency versions pyproject.toml allows (DL3013).
+# hadolint ignore=DL3013
 RUN pip wheel --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/bot \
  && pip --python /opt/bot/bin/python install --no-index --find-links /wheels slack-assistant-bot
@@ -16,9 +18,11 @@ RUN pip wheel --wheel-dir /wheels . \
 FROM python:3.11-slim
 ENV PATH=/opt/bot/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY --from=build /opt/bot /opt/bot
-RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin bot \
+RUN groupadd --system --gid 10001 bot \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /data --shell /usr/sbin/nologin bot \
  && install -d -o bot -g bot -m 0700 /data
-USER bot
+# Numeric, so an orchestrator (Kubernetes runAsNonRoot) can see that it is not root.
+USER 10001:10001
 # The default DATABASE_URL (sqlite:///bot.db) is a file here: mount a volume on /data to keep
 # it, or point DATABASE_URL at PostgreSQL (compose.yml does).
 WORKDIR /data
