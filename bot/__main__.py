@@ -14,9 +14,12 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from bot import __version__
 from bot.settings import SettingsError, load_settings
 
 Environment = Mapping[str, str]
+
+DISTRIBUTION = "slack-assistant-bot"
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(HTTP, or Socket Mode when SLACK_APP_TOKEN is set) until SIGTERM. Settings come from "
         "the environment or a .env file; see .env.example.",
     )
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in COMMANDS:
         sub = commands.add_parser(command.name, help=command.help, description=command.help)

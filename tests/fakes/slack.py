@@ -97,6 +97,8 @@ class SlackCall:
     status: int = 200
     #: The Slack ``error`` the fake answered with, ``None`` for ``ok: true``.
     error: str | None = None
+    #: The caller's address: which process made the call when several share one token.
+    remote: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -454,6 +456,15 @@ class FakeSlack:
         self.socket_acks: list[dict[str, Any]] = []
         #: Every envelope sent with :meth:`send_socket_event`.
         self.socket_envelopes: list[dict[str, Any]] = []
+        #: Like Slack with several connections open: each event goes to the next one in turn.
+        #: Off by default, so a test's events go to the newest connection.
+        self.spread_socket_events = False
+        self._next_socket = 0
+        #: Acks per Socket Mode connection, numbered 1, 2, … in the order they opened.
+        self.acks_by_connection: dict[int, int] = {}
+        self._connections_opened = 0
+        #: The host the fake names in the URLs it gives out (Socket Mode, files).
+        self.advertised_host = "127.0.0.1"
 
         start = time.time() if ts_start is None else ts_start
         self._clock_us = int(start * 1_000_000)
@@ -503,8 +514,8 @@ class FakeSlack:
     # ----------------------------------------------------------------------------------
     # lifecycle
 
-    async def start(self) -> None:
-        """Start listening on ``127.0.0.1`` on a free port."""
+    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Start listening on ``host`` (``127.0.0.1``) on ``port`` (a free one)."""
         if self._runner is not None:
             raise RuntimeError("FakeSlack already started")
         app = web.Application()
@@ -516,7 +527,7 @@ class FakeSlack:
         # A short shutdown timeout: a test that forgets to close a client must not hang.
         runner = web.AppRunner(app, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         self._runner = runner
         self._port = int(runner.addresses[0][1])
@@ -552,7 +563,7 @@ class FakeSlack:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.advertised_host}:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -835,7 +846,9 @@ class FakeSlack:
                 args.setdefault("client_id", client_id)
                 args.setdefault("client_secret", secret)
         parse_error = parse_error or self._decode_json_fields(args)
-        call = SlackCall(method=method, args=args, at=time.monotonic(), token=token)
+        call = SlackCall(
+            method=method, args=args, at=time.monotonic(), token=token, remote=request.remote
+        )
         self.calls.append(call)
 
         if self.latency_s > 0:
@@ -1256,7 +1269,10 @@ class FakeSlack:
     def _apps_connections_open(self, args: JSONDict) -> JSONDict:
         ticket = uuid.uuid4().hex
         self._tickets.add(ticket)
-        url = f"ws://127.0.0.1:{self.port}/socket-mode?ticket={ticket}&app_id={self.app_id}"
+        url = (
+            f"ws://{self.advertised_host}:{self.port}/socket-mode"
+            f"?ticket={ticket}&app_id={self.app_id}"
+        )
         return {"url": url}
 
     def _chat_post_message(self, args: JSONDict) -> JSONDict:
@@ -1814,6 +1830,8 @@ class FakeSlack:
         ws = web.WebSocketResponse(autoping=True, timeout=2.0)
         await ws.prepare(request)
         self._sockets.append(ws)
+        self._connections_opened += 1
+        connection = self._connections_opened
         try:
             await ws.send_json(
                 {
@@ -1828,23 +1846,27 @@ class FakeSlack:
                 }
             )
             async for frame in ws:
-                if frame.type == WSMsgType.TEXT:
-                    self._on_socket_text(frame.data)
+                if frame.type == WSMsgType.TEXT and self._on_socket_text(frame.data):
+                    self.acks_by_connection[connection] = (
+                        self.acks_by_connection.get(connection, 0) + 1
+                    )
         finally:
             self._sockets.remove(ws)
         return ws
 
-    def _on_socket_text(self, data: str) -> None:
+    def _on_socket_text(self, data: str) -> bool:
+        """Record an ack; whether the frame was one."""
         try:
             message = json.loads(data)
         except ValueError:
-            return
+            return False
         if not isinstance(message, dict) or "envelope_id" not in message:
-            return
+            return False
         self.socket_acks.append(message)
         future = self._pending_acks.pop(str(message["envelope_id"]), None)
         if future is not None and not future.done():
             future.set_result(message)
+        return True
 
     async def send_socket_event(
         self,
@@ -1903,6 +1925,9 @@ class FakeSlack:
         loop = asyncio.get_running_loop()
         while True:
             open_sockets = [ws for ws in self._sockets if not ws.closed]
+            if open_sockets and self.spread_socket_events:
+                self._next_socket += 1
+                return open_sockets[self._next_socket % len(open_sockets)]
             if open_sockets:
                 return open_sockets[-1]
             if loop.time() >= deadline:
