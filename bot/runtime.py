@@ -28,7 +28,7 @@ from bot.assistants.errors import connection_refused
 from bot.conversation import ConversationService
 from bot.installations import Workspaces, build_oauth_flow
 from bot.settings import Settings
-from bot.slack_api import SlackGateway, make_web_client
+from bot.slack_api import SLACK_TIMEOUT_S, SlackGateway, make_slack_session, make_web_client
 from bot.store.db import (
     DatabaseHealth,
     create_engine,
@@ -118,7 +118,7 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
             yield bot
         return
     engine = await _open_database(settings)
-    slack_http = aiohttp.ClientSession()
+    slack_http = make_slack_session()
     client = make_web_client(
         token=settings.slack_bot_token, base_url=settings.slack_api_url, session=slack_http
     )
@@ -150,7 +150,7 @@ async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
     assert settings.slack_client_id and settings.slack_client_secret
     assert settings.slack_state_secret
     engine = await _open_database(settings)
-    slack_http = aiohttp.ClientSession()
+    slack_http = make_slack_session()
     client = make_web_client(token="", base_url=settings.slack_api_url, session=slack_http)
     try:
         await _check_slack_reachable(client, settings)
@@ -391,6 +391,8 @@ def _slack_error(exc: Exception, settings: Settings, *, token: str, hint: str) -
             f"SLACK_API_URL {url} does not look like Slack's Web API (the answer is not JSON)"
         )
     detail = "connection refused" if connection_refused(exc) else type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        detail = f"no answer within {SLACK_TIMEOUT_S} s"
     return StartupError(f"cannot reach Slack at SLACK_API_URL {url} ({detail})")
 
 
