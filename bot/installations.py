@@ -38,6 +38,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.oauth_states import MAX_OUTSTANDING_STATES, tidy_states
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 from bot.turns.states import Outcome, TurnStatus
 
@@ -98,11 +99,15 @@ class SignedStateStore(AsyncOAuthStateStore):
     signed with SLACK_STATE_SECRET, so a forged or altered state is refused before the
     database is asked."""
 
-    def __init__(self, engine: AsyncEngine, *, secret: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, secret: str, keep: int = MAX_OUTSTANDING_STATES
+    ) -> None:
         self._stored = AsyncSQLAlchemyOAuthStateStore(
             expiration_seconds=STATE_EXPIRATION_S, engine=engine, logger=log
         )
         self._secret = secret.encode()
+        self._engine = engine
+        self._keep = keep
 
     @property
     def logger(self) -> logging.Logger:
@@ -112,6 +117,7 @@ class SignedStateStore(AsyncOAuthStateStore):
         return hmac.new(self._secret, raw.encode(), hashlib.sha256).hexdigest()[:32]
 
     async def async_issue(self, *args: Any, **kwargs: Any) -> str:
+        await tidy_states(self._engine, self._stored.oauth_states, keep=self._keep)
         raw = await self._stored.async_issue()
         return f"{raw}.{self._sign(raw)}"
 

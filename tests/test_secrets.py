@@ -7,16 +7,22 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.home_view import REASON_ACTION, REASON_BLOCK
 from bot.escape import escape_mrkdwn
+from bot.installations import SignedStateStore
+from bot.settings import database_url as async_url
+from bot.store.db import create_engine, migrate
 from tests.conftest import BotFactory
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import bot_env
+from tests.harness import STATE_SECRET, BotUnderTest, SlackMode, bot_env
 from tests.test_process import one_line, run_bot_expecting_failure
 
 
@@ -111,3 +117,52 @@ async def test_a_thumbs_down_reason_cannot_ping_or_link_in_the_admin_home_tab(
         in shown
     )
     assert "<!channel>" not in shown and "<https://" not in shown and "<@UADMIN>" not in shown
+
+
+# OAuth states ----------------------------------------------------------------------------
+
+STATES = sa.table("slack_oauth_states", sa.column("id"), sa.column("state"), sa.column("expire_at"))
+
+
+async def count_states(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(sa.select(sa.func.count()).select_from(STATES)) or 0)
+
+
+async def test_expired_states_are_deleted_when_the_install_page_is_opened(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=database_url,
+        assistant_api="responses",
+        slack_mode=SlackMode.OAUTH,
+    )
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        assert bot.bot is not None
+        engine = bot.bot.engine
+        an_hour_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.insert(STATES),
+                [{"state": f"old-{n}", "expire_at": an_hour_ago} for n in range(50)],
+            )
+        base = bot.events_url.removesuffix("/slack/events")
+        async with bot.http.get(f"{base}/slack/install") as page:
+            assert page.status == 200
+        assert await count_states(engine) == 1
+
+
+async def test_outstanding_states_are_capped_oldest_first(database_url: str) -> None:
+    engine = create_engine(async_url(database_url))
+    await migrate(engine)
+    try:
+        states = SignedStateStore(engine, secret=STATE_SECRET, keep=5)
+        issued = [await states.async_issue() for _ in range(8)]
+        assert await count_states(engine) == 5
+        assert not await states.async_consume(issued[2])  # among the oldest: gone
+        assert await states.async_consume(issued[-1])
+        assert await states.async_consume(issued[3])
+    finally:
+        await engine.dispose()
