@@ -38,6 +38,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.crypto import TokenCipher, with_encrypted_tokens
 from bot.oauth_states import MAX_OUTSTANDING_STATES, tidy_states
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 from bot.turns.states import Outcome, TurnStatus
@@ -84,6 +85,12 @@ class InstallationStore(AsyncSQLAlchemyInstallationStore):
     reinstall with a new token) replaces what this process had cached for the workspace."""
 
     on_save: Callable[[TeamKey], None] | None = None
+
+    def __init__(self, *, cipher: TokenCipher, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Every statement on these tables, the SDK's and the bot's, encrypts the tokens.
+        self.bots = with_encrypted_tokens(self.bots, cipher)
+        self.installations = with_encrypted_tokens(self.installations, cipher)
 
     async def create_tables(self) -> None:  # pragma: no cover - the migrations do this
         raise NotImplementedError("the tables are created by the bot's migrations")
@@ -140,6 +147,7 @@ class Workspaces:
         make_client: Callable[[str], AsyncWebClient],
         refresh_minutes: int = 120,
         clock: Callable[[], float] = time.time,
+        cipher: TokenCipher,
     ) -> None:
         self.engine = engine
         self.client_id = client_id
@@ -147,7 +155,9 @@ class Workspaces:
         self._make_client = make_client
         self._refresh_s = refresh_minutes * 60
         self._clock = clock
-        self.store = InstallationStore(client_id=client_id, engine=engine, logger=log)
+        self.store = InstallationStore(
+            client_id=client_id, engine=engine, logger=log, cipher=cipher
+        )
         self.store.on_save = self.forget
         self._oauth_client = make_client("")
         self._cache: dict[TeamKey, tuple[TeamAuth, float]] = {}
@@ -505,6 +515,11 @@ async def end_work(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> 
             sa.update(InboxMessage)
             .where(InboxMessage.conversation_id.in_(ids), InboxMessage.turn_id.is_(None))
             .values(refused=True)
+        )
+        await connection.execute(
+            sa.update(InboxMessage)
+            .where(InboxMessage.conversation_id.in_(ids), InboxMessage.action_token.is_not(None))
+            .values(action_token=None)
         )
         await connection.execute(
             sa.update(Conversation)

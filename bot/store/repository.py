@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.crypto import TokenCipher, UnreadableSecret
 from bot.store.models import Conversation, DmUser, Feedback, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, TurnStatus
 
@@ -107,8 +108,11 @@ class NewMessage:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, cipher: TokenCipher | None = None) -> None:
+        """`cipher` encrypts action tokens at rest; without one, a key of this process
+        alone (what it stores only it can read)."""
         self.engine = engine
+        self._cipher = cipher or TokenCipher.ephemeral()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._intake = _IntakeStatements.build(self._insert)
 
@@ -170,7 +174,11 @@ class Store:
                     "text": message.text,
                     "files": message.files,
                     "received_at": now,
-                    "action_token": message.action_token,
+                    "action_token": (
+                        None
+                        if message.action_token is None
+                        else self._cipher.encrypt(message.action_token)
+                    ),
                 },
             )
             if inserted is None:
@@ -538,14 +546,33 @@ class Store:
             )
             return None if found is None else str(found)
 
+    def action_token(self, message: InboxMessage) -> str | None:
+        """The message's action token, decrypted; None when there is none or no configured
+        key reads it (search then runs without it)."""
+        if message.action_token is None:
+            return None
+        try:
+            return self._cipher.decrypt(message.action_token)
+        except UnreadableSecret:
+            return None
+
     async def update_turn(self, turn_id: int, lease: Lease, **values: Any) -> None:
         """Move a turn forward, only while this process still holds the conversation (the
-        fencing token is checked in the same statement); otherwise raise `LeaseLost`."""
+        fencing token is checked in the same statement); otherwise raise `LeaseLost`.
+        A turn that ends forgets its messages' action tokens."""
         still_held = exists().where(_held(lease))
-        if not await self._write(
-            update(Turn).where(Turn.id == turn_id, still_held).values(**values)
-        ):
-            raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
+        async with self.engine.begin() as connection:
+            moved = await connection.execute(
+                update(Turn).where(Turn.id == turn_id, still_held).values(**values)
+            )
+            if not moved.rowcount:
+                raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
+            if values.get("status") == TurnStatus.DONE:
+                await connection.execute(
+                    update(InboxMessage)
+                    .where(InboxMessage.turn_id == turn_id, InboxMessage.action_token.is_not(None))
+                    .values(action_token=None)
+                )
 
     async def turn_shows(self, turn_id: int, ts: str) -> bool:
         """Whether the turn's stored progress names the Slack message `ts` (as its placeholder
