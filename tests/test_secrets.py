@@ -12,17 +12,23 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.home_view import REASON_ACTION, REASON_BLOCK
+from bot.crypto import TokenCipher
 from bot.escape import escape_mrkdwn
 from bot.installations import SignedStateStore
+from bot.runtime import StartupError, running_bot
+from bot.settings import SettingsError, load_settings
 from bot.settings import database_url as async_url
 from bot.store.db import create_engine, migrate
+from bot.store.models import InboxMessage
 from tests.conftest import BotFactory
+from tests.fakes.events import mention
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import STATE_SECRET, BotUnderTest, SlackMode, bot_env
+from tests.harness import STATE_SECRET, TOKEN_KEY, BotUnderTest, SlackMode, bot_env, install
 from tests.test_process import one_line, run_bot_expecting_failure
 
 
@@ -166,3 +172,185 @@ async def test_outstanding_states_are_capped_oldest_first(database_url: str) -> 
         assert await states.async_consume(issued[3])
     finally:
         await engine.dispose()
+
+
+# Tokens at rest --------------------------------------------------------------------------
+
+OTHER_KEY = "ipzlTte4muAuLTk2ByKW1bsnPVASqfUDki--2r2rkdI="
+THIRD_KEY = Fernet.generate_key().decode()
+TOKEN_TABLES = {
+    "slack_bots": ("bot_token", "bot_refresh_token"),
+    "slack_installations": ("bot_token", "bot_refresh_token"),
+}
+
+
+def oauth_env(
+    slack: FakeSlack, openai: FakeOpenAI, database_url: str, **extra: str
+) -> dict[str, str]:
+    return bot_env(
+        slack=slack,
+        openai=openai,
+        database_url=database_url,
+        assistant_api="responses",
+        slack_mode=SlackMode.OAUTH,
+        **extra,
+    )
+
+
+def secrets_known(slack: FakeSlack) -> set[str]:
+    """Every token and refresh token the fake Slack handed out."""
+    found = {grant.token for grant in slack.grants.values()}
+    found |= {grant.refresh_token for grant in slack.grants.values() if grant.refresh_token}
+    return found | slack.action_tokens
+
+
+async def everything_stored(engine: AsyncEngine, database_url: str) -> str:
+    """Every row of every table as text, and for SQLite the database files' bytes too."""
+    async with engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+        dumped = []
+        for name in names:
+            rows = await connection.execute(sa.text(f'SELECT * FROM "{name}"'))
+            dumped += [repr(tuple(row)) for row in rows]
+    if database_url.startswith("sqlite"):
+        path = Path(database_url.split("///", 1)[1])
+        for file in (path, path.with_name(path.name + "-wal")):
+            if file.exists():
+                dumped.append(file.read_bytes().decode("latin-1"))
+    return "\n".join(dumped)
+
+
+async def stored_tokens(engine: AsyncEngine) -> list[str]:
+    found = []
+    async with engine.connect() as connection:
+        for table, columns in TOKEN_TABLES.items():
+            for column in columns:
+                values = await connection.scalars(
+                    sa.text(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL")
+                )
+                found += [str(value) for value in values]
+    return found
+
+
+async def answer_in(bot: BotUnderTest, text: str, *, token: str | None = None) -> None:
+    """A mention in T0001's C0001 (with an action token, as Slack sends AI apps), answered."""
+    full = f"<@{bot.slack.bot_user_id}> {text}"
+    message = bot.slack.add_message("C0001", user="UALICE", text=full)
+    event = mention(text=full, user="UALICE", ts=message.ts)
+    if token is not None:
+        event["action_token"] = token
+    await bot.deliver(event)
+    await bot.wait_for_answers("C0001", message.ts)
+
+
+async def test_no_token_is_stored_in_plain_text(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
+) -> None:
+    """OAuth with token rotation: the installed token, its refresh, the refreshed token and
+    an action token never reach the database (nor, on SQLite, its files) as they are."""
+    slack.token_rotation = True
+    slack.token_lifetime_s = 3600  # inside the two-hour refresh window: refreshed at first use
+    env = oauth_env(slack, openai_fake, database_url)
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        await install(bot, "T0001")
+        slack.token_lifetime_s = 43_200
+        await answer_in(bot, "hello", token=slack.new_action_token())
+        assert slack.refreshes()
+        assert bot.bot is not None
+        stored = await everything_stored(bot.bot.engine, database_url)
+        tokens = await stored_tokens(bot.bot.engine)
+    leaked = [secret for secret in secrets_known(slack) if secret in stored]
+    assert leaked == []
+    assert tokens and all(TokenCipher([TOKEN_KEY]).decrypt(t).startswith("xoxe") for t in tokens)
+
+
+async def test_an_answered_turn_keeps_no_action_token(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=database_url,
+        assistant_api="responses",
+        SLACK_SEARCH="true",
+    )
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        slack.add_message("C0001", user="UBOB", text="The deploy freeze starts Friday")
+        openai_fake.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        token = slack.new_action_token()
+        await answer_in(bot, "when is the freeze?", token=token)
+        assert [search["action_token"] for search in slack.searches] == [token]
+        assert bot.bot is not None
+        async with bot.bot.engine.connect() as connection:
+            kept = await connection.scalars(sa.select(InboxMessage.action_token))
+            assert list(kept) == [None]
+
+
+async def test_tokens_stored_in_plain_text_before_the_upgrade_keep_working_encrypted(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
+) -> None:
+    slack.token_rotation = True
+    env = oauth_env(slack, openai_fake, database_url)
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        await install(bot, "T0001")
+        assert bot.bot is not None
+        engine = bot.bot.engine
+        async with engine.begin() as connection:  # as the bot before encryption stored them
+            for table, columns in TOKEN_TABLES.items():
+                for column in columns:
+                    rows = await connection.execute(sa.text(f"SELECT id, {column} FROM {table}"))
+                    for row_id, value in rows.all():
+                        plain = TokenCipher([TOKEN_KEY]).decrypt(value)
+                        await connection.execute(
+                            sa.text(f"UPDATE {table} SET {column} = :v WHERE id = :id"),
+                            {"v": plain, "id": row_id},
+                        )
+        assert set(await stored_tokens(engine)) & secrets_known(slack)
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        await answer_in(bot, "still there?")
+        assert bot.bot is not None
+        assert not set(await stored_tokens(bot.bot.engine)) & secrets_known(slack)
+
+
+async def test_a_key_rotation_keeps_every_install_working(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
+) -> None:
+    slack.token_rotation = True
+    first = oauth_env(slack, openai_fake, database_url)
+    async with BotUnderTest.running(first, slack=slack, openai=openai_fake) as bot:
+        await install(bot, "T0001")
+        await answer_in(bot, "one")
+    # The new key first, the old one after it: start-up encrypts everything with the new one.
+    rotating = {**first, "TOKEN_ENCRYPTION_KEYS": f"{OTHER_KEY}, {TOKEN_KEY}"}
+    async with BotUnderTest.running(rotating, slack=slack, openai=openai_fake) as bot:
+        await answer_in(bot, "two")
+        assert bot.bot is not None
+        tokens = await stored_tokens(bot.bot.engine)
+    assert tokens and all(TokenCipher([OTHER_KEY]).decrypt(t) for t in tokens)
+    # The old key can go.
+    rotated = {**first, "TOKEN_ENCRYPTION_KEYS": OTHER_KEY}
+    async with BotUnderTest.running(rotated, slack=slack, openai=openai_fake) as bot:
+        await answer_in(bot, "three")
+    # A key that reads nothing stored stops the start with one line.
+    wrong = load_settings({**first, "TOKEN_ENCRYPTION_KEYS": THIRD_KEY}, dotenv_path=None)
+    with pytest.raises(StartupError) as stopped:
+        async with running_bot(wrong):
+            pass
+    assert str(stopped.value).startswith("TOKEN_ENCRYPTION_KEYS cannot read 4 stored tokens")
+
+
+@pytest.mark.parametrize(
+    ("keys", "error"),
+    [
+        ("", "TOKEN_ENCRYPTION_KEYS is not set: OAuth mode stores each workspace's tokens"),
+        ("not-a-key", "TOKEN_ENCRYPTION_KEYS: key 1 is not a Fernet key"),
+        (f"{TOKEN_KEY},short", "TOKEN_ENCRYPTION_KEYS: key 2 is not a Fernet key"),
+    ],
+)
+def test_oauth_mode_needs_a_good_key(
+    slack: FakeSlack, openai_fake: FakeOpenAI, keys: str, error: str
+) -> None:
+    env = oauth_env(slack, openai_fake, "sqlite:///x.db", TOKEN_ENCRYPTION_KEYS=keys)
+    with pytest.raises(SettingsError) as raised:
+        load_settings(env, dotenv_path=None)
+    assert str(raised.value).startswith(error) and "\n" not in str(raised.value)

@@ -1139,9 +1139,10 @@ class FakeSlack:
             bot_id=self.bot_id if first else f"B{key}",
         )
         if self.token_rotation:
-            grant.token = "xoxe." + grant.token
+            # As long as Slack's own rotating tokens (about 150 characters).
+            grant.token = f"xoxe.{grant.token}-{_long_secret()}"
             grant.expires_at = time.time() + self.token_lifetime_s
-            grant.refresh_token = f"xoxe-1-{uuid.uuid4().hex}"
+            grant.refresh_token = f"xoxe-1-{_long_secret()}"
             self._refresh_tokens[grant.refresh_token] = grant
         self.grants[grant.token] = grant
         return grant
@@ -1887,3 +1888,7 @@ class FakeSlack:
             ),
             return_exceptions=True,
         )
+
+
+def _long_secret() -> str:
+    return "".join(uuid.uuid4().hex for _ in range(4))
