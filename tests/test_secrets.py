@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.admin.home_view import REASON_ACTION, REASON_BLOCK
 from bot.crypto import TokenCipher
 from bot.escape import escape_mrkdwn
+from bot.redact import redact
 from bot.installations import SignedStateStore
 from bot.runtime import StartupError, running_bot
 from bot.settings import SettingsError, load_settings
@@ -354,3 +355,56 @@ def test_oauth_mode_needs_a_good_key(
     with pytest.raises(SettingsError) as raised:
         load_settings(env, dotenv_path=None)
     assert str(raised.value).startswith(error) and "\n" not in str(raised.value)
+
+
+# Secrets never reach a log -----------------------------------------------------------------
+
+ROTATING = "xoxe.xoxb-1-MS0yLTIyMjI-abcdefABCDEF0123456789"
+REFRESH = "xoxe-1-My0xLTIyMjItMTIz-abcdef0123456789"
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("token xoxb-123-456-abcDEF", "token [redacted]"),
+        (f"rotated to {ROTATING}.", "rotated to [redacted]."),
+        (f"refresh {REFRESH}", "refresh [redacted]"),
+        ("app xapp-1-A0-123-abc", "app [redacted]"),
+        ("user xoxp-1-2-3-abc and xoxa-2-x", "user [redacted] and [redacted]"),
+        ("key sk-proj-AbC123_def-456", "key [redacted]"),
+        ("GET /slack/oauth_redirect?code=1234.5678.abc&state=s1", None),
+        (
+            "body_params: {'client_id': '1.2', 'client_secret': 'shh-abc', 'code': '99.88'}",
+            "body_params: {'client_id': '1.2', 'client_secret': '[redacted]', "
+            "'code': '[redacted]'}",
+        ),
+        (
+            'body: {"ok":true,"access_token":"opaque1","refresh_token":"opaque2"}',
+            'body: {"ok":true,"access_token":"[redacted]","refresh_token":"[redacted]"}',
+        ),
+        ('{"action_token": "1234.abcd", "query": "x"}', None),
+        ("headers: {'Authorization': 'Bearer opaque-mcp'}", None),
+        ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic [redacted]"),
+        (f"key {TOKEN_KEY}", "key [redacted]"),
+        ("whsec_c2VjcmV0LXZhbHVlLWhlcmU= set", "[redacted] set"),
+        ("HTTP status code: 500, exit code=2", "HTTP status code: 500, exit code=[redacted]"),
+        ("token_type: bot, is_enterprise_install: false", None),
+        ("no secret here: turn 12 answered in C0001", None),
+    ],
+)
+def test_secrets_are_redacted_from_a_log_line(line: str, shown: str | None) -> None:
+    redacted = redact(line)
+    if shown is not None:
+        assert redacted == shown
+    for secret in ("1234.5678.abc", "s1", "1234.abcd", "opaque-mcp", "opaque1"):
+        if secret in line:
+            assert secret not in redacted
+    if shown is None and "[redacted]" not in redacted:
+        assert redacted == line
+
+
+def test_configured_secrets_are_redacted_whatever_their_shape() -> None:
+    assert redact("mcp sent Bearer abc-def-ghi-jkl", ["abc-def-ghi-jkl"]) == (
+        "mcp sent Bearer [redacted]"
+    )
+    assert redact("a short one: abc", ["abc"]) == "a short one: abc"
