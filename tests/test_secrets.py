@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
@@ -18,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.admin.home_view import REASON_ACTION, REASON_BLOCK
 from bot.crypto import TokenCipher
 from bot.escape import escape_mrkdwn
-from bot.redact import redact
 from bot.installations import SignedStateStore
+from bot.redact import redact
 from bot.runtime import StartupError, running_bot
 from bot.settings import SettingsError, load_settings
 from bot.settings import database_url as async_url
@@ -27,9 +29,21 @@ from bot.store.db import create_engine, migrate
 from bot.store.models import InboxMessage
 from tests.conftest import BotFactory
 from tests.fakes.events import mention
+from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import STATE_SECRET, TOKEN_KEY, BotUnderTest, SlackMode, bot_env, install
+from tests.harness import (
+    SIGNING_SECRET,
+    STATE_SECRET,
+    TOKEN_KEY,
+    BotProcess,
+    BotUnderTest,
+    Conversations,
+    SlackMode,
+    bot_env,
+    install,
+    is_finished,
+)
 from tests.test_process import one_line, run_bot_expecting_failure
 
 
@@ -52,6 +66,14 @@ async def silent_server() -> AsyncIterator[str]:
         for writer in held:
             writer.close()
         server.close()
+
+
+@pytest.fixture
+async def mcp_server() -> AsyncIterator[FakeMcpServer]:
+    server = FakeMcpServer(token=MCP_TOKEN)
+    await server.start()
+    yield server
+    await server.stop()
 
 
 # A Slack that never answers --------------------------------------------------------------
@@ -383,6 +405,10 @@ REFRESH = "xoxe-1-My0xLTIyMjItMTIz-abcdef0123456789"
             'body: {"ok":true,"access_token":"[redacted]","refresh_token":"[redacted]"}',
         ),
         ('{"action_token": "1234.abcd", "query": "x"}', None),
+        (
+            "request: {'code': ['1234.5678.abc'], 'state': ['s1']}",
+            "request: {'code': ['[redacted]'], 'state': ['[redacted]']}",
+        ),
         ("headers: {'Authorization': 'Bearer opaque-mcp'}", None),
         ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic [redacted]"),
         (f"key {TOKEN_KEY}", "key [redacted]"),
@@ -408,3 +434,68 @@ def test_configured_secrets_are_redacted_whatever_their_shape() -> None:
         "mcp sent Bearer [redacted]"
     )
     assert redact("a short one: abc", ["abc"]) == "a short one: abc"
+
+
+OPENAI_KEY = "sk-proj-" + "Zx9" * 16
+MCP_TOKEN = "mcp-" + "q7" * 20
+
+
+async def test_a_debug_log_holds_no_secret(
+    slack: FakeSlack, tmp_path: Path, mcp_server: FakeMcpServer
+) -> None:
+    """`python -m bot` at DEBUG in OAuth mode: an install (code exchange), a token refresh,
+    a key rotation at start, an MCP tool call with its bearer token and a message carrying an
+    action token. The whole log, slack_sdk's request logging included, holds none of them."""
+    slack.token_rotation = True
+    slack.token_lifetime_s = 3600  # refreshed at first use
+    openai = FakeOpenAI(api_key=OPENAI_KEY)
+    await openai.start()
+    servers = tmp_path / "mcp.json"
+    servers.write_text(
+        json.dumps(
+            {"servers": [{"label": "orders", "url": mcp_server.url, "token_env": "ORDERS_TOKEN"}]}
+        )
+    )
+    env = oauth_env(
+        slack,
+        openai,
+        f"sqlite:///{tmp_path}/bot.db",
+        LOG_LEVEL="DEBUG",
+        TOKEN_ENCRYPTION_KEYS=f"{OTHER_KEY},{TOKEN_KEY}",
+        MCP_SERVERS_FILE=str(servers),
+        ORDERS_TOKEN=MCP_TOKEN,
+        SLACK_SEARCH="true",
+    )
+    process = BotProcess(env)
+    process.start()
+    try:
+        await process.wait_ready()
+        async with aiohttp.ClientSession() as http:
+            site = Conversations(process.events_url, slack, openai, http)
+            await install(site, "T0001")
+            slack.token_lifetime_s = 43_200
+            openai.tool_requests = [("lookup_order", {"order_id": "A-17"})]
+            full = f"<@{slack.bot_user_id}> where is order A-17?"
+            message = slack.add_message("C0001", user="UALICE", text=full)
+            event = mention(text=full, user="UALICE", ts=message.ts)
+            event["action_token"] = slack.new_action_token()
+            await site.deliver(event)
+            await slack.wait_for(
+                lambda: any(is_finished(m) for m in slack.bot_replies("C0001", message.ts)),
+                timeout=30,
+            )
+        assert process.terminate() == 0
+    finally:
+        process.stop()
+        await openai.stop()
+    log = process.output()
+    assert slack.refreshes() and mcp_server.calls and slack.codes_issued
+    assert "DEBUG" in log and "oauth.v2.access" in log  # slack_sdk's request logging ran
+    known = secrets_known(slack) | set(slack.codes_issued)
+    known |= {OPENAI_KEY, MCP_TOKEN, TOKEN_KEY, OTHER_KEY, STATE_SECRET, SIGNING_SECRET}
+    known |= {slack.client_secret}
+    leaked = sorted(secret for secret in known if secret in log)
+    for secret in leaked:
+        at = log.index(secret)
+        print("LEAK", secret, log[max(0, at - 300) : at + 60])
+    assert leaked == []

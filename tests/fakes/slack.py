@@ -409,6 +409,8 @@ class FakeSlack:
         self.token_rotation = False
         self.token_lifetime_s = 43_200
         self._codes: dict[str, tuple[str | None, str | None]] = {}
+        #: Every OAuth code the consent page handed out (a secret while unused).
+        self.codes_issued: list[str] = []
         self._refresh_tokens: dict[str, FakeGrant] = {}
         self._caller: FakeGrant | None = None
         #: Slack's limits for apps distributed outside the Marketplace (since 2025-05-29):
@@ -1164,6 +1166,7 @@ class FakeSlack:
             grant_for = (None, target)
         code = uuid.uuid4().hex
         self._codes[code] = grant_for
+        self.codes_issued.append(code)
         state = query.get("state", "")
         location = f"{redirect}?code={code}&state={state}"
         raise web.HTTPFound(location)
