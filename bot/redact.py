@@ -43,7 +43,8 @@ _KEYS = "|".join(re.escape(key) for key in _SECRET_KEYS)
 _FORM_VALUE = re.compile(  # code=abc&state=… in a URL or a form body
     r"(?<![\w-])(" + _KEYS + r")=(?!\[redacted\])([^&\s\"',;}\]\\]+)", re.IGNORECASE
 )
-_QUOTED_VALUE = re.compile(  # 'code': 'abc' (a dict), 'code': ['abc'] (a query), "refresh_token":"xoxe-1-…" (JSON)
+# 'code': 'abc' (a dict), 'code': ['abc'] (a query), "refresh_token":"xoxe-1-…" (JSON)
+_QUOTED_VALUE = re.compile(
     r"(\\?[\"'])(" + _KEYS + r")\1(\s*:\s*)(\[?\s*\\?[\"']?)(?!\[redacted\])"
     r"([^\"'\s,;}\[\]\\]+)",
     re.IGNORECASE,
