@@ -535,7 +535,10 @@ async def end_work(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> 
 
 async def delete_team_data(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> None:
     """Everything stored about the workspace: conversations, messages, answers, feedback,
-    usage, channel settings and their history."""
+    usage, channel settings and their history, the chat backend's messages, approvals and DM
+    users; the conversations' OpenAI ids are kept in `remote_deletions` until deleted there
+    (bot/remote_deletions.py)."""
+    from bot.remote_deletions import forget_team_rows
     from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
 
     where = _team_filter(key, spared)
@@ -547,6 +550,7 @@ async def delete_team_data(engine: AsyncEngine, key: TeamKey, *, spared: Any = N
                 sa.select(Conversation.team_id).where(where).distinct()
             )
             teams = [str(team) for team in found]
+        await forget_team_rows(connection, conversations=ids, where=where, teams=teams)
         turn_ids = sa.select(Turn.id).where(Turn.conversation_id.in_(ids))
         await connection.execute(sa.delete(Feedback).where(Feedback.turn_id.in_(turn_ids)))
         await connection.execute(

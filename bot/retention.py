@@ -1,7 +1,8 @@
 """`python -m bot purge --older-than-days N`: forget conversations idle for longer than N days.
 
 Deletes the stored mapping, messages, turns and feedback, and the assistant thread or
-Conversation at OpenAI when it belongs to the configured backend.
+Conversation at OpenAI when it belongs to the configured backend; retries the deletes at
+OpenAI that failed before (an uninstall's too: `remote_deletions`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import time
 
 from bot.assistants import make_backend
+from bot.remote_deletions import delete_recorded
 from bot.settings import Settings
 from bot.store.db import create_engine, migrate
 from bot.store.repository import Store
@@ -52,9 +54,8 @@ async def purge(settings: Settings, *, older_than_days: float) -> int:
         await migrate(engine)
         cutoff = time.time() - older_than_days * 86400
         removed = await Store(engine).delete_conversations_before(cutoff)
-        for backend_name, remote_id in removed:
-            if backend_name == backend.name:
-                await backend.delete_thread(remote_id)
+        # Those just deleted, and any an uninstall or an earlier purge could not delete.
+        await delete_recorded(engine, backend)
         log.info(
             "purge: deleted %s conversations idle for over %s days", len(removed), older_than_days
         )

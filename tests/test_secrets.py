@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,13 +22,16 @@ from bot.crypto import TokenCipher
 from bot.escape import escape_mrkdwn
 from bot.installations import SignedStateStore
 from bot.redact import redact
+from bot.retention import purge
 from bot.runtime import StartupError, running_bot
 from bot.settings import SettingsError, load_settings
 from bot.settings import database_url as async_url
 from bot.store.db import create_engine, migrate
+from bot.store.deletion_models import RemoteDeletion
 from bot.store.models import InboxMessage
+from bot.store.repository import Store
 from tests.conftest import BotFactory
-from tests.fakes.events import mention
+from tests.fakes.events import event_envelope, mention, post_event
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
@@ -499,3 +502,122 @@ async def test_a_debug_log_holds_no_secret(
         at = log.index(secret)
         print("LEAK", secret, log[max(0, at - 300) : at + 60])
     assert leaked == []
+
+
+# Uninstalling with DELETE_DATA_ON_UNINSTALL ----------------------------------------------
+
+KEPT_BY_DESIGN = {"alembic_version", "slack_oauth_states", "webhook_events"}
+
+
+async def rows_left(engine: AsyncEngine) -> dict[str, int]:
+    """Rows in every table but those that hold nothing of a workspace."""
+    async with engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+        counts = {}
+        for name in sorted(set(names) - KEPT_BY_DESIGN):
+            counts[name] = int(await connection.scalar(sa.text(f'SELECT count(*) FROM "{name}"')))
+    return {name: count for name, count in counts.items() if count}
+
+
+def kept_at_openai(openai: FakeOpenAI) -> set[str]:
+    return set(openai.threads) | set(openai.conversations)
+
+
+async def uninstall(bot: BotUnderTest, team: str) -> None:
+    bot.slack.uninstall(team)
+    body = event_envelope({"type": "app_uninstalled"}, team_id=team)
+    status, _, _ = await post_event(bot.http, bot.events_url, body, signing_secret=SIGNING_SECRET)
+    assert status == 200
+
+
+async def a_used_workspace(bot: BotUnderTest) -> None:
+    """T0001 installed, a question answered with 👎 and a reason, a DM user greeted."""
+    await install(bot, "T0001")
+    message = await bot.mention("what is 2+2?")
+    (answer,) = await bot.wait_for_answers("C0001", message.ts)
+    assert await bot.click(answer, "feedback_down", user="UBOB") == 200
+    await bot.slack.wait_for(lambda: len(bot.slack.opened_views) == 1)
+    values = {REASON_BLOCK: {REASON_ACTION: {"type": "plain_text_input", "value": "Wrong"}}}
+    assert await bot.submit_view(bot.slack.opened_views[0], values, user="UBOB") == 200
+    assert bot.bot is not None
+    await Store(bot.bot.engine).greet_once("T0001", "UALICE")
+
+
+@pytest.mark.parametrize(
+    ("api", "database_url"),
+    [
+        ("responses", "sqlite"),
+        ("threads", "sqlite"),
+        ("chat", "sqlite"),
+        ("responses", "postgres"),
+    ],
+    indirect=["database_url"],
+)
+async def test_an_uninstall_deletes_everything_of_the_workspace_and_at_openai(
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str, api: str
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=database_url,
+        assistant_api=api,
+        slack_mode=SlackMode.OAUTH,
+        DELETE_DATA_ON_UNINSTALL="true",
+    )
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        await a_used_workspace(bot)
+        assert bot.bot is not None
+        engine = bot.bot.engine
+        left = await rows_left(engine)
+        assert {"conversations", "feedback", "dm_users", "turn_usage"} <= set(left)
+        assert api != "chat" or "chat_messages" in left
+        assert api == "chat" or kept_at_openai(openai_fake)
+        await uninstall(bot, "T0001")
+        await slack.wait_for(lambda: not kept_at_openai(openai_fake), timeout=15)
+        await bot.idle()
+        await wait_until(lambda: rows_left(engine), {})
+
+
+async def test_a_failed_delete_at_openai_is_kept_for_purge(
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path}/bot.db"
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=database_url,
+        assistant_api="responses",
+        slack_mode=SlackMode.OAUTH,
+        DELETE_DATA_ON_UNINSTALL="true",
+    )
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        await a_used_workspace(bot)
+        [conversation] = kept_at_openai(openai_fake)
+        # OpenAI fails every attempt of the first delete (the SDK tries three times).
+        openai_fake.fail_http("DELETE", r"/v1/conversations/[^/]+", status=500, times=3)
+        await uninstall(bot, "T0001")
+        assert bot.bot is not None
+        engine = bot.bot.engine
+        await wait_until(lambda: failed_attempts(engine), [1])
+        assert kept_at_openai(openai_fake) == {conversation}
+        assert await rows_left(engine) == {"remote_deletions": 1}
+    await purge(load_settings(env, dotenv_path=None), older_than_days=30)
+    assert kept_at_openai(openai_fake) == set()
+    engine = create_engine(async_url(database_url))
+    try:
+        assert await rows_left(engine) == {}
+    finally:
+        await engine.dispose()
+
+
+async def failed_attempts(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as connection:
+        return list(await connection.scalars(sa.select(RemoteDeletion.attempts)))
+
+
+async def wait_until(read: Callable[[], Awaitable[object]], expected: object) -> None:
+    """Until `read()` gives `expected` (10 s at most); then it must."""
+    deadline = time.monotonic() + 10
+    while (found := await read()) != expected and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    assert found == expected

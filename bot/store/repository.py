@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.crypto import TokenCipher, UnreadableSecret
+from bot.remote_deletions import record_remote
 from bot.store.models import Conversation, DmUser, Feedback, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, TurnStatus
 
@@ -622,7 +623,8 @@ class Store:
             return {value: count for value, count in rows.tuples()}
 
     async def delete_conversations_before(self, cutoff: float) -> Sequence[tuple[str, str]]:
-        """Delete idle conversations last active before `cutoff`; their (backend, remote id)."""
+        """Delete idle conversations last active before `cutoff`; their (backend, remote id),
+        also recorded in `remote_deletions` until deleted at OpenAI."""
         async with self._sessions.begin() as session:
             old = and_(
                 Conversation.updated_at < cutoff,
@@ -637,6 +639,9 @@ class Store:
                 )
             ).tuples()
             found = [(str(backend), str(remote_id)) for backend, remote_id in remote]
+            await record_remote(
+                session, [(backend, remote_id, None) for backend, remote_id in found]
+            )
             ids = select(Conversation.id).where(old).scalar_subquery()
             await session.execute(delete(InboxMessage).where(InboxMessage.conversation_id.in_(ids)))
             await session.execute(

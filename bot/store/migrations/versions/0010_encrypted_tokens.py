@@ -1,6 +1,7 @@
 """tokens are stored encrypted: the installation tables' token columns become TEXT (a Fernet
 token is longer than the 200 characters they allowed), and the action tokens of finished
-turns, no longer needed, are cleared
+turns, no longer needed, are cleared; `remote_deletions` records conversations at OpenAI
+still to delete (an uninstall's, when OpenAI could not be reached)
 
 The tokens themselves are encrypted by the bot at start (bot/store/secrets_at_rest.py): a
 migration does not have the key.
@@ -24,6 +25,16 @@ _TOKEN_COLUMNS = {
 
 
 def upgrade() -> None:
+    op.create_table(
+        "remote_deletions",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("backend", sa.String(32), nullable=False),
+        sa.Column("remote_id", sa.String(128), nullable=False),
+        sa.Column("team_id", sa.String(32)),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.UniqueConstraint("backend", "remote_id", name="uq_remote_deletion"),
+    )
     # SQLite does not enforce VARCHAR lengths: no table rebuild there.
     if op.get_bind().dialect.name == "postgresql":
         for table, columns in _TOKEN_COLUMNS.items():
@@ -36,6 +47,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("remote_deletions")
     if op.get_bind().dialect.name == "postgresql":
         for table, columns in _TOKEN_COLUMNS.items():
             for column in columns:
