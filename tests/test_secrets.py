@@ -443,41 +443,44 @@ OPENAI_KEY = "sk-proj-" + "Zx9" * 16
 MCP_TOKEN = "mcp-" + "q7" * 20
 
 
-async def test_a_debug_log_holds_no_secret(
-    slack: FakeSlack, tmp_path: Path, mcp_server: FakeMcpServer
-) -> None:
-    """`python -m bot` at DEBUG in OAuth mode: an install (code exchange), a token refresh,
-    a key rotation at start, an MCP tool call with its bearer token and a message carrying an
-    action token. The whole log, slack_sdk's request logging included, holds none of them."""
-    slack.token_rotation = True
-    slack.token_lifetime_s = 3600  # refreshed at first use
-    openai = FakeOpenAI(api_key=OPENAI_KEY)
-    await openai.start()
-    servers = tmp_path / "mcp.json"
-    servers.write_text(
-        json.dumps(
-            {"servers": [{"label": "orders", "url": mcp_server.url, "token_env": "ORDERS_TOKEN"}]}
-        )
-    )
-    env = oauth_env(
-        slack,
-        openai,
-        f"sqlite:///{tmp_path}/bot.db",
-        LOG_LEVEL="DEBUG",
-        TOKEN_ENCRYPTION_KEYS=f"{OTHER_KEY},{TOKEN_KEY}",
-        MCP_SERVERS_FILE=str(servers),
-        ORDERS_TOKEN=MCP_TOKEN,
-        SLACK_SEARCH="true",
-    )
+@contextlib.asynccontextmanager
+async def openai_with_key(api_key: str) -> AsyncIterator[FakeOpenAI]:
+    """The fake OpenAI, expecting a key shaped like a real one."""
+    fake = FakeOpenAI(api_key=api_key)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def servers_file(tmp_path: Path, server: FakeMcpServer) -> str:
+    path = tmp_path / "mcp.json"
+    entry = {"label": "orders", "url": server.url, "token_env": "ORDERS_TOKEN"}
+    path.write_text(json.dumps({"servers": [entry]}))
+    return str(path)
+
+
+async def debug_log_of(
+    env: dict[str, str],
+    slack: FakeSlack,
+    openai: FakeOpenAI,
+    *,
+    tool: tuple[str, dict[str, str]],
+    oauth: bool,
+) -> str:
+    """`python -m bot` with `env`: (OAuth) installed in T0001, then asked a question carrying
+    an action token that makes the model call `tool`; its whole log once it stopped."""
     process = BotProcess(env)
     process.start()
     try:
         await process.wait_ready()
         async with aiohttp.ClientSession() as http:
             site = Conversations(process.events_url, slack, openai, http)
-            await install(site, "T0001")
-            slack.token_lifetime_s = 43_200
-            openai.tool_requests = [("lookup_order", {"order_id": "A-17"})]
+            if oauth:
+                await install(site, "T0001")
+                slack.token_lifetime_s = 43_200
+            openai.tool_requests = [tool]
             full = f"<@{slack.bot_user_id}> where is order A-17?"
             message = slack.add_message("C0001", user="UALICE", text=full)
             event = mention(text=full, user="UALICE", ts=message.ts)
@@ -490,18 +493,70 @@ async def test_a_debug_log_holds_no_secret(
         assert process.terminate() == 0
     finally:
         process.stop()
-        await openai.stop()
     log = process.output()
-    assert slack.refreshes() and mcp_server.calls and slack.codes_issued
-    assert "DEBUG" in log and "oauth.v2.access" in log  # slack_sdk's request logging ran
-    known = secrets_known(slack) | set(slack.codes_issued)
-    known |= {OPENAI_KEY, MCP_TOKEN, TOKEN_KEY, OTHER_KEY, STATE_SECRET, SIGNING_SECRET}
-    known |= {slack.client_secret}
-    leaked = sorted(secret for secret in known if secret in log)
-    for secret in leaked:
+    assert "DEBUG" in log and "Sending a request" in log  # slack_sdk's request logging ran
+    return log
+
+
+def leaked(log: str, known: set[str]) -> list[str]:
+    found = sorted(secret for secret in known if secret in log)
+    for secret in found:
         at = log.index(secret)
         print("LEAK", secret, log[max(0, at - 300) : at + 60])
-    assert leaked == []
+    return found
+
+
+async def test_a_debug_log_holds_no_secret_in_oauth_mode(
+    slack: FakeSlack, tmp_path: Path, mcp_server: FakeMcpServer
+) -> None:
+    """`python -m bot` at DEBUG in OAuth mode: an install (code exchange), a token refresh,
+    a key rotation at start, an MCP tool call with its bearer token and a message carrying an
+    action token. The whole log, slack_sdk's request logging included, holds none of them."""
+    slack.token_rotation = True
+    slack.token_lifetime_s = 3600  # refreshed at first use
+    async with openai_with_key(OPENAI_KEY) as openai:
+        env = oauth_env(
+            slack,
+            openai,
+            f"sqlite:///{tmp_path}/bot.db",
+            LOG_LEVEL="DEBUG",
+            TOKEN_ENCRYPTION_KEYS=f"{OTHER_KEY},{TOKEN_KEY}",
+            MCP_SERVERS_FILE=servers_file(tmp_path, mcp_server),
+            ORDERS_TOKEN=MCP_TOKEN,
+            SLACK_SEARCH="true",
+        )
+        tool = ("lookup_order", {"order_id": "A-17"})
+        log = await debug_log_of(env, slack, openai, tool=tool, oauth=True)
+    assert slack.refreshes() and mcp_server.calls and slack.codes_issued
+    assert "oauth.v2.access" in log
+    known = secrets_known(slack) | set(slack.codes_issued)
+    known |= {OPENAI_KEY, MCP_TOKEN, TOKEN_KEY, OTHER_KEY, STATE_SECRET, SIGNING_SECRET}
+    assert leaked(log, known | {slack.client_secret}) == []
+
+
+async def test_a_debug_log_holds_no_secret_with_workspace_search(
+    slack: FakeSlack, tmp_path: Path, mcp_server: FakeMcpServer
+) -> None:
+    """Single-token mode at DEBUG: the bot token, a workspace search with the message's
+    action token, an MCP server's token and the OpenAI key stay out of the log."""
+    slack.add_message("C0001", user="UBOB", text="Order A-17 shipped on Friday")
+    async with openai_with_key(OPENAI_KEY) as openai:
+        env = bot_env(
+            slack=slack,
+            openai=openai,
+            database_url=f"sqlite:///{tmp_path}/bot.db",
+            assistant_api="responses",
+            LOG_LEVEL="DEBUG",
+            MCP_SERVERS_FILE=servers_file(tmp_path, mcp_server),
+            ORDERS_TOKEN=MCP_TOKEN,
+            SLACK_SEARCH="true",
+        )
+        tool = ("search_workspace", {"query": "A-17"})
+        log = await debug_log_of(env, slack, openai, tool=tool, oauth=False)
+    assert [s["action_token"] for s in slack.searches] == list(slack.action_tokens)
+    assert "assistant.search.context" in log
+    known = secrets_known(slack) | {OPENAI_KEY, MCP_TOKEN, SIGNING_SECRET}
+    assert leaked(log, known) == []
 
 
 # Uninstalling with DELETE_DATA_ON_UNINSTALL ----------------------------------------------
