@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.home_view import REASON_ACTION, REASON_BLOCK
+from bot.assistants.base import ApprovalRequest
 from bot.crypto import TokenCipher
 from bot.escape import escape_mrkdwn
 from bot.installations import SignedStateStore
@@ -30,6 +31,7 @@ from bot.store.db import create_engine, migrate
 from bot.store.deletion_models import RemoteDeletion
 from bot.store.models import InboxMessage
 from bot.store.repository import Store
+from bot.tools.approvals import approval_blocks
 from tests.conftest import BotFactory
 from tests.fakes.events import event_envelope, mention, post_event
 from tests.fakes.mcp_server import FakeMcpServer
@@ -120,6 +122,16 @@ async def test_a_slack_that_never_answers_stops_the_start_within_the_timeout(
 )
 def test_text_shown_to_others_is_escaped(typed: str, shown: str) -> None:
     assert escape_mrkdwn(typed) == shown
+
+
+def test_tool_arguments_on_an_approval_card_cannot_ping() -> None:
+    """The model writes a tool call's arguments; the asker's channel sees the card."""
+    request = ApprovalRequest(
+        call_id="c1", server="orders", tool="refund", arguments='{"note": "<!channel> & co"}'
+    )
+    blocks = approval_blocks(request, requester="UALICE", approval_id=1)
+    shown = json.dumps(blocks)
+    assert "&lt;!channel&gt; &amp; co" in shown and "<!channel>" not in shown
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -309,7 +309,9 @@ def _labels(labels: Sequence[str] | None) -> str:
 
 
 def _line(name: str, own: str | None, default: str) -> str:
-    return f"• {name} (this channel): `{own}`" if own else f"• {name} (default): {default}"
+    if own:
+        return f"• {name} (this channel): `{escape_mrkdwn(own)}`"
+    return f"• {name} (default): {default}"
 
 
 def _quote(text: str, limit: int = 300) -> str:
