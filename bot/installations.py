@@ -516,7 +516,7 @@ async def end_work(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> 
             .where(InboxMessage.conversation_id.in_(ids), InboxMessage.turn_id.is_(None))
             .values(refused=True)
         )
-        await connection.execute(
+        await connection.execute(  # no turn of theirs runs again: their tokens are not needed
             sa.update(InboxMessage)
             .where(InboxMessage.conversation_id.in_(ids), InboxMessage.action_token.is_not(None))
             .values(action_token=None)

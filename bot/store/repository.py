@@ -188,7 +188,9 @@ class Store:
                 connection, message, per_minute=per_minute, now=now
             ):
                 await connection.execute(
-                    update(InboxMessage).where(InboxMessage.id == inserted).values(refused=True)
+                    update(InboxMessage)
+                    .where(InboxMessage.id == inserted)
+                    .values(refused=True, action_token=None)  # never answered: not needed
                 )
                 return Recorded(RecordStatus.OVER_RATE_LIMIT, conversation_id)
             return Recorded(RecordStatus.NEW, conversation_id)
