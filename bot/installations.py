@@ -358,7 +358,7 @@ class Workspaces:
                         i.client_id == self.client_id,
                         i.enterprise_id == bot.enterprise_id,
                         i.team_id == bot.team_id,
-                        i.bot_token == current.bot_token,
+                        i.installed_at == row["installed_at"],  # not the token: encrypted
                     )
                     .values(**values)
                 )
