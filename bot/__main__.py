@@ -114,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bot: {exc}", file=sys.stderr)
         return 2
     from bot.logs import configure
+    from bot.redact import configured_secrets
 
-    configure(settings.log_level, settings.log_format)  # LOG_FORMAT=json: one object a line
+    # LOG_FORMAT=json: one object a line; never a secret, at any level.
+    configure(settings.log_level, settings.log_format, secrets=configured_secrets(settings))
     _quiet_chatty_libraries(settings.log_level)
     from bot.runtime import StartupError, serve
 

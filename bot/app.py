@@ -149,7 +149,7 @@ def build_bolt_app(
     )
     register_listeners(app, service, settings)
     if workspaces is not None:
-        installs.register(app, workspaces, settings)
+        installs.register(app, workspaces, settings, backend=service.backend)
     return app
 
 

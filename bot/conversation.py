@@ -40,6 +40,7 @@ class ConversationService:
     ) -> None:
         self._store = store
         self._slack = slack
+        self.backend = backend
         # OAuth installs share one database: a vote must name an answer of its own workspace.
         self._by_team = settings.oauth
         self._agent_view = settings.agent_view

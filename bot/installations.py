@@ -38,7 +38,9 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.crypto import TokenCipher, with_encrypted_tokens
 from bot.oauth_pages import INSTALL_CALLBACKS, InstallPagesFlow
+from bot.oauth_states import MAX_OUTSTANDING_STATES, tidy_states
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 from bot.turns.states import Outcome, TurnStatus
 
@@ -85,6 +87,12 @@ class InstallationStore(AsyncSQLAlchemyInstallationStore):
 
     on_save: Callable[[TeamKey], None] | None = None
 
+    def __init__(self, *, cipher: TokenCipher, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Every statement on these tables, the SDK's and the bot's, encrypts the tokens.
+        self.bots = with_encrypted_tokens(self.bots, cipher)
+        self.installations = with_encrypted_tokens(self.installations, cipher)
+
     async def create_tables(self) -> None:  # pragma: no cover - the migrations do this
         raise NotImplementedError("the tables are created by the bot's migrations")
 
@@ -99,11 +107,15 @@ class SignedStateStore(AsyncOAuthStateStore):
     signed with SLACK_STATE_SECRET, so a forged or altered state is refused before the
     database is asked."""
 
-    def __init__(self, engine: AsyncEngine, *, secret: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, secret: str, keep: int = MAX_OUTSTANDING_STATES
+    ) -> None:
         self._stored = AsyncSQLAlchemyOAuthStateStore(
             expiration_seconds=STATE_EXPIRATION_S, engine=engine, logger=log
         )
         self._secret = secret.encode()
+        self._engine = engine
+        self._keep = keep
 
     @property
     def logger(self) -> logging.Logger:
@@ -113,6 +125,7 @@ class SignedStateStore(AsyncOAuthStateStore):
         return hmac.new(self._secret, raw.encode(), hashlib.sha256).hexdigest()[:32]
 
     async def async_issue(self, *args: Any, **kwargs: Any) -> str:
+        await tidy_states(self._engine, self._stored.oauth_states, keep=self._keep)
         raw = await self._stored.async_issue()
         return f"{raw}.{self._sign(raw)}"
 
@@ -135,6 +148,7 @@ class Workspaces:
         make_client: Callable[[str], AsyncWebClient],
         refresh_minutes: int = 120,
         clock: Callable[[], float] = time.time,
+        cipher: TokenCipher,
     ) -> None:
         self.engine = engine
         self.client_id = client_id
@@ -142,7 +156,9 @@ class Workspaces:
         self._make_client = make_client
         self._refresh_s = refresh_minutes * 60
         self._clock = clock
-        self.store = InstallationStore(client_id=client_id, engine=engine, logger=log)
+        self.store = InstallationStore(
+            client_id=client_id, engine=engine, logger=log, cipher=cipher
+        )
         self.store.on_save = self.forget
         self._oauth_client = make_client("")
         self._cache: dict[TeamKey, tuple[TeamAuth, float]] = {}
@@ -343,7 +359,7 @@ class Workspaces:
                         i.client_id == self.client_id,
                         i.enterprise_id == bot.enterprise_id,
                         i.team_id == bot.team_id,
-                        i.bot_token == current.bot_token,
+                        i.installed_at == row["installed_at"],  # not the token: encrypted
                     )
                     .values(**values)
                 )
@@ -505,6 +521,11 @@ async def end_work(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> 
             .where(InboxMessage.conversation_id.in_(ids), InboxMessage.turn_id.is_(None))
             .values(refused=True)
         )
+        await connection.execute(  # no turn of theirs runs again: their tokens are not needed
+            sa.update(InboxMessage)
+            .where(InboxMessage.conversation_id.in_(ids), InboxMessage.action_token.is_not(None))
+            .values(action_token=None)
+        )
         await connection.execute(
             sa.update(Conversation)
             .where(_team_filter(key, spared))
@@ -519,7 +540,10 @@ async def end_work(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> 
 
 async def delete_team_data(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> None:
     """Everything stored about the workspace: conversations, messages, answers, feedback,
-    usage, channel settings and their history."""
+    usage, channel settings and their history, the chat backend's messages, approvals and DM
+    users; the conversations' OpenAI ids are kept in `remote_deletions` until deleted there
+    (bot/remote_deletions.py)."""
+    from bot.remote_deletions import forget_team_rows
     from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
 
     where = _team_filter(key, spared)
@@ -531,6 +555,7 @@ async def delete_team_data(engine: AsyncEngine, key: TeamKey, *, spared: Any = N
                 sa.select(Conversation.team_id).where(where).distinct()
             )
             teams = [str(team) for team in found]
+        await forget_team_rows(connection, conversations=ids, where=where, teams=teams)
         turn_ids = sa.select(Turn.id).where(Turn.conversation_id.in_(ids))
         await connection.execute(sa.delete(Feedback).where(Feedback.turn_id.in_(turn_ids)))
         await connection.execute(

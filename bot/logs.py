@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from bot.redact import redact
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TURN_FIELDS = ("turn_id", "team", "channel", "outcome")
@@ -45,13 +48,36 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, name):
                 entry[name] = getattr(record, name)
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+            entry["error"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure(level: str, log_format: str) -> None:
+class RedactSecrets(logging.Filter):
+    """At the handler, so every logger's records pass it (slack_sdk's and the OpenAI SDK's
+    request logging included): the message, its traceback and stack come out with every
+    secret replaced (bot/redact.py), at every level."""
+
+    def __init__(self, literals: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._literals = tuple(sorted(set(literals), key=len, reverse=True))
+        self._plain = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage(), self._literals), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._plain.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self._literals)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self._literals)
+        return True
+
+
+def configure(level: str, log_format: str, *, secrets: Iterable[str] = ()) -> None:
+    """Log to stderr; `secrets`: the configured secret values, never logged as they are."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )
+    handler.addFilter(RedactSecrets(secrets))
     logging.basicConfig(level=level, handlers=[handler], force=True)

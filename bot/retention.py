@@ -1,7 +1,8 @@
 """`python -m bot purge --older-than-days N`: forget conversations idle for longer than N days.
 
 Deletes the stored mapping, messages, turns and feedback, and the assistant thread or
-Conversation at OpenAI when it belongs to the configured backend.
+Conversation at OpenAI when it belongs to the configured backend; retries the deletes at
+OpenAI that failed before (an uninstall's too: `remote_deletions`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.assistants import make_backend
+from bot.remote_deletions import delete_recorded
 from bot.settings import Settings
 from bot.store.chat_models import ChatMessage, ChatSummary
 from bot.store.models import Conversation
@@ -97,8 +99,9 @@ async def purge_database(
         for backend_name, remote_id in removed:
             if backend_name == "chat":
                 await _delete_chat_thread(engine, remote_id)
-            elif backend is not None and backend_name == backend.name:
-                await backend.delete_thread(remote_id)
+        if backend is not None:
+            # Those just deleted, and any an uninstall or an earlier purge could not delete.
+            await delete_recorded(engine, backend)
         log.info("purge: deleted %s conversations idle for over %s days", deleted, older_than_days)
         return PurgeResult(deleted, kept, older_than_days)
     finally:

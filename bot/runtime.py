@@ -26,9 +26,10 @@ from bot.app import build_bolt_app, build_web_app
 from bot.assistants import make_backend
 from bot.assistants.errors import connection_refused
 from bot.conversation import ConversationService
+from bot.crypto import TokenCipher, UnreadableSecret, token_cipher
 from bot.installations import Workspaces, build_oauth_flow
 from bot.settings import Settings
-from bot.slack_api import SlackGateway, make_web_client
+from bot.slack_api import SLACK_TIMEOUT_S, SlackGateway, make_slack_session, make_web_client
 from bot.store.db import (
     DatabaseHealth,
     ForeignKeyViolation,
@@ -39,6 +40,7 @@ from bot.store.db import (
 )
 from bot.store.repository import Store
 from bot.store.schema import DatabaseNotReady
+from bot.store.secrets_at_rest import ensure_encrypted
 from bot.webhooks import unused_secret
 
 log = logging.getLogger("bot")
@@ -120,7 +122,8 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
             yield bot
         return
     engine = await _open_database(settings)
-    slack_http = aiohttp.ClientSession()
+    cipher = await _encrypted_secrets(engine, settings)
+    slack_http = make_slack_session()
     client = make_web_client(
         token=settings.slack_bot_token, base_url=settings.slack_api_url, session=slack_http
     )
@@ -128,7 +131,7 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
         identity = await _check_slack(client, settings)
         backend = make_backend(settings, engine, slack_client=client)
         service = ConversationService(
-            store=Store(engine),
+            store=Store(engine, cipher=cipher),
             backend=backend,
             slack=SlackGateway(client, bot_user_id=str(identity.bot_user_id)),
             settings=settings,
@@ -152,7 +155,8 @@ async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
     assert settings.slack_client_id and settings.slack_client_secret
     assert settings.slack_state_secret
     engine = await _open_database(settings)
-    slack_http = aiohttp.ClientSession()
+    cipher = await _encrypted_secrets(engine, settings)
+    slack_http = make_slack_session()
     client = make_web_client(token="", base_url=settings.slack_api_url, session=slack_http)
     try:
         await _check_slack_reachable(client, settings)
@@ -164,6 +168,7 @@ async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
                 token=token, base_url=settings.slack_api_url, session=slack_http
             ),
             refresh_minutes=settings.token_refresh_minutes,
+            cipher=cipher,
         )
         flow = build_oauth_flow(
             workspaces,
@@ -177,7 +182,7 @@ async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
         )
         backend = make_backend(settings, engine)
         service = ConversationService(
-            store=Store(engine),
+            store=Store(engine, cipher=cipher),
             backend=backend,
             slack=SlackGateway(workspaces=workspaces),
             settings=settings,
@@ -204,6 +209,17 @@ async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
     finally:
         await slack_http.close()
         await engine.dispose()
+
+
+async def _encrypted_secrets(engine: AsyncEngine, settings: Settings) -> TokenCipher:
+    """The key for stored tokens, once every stored token is encrypted with its first key."""
+    cipher = token_cipher(settings.token_encryption_keys, bot_token=settings.slack_bot_token)
+    try:
+        await ensure_encrypted(engine, cipher)
+    except UnreadableSecret as exc:
+        await engine.dispose()
+        raise StartupError(str(exc)) from None
+    return cipher
 
 
 async def _check_slack_reachable(client: AsyncWebClient, settings: Settings) -> None:
@@ -397,6 +413,8 @@ def _slack_error(exc: Exception, settings: Settings, *, token: str, hint: str) -
             f"SLACK_API_URL {url} does not look like Slack's Web API (the answer is not JSON)"
         )
     detail = "connection refused" if connection_refused(exc) else type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        detail = f"no answer within {SLACK_TIMEOUT_S} s"
     return StartupError(f"cannot reach Slack at SLACK_API_URL {url} ({detail})")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.admin.commands import MAX_MODEL_CHARS
+from bot.crypto import KEYGEN_HINT, parse_keys
 from bot.tools.config import McpServer, ToolsConfigError, parse_servers
 
 AssistantApi = Literal["threads", "responses", "chat"]
@@ -118,6 +119,8 @@ class Settings:
     tool_timeout_s: float = 30.0
     tool_calls_per_turn: int = 8
     slack_search: bool = False
+    token_encryption_keys: tuple[str, ...] = ()
+    """Fernet keys for the tokens stored at rest, the first encrypting (bot/crypto.py)."""
 
     @property
     def socket_mode(self) -> bool:
@@ -244,6 +247,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         webhook_poll_s=_float(env, "OPENAI_WEBHOOK_POLL_S", 5, minimum=0.1),
         **oauth,
         **_tool_settings(env, get),
+        token_encryption_keys=_encryption_keys(
+            get("TOKEN_ENCRYPTION_KEYS"), oauth=oauth["slack_client_id"] is not None
+        ),
     )
 
 
@@ -276,6 +282,21 @@ def _oauth_settings(env: Mapping[str, str], get: Callable[[str], str | None]) ->
         "delete_data_on_uninstall": _bool(env, "DELETE_DATA_ON_UNINSTALL", False),
         "agent_view": _bool(env, "SLACK_AGENT_VIEW", False),
     }
+
+
+def _encryption_keys(raw: str | None, *, oauth: bool) -> tuple[str, ...]:
+    """OAuth mode stores every workspace's tokens, so it needs a key of its own; single-token
+    mode stores only short-lived action tokens and may derive its key (bot/crypto.py)."""
+    try:
+        keys = parse_keys(raw or "")
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    if oauth and not keys:
+        raise SettingsError(
+            "TOKEN_ENCRYPTION_KEYS is not set: OAuth mode stores each workspace's tokens "
+            f"encrypted with it; {KEYGEN_HINT}"
+        )
+    return keys
 
 
 def _tool_settings(env: Mapping[str, str], get: Callable[[str], str | None]) -> dict[str, Any]:

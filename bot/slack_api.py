@@ -45,6 +45,16 @@ ASSISTANT_AUTHOR = "Assistant"
 _NAME_TTL_S = 3600.0
 _READ_CHUNK = 64 * 1024
 _MAX_REDIRECTS = 3
+SLACK_TIMEOUT_S = 15
+"""How long one Web API call may take, connection and answer included."""
+
+
+def make_slack_session() -> aiohttp.ClientSession:
+    """The HTTP session every Slack client of the process shares. The SDK applies its own
+    `timeout` only to sessions it opens itself, so the shared one carries it: without it a
+    Slack that accepts the connection but never answers would hold a call for aiohttp's
+    default of five minutes."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_S))
 
 
 def make_web_client(
@@ -59,7 +69,7 @@ def make_web_client(
         token=token,
         base_url=base_url,
         session=session,
-        timeout=15,
+        timeout=SLACK_TIMEOUT_S,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=3),
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),

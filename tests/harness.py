@@ -51,6 +51,8 @@ from tests.fakes.slack import FakeSlack, SlackMessage
 
 SIGNING_SECRET = "test-signing-secret"
 STATE_SECRET = "a-long-random-state-secret"
+TOKEN_KEY = "QEcHbMB22-laOjPumiYHXpplIVHJulJI5VaD11f7N8w="
+"""TOKEN_ENCRYPTION_KEYS of the bots under test in OAuth mode."""
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -97,6 +99,7 @@ def bot_env(
             SLACK_CLIENT_ID=slack.client_id,
             SLACK_CLIENT_SECRET=slack.client_secret,
             SLACK_STATE_SECRET=STATE_SECRET,
+            TOKEN_ENCRYPTION_KEYS=TOKEN_KEY,
         )
     env.update(extra)
     return env

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
+from bot.crypto import TokenCipher
 from bot.installations import NotInstalled, TeamKey, Workspaces, authorize_url, uninstalled
 from bot.replies import FEEDBACK_ACTION_ID
 from bot.settings import SettingsError, load_settings
@@ -41,6 +42,7 @@ from tests.fakes.slack import FakeSlack, SlackCall
 from tests.harness import (
     SIGNING_SECRET,
     STATE_SECRET,
+    TOKEN_KEY,
     BotProcess,
     BotUnderTest,
     Conversations,
@@ -189,6 +191,7 @@ def test_oauth_settings_need_no_bot_token() -> None:
             "SLACK_STATE_SECRET": STATE_SECRET,
             "SLACK_SIGNING_SECRET": "s",
             "OPENAI_API_KEY": "k",
+            "TOKEN_ENCRYPTION_KEYS": TOKEN_KEY,
         },
         dotenv_path=None,
     )
@@ -487,6 +490,7 @@ async def test_a_workspace_named_without_its_org_is_found_by_team_then_by_its_or
             client_id=slack.client_id,
             client_secret=slack.client_secret,
             make_client=lambda token: make_web_client(token=token, base_url=slack.api_url),
+            cipher=TokenCipher([TOKEN_KEY]),
         )
 
     try:
@@ -629,6 +633,7 @@ async def test_two_processes_refreshing_at_once_refresh_once_and_share_the_token
                 client_secret=slack.client_secret,
                 make_client=lambda token: make_web_client(token=token, base_url=slack.api_url),
                 clock=lambda: time.time() + later,
+                cipher=TokenCipher([TOKEN_KEY]),
             )
             for engine in engines
         ]

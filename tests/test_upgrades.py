@@ -34,6 +34,10 @@ EARLIER = [revision for revision in known_revisions() if revision != SCHEMA_HEAD
 
 Rows = dict[str, list[dict[str, Any]]]
 
+CLEARED_ON_PURPOSE = {("inbox_messages", "action_token")}
+"""Columns an upgrade empties by design: 0011 clears the action tokens of finished turns (a
+token acts for its message only while the turn runs). Every turn written here is done."""
+
 _REALISTIC: dict[str, Callable[[int], Any]] = {
     "team_id": lambda i: f"T000{i}",
     "enterprise_id": lambda i: f"E000{i}",
@@ -174,12 +178,26 @@ async def test_upgrading_from_every_earlier_revision_keeps_every_row_and_link(
     assert {name: len(rows) for name, rows in before.items()} == {
         name: ROWS_PER_TABLE for name in written
     }
+    expected = _cleared_on_purpose(before)
     for name in written:  # one table at a time, so a failure names the table that lost data
-        assert after[name] == before[name], f"{name} changed in the upgrade from {revision}"
+        assert after[name] == expected[name], f"{name} changed in the upgrade from {revision}"
     if "feedback" in written:  # the losses issue 17 found, said plainly
         assert [row["turn_id"] for row in after["inbox_messages"]] == [
             row["id"] for row in written["turns"]
         ]
+
+
+def _cleared_on_purpose(rows: Rows) -> Rows:
+    return {
+        table: [
+            {
+                column: None if (table, column) in CLEARED_ON_PURPOSE else value
+                for column, value in row.items()
+            }
+            for row in table_rows
+        ]
+        for table, table_rows in rows.items()
+    }
 
 
 def test_every_revision_is_covered() -> None:

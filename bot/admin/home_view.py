@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.admin.report import Totals
 from bot.admin.store import ChannelSettings, ErrorSummary, FeedbackSummary
+from bot.escape import escape_mrkdwn
 
 REASON_ACTION = "feedback_reason"
 REASON_CALLBACK = "feedback_reason"
@@ -76,7 +77,7 @@ def admin_view(data: AdminHome, *, limit: int = 10) -> dict[str, Any]:
         blocks.append(_section("*Channels with their own settings:* none, all use the defaults."))
     errors = f"*Errors in the last 24 hours:* {data.errors.count}"
     if data.errors.most_common:
-        errors += f" (most often: `{data.errors.most_common}`)"
+        errors += f" (most often: `{escape_mrkdwn(data.errors.most_common)}`)"
     blocks.append(_section(errors))
     blocks.append(_section(USER_HOME_TEXT))
     return {"type": "home", "blocks": blocks[:100]}
@@ -127,7 +128,7 @@ def _channel_line(settings: ChannelSettings) -> str:
     if not settings.enabled:
         parts.append("*off*")
     if settings.model:
-        parts.append(f"model `{settings.model}`")
+        parts.append(f"model `{escape_mrkdwn(settings.model)}`")
     if settings.instructions:
         parts.append(f"instructions: _{_clip(settings.instructions, 80)}_")
     if settings.budget:
@@ -142,8 +143,10 @@ def _day(at: float) -> str:
 
 
 def _clip(text: str, limit: int = 200) -> str:
+    """Someone's text, on one line, shortened, and escaped: shown as typed, never as markup
+    (a reason of `<!channel>` must not ping the admin's workspace)."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return escape_mrkdwn(flat if len(flat) <= limit else flat[: limit - 1] + "…")
 
 
 def _section(text: str) -> dict[str, Any]:

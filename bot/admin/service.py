@@ -26,6 +26,7 @@ from bot.admin.prices import PriceTable, format_cost, load_price_table
 from bot.admin.report import total
 from bot.admin.store import AdminStore, ChannelSettings
 from bot.assistants.base import TurnOptions, Usage
+from bot.escape import escape_mrkdwn
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -279,12 +280,14 @@ def _confirmation(command: Command, *, changed: bool) -> str:
 
 
 def _line(name: str, own: str | None, default: str) -> str:
-    return f"• {name} (this channel): `{own}`" if own else f"• {name} (default): {default}"
+    if own:
+        return f"• {name} (this channel): `{escape_mrkdwn(own)}`"
+    return f"• {name} (default): {default}"
 
 
 def _quote(text: str, limit: int = 300) -> str:
     short = text if len(text) <= limit else text[: limit - 1] + "…"
-    return "\n>" + short.replace("\n", "\n>")
+    return "\n>" + escape_mrkdwn(short).replace("\n", "\n>")
 
 
 __all__ = ["AdminService", "CommandContext", "Refusal", "format_cost", "off_note"]

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import openai
 from openai import AsyncOpenAI, omit
 from openai.types.responses import Response
 
@@ -480,11 +481,13 @@ class ResponsesBackend:
         return RunCheck(RunState.COMPLETED, text="\n\n".join(answers))
 
     async def delete_thread(self, thread_id: str) -> None:
+        """Delete it at OpenAI; already gone counts as deleted; else an `AssistantError`."""
         try:
             with translated_errors("delete conversation"):
                 await self._client.conversations.delete(thread_id)
-        except Exception:
-            return
+        except AssistantRejected as exc:
+            if not isinstance(exc.__cause__, openai.NotFoundError):
+                raise
 
     async def close(self) -> None:
         await self._client.close()

@@ -10,11 +10,13 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+import openai
 from openai import AsyncOpenAI
 
 from bot.assistants.base import (
     NO_OPTIONS,
     ApprovalRequest,
+    AssistantRejected,
     ProgressSink,
     RunCheck,
     RunState,
@@ -251,11 +253,13 @@ class ThreadsBackend:
         return images
 
     async def delete_thread(self, thread_id: str) -> None:
+        """Delete it at OpenAI; already gone counts as deleted; else an `AssistantError`."""
         try:
             with translated_errors("delete thread"):
                 await self._client.beta.threads.delete(thread_id)
-        except Exception:
-            return
+        except AssistantRejected as exc:
+            if not isinstance(exc.__cause__, openai.NotFoundError):
+                raise
 
     async def close(self) -> None:
         await self._client.close()

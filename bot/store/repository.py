@@ -31,6 +31,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.crypto import TokenCipher, UnreadableSecret
+from bot.remote_deletions import record_remote
 from bot.store.models import Conversation, DmUser, Feedback, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, TurnStatus
 
@@ -108,8 +110,11 @@ class NewMessage:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, cipher: TokenCipher | None = None) -> None:
+        """`cipher` encrypts action tokens at rest; without one, a key of this process
+        alone (what it stores only it can read)."""
         self.engine = engine
+        self._cipher = cipher or TokenCipher.ephemeral()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._intake = _IntakeStatements.build(self._insert)
 
@@ -171,7 +176,11 @@ class Store:
                     "text": message.text,
                     "files": message.files,
                     "received_at": now,
-                    "action_token": message.action_token,
+                    "action_token": (
+                        None
+                        if message.action_token is None
+                        else self._cipher.encrypt(message.action_token)
+                    ),
                     "user_team_id": message.user_team_id,
                 },
             )
@@ -181,7 +190,9 @@ class Store:
                 connection, message, per_minute=per_minute, now=now
             ):
                 await connection.execute(
-                    update(InboxMessage).where(InboxMessage.id == inserted).values(refused=True)
+                    update(InboxMessage)
+                    .where(InboxMessage.id == inserted)
+                    .values(refused=True, action_token=None)  # never answered: not needed
                 )
                 return Recorded(RecordStatus.OVER_RATE_LIMIT, conversation_id)
             return Recorded(RecordStatus.NEW, conversation_id)
@@ -540,14 +551,33 @@ class Store:
             )
             return None if found is None else str(found)
 
+    def action_token(self, message: InboxMessage) -> str | None:
+        """The message's action token, decrypted; None when there is none or no configured
+        key reads it (search then runs without it)."""
+        if message.action_token is None:
+            return None
+        try:
+            return self._cipher.decrypt(message.action_token)
+        except UnreadableSecret:
+            return None
+
     async def update_turn(self, turn_id: int, lease: Lease, **values: Any) -> None:
         """Move a turn forward, only while this process still holds the conversation (the
-        fencing token is checked in the same statement); otherwise raise `LeaseLost`."""
+        fencing token is checked in the same statement); otherwise raise `LeaseLost`.
+        A turn that ends forgets its messages' action tokens."""
         still_held = exists().where(_held(lease))
-        if not await self._write(
-            update(Turn).where(Turn.id == turn_id, still_held).values(**values)
-        ):
-            raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
+        async with self.engine.begin() as connection:
+            moved = await connection.execute(
+                update(Turn).where(Turn.id == turn_id, still_held).values(**values)
+            )
+            if not moved.rowcount:
+                raise LeaseLost(f"conversation {lease.conversation_id}: taken over")
+            if values.get("status") == TurnStatus.DONE:
+                await connection.execute(
+                    update(InboxMessage)
+                    .where(InboxMessage.turn_id == turn_id, InboxMessage.action_token.is_not(None))
+                    .values(action_token=None)
+                )
 
     async def turn_shows(self, turn_id: int, ts: str) -> bool:
         """Whether the turn's stored progress names the Slack message `ts` (as its placeholder
@@ -602,7 +632,8 @@ class Store:
         """Delete idle conversations last active before `cutoff`: how many, and the (backend,
         remote id) of those that had a remote thread.
 
-        Conversations with a remote thread on one of the `keep_remote` backends stay."""
+        Conversations with a remote thread on one of the `keep_remote` backends stay; the
+        OpenAI ids of those deleted are recorded in `remote_deletions` until deleted there."""
         async with self._sessions.begin() as session:
             old = and_(
                 Conversation.updated_at < cutoff,
@@ -622,6 +653,8 @@ class Store:
                 )
             ).tuples()
             found = [(str(backend), str(remote_id)) for backend, remote_id in remote]
+            at_openai = [(backend, remote_id, None) for backend, remote_id in found]
+            await record_remote(session, [row for row in at_openai if row[0] != "chat"])
             ids = select(Conversation.id).where(old).scalar_subquery()
             await session.execute(delete(InboxMessage).where(InboxMessage.conversation_id.in_(ids)))
             await session.execute(

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.assistants.base import ApprovalRequest
+from bot.escape import escape_mrkdwn
 from bot.store.models import Conversation, Turn
 from bot.store.tool_models import ToolApproval
 from bot.tools.mcp_client import DENIED_TEXT
@@ -63,7 +64,8 @@ CLICK_NOTES = {
 
 
 def approval_text(request: ApprovalRequest, *, requester: str) -> str:
-    return f"<@{requester}>, may I run `{request.tool}` ({request.server}) with these arguments?"
+    tool, server = escape_mrkdwn(request.tool), escape_mrkdwn(request.server)
+    return f"<@{requester}>, may I run `{tool}` ({server}) with these arguments?"
 
 
 def approval_blocks(request: ApprovalRequest, *, requester: str, approval_id: int) -> list[Any]:
@@ -76,7 +78,7 @@ def approval_blocks(request: ApprovalRequest, *, requester: str, approval_id: in
         shown = shown[:MAX_SHOWN_ARGUMENTS] + "\n…"
     blocks = [
         SectionBlock(text=MarkdownTextObject(text=approval_text(request, requester=requester))),
-        SectionBlock(text=MarkdownTextObject(text=f"```{shown}```")),
+        SectionBlock(text=MarkdownTextObject(text=f"```{escape_mrkdwn(shown)}```")),
         ActionsBlock(
             elements=[
                 ButtonElement(
@@ -93,7 +95,8 @@ def approval_blocks(request: ApprovalRequest, *, requester: str, approval_id: in
 
 def decided_blocks(request: ApprovalRequest, *, allowed: bool, user_id: str) -> list[Any]:
     verdict = "✅ Allowed" if allowed else "🚫 Denied"
-    text = f"`{request.tool}` ({request.server}): {verdict} by <@{user_id}>"
+    tool, server = escape_mrkdwn(request.tool), escape_mrkdwn(request.server)
+    text = f"`{tool}` ({server}): {verdict} by <@{user_id}>"
     return [ContextBlock(elements=[MarkdownTextObject(text=text)]).to_dict()]
 
 

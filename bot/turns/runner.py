@@ -173,9 +173,10 @@ class TurnRunner:
     def _with_tool_context(self, active: ActiveTurn, options: TurnOptions) -> TurnOptions:
         """Workspace search acts for the newest message, with the token Slack gave it."""
         newest = active.messages[-1] if active.messages else None
-        if not self._settings.slack_search or newest is None or not newest.action_token:
+        token = None if newest is None else self._store.action_token(newest)
+        if not self._settings.slack_search or token is None:
             return options
-        context = ToolContext(newest.action_token, active.conversation.channel_id)
+        context = ToolContext(token, active.conversation.channel_id)
         return dataclasses.replace(options, tool_context=context)
 
     async def _over_budget(self, active: ActiveTurn, channel: ChannelSettings) -> bool:

@@ -417,6 +417,8 @@ class FakeSlack:
         self.token_rotation = False
         self.token_lifetime_s = 43_200
         self._codes: dict[str, tuple[str | None, str | None]] = {}
+        #: Every OAuth code the consent page handed out (a secret while unused).
+        self.codes_issued: list[str] = []
         self._refresh_tokens: dict[str, FakeGrant] = {}
         self._caller: FakeGrant | None = None
         #: Slack's limits for apps distributed outside the Marketplace (since 2025-05-29):
@@ -1162,9 +1164,10 @@ class FakeSlack:
             bot_id=self.bot_id if first else f"B{key}",
         )
         if self.token_rotation:
-            grant.token = "xoxe." + grant.token
+            # As long as Slack's own rotating tokens (about 150 characters).
+            grant.token = f"xoxe.{grant.token}-{_long_secret()}"
             grant.expires_at = time.time() + self.token_lifetime_s
-            grant.refresh_token = f"xoxe-1-{uuid.uuid4().hex}"
+            grant.refresh_token = f"xoxe-1-{_long_secret()}"
             self._refresh_tokens[grant.refresh_token] = grant
         self.grants[grant.token] = grant
         return grant
@@ -1191,6 +1194,7 @@ class FakeSlack:
             )
         code = uuid.uuid4().hex
         self._codes[code] = grant_for
+        self.codes_issued.append(code)
         location = f"{redirect}?code={code}&state={state}"
         raise web.HTTPFound(location)
 
@@ -1951,3 +1955,7 @@ class FakeSlack:
             ),
             return_exceptions=True,
         )
+
+
+def _long_secret() -> str:
+    return "".join(uuid.uuid4().hex for _ in range(4))

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from bot.store import chat_models, tool_models  # noqa: F401  (their tables join Base.metadata)
+from bot.store import chat_models, deletion_models, tool_models  # noqa: F401  (their tables join Base.metadata)
 from bot.store.models import Base
 
 connection = context.config.attributes["connection"]
