@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     run: Callable[[Settings, argparse.Namespace], int] | None = getattr(args, "run", None)
     if run is not None:
         return run(settings, args)
-    from bot.runtime import StartupError, serve
+    from bot.preflight import StartupError
+    from bot.runtime import serve
 
     try:
         asyncio.run(serve(settings, stop_signals=(signal.SIGTERM, signal.SIGINT)))
