@@ -127,6 +127,8 @@ def _quiet_chatty_libraries(level: str) -> None:
             "aiohttp.access",
         ):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # azure-identity warns of every failed sign-in; the bot says it in one line itself.
+        logging.getLogger("azure").setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ class SlackStream:
     async def interrupt(self, note: str) -> None:
         rest = "" if self._broken else self._throttle.take()
         await self._slack.finish_stream(
-            self._place, self.ts, markdown=f"{rest}\n\n{note}", blocks=[]
+            self._place, self.ts, markdown=f"{rest}\n\n{note}", blocks=None
         )
 
     async def _send(self, text: str) -> None:

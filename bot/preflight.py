@@ -7,7 +7,6 @@ at OPENAI_BASE_URL, or Azure OpenAI) so that wrong settings stop the bot at star
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 
 import openai
@@ -117,11 +116,14 @@ async def check_azure(settings: Settings) -> None:
     exists. Azure names deployments, not models: a wrong deployment shows at the first
     answer."""
     endpoint = settings.azure_openai_endpoint
-    if settings.azure_auth == "entra" and importlib.util.find_spec("azure.identity") is None:
-        raise StartupError(
-            "AZURE_OPENAI_AUTH=entra needs azure-identity: pip install '.[azure]' "
-            "(or pip install azure-identity)"
-        )
+    if settings.azure_auth == "entra":
+        try:
+            import azure.identity.aio  # noqa: F401  (only with Entra ID: the azure extra)
+        except ImportError:
+            raise StartupError(
+                "AZURE_OPENAI_AUTH=entra needs azure-identity: pip install '.[azure]' "
+                "(or pip install azure-identity)"
+            ) from None
     credential = "Entra ID sign-in" if settings.azure_auth == "entra" else "AZURE_OPENAI_API_KEY"
     version = setup_rules.azure_api_version(settings.assistant_api, settings.openai_api_version)
     client = make_client(settings, max_retries=0, timeout_s=OPENAI_CHECK_TIMEOUT_S)
@@ -179,7 +181,9 @@ def _entra_failure(exc: BaseException) -> str | None:
     current: BaseException | None = exc
     while current is not None:
         if type(current).__module__.startswith(("azure.core", "azure.identity")):
-            return _first_line(str(current)) or type(current).__name__
+            text = str(current)
+            tried = [line.strip() for line in text.splitlines() if line.startswith("\t")]
+            return "; ".join(tried)[:200] or _first_line(text) or type(current).__name__
         current = current.__cause__ or current.__context__
     return None
 

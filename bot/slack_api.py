@@ -469,13 +469,13 @@ class SlackGateway:
         )
 
     async def finish_stream(
-        self, place: Place, ts: str, *, markdown: str, blocks: list[dict[str, Any]]
+        self, place: Place, ts: str, *, markdown: str, blocks: list[dict[str, Any]] | None
     ) -> None:
         """End a streamed message with its last words and the blocks shown under it."""
         await (await self._client(place.team)).chat_stopStream(
             channel=place.channel_id,
             ts=ts,
-            blocks=blocks,
+            blocks=blocks or None,
             markdown_text=unping_markdown(markdown) if markdown else None,
         )
 

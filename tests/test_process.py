@@ -53,10 +53,20 @@ def run_bot_expecting_failure(env: dict[str, str]) -> subprocess.CompletedProces
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, "SLACK_BOT_TOKEN is not set"),
-        ({"SLACK_BOT_TOKEN": "not-a-token"}, "SLACK_BOT_TOKEN must be a bot token"),
-        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET is not set"),
-        ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}, "OPENAI_API_KEY is not set"),
+        (
+            {},
+            "missing settings: SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, OPENAI_API_KEY — copy "
+            ".env.example to .env and fill them in",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "not-a-token", "SLACK_SIGNING_SECRET": "s", "OPENAI_API_KEY": "k"},
+            "SLACK_BOT_TOKEN must be a bot token",
+        ),
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "missing settings: SLACK_SIGNING_SECRET, OPENAI_API_KEY"),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"},
+            "missing settings: OPENAI_API_KEY",
+        ),
         (
             {
                 "SLACK_BOT_TOKEN": "xoxb-1",
@@ -73,7 +83,7 @@ def run_bot_expecting_failure(env: dict[str, str]) -> subprocess.CompletedProces
                 "OPENAI_API_KEY": "k",
                 "ASSISTANT_API": "threads",
             },
-            "OPENAI_ASSISTANT_ID is not set",
+            "missing settings: OPENAI_ASSISTANT_ID",
         ),
         (
             {

@@ -947,8 +947,10 @@ class FakeOpenAI:
         if request.path.startswith("/openai/"):  # Azure OpenAI: an api-key header or Entra ID
             bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
             signed_in = bearer in self.azure_tokens
-            if self.require_auth and not signed_in and request.headers.get("api-key") != (
-                self.api_key
+            if (
+                self.require_auth
+                and not signed_in
+                and request.headers.get("api-key") != (self.api_key)
             ):
                 raise _ApiError(
                     401,
