@@ -731,6 +731,9 @@ async def test_sigterm_during_a_slow_start_exits_promptly(
         assert code == 0, process.output()
         assert time.monotonic() - started < 5
         assert "Traceback" not in process.output()
+        # Nothing had started: the last line says so, not "what was in hand" (issue 20).
+        assert "stopped during start-up; nothing had been taken in hand" in process.output()
+        assert "what was in hand" not in process.output()
     finally:
         process.stop()
 
