@@ -23,7 +23,6 @@ DeliveryMode = Literal["poll", "stream"]
 LogFormat = Literal["text", "json"]
 
 DEFAULT_MODEL = "gpt-5-mini"
-DEFAULT_AZURE_API_VERSION = "2024-10-21"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///bot.db"
 DEFAULT_GREETING = "Hi! How can I help? Ask me anything, or pick a suggestion below."

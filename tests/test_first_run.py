@@ -291,13 +291,13 @@ async def wait_for_log(process: BotProcess, text: str, timeout: float = 30.0) ->
 
 
 async def test_second_ctrl_c_ends_the_live_answer_and_the_next_start_replaces_it(
-    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: Path
+    slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: Path, assistant_api: str
 ) -> None:
     env = bot_env(
         slack=slack,
         openai=openai_fake,
         database_url=f"sqlite:///{tmp_path}/ctrl-c.db",
-        assistant_api="responses",
+        assistant_api=assistant_api,
         DELIVERY="stream",
         SHUTDOWN_GRACE_S="60",
     )
