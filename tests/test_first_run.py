@@ -169,6 +169,8 @@ async def test_azure_with_entra_id_signs_in_and_answers(
         assert request.headers["Authorization"] == "Bearer entra-token-1"
         assert "api-key" not in {name.lower() for name in request.headers}
         assert openai_fake.requests_to("GET", r"/openai/models"), "checked at start"
+        assert await asyncio.to_thread(process.terminate) == 0
+        assert "Unclosed" not in process.output(), process.output()
     finally:
         process.stop()
 
