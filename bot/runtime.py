@@ -59,7 +59,8 @@ async def serve(settings: Settings, *, stop_signals: Sequence[signal.Signals] = 
     The signal handlers are installed before anything is awaited, so a stop signal works in
     every state: during start-up (a slow database, Slack or OpenAI) it abandons the start at
     once; once running it stops intake and lets answers finish for SHUTDOWN_GRACE_S; a second
-    signal while that runs stops at once.
+    signal while that runs ends the answers in hand with a note the next start replaces, and
+    a third abandons everything at once.
     """
     life = _Lifecycle()
     work = asyncio.create_task(_run(settings, life))
