@@ -104,6 +104,10 @@ def azure_env(slack: FakeSlack, openai: FakeOpenAI, tmp_path: Path, **extra: str
             "unknown API version",
             "bot: AZURE_OPENAI_ENDPOINT {url} with OPENAI_API_VERSION 2022-12-01 answered HTTP 404",
         ),
+        (
+            "unknown assistant",
+            "bot: OPENAI_ASSISTANT_ID asst_nope is not an assistant at Azure OpenAI {url}",
+        ),
     ],
 )
 async def test_wrong_azure_settings_stop_the_bot_at_start(
@@ -114,6 +118,8 @@ async def test_wrong_azure_settings_stop_the_bot_at_start(
         env["AZURE_OPENAI_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
     elif case == "wrong key":
         env["AZURE_OPENAI_API_KEY"] = "wrong"
+    elif case == "unknown assistant":
+        env.update(ASSISTANT_API="threads", OPENAI_ASSISTANT_ID="asst_nope")
     else:
         env["OPENAI_API_VERSION"] = "2022-12-01"
     result = await asyncio.to_thread(run_bot_expecting_failure, env)
