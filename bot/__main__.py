@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     # LOG_FORMAT=json: one object a line; never a secret, at any level.
     configure(settings.log_level, settings.log_format, secrets=configured_secrets(settings))
     _quiet_chatty_libraries(settings.log_level)
-    from bot.runtime import StartupError, serve
+    from bot.preflight import StartupError
+    from bot.runtime import serve
 
     try:
         asyncio.run(serve(settings, stop_signals=(signal.SIGTERM, signal.SIGINT)))
@@ -157,6 +158,8 @@ def _quiet_chatty_libraries(level: str) -> None:
             "aiohttp.access",
         ):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # azure-identity warns of every failed sign-in; the bot says it in one line itself.
+        logging.getLogger("azure").setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The Bolt app and the HTTP routes around it (`POST /slack/events`, `GET /healthz`)."""
+"""The Bolt app and the HTTP routes around it (`POST /slack/events`, `GET /healthz`; metrics
+are served on METRICS_PORT only, by bot.metrics)."""
 
 from __future__ import annotations
 
@@ -205,7 +206,6 @@ def build_web_app(
 
         web_app.router.add_get(flow.install_path, install)
         web_app.router.add_get(flow.redirect_uri_path, oauth_redirect)
-    web_app.add_routes([metrics.route(engine)])
     if settings.openai_webhook_secret:  # issue 12: POST /openai/webhook
         add_webhook_route(web_app, settings.openai_webhook_secret, engine, wakeups)
     return web_app

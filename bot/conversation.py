@@ -7,6 +7,7 @@ intake, the dispatcher and the turn engine together.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
@@ -173,7 +174,18 @@ class ConversationService:
         """Work on conversations until `shutdown` is called."""
         await self._dispatcher.run()
 
-    async def shutdown(self) -> None:
-        """Stop taking work; let running turns finish within the grace period."""
-        await self._dispatcher.shutdown()
+    @property
+    def in_hand(self) -> int:
+        """Conversations this process is working on now."""
+        return self._dispatcher.in_hand
+
+    async def shutdown(self, *, stop_now: asyncio.Event | None = None) -> int:
+        """Stop taking work; let running turns finish within the grace period (or until
+        `stop_now`); live answers of the turns cut short end with a note. Returns how many."""
+
+        def interrupt() -> None:
+            self._runner.interrupting = True
+
+        interrupted = await self._dispatcher.shutdown(stop_now=stop_now, interrupt=interrupt)
         self._intake.cancel_background()
+        return interrupted

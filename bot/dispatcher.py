@@ -130,17 +130,50 @@ class Dispatcher:
             return BUSY_RECHECK_S
         return self._scan_interval_s if self._active else self._idle_scan_interval_s
 
-    async def shutdown(self) -> None:
-        """Stop taking work; let running turns finish within the grace period."""
+    @property
+    def in_hand(self) -> int:
+        """Conversations this process is working on now."""
+        return len(self._active)
+
+    async def shutdown(
+        self, *, stop_now: asyncio.Event | None = None, interrupt: Callable[[], None] = lambda: None
+    ) -> int:
+        """Stop taking work; let running turns finish within the grace period, or until
+        `stop_now` is set (a second Ctrl-C). `interrupt` is called before the turns still
+        running are cancelled; returns how many were."""
         self.stopping = True
         self._wake.set()
         active = list(self._active.values())
+        pending: list[asyncio.Task[None]] = []
         if active:
-            _, pending = await asyncio.wait(active, timeout=self._settings.shutdown_grace_s)
+            log.info(
+                "finishing %s, press Ctrl-C again to stop now",
+                "1 answer" if len(active) == 1 else f"{len(active)} answers",
+            )
+            pending = await self._finish_within_grace(active, stop_now)
+            if pending:
+                interrupt()
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self._store.release_all(owner=self.owner)
+        return len(pending)
+
+    async def _finish_within_grace(
+        self, tasks: list[asyncio.Task[None]], stop_now: asyncio.Event | None
+    ) -> list[asyncio.Task[None]]:
+        """Wait for `tasks` for SHUTDOWN_GRACE_S at most, or until `stop_now`; the unfinished."""
+        stopper: asyncio.Future[Any] = asyncio.ensure_future((stop_now or asyncio.Event()).wait())
+        finished: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait(
+                [finished, stopper],
+                timeout=self._settings.shutdown_grace_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopper.cancel()
+        return [task for task in tasks if not task.done()]
 
     def _can_start_more(self) -> bool:
         """Room for another conversation: under the cap, and the loop is not running late.

@@ -41,6 +41,10 @@ class LiveMessage(Protocol):
 
     async def finish(self) -> None: ...
 
+    async def interrupt(self, note: str) -> None:
+        """End the message where it is, with `note` after the words so far."""
+        ...
+
     async def complete(self, answer: str, *, blocks: list[dict[str, Any]]) -> bool:
         """End the live message as the finished answer, if it can be; False otherwise (the
         caller then replaces it with the formatted answer)."""
@@ -127,6 +131,12 @@ class SlackStream:
             await self._send(self._throttle.take())
         await self._slack.stop_stream(self._place, self.ts)
 
+    async def interrupt(self, note: str) -> None:
+        rest = "" if self._broken else self._throttle.take()
+        await self._slack.finish_stream(
+            self._place, self.ts, markdown=f"{rest}\n\n{note}", blocks=None
+        )
+
     async def _send(self, text: str) -> None:
         if not text:
             return
@@ -163,6 +173,12 @@ class UpdatedMessage:
     async def finish(self) -> None:
         if self._throttle.pending:
             await self._send()
+
+    async def interrupt(self, note: str) -> None:
+        self._text += self._throttle.take()
+        await self._slack.update(
+            self._place, self.ts, markdown_to_mrkdwn(self._text) + f"\n\n{note}"
+        )
 
     async def _send(self) -> None:
         self._text += self._throttle.take()

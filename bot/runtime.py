@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import openai
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -28,6 +27,7 @@ from bot.assistants.errors import connection_refused
 from bot.conversation import ConversationService
 from bot.crypto import TokenCipher, UnreadableSecret, token_cipher
 from bot.installations import Workspaces, build_oauth_flow
+from bot.preflight import StartupError, check_openai, check_ports
 from bot.settings import Settings
 from bot.slack_api import SLACK_TIMEOUT_S, SlackGateway, make_slack_session, make_web_client
 from bot.store.db import (
@@ -45,13 +45,7 @@ from bot.webhooks import unused_secret
 
 log = logging.getLogger("bot")
 
-DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
-OPENAI_CHECK_TIMEOUT_S = 10.0
 SOCKET_CLOSE_TIMEOUT_S = 5.0
-
-
-class StartupError(Exception):
-    """The bot cannot start; the message is one line saying what to fix."""
 
 
 @dataclass
@@ -69,16 +63,18 @@ async def serve(settings: Settings, *, stop_signals: Sequence[signal.Signals] = 
     The signal handlers are installed before anything is awaited, so a stop signal works in
     every state: during start-up (a slow database, Slack or OpenAI) it abandons the start at
     once; once running it stops intake and lets answers finish for SHUTDOWN_GRACE_S; a second
-    signal while that runs stops at once.
+    signal while that runs ends the answers in hand with a note the next start replaces, and
+    a third abandons everything at once.
     """
-    stop = asyncio.Event()
-    ready = asyncio.Event()
-    work = asyncio.create_task(_run(settings, stop=stop, ready=ready))
+    life = _Lifecycle()
+    work = asyncio.create_task(_run(settings, life))
 
     def on_signal() -> None:
-        if stop.is_set() or not ready.is_set():
+        if life.stop_now.is_set() or not life.ready.is_set():
             work.cancel()
-        stop.set()
+        elif life.stop.is_set():
+            life.stop_now.set()  # the second signal: end the answers in hand now
+        life.stop.set()
 
     loop = asyncio.get_running_loop()
     for sig in stop_signals:
@@ -92,27 +88,56 @@ async def serve(settings: Settings, *, stop_signals: Sequence[signal.Signals] = 
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
     if work.cancelled():
-        log.info("stopped before finishing what was in hand; the next start resumes it")
+        log.info(_stopped_early(life))
         return
     work.result()
 
 
-async def _run(settings: Settings, *, stop: asyncio.Event, ready: asyncio.Event) -> None:
+@dataclass
+class _Lifecycle:
+    """What a stop signal needs to know and to set: ready, stop (first signal: no new work,
+    finish what is in hand), stop_now (second: end the answers in hand with a note)."""
+
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_now: asyncio.Event = field(default_factory=asyncio.Event)
+    in_hand: Callable[[], int] = lambda: 0
+
+
+def _stopped_early(life: _Lifecycle) -> str:
+    """The last line of a start or a stop cut short: true about what was left (issue 20)."""
+    if not life.ready.is_set():
+        return "stopped during start-up; nothing had been taken in hand"
+    if life.in_hand():
+        return "stopped before finishing what was in hand; the next start resumes it"
+    return "stopped"
+
+
+async def _run(settings: Settings, life: _Lifecycle) -> None:
+    check_ports(settings)
     await check_openai(settings)
     if (unused := unused_secret(settings)) is not None:  # issue 12
         log.warning("OPENAI_WEBHOOK_SECRET is set but not used: %s; polling as usual", unused)
     async with running_bot(settings) as bot:
+        life.in_hand = lambda: bot.service.in_hand
         dispatcher = asyncio.create_task(bot.service.run())
         try:
             async with _intake(bot):
-                ready.set()
-                await stop.wait()
-                log.info("stopping: no new work is taken; finishing what is in hand")
-            await bot.service.shutdown()
+                life.ready.set()
+                await life.stop.wait()
+                log.info("stopping: no new work is taken")
+            interrupted = await bot.service.shutdown(stop_now=life.stop_now)
         finally:
             dispatcher.cancel()
             await asyncio.gather(dispatcher, return_exceptions=True)
+    if interrupted:
+        log.info("stopped: %s interrupted; the next start resumes it", _answers(interrupted))
+        return
     log.info("stopped")
+
+
+def _answers(count: int) -> str:
+    return "1 answer" if count == 1 else f"{count} answers"
 
 
 @asynccontextmanager
@@ -246,25 +271,21 @@ def _listener_error_handler(health: DatabaseHealth) -> Any:
 async def _intake(bot: Bot) -> AsyncIterator[None]:
     """Take Slack events (HTTP or Socket Mode) for as long as the block runs."""
     settings = bot.settings
-    if settings.slack_app_token:
-        async with _socket_mode(bot, settings.slack_app_token):
-            metrics_runner = await _metrics_site(bot)  # GET /metrics on METRICS_PORT
-            try:
+    async with _metrics_server(bot):  # bound before `ready`, in both modes
+        if settings.slack_app_token:
+            async with _socket_mode(bot, settings.slack_app_token):
                 yield
-            finally:
-                if metrics_runner is not None:
-                    await metrics_runner.cleanup()
-        return
-    web_app = build_web_app(
-        bolt=bot.bolt, settings=settings, engine=bot.engine, wakeups=bot.service.wakeups
-    )
-    async with _http_server(web_app, settings.port, setting="PORT"):
-        log.info(
-            "ready: listening on port %s, POST /slack/events (%s assistant API)",
-            settings.port,
-            settings.assistant_api,
+            return
+        web_app = build_web_app(
+            bolt=bot.bolt, settings=settings, engine=bot.engine, wakeups=bot.service.wakeups
         )
-        yield
+        async with _http_server(web_app, settings.port, setting="PORT"):
+            log.info(
+                "ready: listening on port %s, POST /slack/events (%s assistant API)",
+                settings.port,
+                settings.assistant_api,
+            )
+            yield
 
 
 @asynccontextmanager
@@ -327,20 +348,17 @@ def build_health_app(engine: AsyncEngine) -> web.Application:
     return app
 
 
-async def _metrics_site(bot: Bot) -> web.AppRunner | None:
-    """Socket Mode has no HTTP port of its own: serve /metrics on METRICS_PORT if set."""
+@asynccontextmanager
+async def _metrics_server(bot: Bot) -> AsyncIterator[None]:
+    """GET /metrics and /healthz on METRICS_PORT alone (issue 17: token, cost and error
+    figures are not for whoever reaches PORT); no METRICS_PORT, no metrics endpoint."""
     port = bot.settings.metrics_port
     if port is None:
-        return None
-    runner = web.AppRunner(metrics.metrics_app(bot.engine), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host="0.0.0.0", port=port).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise StartupError(f"cannot listen on METRICS_PORT {port}: {exc.strerror}") from None
-    log.info("metrics: GET /metrics on port %s", port)
-    return runner
+        yield
+        return
+    async with _http_server(metrics.metrics_app(bot.engine), port, setting="METRICS_PORT"):
+        log.info("metrics: GET /metrics and /healthz on port %s", port)
+        yield
 
 
 async def _open_database(settings: Settings) -> AsyncEngine:
@@ -416,88 +434,3 @@ def _slack_error(exc: Exception, settings: Settings, *, token: str, hint: str) -
     if isinstance(exc, TimeoutError):
         detail = f"no answer within {SLACK_TIMEOUT_S} s"
     return StartupError(f"cannot reach Slack at SLACK_API_URL {url} ({detail})")
-
-
-async def check_openai(settings: Settings) -> None:
-    """One cheap authenticated call, so wrong OpenAI settings stop the bot at start.
-
-    Responses: `models.retrieve(OPENAI_MODEL)`; threads: `beta.assistants.retrieve`. An
-    OpenAI-compatible server may lack that endpoint: a 404 that is not an OpenAI-style
-    "not found" error (or one saying "Invalid URL") gives a warning and the bot starts.
-    """
-    if settings.azure_openai_endpoint:
-        # Azure names deployments, not models: the first answer is the check.
-        return
-    client = openai.AsyncOpenAI(
-        api_key=settings.openai_api_key or "no-key",
-        base_url=settings.openai_base_url,
-        max_retries=0,
-        timeout=min(OPENAI_CHECK_TIMEOUT_S, settings.openai_timeout_s),
-    )
-    url = settings.openai_base_url or DEFAULT_OPENAI_URL
-    threads = settings.assistant_api == "threads"
-    setting, value = (
-        ("OPENAI_ASSISTANT_ID", settings.openai_assistant_id)
-        if threads
-        else ("OPENAI_MODEL", settings.openai_model)
-    )
-    try:
-        if threads:
-            assert settings.openai_assistant_id is not None
-            await client.beta.assistants.retrieve(settings.openai_assistant_id)
-        else:
-            await client.models.retrieve(settings.openai_model)
-    except openai.APIConnectionError as exc:
-        detail = "connection refused" if connection_refused(exc) else _connection_detail(exc)
-        raise StartupError(f"cannot reach OpenAI at OPENAI_BASE_URL {url} ({detail})") from None
-    except openai.AuthenticationError:
-        raise StartupError(
-            f"OpenAI at {url} rejected OPENAI_API_KEY (HTTP 401): set it to a valid API key"
-        ) from None
-    except openai.PermissionDeniedError as exc:
-        raise StartupError(
-            f"OpenAI at {url} refused OPENAI_API_KEY access to {setting} {value} "
-            f"(HTTP 403: {_first_line(exc.message)})"
-        ) from None
-    except openai.NotFoundError as exc:
-        if _endpoint_missing(exc):
-            log.warning(
-                "OpenAI at %s cannot look up %s (HTTP 404, no such endpoint): starting "
-                "without checking it",
-                url,
-                setting,
-            )
-            return
-        what = "an assistant" if threads else "a model"
-        raise StartupError(
-            f"{setting} {value} is not {what} this OPENAI_API_KEY can use at {url} (HTTP 404)"
-        ) from None
-    except openai.APIStatusError as exc:
-        raise StartupError(
-            f"OpenAI at OPENAI_BASE_URL {url} answered HTTP {exc.status_code} when checking "
-            f"{setting}: {_first_line(exc.message)}"
-        ) from None
-    finally:
-        await client.close()
-
-
-def _endpoint_missing(exc: openai.NotFoundError) -> bool:
-    """A 404 for the endpoint itself rather than for the model or assistant asked about."""
-    body = exc.body
-    if not isinstance(body, dict):
-        return True
-    error = body.get("error", body)
-    if not isinstance(error, dict) or not error.get("message"):
-        return True
-    return str(error["message"]).startswith("Invalid URL")
-
-
-def _connection_detail(exc: openai.APIConnectionError) -> str:
-    if isinstance(exc, openai.APITimeoutError):
-        return f"no answer within {OPENAI_CHECK_TIMEOUT_S:g} s"
-    cause = exc.__cause__ or exc.__context__
-    return type(cause or exc).__name__
-
-
-def _first_line(text: str) -> str:
-    return (text.splitlines() or [""])[0][:160]

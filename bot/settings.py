@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bot import setup_rules
 from bot.admin.commands import MAX_MODEL_CHARS
 from bot.crypto import KEYGEN_HINT, parse_keys
 from bot.tools.config import McpServer, ToolsConfigError, parse_servers
@@ -24,7 +25,6 @@ DeliveryMode = Literal["poll", "stream"]
 LogFormat = Literal["text", "json"]
 
 DEFAULT_MODEL = "gpt-5-mini"
-DEFAULT_AZURE_API_VERSION = "2024-10-21"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///bot.db"
 DEFAULT_GREETING = "Hi! How can I help? Ask me anything, or pick a suggestion below."
@@ -101,6 +101,8 @@ class Settings:
     context_tokens: int | None = None
     azure_openai_endpoint: str | None = None
     openai_api_version: str | None = None
+    azure_auth: Literal["key", "entra"] = "key"
+    """Issue 20: Azure OpenAI sign-in: an API key, or Entra ID (azure-identity)."""
     # Issue 12: OpenAI webhooks for background responses (bot/webhooks.py).
     openai_webhook_secret: str | None = None
     webhook_poll_s: float = 5.0
@@ -113,7 +115,7 @@ class Settings:
     slack_redirect_uri: str | None = None
     token_refresh_minutes: int = 120
     delete_data_on_uninstall: bool = False
-    agent_view: bool = False
+    agent_view: bool = True
     """The app uses Slack's Agent messaging experience (`agent_view` in the manifest)."""
     mcp_servers: tuple[McpServer, ...] = ()
     tool_timeout_s: float = 30.0
@@ -159,6 +161,11 @@ def _parse(env: Mapping[str, str]) -> Settings:
     def get(name: str) -> str | None:
         value = env.get(name, "").strip()
         return value or None
+
+    if missing := setup_rules.missing_settings(env):  # issue 20: all of them, in one line
+        raise SettingsError(
+            f"missing settings: {', '.join(missing)} — copy .env.example to .env and fill them in"
+        )
 
     def required(name: str, hint: str) -> str:
         value = get(name)
@@ -209,7 +216,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         slack_app_token=app_token,
         slack_api_url=_with_trailing_slash(get("SLACK_API_URL") or DEFAULT_SLACK_API_URL),
         openai_api_key=api_key,
-        openai_base_url=get("OPENAI_BASE_URL"),
+        openai_base_url=_with_scheme("OPENAI_BASE_URL", get("OPENAI_BASE_URL")),
         openai_assistant_id=assistant_id,
         openai_model=get("OPENAI_MODEL") or DEFAULT_MODEL,
         assistant_api=assistant_api,
@@ -241,8 +248,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         health_port=_health_port(env),
         **_admin_settings(env, get),
         context_tokens=_optional_int(env, "CONTEXT_TOKENS", minimum=500, maximum=10_000_000),
-        azure_openai_endpoint=get("AZURE_OPENAI_ENDPOINT"),
-        openai_api_version=get("OPENAI_API_VERSION"),
+        **_azure_settings(get, assistant_api),
         openai_webhook_secret=get("OPENAI_WEBHOOK_SECRET"),
         webhook_poll_s=_float(env, "OPENAI_WEBHOOK_POLL_S", 5, minimum=0.1),
         **oauth,
@@ -280,7 +286,7 @@ def _oauth_settings(env: Mapping[str, str], get: Callable[[str], str | None]) ->
             env, "SLACK_TOKEN_REFRESH_MINUTES", 120, minimum=1, maximum=11 * 60
         ),
         "delete_data_on_uninstall": _bool(env, "DELETE_DATA_ON_UNINSTALL", False),
-        "agent_view": _bool(env, "SLACK_AGENT_VIEW", False),
+        "agent_view": _bool(env, "SLACK_AGENT_VIEW", True),
     }
 
 
@@ -505,9 +511,37 @@ def _api_key(get: Callable[[str], str | None], assistant_api: AssistantApi) -> s
     key = openai_key or azure_key
     if key is not None:
         return key
-    if assistant_api == "chat":
-        return NO_KEY
+    if assistant_api == "chat" or get("AZURE_OPENAI_ENDPOINT") is not None:
+        return NO_KEY  # on Azure: AZURE_OPENAI_AUTH=entra (settings checked the key otherwise)
     raise SettingsError("OPENAI_API_KEY is not set: set it to an OpenAI API key (sk-…)")
+
+
+def _with_scheme(name: str, url: str | None) -> str | None:
+    if url is not None and (problem := setup_rules.scheme_problem(name, url)) is not None:
+        raise SettingsError(problem)
+    return url
+
+
+def _azure_settings(
+    get: Callable[[str], str | None], assistant_api: AssistantApi
+) -> dict[str, Any]:
+    """Issue 20: Azure OpenAI's endpoint, API version and sign-in, checked as a whole."""
+    auth = (get("AZURE_OPENAI_AUTH") or "").lower() or None
+    endpoint = get("AZURE_OPENAI_ENDPOINT")
+    problem = setup_rules.azure_problem(
+        endpoint=endpoint,
+        base_url=get("OPENAI_BASE_URL"),
+        assistant_api=assistant_api,
+        api_version=get("OPENAI_API_VERSION"),
+        auth=auth,
+    )
+    if problem is not None:
+        raise SettingsError(problem)
+    return {
+        "azure_openai_endpoint": endpoint,
+        "openai_api_version": get("OPENAI_API_VERSION"),
+        "azure_auth": "entra" if auth == "entra" else "key",
+    }
 
 
 def _optional_int(env: Mapping[str, str], name: str, *, minimum: int, maximum: int) -> int | None:

@@ -486,13 +486,13 @@ class SlackGateway:
         )
 
     async def finish_stream(
-        self, place: Place, ts: str, *, markdown: str, blocks: list[dict[str, Any]]
+        self, place: Place, ts: str, *, markdown: str, blocks: list[dict[str, Any]] | None
     ) -> None:
         """End a streamed message with its last words and the blocks shown under it."""
         await (await self._client(place.team)).chat_stopStream(
             channel=place.channel_id,
             ts=ts,
-            blocks=blocks,
+            blocks=blocks or None,
             markdown_text=await self._plain_markdown(place.team, markdown) if markdown else None,
         )
 

@@ -1,5 +1,5 @@
-"""Slack's Agent messaging experience (SLACK_AGENT_VIEW=true, `agent_view` in the manifest):
-opening the DM greets once with suggested prompts, the channel in view follows the person,
+"""Slack's Agent messaging experience (the default; `agent_view` in the manifests): opening
+the DM greets once with suggested prompts, the channel in view follows the person,
 and each top-level DM is its own thread with status, title and a streamed answer."""
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ async def agent_bot(
         openai=openai,
         database_url=database_url,
         assistant_api="responses",
-        SLACK_AGENT_VIEW="true",
-        ASSISTANT_GREETING=GREETING,
+        ASSISTANT_GREETING=GREETING,  # the agent view is the default (SLACK_AGENT_VIEW)
         **extra,
     )
     async with BotUnderTest.running(env, slack=slack, openai=openai) as bot:
@@ -135,8 +134,13 @@ async def test_each_dm_is_its_own_thread_with_status_title_and_the_channel_in_vi
 async def test_without_the_agent_view_a_dm_stays_a_plain_dm(
     slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
 ) -> None:
+    """An app that still has the assistant pane (SLACK_AGENT_VIEW=false)."""
     env = bot_env(
-        slack=slack, openai=openai_fake, database_url=database_url, assistant_api="responses"
+        slack=slack,
+        openai=openai_fake,
+        database_url=database_url,
+        assistant_api="responses",
+        SLACK_AGENT_VIEW="false",
     )
     async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
         await bot.deliver(event_envelope(dm_opened())["event"])

@@ -38,7 +38,7 @@ BASE = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
 def test_chat_needs_no_api_key_but_the_other_backends_do() -> None:
     settings = load_settings({**BASE, "ASSISTANT_API": "chat"}, dotenv_path=None)
     assert settings.assistant_api == "chat" and settings.openai_api_key == NO_KEY
-    with pytest.raises(SettingsError, match="OPENAI_API_KEY is not set"):
+    with pytest.raises(SettingsError, match="missing settings: OPENAI_API_KEY"):
         load_settings({**BASE, "ASSISTANT_API": "responses"}, dotenv_path=None)
 
 

@@ -1,17 +1,34 @@
-"""`GET /metrics` counts an answered mention, its latency, tokens and cost."""
+"""`GET /metrics` (on METRICS_PORT only) counts an answered mention, its latency, tokens
+and cost."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
+from aiohttp import web
 
+from bot.metrics import metrics_app
 from tests.conftest import BotFactory
 from tests.harness import BotUnderTest
 
 
-async def scrape(bot: BotUnderTest) -> str:
-    url = bot.events_url.replace("/slack/events", "/metrics")
+@asynccontextmanager
+async def metrics_site(bot: BotUnderTest) -> AsyncIterator[str]:
+    """The METRICS_PORT site the bot process serves (bot.runtime), beside the test's bot."""
+    assert bot.bot is not None
+    runner = web.AppRunner(metrics_app(bot.bot.engine))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/metrics"
+    finally:
+        await runner.cleanup()
+
+
+async def scrape(bot: BotUnderTest, url: str) -> str:
     async with bot.http.get(url) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
@@ -26,11 +43,14 @@ def value(text: str, name: str) -> float:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_metrics_count_an_answered_mention(make_bot: BotFactory) -> None:
-    async with make_bot(OPENAI_MODEL="gpt-5-mini") as bot:
-        before = await scrape(bot)
+    async with make_bot(OPENAI_MODEL="gpt-5-mini") as bot, metrics_site(bot) as url:
+        public = bot.events_url.replace("/slack/events", "/metrics")
+        async with bot.http.get(public) as response:
+            assert response.status == 404, "PORT serves no token and cost figures"
+        before = await scrape(bot, url)
         question = await bot.mention("count me")
         await bot.wait_for_answers("C0001", question.ts)
-        after = await scrape(bot)
+        after = await scrape(bot, url)
 
     def grew(name: str) -> float:
         return value(after, name) - value(before, name)

@@ -47,15 +47,15 @@ def settings_read() -> set[str]:
     return env.asked
 
 
-def test_every_setting_is_in_env_example_and_the_readme() -> None:
+def test_every_setting_is_in_env_example_and_the_configuration_reference() -> None:
     names = settings_read()
     assert {"SLACK_BOT_TOKEN", "PORT", "DB_POOL_SIZE", "HEALTH_PORT"} <= names
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     documented = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=", example, flags=re.MULTILINE))
     assert sorted(names - documented) == []
     assert sorted(documented - names) == [], "documented but never read"
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert sorted(n for n in names if f"`{n}`" not in readme) == []
+    reference = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert sorted(n for n in names if f"`{n}`" not in reference) == []
 
 
 def test_env_example_as_a_dot_env_gives_working_settings() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from openai import AsyncAzureOpenAI, AsyncOpenAI, DefaultAioHttpClient
@@ -12,7 +13,8 @@ from bot.assistants.base import AssistantBackend
 from bot.assistants.chat import ChatBackend
 from bot.assistants.responses import ResponsesBackend
 from bot.assistants.threads import ThreadsBackend
-from bot.settings import DEFAULT_AZURE_API_VERSION, Settings
+from bot.settings import Settings
+from bot.setup_rules import azure_api_version
 from bot.tools.mcp_client import McpTools
 from bot.tools.slack_search import SlackSearch
 
@@ -61,25 +63,51 @@ def make_backend(
     )
 
 
-def make_client(settings: Settings) -> AsyncOpenAI:
+def make_client(
+    settings: Settings, *, max_retries: int | None = None, timeout_s: float | None = None
+) -> AsyncOpenAI:
     """OpenAI (or OPENAI_BASE_URL), or Azure OpenAI when AZURE_OPENAI_ENDPOINT is set; on
-    Azure the model setting names the deployment."""
+    Azure the model setting names the deployment, and the sign-in is the API key or, with
+    AZURE_OPENAI_AUTH=entra, Entra ID (azure-identity, imported only then)."""
+    retries = settings.openai_max_retries if max_retries is None else max_retries
+    timeout = settings.openai_timeout_s if timeout_s is None else timeout_s
     if settings.azure_openai_endpoint:
+        version = azure_api_version(settings.assistant_api, settings.openai_api_version)
+        if settings.azure_auth == "entra":
+            return AsyncAzureOpenAI(
+                http_client=DefaultAioHttpClient(),
+                azure_endpoint=settings.azure_openai_endpoint,
+                azure_ad_token_provider=entra_token_provider(),
+                api_version=version,
+                max_retries=retries,
+                timeout=timeout,
+            )
         return AsyncAzureOpenAI(
             http_client=DefaultAioHttpClient(),
             azure_endpoint=settings.azure_openai_endpoint,
             api_key=settings.openai_api_key,
-            api_version=settings.openai_api_version or DEFAULT_AZURE_API_VERSION,
-            max_retries=settings.openai_max_retries,
-            timeout=settings.openai_timeout_s,
+            api_version=version,
+            max_retries=retries,
+            timeout=timeout,
         )
     return AsyncOpenAI(
         http_client=DefaultAioHttpClient(),
         api_key=settings.openai_api_key,
         base_url=settings.openai_base_url,
-        max_retries=settings.openai_max_retries,
-        timeout=settings.openai_timeout_s,
+        max_retries=retries,
+        timeout=timeout,
     )
+
+
+AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def entra_token_provider() -> Callable[[], Awaitable[str]]:
+    """Entra ID tokens for Azure OpenAI from `DefaultAzureCredential` (environment, workload
+    or managed identity, `az login`, …), refreshed by azure-identity before they expire."""
+    from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
+
+    return get_bearer_token_provider(DefaultAzureCredential(), AZURE_SCOPE)
 
 
 def mcp_tools(settings: Settings, slack_client: AsyncWebClient | None = None) -> McpTools:

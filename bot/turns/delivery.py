@@ -3,6 +3,7 @@ answer, posted exactly once, chunk by chunk, replacing the placeholder in place.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,9 @@ from bot.turns.states import Outcome, TurnStatus
 log = logging.getLogger(__name__)
 
 THINKING_TEXT = "_Thinking…_"
+INTERRUPTED_NOTE = "_(interrupted, will resume)_"
+"""Ends a live answer when the bot stops before it is written; the next start replaces it."""
+INTERRUPT_TIMEOUT_S = 3.0
 STATUS_TEXT = "is thinking…"
 
 FetchImages = Callable[[], Awaitable[Sequence[Image]]]
@@ -254,6 +258,18 @@ class Delivery:
             await live.finish()
         elif self._streamed and not active.first_attempt and turn.placeholder_ts:
             await self._slack.stop_stream(active.place, turn.placeholder_ts)
+
+    async def interrupt(self, active: ActiveTurn) -> None:
+        """The process stops now with the answer half-written: its live message ends with a
+        short note instead of streaming for ever; the resumed turn replaces it in place."""
+        live = self._live.pop(active.turn.id, None)
+        if live is None:
+            return
+        try:
+            async with asyncio.timeout(INTERRUPT_TIMEOUT_S):
+                await live.interrupt(INTERRUPTED_NOTE)
+        except (SlackApiError, TimeoutError, OSError) as exc:
+            log.warning("turn %s: could not mark the answer interrupted (%r)", active.turn.id, exc)
 
     def forget(self, active: ActiveTurn) -> None:
         """Drop what this process holds of a turn it stops working on."""

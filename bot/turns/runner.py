@@ -80,6 +80,8 @@ class TurnRunner:
         self._settings = settings
         self._retry = retry
         self._approvals = ApprovalStore(store.engine)
+        self.interrupting = False
+        """Set when the process stops with turns in hand (bot.dispatcher.Dispatcher.shutdown)."""
 
     async def take_turn(self, work: TurnWork) -> None:
         active = ActiveTurn(self._store, work)
@@ -92,6 +94,8 @@ class TurnRunner:
             await self._delivery.abandon(active)
             raise
         except asyncio.CancelledError:
+            if self.interrupting:  # the process stops now: end the live answer with a note
+                await self._delivery.interrupt(active)
             self._delivery.forget(active)
             raise
 

@@ -476,6 +476,10 @@ class FakeOpenAI:
         """Most runs/responses seen active at once on one thread or conversation (for chat
         completions: requests whose conversations begin with the same user message)."""
         self.require_auth = True
+        self.azure_tokens: set[str] = set()
+        """Entra ID access tokens the fake accepts as Azure OpenAI (``Authorization: Bearer``)."""
+        self.azure_api_versions = {"2024-10-21", "2025-03-01-preview", "2025-04-01-preview"}
+        """API versions the fake serves as Azure (others: 404 "Resource not found", as Azure)."""
         """False: a server that checks no key (Ollama, vLLM without --api-key)."""
         self.chat_completions: list[FakeChatCompletion] = []
         self.assistant_tools: list[Json] = []
@@ -821,6 +825,8 @@ class FakeOpenAI:
         router.add_get("/v1/files/{file_id}/content", self._file_content)
         router.add_post("/v1/chat/completions", self._chat_completion)
         router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat_completion)
+        router.add_get("/openai/models", self._list_models)  # Azure: the base models
+        router.add_get("/openai/assistants/{assistant_id}", self._get_assistant)
 
     async def _get_model(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/models/{id}`` (``models.retrieve``), as the real API answers it."""
@@ -835,6 +841,16 @@ class FakeOpenAI:
         return web.json_response(
             {"id": model, "object": "model", "created": created, "owned_by": "openai"}
         )
+
+    async def _list_models(self, request: web.Request) -> web.StreamResponse:
+        """Azure's ``GET /openai/models?api-version=…`` (``models.list``): the models the
+        resource can deploy (not its deployments)."""
+        created = int(self._wall(time.monotonic()))
+        data = [
+            {"id": model, "object": "model", "created": created, "owned_by": "system"}
+            for model in sorted(self.models)
+        ]
+        return web.json_response({"object": "list", "data": data})
 
     async def _get_assistant(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/assistants/{id}`` (``beta.assistants.retrieve``); needs the beta header."""
@@ -930,14 +946,21 @@ class FakeOpenAI:
         self, request: web.Request, handler: Handler, raw: bytes, record: FakeRequest
     ) -> web.StreamResponse:
         request[_RECORD] = record
-        if request.path.startswith("/openai/"):  # Azure OpenAI: an api-key header
-            if self.require_auth and request.headers.get("api-key") != self.api_key:
+        if request.path.startswith("/openai/"):  # Azure OpenAI: an api-key header or Entra ID
+            bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            signed_in = bearer in self.azure_tokens
+            if (
+                self.require_auth
+                and not signed_in
+                and request.headers.get("api-key") != (self.api_key)
+            ):
                 raise _ApiError(
                     401,
                     "Access denied due to invalid subscription key or wrong API endpoint.",
                     code="401",
                 )
-            if not request.query.get("api-version"):
+            version = request.query.get("api-version")
+            if not version or version not in self.azure_api_versions:
                 raise _ApiError(404, "Resource not found", code="404")
         elif self.require_auth and request.headers.get("Authorization") != (
             f"Bearer {self.api_key}"
