@@ -104,6 +104,11 @@ def answered(turn_id: int, outcome: str) -> None:
     COMPLETE.observe(elapsed)
 
 
+def forget(turn_id: int) -> None:
+    """The turn is over here without an answer from this process (handed over, cancelled)."""
+    _started.pop(turn_id, None)
+
+
 def usage(report: Usage, cost_usd: float | None) -> None:
     for kind, count in (
         ("input", report.input_tokens),

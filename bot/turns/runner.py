@@ -34,6 +34,7 @@ from bot.assistants.base import (
     ToolContext,
     ToolProgress,
     TurnOptions,
+    UsageReport,
     is_unreachable,
 )
 from bot.attachments import Image
@@ -46,6 +47,7 @@ from bot.turns.delivery import THINKING_TEXT, Delivery
 from bot.turns.prompt import Prompt, PromptBuilder
 from bot.turns.retry import RetryPolicy
 from bot.turns.states import Outcome, TurnStatus
+from bot.turns.usage import UsageMeter
 from bot.turns.wakeups import RunWakeups
 
 log = logging.getLogger(__name__)
@@ -79,20 +81,34 @@ class TurnRunner:
         self._settings = settings
         self._retry = retry
         self._approvals = ApprovalStore(store.engine)
+        self._usage = UsageMeter(admin)
 
     async def take_turn(self, work: TurnWork) -> None:
         active = ActiveTurn(self._store, work)
         conversation = work.conversation
         metrics.turn_began(work.turn.id, [m.received_at for m in work.messages])
         logs.bind_turn(work.turn.id, conversation.team_id, conversation.channel_id)
+        handed_over = False
         try:
             await self._advance(active)
         except LeaseLost:
+            handed_over = True
             await self._delivery.abandon(active)
             raise
         except asyncio.CancelledError:
+            handed_over = True
             self._delivery.forget(active)
             raise
+        finally:
+            if handed_over or active.status is TurnStatus.DONE:
+                self._forget(active)
+
+    def _forget(self, active: ActiveTurn) -> None:
+        """The turn is over for this process (it ended, or another process carries it on):
+        nothing of it stays in memory. A turn waiting for approval keeps its state until it
+        resumes or its approval expires; one that failed for now is retried here."""
+        self._backend.forget(active.key)
+        metrics.forget(active.turn.id)
 
     async def _advance(self, active: ActiveTurn) -> None:
         await self._enforce_attempt_caps(active)
@@ -284,6 +300,8 @@ class TurnRunner:
                         await self._delivery.show_words(active, event.text)
                     elif isinstance(event, ToolProgress):
                         await self._delivery.show_tool(active, event)
+                    elif isinstance(event, UsageReport):
+                        await self._usage.add(active, event.usage)
                     else:
                         final = event
         except (AssistantUnavailable, TimeoutError) as exc:
@@ -307,15 +325,15 @@ class TurnRunner:
 
     async def _record_outcome(self, active: ActiveTurn, *, thread_id: str, check: RunCheck) -> None:
         turn = active.turn
+        await self._usage.add(active, check.usage)
         if check.state is RunState.NEEDS_APPROVAL and check.approval is not None:
             await self._await_approval(active, check.approval)
             return
         if check.state is RunState.REQUIRES_ACTION and turn.remote_run_id is not None:
-            await self._backend.cancel_run(thread_id=thread_id, run_id=turn.remote_run_id)
+            used = await self._backend.cancel_run(thread_id=thread_id, run_id=turn.remote_run_id)
+            await self._usage.add(active, used)
         if check.detail:
             log.info("turn %s: run ended %s (%s)", turn.id, check.state.value, check.detail)
-        if check.usage is not None:
-            await self._record_usage(active, check)
         await active.save(
             status=TurnStatus.POSTING,
             outcome=Outcome(check.state.value),
@@ -379,20 +397,6 @@ class TurnRunner:
         await self._approvals.mark_resumed(row.id)
         await self._running(active, next_run)
 
-    async def _record_usage(self, active: ActiveTurn, check: RunCheck) -> None:
-        """Store the run's usage and estimated cost, once per turn; a failure here never
-        costs the answer."""
-        assert check.usage is not None
-        turn = active.turn
-        try:
-            cost = await self._admin.record_usage(
-                turn_id=turn.id, conversation_id=turn.conversation_id, usage=check.usage
-            )
-        except Exception as exc:
-            log.warning("turn %s: usage not recorded: %r", turn.id, exc)
-            return
-        metrics.usage(check.usage, cost)
-
     async def _wait_for_run(self, active: ActiveTurn, *, thread_id: str, run_id: str) -> RunCheck:
         turn = active.turn
         # --- issue 12 (webhooks): OpenAI announces the run's end and `_wakeups` ends the wait
@@ -425,6 +429,7 @@ class TurnRunner:
                 return RunCheck(RunState.FAILED, detail=str(exc))
             else:
                 if check.continued_as is not None:
+                    await self._usage.add(active, check.usage)
                     run_id = check.continued_as
                     await self._running(active, run_id)
                     continue
@@ -433,8 +438,8 @@ class TurnRunner:
             remaining = turn.deadline_at - time.time()
             if remaining <= 0:
                 log.warning("turn %s: no answer within the deadline; cancelling the run", turn.id)
-                await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
-                return RunCheck(RunState.EXPIRED, detail="deadline")
+                used = await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
+                return RunCheck(RunState.EXPIRED, detail="deadline", usage=used)
             await self._wakeups.wait(run_id, min(next(intervals), remaining))  # issue 12
 
     async def _retrying(self, active: ActiveTurn, call: Callable[[bool], Awaitable[T]]) -> T:
