@@ -3,6 +3,7 @@ and the latency clock are dropped when a turn ends, however it ended."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ from tests.test_tools import (
     DENY_ACTION,
     all_backends,
     approval_request,
-    mcp_server,  # noqa: F401 (a fixture)
     orders,
     servers_file,
     sqlite_only,
@@ -34,6 +34,14 @@ PER_TURN_MAPS = (
 )
 
 
+@pytest.fixture
+async def mcp_server() -> AsyncIterator[FakeMcpServer]:
+    server = FakeMcpServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
 def held(bot: BotUnderTest) -> dict[str, object]:
     """What the bot's backend still holds per turn (the maps it has, non-empty only)."""
     assert bot.bot is not None
@@ -45,7 +53,9 @@ def held(bot: BotUnderTest) -> dict[str, object]:
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["poll"], indirect=True)
 async def test_finished_failed_expired_and_denied_turns_leave_nothing_in_memory(
-    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path  # noqa: F811
+    make_bot: BotFactory,
+    mcp_server: FakeMcpServer,
+    tmp_path: Path,
 ) -> None:
     down = {"label": "wiki", "url": "http://127.0.0.1:1/mcp"}
     path = servers_file(tmp_path, orders(mcp_server, require_approval=["refund_order"]), down)

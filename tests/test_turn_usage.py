@@ -3,6 +3,7 @@ rounds and approvals make several requests, and budgets and the cost metric see 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,17 @@ from tests.test_tools import (
     ALLOW_ACTION,
     all_backends,
     approval_request,
-    mcp_server,  # noqa: F401 (a fixture)
     refunds_need_approval,
     sqlite_only,
 )
+
+
+@pytest.fixture
+async def mcp_server() -> AsyncIterator[FakeMcpServer]:
+    server = FakeMcpServer()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 async def stored_usage(bot: BotUnderTest) -> list[tuple[int, int]]:
@@ -33,7 +41,9 @@ async def stored_usage(bot: BotUnderTest) -> list[tuple[int, int]]:
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["stream", "poll"], indirect=True)
 async def test_a_turn_with_an_approval_counts_every_request_it_made(
-    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path  # noqa: F811
+    make_bot: BotFactory,
+    mcp_server: FakeMcpServer,
+    tmp_path: Path,
 ) -> None:
     path = refunds_need_approval(mcp_server, tmp_path)
     async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:

@@ -241,8 +241,7 @@ class AdminStore:
                     index_elements=["turn_id"],
                     set_={
                         "input_tokens": row.input_tokens + added.input_tokens,
-                        "cached_input_tokens": row.cached_input_tokens
-                        + added.cached_input_tokens,
+                        "cached_input_tokens": row.cached_input_tokens + added.cached_input_tokens,
                         "output_tokens": row.output_tokens + added.output_tokens,
                         "reasoning_tokens": row.reasoning_tokens + added.reasoning_tokens,
                         "cost_usd": func.coalesce(

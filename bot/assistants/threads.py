@@ -288,9 +288,7 @@ class ThreadsBackend:
         self._decisions.setdefault(run_id, {})[approval.call_id] = allowed
         return run_id
 
-    def _remember(
-        self, turn_key: str, run_id: str, catalog: Catalog, options: TurnOptions
-    ) -> None:
+    def _remember(self, turn_key: str, run_id: str, catalog: Catalog, options: TurnOptions) -> None:
         """What a run's tool calls need later, when it asks for them."""
         self._runs[turn_key] = run_id
         self._unreachable[run_id] = set(catalog.unreachable)

@@ -41,7 +41,7 @@ from bot.attachments import Image
 from bot.polling import poll_intervals
 from bot.settings import Settings
 from bot.store.repository import LeaseLost, Store, TurnWork
-from bot.tools.approvals import ApprovalStore, as_request
+from bot.tools.approvals import ApprovalStore, Decision, as_request, expired_note
 from bot.turns.active import ActiveTurn
 from bot.turns.delivery import THINKING_TEXT, Delivery
 from bot.turns.prompt import Prompt, PromptBuilder
@@ -80,7 +80,7 @@ class TurnRunner:
         self._prompts = prompts
         self._settings = settings
         self._retry = retry
-        self._approvals = ApprovalStore(store.engine)
+        self._approvals = ApprovalStore(store.engine, timeout_s=settings.approval_timeout_s)
         self._usage = UsageMeter(admin)
 
     async def take_turn(self, work: TurnWork) -> None:
@@ -337,9 +337,16 @@ class TurnRunner:
         await active.save(
             status=TurnStatus.POSTING,
             outcome=Outcome(check.state.value),
-            answer=check.text or None,
+            answer=await self._with_expiry_notes(turn.id, check.text) or None,
             files_posted=check.produced_files == 0,
         )
+
+    async def _with_expiry_notes(self, turn_id: int, text: str) -> str:
+        """The answer, led by a line for each tool call whose approval expired."""
+        expired = await self._approvals.expired_for(turn_id)
+        timeout_s = self._approvals.timeout_s
+        notes = [expired_note(row.tool, timeout_s=timeout_s) for row in expired]
+        return "\n\n".join([*notes, text]) if notes and text else text
 
     # tool approval: running → awaiting_approval → (click) resuming → running -----------
 
@@ -373,6 +380,9 @@ class TurnRunner:
             await active.save(status=TurnStatus.POSTING, outcome=Outcome.FAILED)
             return
         await active.save(deadline_at=time.time() + self._settings.answer_deadline_s, attempts=1)
+        if row.decision == Decision.EXPIRED:
+            log.info("turn %s: nobody answered the approval in time; denied", turn.id)
+            await self._delivery.approval_expired(active, row, self._approvals.timeout_s)
         await self._delivery.show_working(active)
         thread_id, run_id = conversation.remote_id, turn.remote_run_id
         try:
@@ -383,7 +393,7 @@ class TurnRunner:
                     run_id=run_id,
                     turn_key=active.key,
                     approval=as_request(row),
-                    allowed=row.decision == "allow",
+                    allowed=row.decision == Decision.ALLOW,
                 ),
             )
         except AssistantUnavailable as exc:

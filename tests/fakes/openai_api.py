@@ -2005,7 +2005,9 @@ class FakeOpenAI:
         return completion.reply, "stop"
 
     def _chat_usage(self, completion: FakeChatCompletion, text: str) -> Json:
-        asked = "".join(str(call.get("function", {}).get("arguments", "")) for call in completion.tool_calls)
+        asked = "".join(
+            str(call.get("function", {}).get("arguments", "")) for call in completion.tool_calls
+        )
         prompt, output = _usage_tokens((_chat_text(m) for m in completion.messages), text + asked)
         self.usage_reported[completion.id] = (prompt, output)
         return {

@@ -1,0 +1,104 @@
+"""Approvals expire (issue 17): a tool call nobody allows or denies within
+`APPROVAL_TIMEOUT_S` is answered as denied, the card says it expired, and the answer says why.
+The deadline is counted from the stored request, so it holds across a restart."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+from tests.fakes.mcp_server import FakeMcpServer
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.slack import FakeSlack, SlackMessage
+from tests.harness import BotUnderTest, bot_env
+from tests.test_tools import (
+    ALLOW_ACTION,
+    BASE,
+    all_backends,
+    answer_text,
+    approval_request,
+    refunds_need_approval,
+)
+
+
+@pytest.fixture
+async def mcp_server() -> AsyncIterator[FakeMcpServer]:
+    server = FakeMcpServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def card(bot: BotUnderTest, thread_ts: str, ts: str) -> SlackMessage:
+    return next(m for m in bot.slack.bot_replies("C0001", thread_ts) if m.ts == ts)
+
+
+def has_buttons(message: SlackMessage) -> bool:
+    return any(block.get("type") == "actions" for block in message.blocks or [])
+
+
+@all_backends
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("delivery", ["poll", "stream"])
+async def test_an_approval_nobody_answers_expires_after_a_restart_and_the_turn_explains(
+    slack: FakeSlack,
+    openai_fake: FakeOpenAI,
+    mcp_server: FakeMcpServer,
+    database_url: str,
+    assistant_api: str,
+    delivery: str,
+    tmp_path: Path,
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=database_url,
+        assistant_api=assistant_api,
+        DELIVERY=delivery,
+        MCP_SERVERS_FILE=refunds_need_approval(mcp_server, tmp_path),
+        ORDERS_TOKEN="mcp-secret",
+        APPROVAL_TIMEOUT_S="3",
+    )
+    openai_fake.tool_requests = [("refund_order", {"order_id": "A-17"})]
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        question = await bot.mention("please refund A-17")
+        ask = await approval_request(bot, question.ts)
+        stale = copy.deepcopy(ask)  # the card as a client that was not refreshed shows it
+    # Nobody clicks; the process that asked is gone. The next one expires the request.
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        bot.openai.tool_requests = []
+        await bot.slack.wait_for(lambda: not has_buttons(card(bot, question.ts, ask.ts)))
+        expired = card(bot, question.ts, ask.ts)
+        assert "Expired" in str(expired.blocks) and "3 seconds" in str(expired.blocks)
+        await bot.slack.wait_for(
+            lambda: "Echo: Alice: please refund A-17" in answer_text(bot, question.ts)
+        )
+        await bot.idle()
+        text = answer_text(bot, question.ts)
+        assert "Nobody allowed `refund_order` within 3 seconds, so I did not run it" in text
+        assert mcp_server.calls == []
+
+        # A late click changes nothing and says why; someone else's is refused as before.
+        await bot.click(stale, ALLOW_ACTION)
+        await bot.click(stale, ALLOW_ACTION, user="UBOB")
+        await bot.slack.wait_for(lambda: len(bot.slack.ephemerals) == 2)
+        notes = {e.user: e.text for e in bot.slack.ephemerals}
+        assert "expired" in notes["UALICE"]
+        assert "Only the person who asked" in notes["UBOB"]
+        await bot.idle()
+        assert mcp_server.calls == []
+
+
+@pytest.mark.parametrize("value", ["0", "soon", "-5"])
+def test_a_bad_approval_timeout_is_refused_in_one_line(value: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings({**BASE, "APPROVAL_TIMEOUT_S": value}, dotenv_path=None)
+    assert "APPROVAL_TIMEOUT_S" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_approvals_wait_fifteen_minutes_by_default() -> None:
+    assert load_settings(BASE, dotenv_path=None).approval_timeout_s == 900
