@@ -216,7 +216,7 @@ class Delivery:
             files_posted=True,
             finished_at=time.time(),
         )
-        metrics.answered(active.turn.id, active.turn.outcome or Outcome.FAILED)
+        active.timing = metrics.answered(active.turn.id, active.turn.outcome or Outcome.FAILED)
 
     async def _post_chunk(
         self, active: ActiveTurn, reply: Reply, *, first: bool, after_ts: str

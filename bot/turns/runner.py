@@ -45,6 +45,7 @@ from bot.tools.approvals import ApprovalStore, Decision, as_request, expired_not
 from bot.turns.active import ActiveTurn
 from bot.turns.delivery import THINKING_TEXT, Delivery
 from bot.turns.prompt import Prompt, PromptBuilder
+from bot.turns.report import log_finished
 from bot.turns.retry import RetryPolicy
 from bot.turns.states import Outcome, TurnStatus
 from bot.turns.usage import UsageMeter
@@ -102,6 +103,9 @@ class TurnRunner:
         finally:
             if handed_over or active.status is TurnStatus.DONE:
                 self._forget(active)
+        if active.status is TurnStatus.DONE:
+            total = await self._usage.total(active.turn.id)
+            log_finished(active, backend=self._backend.name, usage=total)
 
     def _forget(self, active: ActiveTurn) -> None:
         """The turn is over for this process (it ended, or another process carries it on):
