@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from bot.metrics import Timing
-from bot.turns.report import turn_fields
+from bot.turns.ending import turn_fields
 from bot.turns.states import Outcome
 from bot.turns.usage import TurnTotal
 from tests.fakes.openai_api import FakeOpenAI

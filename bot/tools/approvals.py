@@ -233,18 +233,20 @@ class ApprovalStore:
                 await _decide(session, row, Decision.EXPIRED, by=None)
             return [row.conversation_id for row in due]
 
-    async def expired_for(self, turn_id: int) -> list[ToolApproval]:
-        """The turn's requests that expired (their calls were answered as denied)."""
+    async def with_expiry_notes(self, turn_id: int, answer: str) -> str:
+        """The answer, led by a line for each of the turn's tool calls whose request expired
+        (answered to the model as denied)."""
         async with self._sessions() as session:
-            found = await session.scalars(
-                select(ToolApproval)
+            tools = await session.scalars(
+                select(ToolApproval.tool)
                 .where(
                     ToolApproval.turn_id == turn_id,
                     ToolApproval.decision == Decision.EXPIRED,
                 )
                 .order_by(ToolApproval.id)
             )
-            return list(found)
+            notes = [expired_note(tool, timeout_s=self.timeout_s) for tool in tools]
+        return "\n\n".join([*notes, answer]) if notes and answer else answer
 
     async def decided_for(self, turn_id: int) -> ToolApproval | None:
         """The turn's decided call not yet carried on."""

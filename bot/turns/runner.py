@@ -41,11 +41,11 @@ from bot.attachments import Image
 from bot.polling import poll_intervals
 from bot.settings import Settings
 from bot.store.repository import LeaseLost, Store, TurnWork
-from bot.tools.approvals import ApprovalStore, Decision, as_request, expired_note
+from bot.tools.approvals import ApprovalStore, Decision, as_request
 from bot.turns.active import ActiveTurn
 from bot.turns.delivery import THINKING_TEXT, Delivery
+from bot.turns.ending import TurnEnding
 from bot.turns.prompt import Prompt, PromptBuilder
-from bot.turns.report import log_finished
 from bot.turns.retry import RetryPolicy
 from bot.turns.states import Outcome, TurnStatus
 from bot.turns.usage import UsageMeter
@@ -83,6 +83,7 @@ class TurnRunner:
         self._retry = retry
         self._approvals = ApprovalStore(store.engine, timeout_s=settings.approval_timeout_s)
         self._usage = UsageMeter(admin)
+        self._ending = TurnEnding(backend, self._usage)
 
     async def take_turn(self, work: TurnWork) -> None:
         active = ActiveTurn(self._store, work)
@@ -102,17 +103,9 @@ class TurnRunner:
             raise
         finally:
             if handed_over or active.status is TurnStatus.DONE:
-                self._forget(active)
+                self._ending.forget(active)
         if active.status is TurnStatus.DONE:
-            total = await self._usage.total(active.turn.id)
-            log_finished(active, backend=self._backend.name, usage=total)
-
-    def _forget(self, active: ActiveTurn) -> None:
-        """The turn is over for this process (it ended, or another process carries it on):
-        nothing of it stays in memory. A turn waiting for approval keeps its state until it
-        resumes or its approval expires; one that failed for now is retried here."""
-        self._backend.forget(active.key)
-        metrics.forget(active.turn.id)
+            await self._ending.report(active)
 
     async def _advance(self, active: ActiveTurn) -> None:
         await self._enforce_attempt_caps(active)
@@ -341,16 +334,9 @@ class TurnRunner:
         await active.save(
             status=TurnStatus.POSTING,
             outcome=Outcome(check.state.value),
-            answer=await self._with_expiry_notes(turn.id, check.text) or None,
+            answer=await self._approvals.with_expiry_notes(turn.id, check.text) or None,
             files_posted=check.produced_files == 0,
         )
-
-    async def _with_expiry_notes(self, turn_id: int, text: str) -> str:
-        """The answer, led by a line for each tool call whose approval expired."""
-        expired = await self._approvals.expired_for(turn_id)
-        timeout_s = self._approvals.timeout_s
-        notes = [expired_note(row.tool, timeout_s=timeout_s) for row in expired]
-        return "\n\n".join([*notes, text]) if notes and text else text
 
     # tool approval: running → awaiting_approval → (click) resuming → running -----------
 
