@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import SettingsError, load_settings
+from tests.conftest import BotFactory
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
@@ -102,3 +103,29 @@ def test_a_bad_approval_timeout_is_refused_in_one_line(value: str) -> None:
 
 def test_approvals_wait_fifteen_minutes_by_default() -> None:
     assert load_settings(BASE, dotenv_path=None).approval_timeout_s == 900
+
+
+# A stream Slack ends on its own ------------------------------------------------------------
+
+
+@all_backends
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("delivery", ["stream"], indirect=True)
+async def test_a_stream_slack_ended_around_an_approval_is_finished_with_an_update(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    path = refunds_need_approval(mcp_server, tmp_path)
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.slack.stream_timeout_s = 0.0  # Slack ends every stream as soon as it starts
+        bot.openai.tool_requests = [("refund_order", {"order_id": "A-17"})]
+        question = await bot.mention("please refund A-17")
+        ask = await approval_request(bot, question.ts)
+        await bot.idle()  # the turn waits, its stream ended by Slack
+        await bot.click(ask, ALLOW_ACTION)
+        await bot.slack.wait_for(lambda: "Order A-17 refunded" in answer_text(bot, question.ts))
+        await bot.idle()
+        answers = [m for m in bot.slack.bot_replies("C0001", question.ts) if m.ts != ask.ts]
+        (answer,) = answers  # the streamed message holds the answer; no second message
+        assert "Order A-17 refunded" in answer.text and not answer.streaming
+        assert any(call.args.get("ts") == answer.ts for call in bot.slack.calls_to("chat.update"))
+        assert mcp_server.calls == [("refund_order", {"order_id": "A-17"})]
