@@ -70,7 +70,7 @@ class ConversationService:
             settings=settings,
             take_turn=self._runner.take_turn,
             retry=retry,
-            sweep=self._approvals.expire_due,
+            sweep=self._approvals.sweep,
         )
 
     # Called by the Slack listeners, inside the ack --------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot import metrics
 from bot.store.admin_models import TurnUsage
 from tests.conftest import BotFactory
 from tests.fakes.mcp_server import FakeMcpServer
@@ -18,7 +19,6 @@ from tests.test_tools import (
     all_backends,
     approval_request,
     refunds_need_approval,
-    sqlite_only,
 )
 
 
@@ -30,15 +30,27 @@ async def mcp_server() -> AsyncIterator[FakeMcpServer]:
     await server.stop()
 
 
-async def stored_usage(bot: BotUnderTest) -> list[tuple[int, int]]:
+async def stored_usage(bot: BotUnderTest) -> list[tuple[int, int, float | None]]:
     assert bot.bot is not None
     async with bot.bot.engine.connect() as connection:
-        rows = await connection.execute(select(TurnUsage.input_tokens, TurnUsage.output_tokens))
-        return [(row.input_tokens, row.output_tokens) for row in rows]
+        rows = await connection.execute(
+            select(TurnUsage.input_tokens, TurnUsage.output_tokens, TurnUsage.cost_usd)
+        )
+        return [(row.input_tokens, row.output_tokens, row.cost_usd) for row in rows]
+
+
+def counted(metric: str, **labels: str) -> float:
+    """The sum of a metric's samples with these labels, in this process."""
+    return sum(
+        sample.value
+        for family in metrics.REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == metric and labels.items() <= sample.labels.items()
+    )
 
 
 @all_backends
-@sqlite_only
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 @pytest.mark.parametrize("delivery", ["stream", "poll"], indirect=True)
 async def test_a_turn_with_an_approval_counts_every_request_it_made(
     make_bot: BotFactory,
@@ -46,7 +58,11 @@ async def test_a_turn_with_an_approval_counts_every_request_it_made(
     tmp_path: Path,
 ) -> None:
     path = refunds_need_approval(mcp_server, tmp_path)
-    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+    async with make_bot(
+        MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret", OPENAI_MODEL="gpt-5-mini"
+    ) as bot:
+        tokens_before = counted("bot_tokens_total", kind="output")
+        cost_before = counted("bot_estimated_cost_usd_total")
         bot.openai.tool_requests = [("refund_order", {"order_id": "A-17"})]
         question = await bot.mention("please refund A-17")
         ask = await approval_request(bot, question.ts)
@@ -56,4 +72,9 @@ async def test_a_turn_with_an_approval_counts_every_request_it_made(
         if bot.assistant_api != "threads":  # a run is one request, whatever its steps
             assert len(billed) >= 2, billed
         total = (sum(b[0] for b in billed), sum(b[1] for b in billed))
-        assert await stored_usage(bot) == [total]
+        ((input_tokens, output_tokens, cost),) = await stored_usage(bot)
+        assert (input_tokens, output_tokens) == total
+        # The budgets read that row; the metrics grew by the same full count.
+        assert counted("bot_tokens_total", kind="output") - tokens_before == total[1]
+        assert cost is not None and cost > 0
+        assert counted("bot_estimated_cost_usd_total") - cost_before == pytest.approx(cost)

@@ -217,9 +217,10 @@ class ApprovalStore:
     def _overdue(self, created_at: float) -> bool:
         return time.time() >= created_at + self.timeout_s
 
-    async def expire_due(self) -> list[int]:
-        """Store "expired" for every request nobody answered in time, moving its turn on;
-        the conversations that now have work."""
+    async def sweep(self) -> list[int]:
+        """Store "expired" for every request nobody answered in time, and move on every turn
+        still waiting for a request already answered (a click that landed while its turn was
+        being stored as waiting); the conversations that now have work."""
         cutoff = time.time() - self.timeout_s
         async with self._sessions.begin() as session:
             due = (
@@ -231,7 +232,20 @@ class ApprovalStore:
             ).all()
             for row in due:
                 await _decide(session, row, Decision.EXPIRED, by=None)
-            return [row.conversation_id for row in due]
+            missed = (
+                await session.scalars(
+                    select(ToolApproval)
+                    .join(Turn, Turn.id == ToolApproval.turn_id)
+                    .where(
+                        ToolApproval.decision.is_not(None),
+                        ToolApproval.resumed.is_(False),
+                        Turn.status == TurnStatus.AWAITING_APPROVAL,
+                    )
+                )
+            ).all()
+            for row in missed:
+                await _wake(session, row)
+            return [row.conversation_id for row in [*due, *missed]]
 
     async def with_expiry_notes(self, turn_id: int, answer: str) -> str:
         """The answer, led by a line for each of the turn's tool calls whose request expired
@@ -274,9 +288,14 @@ async def _decide(
     session: AsyncSession, row: ToolApproval, decision: Decision, *, by: str | None
 ) -> None:
     """Store the decision, move the waiting turn on and flag its conversation."""
-    now = time.time()
     row.decision = decision
-    row.decided_by, row.decided_at = by, now
+    row.decided_by, row.decided_at = by, time.time()
+    await _wake(session, row)
+
+
+async def _wake(session: AsyncSession, row: ToolApproval) -> None:
+    """The turn waiting for `row` carries on: resuming, its conversation flagged."""
+    now = time.time()
     await session.execute(
         update(Turn)
         .where(Turn.id == row.turn_id, Turn.status == TurnStatus.AWAITING_APPROVAL)
