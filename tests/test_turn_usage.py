@@ -18,6 +18,7 @@ from tests.test_tools import (
     ALLOW_ACTION,
     all_backends,
     approval_request,
+    mention_with_token,
     refunds_need_approval,
 )
 
@@ -78,3 +79,25 @@ async def test_a_turn_with_an_approval_counts_every_request_it_made(
         assert counted("bot_tokens_total", kind="output") - tokens_before == total[1]
         assert cost is not None and cost > 0
         assert counted("bot_estimated_cost_usd_total") - cost_before == pytest.approx(cost)
+
+
+@all_backends
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("delivery", ["stream", "poll"], indirect=True)
+async def test_a_turn_that_searched_the_workspace_counts_every_request_it_made(
+    make_bot: BotFactory,
+) -> None:
+    async with make_bot(SLACK_SEARCH="true") as bot:
+        bot.slack.add_channel("C0002", name="release")
+        bot.slack.add_message("C0002", user="UBOB", text="The deploy freeze starts Friday")
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        token = bot.slack.new_action_token()
+        question = await mention_with_token(bot, "when does the deploy freeze start?", token)
+        await bot.wait_for_answers("C0001", question.ts)
+        assert bot.slack.calls_to("assistant.search.context")
+        billed = list(bot.openai.usage_reported.values())
+        if bot.assistant_api != "threads":  # the search's output goes in a second request
+            assert len(billed) == 2, billed
+        total = (sum(b[0] for b in billed), sum(b[1] for b in billed))
+        ((input_tokens, output_tokens, _),) = await stored_usage(bot)
+        assert (input_tokens, output_tokens) == total
