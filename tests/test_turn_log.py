@@ -130,3 +130,28 @@ def test_text_logs_put_the_fields_after_the_message() -> None:
     record.fields = {"turn_id": 7, "team": "T1", "cost_usd": None}
     line = TextFormatter().format(record)
     assert line.endswith("bot: turn finished turn_id=7 team=T1 cost_usd=-")
+
+
+def test_json_logs_put_a_lines_fields_beside_its_message() -> None:
+    import logging
+
+    from bot.installations import log as installations_log
+    from bot.logs import JsonFormatter
+
+    captured: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record)
+
+    handler = Keep()
+    installations_log.addHandler(handler)
+    try:
+        installations_log.warning(
+            "an event from a workspace where the bot is not installed",
+            extra={"fields": {"team": "T0BAD"}},
+        )
+    finally:
+        installations_log.removeHandler(handler)
+    (line,) = [json.loads(JsonFormatter().format(record)) for record in captured]
+    assert line["team"] == "T0BAD" and "T0BAD" not in line["message"]
