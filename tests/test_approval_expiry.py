@@ -43,7 +43,7 @@ def has_buttons(message: SlackMessage) -> bool:
 
 @all_backends
 @pytest.mark.both_slack_modes
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 @pytest.mark.parametrize("delivery", ["poll", "stream"], indirect=True)
 async def test_an_approval_nobody_answers_expires_after_a_restart_and_the_turn_explains(
     make_bot: BotFactory, mcp_server: FakeMcpServer, slack_mode: SlackMode, tmp_path: Path
