@@ -65,9 +65,13 @@ class ConversationService:
             admin=self.admin,
             wakeups=self.wakeups,
         )
-        self._approvals = ApprovalStore(store.engine)
+        self._approvals = ApprovalStore(store.engine, timeout_s=settings.approval_timeout_s)
         self._dispatcher = Dispatcher(
-            store=store, settings=settings, take_turn=self._runner.take_turn, retry=retry
+            store=store,
+            settings=settings,
+            take_turn=self._runner.take_turn,
+            retry=retry,
+            sweep=self._approvals.sweep,
         )
 
     # Called by the Slack listeners, inside the ack --------------------------------------
@@ -144,6 +148,8 @@ class ConversationService:
             approval_id=approval_id, user_id=user_id, allowed=allowed
         )
         place = Place(channel_id, thread_ts, "channel")
+        if outcome is Click.EXPIRED and row is not None:
+            self._dispatcher.hint(row.conversation_id)  # its turn carries on, as denied
         if outcome is not Click.RECORDED or row is None:
             log.info("tool approval %s: click by %s not taken (%s)", approval_id, user_id, outcome)
             if channel_id:

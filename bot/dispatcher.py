@@ -30,6 +30,9 @@ from bot.turns.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 TakeTurn = Callable[[TurnWork], Awaitable[None]]
+Sweep = Callable[[], Awaitable[list[int]]]
+"""Work that comes due with time, not with an event (approvals nobody answered): moves it
+on in the database and names the conversations that now have work."""
 BUSY_LAG_S = 0.005
 """Loop lag above which no new conversation is started: an ack waits a few loop turns."""
 BUSY_RECHECK_S = 0.02
@@ -76,9 +79,16 @@ class LoopLag:
 
 class Dispatcher:
     def __init__(
-        self, *, store: Store, settings: Settings, take_turn: TakeTurn, retry: RetryPolicy
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        take_turn: TakeTurn,
+        retry: RetryPolicy,
+        sweep: Sweep | None = None,
     ) -> None:
         self._store = store
+        self._sweep = sweep
         self._load = LoopLag()
         self._settings = settings
         self._take_turn = take_turn
@@ -197,6 +207,8 @@ class Dispatcher:
         interval = self._scan_interval_s if self._active else self._idle_scan_interval_s
         if now - self._last_scan >= interval and self._can_start_more():
             self._last_scan = now
+            if self._sweep is not None:
+                candidates += await self._sweep()
             free = self._settings.max_concurrent_turns - len(self._active)
             candidates += await self._store.conversations_needing_work(limit=free)
         for conversation_id in dict.fromkeys(candidates):

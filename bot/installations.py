@@ -276,7 +276,10 @@ class Workspaces:
         try:
             auth = await self.auth_for(TeamKey(team_id or "", enterprise_id))
         except NotInstalled:
-            log.warning("an event from team %s, where the bot is not installed", team_id)
+            log.warning(
+                "an event from a workspace where the bot is not installed",
+                extra={"fields": {"team": team_id}},
+            )
             return None
         return AuthorizeResult(
             enterprise_id=enterprise_id,
@@ -363,7 +366,8 @@ class Workspaces:
                     )
                     .values(**values)
                 )
-            log.info("refreshed the bot token of team %s", bot.team_id or bot.enterprise_id)
+            team = bot.team_id or bot.enterprise_id
+            log.info("refreshed a workspace's bot token", extra={"fields": {"team": team}})
             return refreshed
 
     async def _refresh_call(self, bot: Bot) -> Bot:
@@ -399,7 +403,8 @@ class Workspaces:
         await end_work(self.engine, key, spared=own)
         if delete_data:
             await delete_team_data(self.engine, key, spared=own)
-        log.info("team %s uninstalled the bot", key.team_id or key.enterprise_id)
+        team = key.team_id or key.enterprise_id
+        log.info("a workspace uninstalled the bot", extra={"fields": {"team": team}})
 
     def _own_installs(self, key: TeamKey) -> Any:
         """For an organisation's removal: its workspaces that have installed the bot on

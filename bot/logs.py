@@ -2,8 +2,10 @@
 
 Each JSON line carries the turn id, team, channel and outcome when the code logging it works
 on a turn: `bind_turn` puts them in a context variable for the task handling the turn (and
-`extra={"turn_id": …}` on a call overrides them). Message text is logged at DEBUG only, by
-the callers; this module adds nothing from messages.
+`extra={"turn_id": …}` on a call overrides them). A line with `extra={"fields": {…}}` (the
+per-turn line) carries those as JSON fields, or as `name=value` words after the message in
+the text format. Message text is logged at DEBUG only, by the callers; this module adds
+nothing from messages.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class JsonFormatter(logging.Formatter):
         for name in TURN_FIELDS:
             if hasattr(record, name):
                 entry[name] = getattr(record, name)
+        entry.update(_fields(record))
         if record.exc_info:
             entry["error"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
@@ -73,11 +76,30 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """The readable line, with a record's fields as `name=value` words after the message."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        words = [f"{name}={_word(value)}" for name, value in _fields(record).items()]
+        return " ".join([line, *words])
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, "fields", None)
+    return fields if isinstance(fields, dict) else {}
+
+
+def _word(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
 def configure(level: str, log_format: str, *, secrets: Iterable[str] = ()) -> None:
     """Log to stderr; `secrets`: the configured secret values, never logged as they are."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
-    )
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RedactSecrets(secrets))
     logging.basicConfig(level=level, handlers=[handler], force=True)

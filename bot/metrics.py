@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import (
@@ -76,14 +77,15 @@ LOOP_LAG = Gauge(
     registry=REGISTRY,
 )
 
-# turn id → (when its first message arrived, whether first words were already counted)
+# turn id → (when its first message arrived, whether first words were already counted, and
+# how long after the event they were)
 _started: dict[int, list[float | bool]] = {}
 _MAX_TRACKED = 100_000
 
 
 def turn_began(turn_id: int, received_at: Sequence[float]) -> None:
     if turn_id not in _started and received_at and len(_started) < _MAX_TRACKED:
-        _started[turn_id] = [min(received_at), False]
+        _started[turn_id] = [min(received_at), False, 0.0]
 
 
 def first_words(turn_id: int) -> None:
@@ -91,18 +93,37 @@ def first_words(turn_id: int) -> None:
     entry = _started.get(turn_id)
     if entry is not None and not entry[1]:
         entry[1] = True
-        FIRST_WORDS.observe(max(0.0, time.time() - float(entry[0])))
+        entry[2] = max(0.0, time.time() - float(entry[0]))
+        FIRST_WORDS.observe(entry[2])
 
 
-def answered(turn_id: int, outcome: str) -> None:
+@dataclass(frozen=True)
+class Timing:
+    """From the Slack event to the first words of the answer, and to its end (seconds)."""
+
+    first_words_s: float
+    complete_s: float
+
+
+def answered(turn_id: int, outcome: str) -> Timing | None:
+    """Count a finished turn; its latencies, where this process saw its start."""
     ANSWERS.labels(outcome=outcome).inc()
     entry = _started.pop(turn_id, None)
     if entry is None:
-        return
+        return None
     elapsed = max(0.0, time.time() - float(entry[0]))
+    first_words_s = elapsed  # posted at once: the first words are the whole answer
     if not entry[1]:
-        FIRST_WORDS.observe(elapsed)  # posted at once: the first words are the whole answer
+        FIRST_WORDS.observe(elapsed)
+    else:
+        first_words_s = float(entry[2])
     COMPLETE.observe(elapsed)
+    return Timing(first_words_s, elapsed)
+
+
+def forget(turn_id: int) -> None:
+    """The turn is over here without an answer from this process (handed over, cancelled)."""
+    _started.pop(turn_id, None)
 
 
 def usage(report: Usage, cost_usd: float | None) -> None:

@@ -123,6 +123,8 @@ class Settings:
     slack_search: bool = False
     token_encryption_keys: tuple[str, ...] = ()
     """Fernet keys for the tokens stored at rest, the first encrypting (bot/crypto.py)."""
+    approval_timeout_s: float = 900.0
+    """A tool call nobody allowed or denied within this long is answered as denied."""
 
     @property
     def socket_mode(self) -> bool:
@@ -323,6 +325,7 @@ def _tool_settings(env: Mapping[str, str], get: Callable[[str], str | None]) -> 
         "tool_timeout_s": _float(env, "TOOL_TIMEOUT_S", 30, minimum=1),
         "tool_calls_per_turn": _int(env, "TOOL_CALLS_PER_TURN", 8, minimum=1, maximum=100),
         "slack_search": _bool(env, "SLACK_SEARCH", False),
+        "approval_timeout_s": _float(env, "APPROVAL_TIMEOUT_S", 900, minimum=1),
     }
 
 

@@ -150,7 +150,9 @@ def _unwanted(params: dict[str, object], module: str) -> bool:
     ):
         return True
     streamed = params.get("delivery") == "stream"
-    wanted = module.endswith(("test_conversation", "test_tools"))
+    wanted = module.endswith(
+        ("test_conversation", "test_tools", "test_turn_usage", "test_approval_expiry")
+    )
     return streamed and (params.get("database_url") == "postgres" or not wanted)
 
 

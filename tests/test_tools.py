@@ -22,7 +22,7 @@ from bot.assistants.responses import (
 )
 from bot.live import task_update_chunk
 from bot.settings import SettingsError, load_settings
-from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION, Click, click_outcome
+from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION, Click, click_outcome, waited
 from bot.tools.config import McpServer, ToolsConfigError, parse_servers
 from bot.tools.slack_search import Hit, hits_text, parse_hits
 from tests.conftest import BotFactory
@@ -637,19 +637,41 @@ def test_unsent_outputs_are_kept_until_dropped_and_the_oldest_go_past_the_limit(
 
 
 @pytest.mark.parametrize(
-    ("requester", "clicker", "decided", "expected"),
+    ("requester", "clicker", "decision", "overdue", "expected"),
     [
-        ("UALICE", "UALICE", False, Click.RECORDED),
-        ("UALICE", "UBOB", False, Click.NOT_YOURS),
-        ("UALICE", "UBOB", True, Click.NOT_YOURS),
-        ("UALICE", "UALICE", True, Click.ALREADY_DECIDED),
-        (None, "UALICE", False, Click.GONE),
+        ("UALICE", "UALICE", None, False, Click.RECORDED),
+        ("UALICE", "UBOB", None, False, Click.NOT_YOURS),
+        ("UALICE", "UBOB", "allow", False, Click.NOT_YOURS),
+        ("UALICE", "UBOB", None, True, Click.NOT_YOURS),
+        ("UALICE", "UALICE", "allow", False, Click.ALREADY_DECIDED),
+        ("UALICE", "UALICE", "deny", True, Click.ALREADY_DECIDED),
+        ("UALICE", "UALICE", None, True, Click.EXPIRED),
+        ("UALICE", "UALICE", "expired", True, Click.EXPIRED),
+        (None, "UALICE", None, False, Click.GONE),
     ],
 )
-def test_who_may_answer_an_approval(
-    requester: str | None, clicker: str, decided: bool, expected: Click
+def test_who_may_answer_an_approval_and_until_when(
+    requester: str | None, clicker: str, decision: str | None, overdue: bool, expected: Click
 ) -> None:
-    assert click_outcome(requester=requester, clicker=clicker, decided=decided) is expected
+    outcome = click_outcome(
+        requester=requester, clicker=clicker, decision=decision, overdue=overdue
+    )
+    assert outcome is expected
+
+
+@pytest.mark.parametrize(
+    ("timeout_s", "words"),
+    [
+        (900, "15 minutes"),
+        (60, "1 minute"),
+        (3600, "1 hour"),
+        (7200, "2 hours"),
+        (90, "90 seconds"),
+        (1, "1 second"),
+    ],
+)
+def test_how_long_an_approval_waited_in_words(timeout_s: float, words: str) -> None:
+    assert waited(timeout_s) == words
 
 
 @pytest.mark.parametrize(

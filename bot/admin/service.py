@@ -109,7 +109,7 @@ class AdminService:
     async def record_usage(
         self, *, turn_id: int, conversation_id: int, usage: Usage
     ) -> float | None:
-        """Store what a run used (once per turn); its estimated cost."""
+        """Add what a turn's model request(s) used to the turn's usage; its estimated cost."""
         cost = self.prices.cost(usage)
         await self.store.record_usage(
             turn_id=turn_id, conversation_id=conversation_id, usage=usage, cost_usd=cost

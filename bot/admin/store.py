@@ -192,7 +192,8 @@ class AdminStore:
     async def record_usage(
         self, *, turn_id: int, conversation_id: int, usage: Usage, cost_usd: float | None
     ) -> bool:
-        """Store a turn's usage once (a resumed turn records nothing twice); True if new."""
+        """Add what one or more of a turn's model requests used to the turn's row (the first
+        report creates it); True if stored."""
         async with self.engine.begin() as connection:
             place = (
                 await connection.execute(
@@ -209,22 +210,34 @@ class AdminStore:
                 .order_by(InboxMessage.ts)
                 .limit(1)
             )
+            insert = self._insert(TurnUsage).values(
+                turn_id=turn_id,
+                team_id=place.team_id,
+                channel_id=place.channel_id,
+                user_id=user_id or "",
+                model=usage.model,
+                input_tokens=usage.input_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                output_tokens=usage.output_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost_usd=cost_usd,
+                at=time.time(),
+            )
+            added = insert.excluded
+            row = TurnUsage.__table__.c
             result = await connection.execute(
-                self._insert(TurnUsage)
-                .values(
-                    turn_id=turn_id,
-                    team_id=place.team_id,
-                    channel_id=place.channel_id,
-                    user_id=user_id or "",
-                    model=usage.model,
-                    input_tokens=usage.input_tokens,
-                    cached_input_tokens=usage.cached_input_tokens,
-                    output_tokens=usage.output_tokens,
-                    reasoning_tokens=usage.reasoning_tokens,
-                    cost_usd=cost_usd,
-                    at=time.time(),
+                insert.on_conflict_do_update(
+                    index_elements=["turn_id"],
+                    set_={
+                        "input_tokens": row.input_tokens + added.input_tokens,
+                        "cached_input_tokens": row.cached_input_tokens + added.cached_input_tokens,
+                        "output_tokens": row.output_tokens + added.output_tokens,
+                        "reasoning_tokens": row.reasoning_tokens + added.reasoning_tokens,
+                        "cost_usd": func.coalesce(
+                            row.cost_usd + added.cost_usd, row.cost_usd, added.cost_usd
+                        ),
+                    },
                 )
-                .on_conflict_do_nothing(index_elements=["turn_id"])
             )
             return bool(result.rowcount)
 

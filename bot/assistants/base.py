@@ -33,7 +33,8 @@ class RunState(StrEnum):
 
 @dataclass(frozen=True)
 class Usage:
-    """The tokens a run used, as the API reported them."""
+    """The tokens one or more model requests used, as the API reported them. Backends report
+    each request's usage once (`RunCheck.usage`, `UsageReport`); the runner adds up a turn's."""
 
     model: str
     input_tokens: int = 0
@@ -91,6 +92,7 @@ class RunCheck:
     detail: str | None = None
     produced_files: int = 0
     usage: Usage | None = None
+    """What the requests finished since the last report used (not a running total)."""
     approval: ApprovalRequest | None = None
     continued_as: str | None = None
     """The run goes on as another (the Responses API: a response with the outputs of the
@@ -102,6 +104,13 @@ class StreamDelta:
     """A piece of answer text as the model produces it."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """A model request of a streamed run finished and used this much (tool rounds)."""
+
+    usage: Usage
 
 
 @dataclass(frozen=True)
@@ -152,7 +161,7 @@ def _server_down_text(label: str) -> str:
     return f"The tool server `{label}` could not be reached"
 
 
-StreamEvent = StreamStarted | StreamDelta | ToolProgress | RunCheck
+StreamEvent = StreamStarted | StreamDelta | ToolProgress | UsageReport | RunCheck
 ProgressSink = Callable[[ToolProgress], Awaitable[None]]
 """Where a polled run reports its tool calls (the assistant pane's status line)."""
 
@@ -228,7 +237,9 @@ class AssistantBackend(Protocol):
         """Where the run is; tool calls it makes meanwhile go to `progress`."""
         ...
 
-    async def cancel_run(self, *, thread_id: str, run_id: str) -> None: ...
+    async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
+        """Stop the run; what it used until then, where the API says."""
+        ...
 
     def stream_run(
         self,
@@ -257,6 +268,11 @@ class AssistantBackend(Protocol):
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
         """Images the assistant made during the run, to upload into the Slack thread."""
+        ...
+
+    def forget(self, turn_key: str) -> None:
+        """Drop what the backend holds in memory for a turn this process no longer works on
+        (it ended, failed, was cancelled or handed over); called once, from the runner."""
         ...
 
     async def delete_thread(self, thread_id: str) -> None:

@@ -277,11 +277,19 @@ class ChatBackend:
         self._tasks[turn_key] = asyncio.create_task(self._answer(thread_id, turn_key))
         return RunCheck(RunState.IN_PROGRESS)
 
-    async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
+    async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
         task = self._tasks.pop(run_id.removeprefix(RUN_PREFIX), None)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        return None
+
+    def forget(self, turn_key: str) -> None:
+        self._contexts.pop(turn_key, None)
+        self._activity.pop(turn_key, None)
+        task = self._tasks.pop(turn_key, None)
+        if task is not None and not task.done():
+            task.cancel()  # the turn is over here, or another process carries it on
 
     async def stream_run(
         self,
@@ -454,7 +462,8 @@ class ChatBackend:
             offer = catalog if loop.calls_made < self._max_tool_calls else EMPTY_CATALOG
             stream = await self._create_stream(loop.model, loop.messages, offer)
         if reply.state not in _STORED_STATES:
-            return RunCheck(reply.state, detail=f"the model stopped ({reply.state.value})")
+            detail = f"the model stopped ({reply.state.value})"
+            return RunCheck(reply.state, detail=detail, usage=usage)
         notes = [CUT_NOTE] if loop.cut else []
         notes += [server_down_note(label) for label in loop.unreachable]
         text = "\n\n".join([*notes, reply.text])

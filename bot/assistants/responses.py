@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import re
 from collections import OrderedDict
@@ -29,6 +30,7 @@ from bot.assistants.base import (
     ToolStatus,
     TurnOptions,
     Usage,
+    UsageReport,
     chosen,
     joined_instructions,
     server_down,
@@ -101,6 +103,7 @@ class ResponsesBackend:
     ) -> None:
         self._mcp_servers = list(mcp_servers)
         self._unreachable: dict[str, list[str]] = {}
+        """Turn key → the MCP servers its responses were sent without (named in its answer)."""
         self._functions = functions if functions is not None and functions.configured else None
         """Tools the bot runs itself (workspace search), offered as function tools."""
         self._max_tool_calls = max_tool_calls
@@ -134,9 +137,12 @@ class ResponsesBackend:
         self._remember(turn_key, options)
         args = await self._response_args(thread_id, text, turn_key, images, options)
         response, down = await self._create(args)
-        if down:
-            self._unreachable[response.id] = down
+        self._left_out(turn_key, down)
         return str(response.id)
+
+    def _left_out(self, turn_key: str, down: Sequence[str]) -> None:
+        if down:
+            self._unreachable.setdefault(turn_key, []).extend(down)
 
     async def _create(self, args: dict[str, Any], *, stream: bool = False) -> tuple[Any, list[str]]:
         """Create a background response (or its stream), and the MCP servers left out.
@@ -226,8 +232,7 @@ class ResponsesBackend:
         with translated_errors("read the response that asked"):
             asking = await self._client.responses.retrieve(run_id)
         response, down = await self._create(await self._next_args(asking, [answer]))
-        if down:
-            self._unreachable[response.id] = down
+        self._left_out(turn_key, down)
         return str(response.id)
 
     async def find_run(
@@ -297,15 +302,14 @@ class ResponsesBackend:
         async for step in self._outputs_for(response, outputs):
             if progress is not None:
                 await progress(step)
-        return RunCheck(RunState.IN_PROGRESS, continued_as=await self._continue(response, outputs))
+        following = await self._continue(response, outputs)
+        return RunCheck(RunState.IN_PROGRESS, continued_as=following, usage=_usage(response))
 
     async def _continue(self, response: Response, outputs: list[dict[str, Any]]) -> str:
         """The response that gives the model its function calls' outputs."""
         following, down = await self._create(await self._next_args(response, outputs))
         self._unsent.drop(response.id)
-        unreachable = [*self._unreachable.pop(response.id, []), *down]
-        if unreachable:
-            self._unreachable[following.id] = unreachable
+        self._left_out(_turn_key_of(response), down)
         return str(following.id)
 
     async def _outputs_for(
@@ -374,29 +378,31 @@ class ResponsesBackend:
         check = _check(response)
         if not check.state.finished:
             return check
-        if check.state is not RunState.NEEDS_APPROVAL:
-            self._contexts.pop(_turn_key_of(response), None)
-            self._calls_made.pop(_turn_key_of(response), None)
-        notes = [server_down_note(label) for label in self._unreachable.pop(response.id, [])]
+        if check.state is RunState.NEEDS_APPROVAL:
+            return check  # the turn goes on: what it left out is named in its answer
+        turn_key = _turn_key_of(response)
+        self._contexts.pop(turn_key, None)
+        self._calls_made.pop(turn_key, None)
+        left_out = self._unreachable.pop(turn_key, [])
+        notes = [server_down_note(label) for label in dict.fromkeys(left_out)]
         if not notes:
             return check
-        return RunCheck(
-            check.state,
-            text="\n\n".join([*notes, check.text]),
-            detail=check.detail,
-            produced_files=check.produced_files,
-            usage=check.usage,
-        )
+        return dataclasses.replace(check, text="\n\n".join([*notes, check.text]))
 
-    async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
+    async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
         self._unsent.drop(run_id)  # the turn ends: its outputs will not be sent
         if run_id.startswith(_AFTER_ITEM):
-            return
+            return None
         try:
             with translated_errors("cancel response"):
-                await self._client.responses.cancel(run_id)
+                cancelled = await self._client.responses.cancel(run_id)
         except Exception:
-            return
+            return None
+        return _usage(cancelled)
+
+    def forget(self, turn_key: str) -> None:
+        for held in (self._contexts, self._calls_made, self._unreachable):
+            held.pop(turn_key, None)
 
     async def stream_run(
         self,
@@ -416,16 +422,13 @@ class ResponsesBackend:
         self._remember(turn_key, options)
         args = await self._response_args(thread_id, text, turn_key, images, options)
         stream, down = await self._create(args, stream=True)
-        carried: list[str] = []
-        """Servers left out by the responses this one continues."""
         while stream is not None:
             current, stream = stream, None
             with translated_errors("stream response"):
                 async for event in current:
                     if event.type == "response.created":
                         response_id = event.response.id
-                        if carried or down:
-                            self._unreachable[response_id] = [*carried, *down]
+                        self._left_out(turn_key, down)
                         yield StreamStarted(response_id)
                         for label in down:
                             yield server_down(label)
@@ -442,13 +445,15 @@ class ResponsesBackend:
                             return
                         # The model asked for the bot's own tools: run them, then stream
                         # the response that carries their outputs.
+                        used = _usage(response)
+                        if used is not None:
+                            yield UsageReport(used)
                         outputs: list[dict[str, Any]] = []
                         async for step in self._outputs_for(response, outputs):
                             yield step
                         args = await self._next_args(response, outputs)
                         stream, down = await self._create(args, stream=True)
                         self._unsent.drop(response.id)
-                        carried = self._unreachable.pop(response.id, [])
                         break
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:

@@ -92,6 +92,8 @@ class ThreadsBackend:
         """Run id → what its own tools act with (held in memory only)."""
         self._servers: dict[str, tuple[str, ...]] = {}
         """Run id → the MCP servers a channel chose for it (none here: all configured)."""
+        self._runs: dict[str, str] = {}
+        """Turn key → its run, whose entries above `forget` drops when the turn ends."""
         self._client = client
         self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
@@ -117,7 +119,7 @@ class ThreadsBackend:
         args, catalog = await self._run_args(text, turn_key, images, options)
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
-        self._remember(run.id, catalog, options)
+        self._remember(turn_key, run.id, catalog, options)
         return str(run.id)
 
     async def find_run(
@@ -170,21 +172,30 @@ class ThreadsBackend:
             text = "\n\n".join([*notes, text])
             self._calls_made.pop(run.id, None)
             self._servers.pop(run.id, None)
-        usage = None
-        if run.usage is not None:
-            usage = Usage(
-                model=str(run.model),
-                input_tokens=run.usage.prompt_tokens,
-                output_tokens=run.usage.completion_tokens,
-            )
+        usage = _run_usage(run)
         return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
 
-    async def cancel_run(self, *, thread_id: str, run_id: str) -> None:
+    async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
         try:
             with translated_errors("cancel run"):
-                await self._client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
+                run = await self._client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
         except Exception:
+            return None
+        return _run_usage(run)
+
+    def forget(self, turn_key: str) -> None:
+        run_id = self._runs.pop(turn_key, None)
+        if run_id is None:
             return
+        for held in (
+            self._calls_made,
+            self._unreachable,
+            self._decisions,
+            self._known_outputs,
+            self._contexts,
+            self._servers,
+        ):
+            held.pop(run_id, None)
 
     async def stream_run(
         self,
@@ -205,7 +216,7 @@ class ThreadsBackend:
                 current, stream = stream, None
                 async for event in current:
                     if event.event == "thread.run.created":
-                        self._remember(event.data.id, catalog, options)
+                        self._remember(turn_key, event.data.id, catalog, options)
                         yield StreamStarted(event.data.id)
                     elif event.event == "thread.message.delta":
                         for part in event.data.delta.content or []:
@@ -276,12 +287,14 @@ class ThreadsBackend:
         """The run still waits (requires_action): the next check runs its calls with this
         decision and the outputs found before it asked (stored in the request's state)."""
         state = json.loads(approval.state or "{}")
+        self._runs[turn_key] = run_id
         self._known_outputs[run_id] = dict(state.get("outputs") or {})
         self._decisions.setdefault(run_id, {})[approval.call_id] = allowed
         return run_id
 
-    def _remember(self, run_id: str, catalog: Catalog, options: TurnOptions) -> None:
+    def _remember(self, turn_key: str, run_id: str, catalog: Catalog, options: TurnOptions) -> None:
         """What a run's tool calls need later, when it asks for them."""
+        self._runs[turn_key] = run_id
         self._unreachable[run_id] = set(catalog.unreachable)
         if options.tool_context is not None:
             self._contexts[run_id] = options.tool_context
@@ -420,3 +433,14 @@ def _answer(messages: Sequence[Message]) -> tuple[str, int]:
                     if note.type == "file_citation"
                 ]
     return with_sources("\n\n".join(parts), sources), images
+
+
+def _run_usage(run: Run) -> Usage | None:
+    """What a run used over all its steps (the API reports it once the run has ended)."""
+    if run.usage is None:
+        return None
+    return Usage(
+        model=str(run.model),
+        input_tokens=run.usage.prompt_tokens,
+        output_tokens=run.usage.completion_tokens,
+    )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import logs
+from bot.metrics import Timing
 from bot.slack_api import Place
 from bot.store.models import Conversation, InboxMessage, Turn
 from bot.store.repository import Lease, Store, TurnWork
@@ -22,6 +23,8 @@ class ActiveTurn:
 
     store: Store
     work: TurnWork
+    timing: Timing | None = None
+    """Set when the turn is answered, if this process saw it start."""
 
     @property
     def turn(self) -> Turn:

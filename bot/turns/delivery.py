@@ -16,8 +16,9 @@ from bot.attachments import Image
 from bot.live import LiveMessage, open_live_message
 from bot.replies import Reply, feedback_block, replies_for
 from bot.slack_api import SlackGateway, is_permanent_slack_error
+from bot.store.tool_models import ToolApproval
 from bot.text import slack_to_plain, unping_markdown
-from bot.tools.approvals import approval_blocks, approval_text
+from bot.tools.approvals import approval_blocks, approval_text, as_request, expired_blocks
 from bot.turns.active import ActiveTurn
 from bot.turns.states import Outcome, TurnStatus
 
@@ -135,6 +136,21 @@ class Delivery:
             blocks=approval_blocks(request, requester=requester, approval_id=approval_id),
         )
 
+    async def approval_expired(
+        self, active: ActiveTurn, row: ToolApproval, timeout_s: float
+    ) -> None:
+        """The card of a request nobody answered: its buttons go, and it says why."""
+        if row.message_ts is None:
+            return
+        await active.check_lease()
+        blocks = expired_blocks(as_request(row), timeout_s=timeout_s)
+        try:
+            await self._slack.update(
+                active.place, row.message_ts, f"{row.tool}: expired", blocks=blocks
+            )
+        except SlackApiError as exc:
+            log.warning("turn %s: the expired card was not updated: %s", active.turn.id, exc)
+
     async def tell(self, active: ActiveTurn, text: str) -> None:
         """A short note in the thread (files that could not be read)."""
         await active.check_lease()
@@ -205,7 +221,7 @@ class Delivery:
             files_posted=True,
             finished_at=time.time(),
         )
-        metrics.answered(active.turn.id, active.turn.outcome or Outcome.FAILED)
+        active.timing = metrics.answered(active.turn.id, active.turn.outcome or Outcome.FAILED)
 
     async def _post_chunk(
         self, active: ActiveTurn, reply: Reply, *, first: bool, after_ts: str

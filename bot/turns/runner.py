@@ -35,18 +35,21 @@ from bot.assistants.base import (
     ToolContext,
     ToolProgress,
     TurnOptions,
+    UsageReport,
     is_unreachable,
 )
 from bot.attachments import Image
 from bot.polling import poll_intervals
 from bot.settings import Settings
 from bot.store.repository import LeaseLost, Store, TurnWork
-from bot.tools.approvals import ApprovalStore, as_request
+from bot.tools.approvals import ApprovalStore, Decision, as_request
 from bot.turns.active import ActiveTurn
 from bot.turns.delivery import THINKING_TEXT, Delivery
+from bot.turns.ending import TurnEnding
 from bot.turns.prompt import Prompt, PromptBuilder
 from bot.turns.retry import RetryPolicy
 from bot.turns.states import Outcome, TurnStatus
+from bot.turns.usage import UsageMeter
 from bot.turns.wakeups import RunWakeups
 
 log = logging.getLogger(__name__)
@@ -79,25 +82,35 @@ class TurnRunner:
         self._prompts = prompts
         self._settings = settings
         self._retry = retry
-        self._approvals = ApprovalStore(store.engine)
+        self._approvals = ApprovalStore(store.engine, timeout_s=settings.approval_timeout_s)
         self.interrupting = False
         """Set when the process stops with turns in hand (bot.dispatcher.Dispatcher.shutdown)."""
+        self._usage = UsageMeter(admin)
+        self._ending = TurnEnding(backend, self._usage)
 
     async def take_turn(self, work: TurnWork) -> None:
         active = ActiveTurn(self._store, work)
         conversation = work.conversation
         metrics.turn_began(work.turn.id, [m.received_at for m in work.messages])
         logs.bind_turn(work.turn.id, conversation.team_id, conversation.channel_id)
+        handed_over = False
         try:
             await self._advance(active)
         except LeaseLost:
+            handed_over = True
             await self._delivery.abandon(active)
             raise
         except asyncio.CancelledError:
             if self.interrupting:  # the process stops now: end the live answer with a note
                 await self._delivery.interrupt(active)
+            handed_over = True
             self._delivery.forget(active)
             raise
+        finally:
+            if handed_over or active.status is TurnStatus.DONE:
+                self._ending.forget(active)
+        if active.status is TurnStatus.DONE:
+            await self._ending.report(active)
 
     async def _advance(self, active: ActiveTurn) -> None:
         await self._enforce_attempt_caps(active)
@@ -293,6 +306,8 @@ class TurnRunner:
                         await self._delivery.show_words(active, event.text)
                     elif isinstance(event, ToolProgress):
                         await self._delivery.show_tool(active, event)
+                    elif isinstance(event, UsageReport):
+                        await self._usage.add(active, event.usage)
                     else:
                         final = event
         except (AssistantUnavailable, TimeoutError) as exc:
@@ -316,19 +331,19 @@ class TurnRunner:
 
     async def _record_outcome(self, active: ActiveTurn, *, thread_id: str, check: RunCheck) -> None:
         turn = active.turn
+        await self._usage.add(active, check.usage)
         if check.state is RunState.NEEDS_APPROVAL and check.approval is not None:
             await self._await_approval(active, check.approval)
             return
         if check.state is RunState.REQUIRES_ACTION and turn.remote_run_id is not None:
-            await self._backend.cancel_run(thread_id=thread_id, run_id=turn.remote_run_id)
+            used = await self._backend.cancel_run(thread_id=thread_id, run_id=turn.remote_run_id)
+            await self._usage.add(active, used)
         if check.detail:
             log.info("turn %s: run ended %s (%s)", turn.id, check.state.value, check.detail)
-        if check.usage is not None:
-            await self._record_usage(active, check)
         await active.save(
             status=TurnStatus.POSTING,
             outcome=Outcome(check.state.value),
-            answer=check.text or None,
+            answer=await self._approvals.with_expiry_notes(turn.id, check.text) or None,
             files_posted=check.produced_files == 0,
         )
 
@@ -364,6 +379,9 @@ class TurnRunner:
             await active.save(status=TurnStatus.POSTING, outcome=Outcome.FAILED)
             return
         await active.save(deadline_at=time.time() + self._settings.answer_deadline_s, attempts=1)
+        if row.decision == Decision.EXPIRED:
+            log.info("turn %s: nobody answered the approval in time; denied", turn.id)
+            await self._delivery.approval_expired(active, row, self._approvals.timeout_s)
         await self._delivery.show_working(active)
         thread_id, run_id = conversation.remote_id, turn.remote_run_id
         try:
@@ -374,7 +392,7 @@ class TurnRunner:
                     run_id=run_id,
                     turn_key=active.key,
                     approval=as_request(row),
-                    allowed=row.decision == "allow",
+                    allowed=row.decision == Decision.ALLOW,
                 ),
             )
         except AssistantUnavailable as exc:
@@ -387,20 +405,6 @@ class TurnRunner:
             return
         await self._approvals.mark_resumed(row.id)
         await self._running(active, next_run)
-
-    async def _record_usage(self, active: ActiveTurn, check: RunCheck) -> None:
-        """Store the run's usage and estimated cost, once per turn; a failure here never
-        costs the answer."""
-        assert check.usage is not None
-        turn = active.turn
-        try:
-            cost = await self._admin.record_usage(
-                turn_id=turn.id, conversation_id=turn.conversation_id, usage=check.usage
-            )
-        except Exception as exc:
-            log.warning("turn %s: usage not recorded: %r", turn.id, exc)
-            return
-        metrics.usage(check.usage, cost)
 
     async def _wait_for_run(self, active: ActiveTurn, *, thread_id: str, run_id: str) -> RunCheck:
         turn = active.turn
@@ -434,6 +438,7 @@ class TurnRunner:
                 return RunCheck(RunState.FAILED, detail=str(exc))
             else:
                 if check.continued_as is not None:
+                    await self._usage.add(active, check.usage)
                     run_id = check.continued_as
                     await self._running(active, run_id)
                     continue
@@ -442,8 +447,8 @@ class TurnRunner:
             remaining = turn.deadline_at - time.time()
             if remaining <= 0:
                 log.warning("turn %s: no answer within the deadline; cancelling the run", turn.id)
-                await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
-                return RunCheck(RunState.EXPIRED, detail="deadline")
+                used = await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
+                return RunCheck(RunState.EXPIRED, detail="deadline", usage=used)
             await self._wakeups.wait(run_id, min(next(intervals), remaining))  # issue 12
 
     async def _retrying(self, active: ActiveTurn, call: Callable[[bool], Awaitable[T]]) -> T:

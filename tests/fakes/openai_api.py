@@ -463,6 +463,9 @@ class FakeOpenAI:
         """Assistants ``GET /v1/assistants/{id}`` knows (others: 404)."""
 
         self.requests: list[FakeRequest] = []
+        self.usage_reported: dict[str, tuple[int, int]] = {}
+        """Request id (response, run or chat completion) → the (input, output) tokens its
+        usage says, as the API bills them: each request on its own, never a turn's total."""
         self.threads: dict[str, FakeThread] = {}
         self.conversations: dict[str, FakeConversation] = {}
         self.files: dict[str, dict[str, Any]] = {}
@@ -1224,6 +1227,8 @@ class FakeOpenAI:
         finished = None if finished_at is None else self._wall(finished_at)
         started = lifecycle.in_progress_at if t >= lifecycle.in_progress_at else None
         tokens = _usage_tokens(run.thread.user_texts(), run.reply)
+        if status in ("completed", "incomplete"):
+            self.usage_reported[run.id] = tokens
         return {
             "id": run.id,
             "object": "thread.run",
@@ -1635,7 +1640,12 @@ class FakeOpenAI:
             else []
         )
         text = "".join(_item_text(i) for i in output if i.get("type") == "message")
-        tokens = _usage_tokens(response.user_texts, text)
+        # Like the API: the tool outputs sent count as input, the calls asked for as output.
+        sent = [str(i.get("output") or "") for i in response.input_items if isinstance(i, dict)]
+        asked = [str(i.get("arguments") or "") for i in output if i.get("type") != "message"]
+        tokens = _usage_tokens([*response.user_texts, *sent], text + "".join(asked))
+        if output:
+            self.usage_reported[response.id] = tokens
         return {
             "id": response.id,
             "object": "response",
@@ -2020,7 +2030,11 @@ class FakeOpenAI:
         return completion.reply, "stop"
 
     def _chat_usage(self, completion: FakeChatCompletion, text: str) -> Json:
-        prompt, output = _usage_tokens((_chat_text(m) for m in completion.messages), text)
+        asked = "".join(
+            str(call.get("function", {}).get("arguments", "")) for call in completion.tool_calls
+        )
+        prompt, output = _usage_tokens((_chat_text(m) for m in completion.messages), text + asked)
+        self.usage_reported[completion.id] = (prompt, output)
         return {
             "prompt_tokens": prompt,
             "completion_tokens": output,

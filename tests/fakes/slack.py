@@ -119,8 +119,10 @@ class SlackMessage:
     blocks: list[dict[str, Any]] | None = None
     metadata: dict[str, Any] | None = None
     markdown_text: str | None = None
-    #: True between chat.startStream and chat.stopStream.
+    #: True between chat.startStream and chat.stopStream (or Slack ending the stream).
     streaming: bool = False
+    #: When the stream last received something (time.monotonic()).
+    streamed_at: float = 0.0
     #: Number of successful chat.update calls on this message.
     edited: int = 0
     #: Reaction name -> ids of the users who reacted.
@@ -467,6 +469,9 @@ class FakeSlack:
         self._connections_opened = 0
         #: The host the fake names in the URLs it gives out (Socket Mode, files).
         self.advertised_host = "127.0.0.1"
+        #: Slack ends a stream that received nothing for this long (seconds; None: never);
+        #: its message then refuses appends and stops with message_not_in_streaming_state.
+        self.stream_timeout_s: float | None = None
 
         start = time.time() if ts_start is None else ts_start
         self._clock_us = int(start * 1_000_000)
@@ -1491,6 +1496,7 @@ class FakeSlack:
             bot_id=self._bot()[1],
             thread_ts=thread_ts,
             streaming=True,
+            streamed_at=time.monotonic(),
             task_display_mode=mode,
         )
         self._stream_content(msg, args)
@@ -1500,8 +1506,12 @@ class FakeSlack:
     def _streaming_message(self, args: JSONDict) -> SlackMessage:
         channel = self._channel(args)
         msg = self._own_message(channel.id, _opt_str(args, "ts"), "cant_update_message")
+        timeout = self.stream_timeout_s
+        if timeout is not None and time.monotonic() - msg.streamed_at >= timeout:
+            msg.streaming = False  # Slack ended the idle stream on its own
         if not msg.streaming:
             raise _ApiError("message_not_in_streaming_state")
+        msg.streamed_at = time.monotonic()
         return msg
 
     def _chat_append_stream(self, args: JSONDict) -> JSONDict:

@@ -1,0 +1,157 @@
+"""One log line per finished turn (issue 20): at INFO, as JSON fields with LOG_FORMAT=json
+(team and channel fields, not words in the message), and never the message text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.metrics import Timing
+from bot.turns.ending import turn_fields
+from bot.turns.states import Outcome
+from bot.turns.usage import TurnTotal
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.slack import FakeSlack
+from tests.harness import BotProcess, Conversations, bot_env
+
+FIELDS = {
+    "turn_id",
+    "team",
+    "channel",
+    "backend",
+    "model",
+    "outcome",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "first_words_s",
+    "complete_s",
+}
+
+
+def finished_lines(output: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["message"] == "turn finished"]
+
+
+@pytest.mark.parametrize("assistant_api", ["chat", "threads", "responses"], indirect=True)
+async def test_every_finished_turn_writes_one_json_line_at_info(
+    slack: FakeSlack, openai_fake: FakeOpenAI, assistant_api: str, tmp_path: Path
+) -> None:
+    env = bot_env(
+        slack=slack,
+        openai=openai_fake,
+        database_url=f"sqlite:///{tmp_path}/log.db",
+        assistant_api=assistant_api,
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        OPENAI_MODEL="gpt-5-mini",
+    )
+    process = BotProcess(env, cwd=tmp_path)
+    process.start()
+    try:
+        await process.wait_ready()
+        async with aiohttp.ClientSession() as http:
+            talk = Conversations(process.events_url, slack, openai_fake, http)
+            answered = await talk.mention("a secret plan for the launch")
+            await talk.wait_for_answers("C0001", answered.ts)
+            openai_fake.script_runs("incomplete")
+            cut = await talk.mention("this one is cut short")
+            await talk.wait_for_answers("C0001", cut.ts)
+            await slack.wait_for(lambda: len(finished_lines(process.output())) == 2)
+    finally:
+        process.stop()
+    output = process.output()
+    first, second = finished_lines(output)
+    assert set(first) >= FIELDS
+    assert (first["team"], first["channel"]) == (slack.team_id, "C0001")
+    assert first["backend"] == assistant_api and first["outcome"] == "completed"
+    assert isinstance(first["input_tokens"], int) and first["input_tokens"] > 0
+    assert isinstance(first["output_tokens"], int) and first["output_tokens"] > 0
+    assert first["model"]
+    if assistant_api != "threads":  # the assistant's model (gpt-4o) has a price too
+        assert isinstance(first["cost_usd"], float) and first["cost_usd"] > 0
+    assert 0 <= first["first_words_s"] <= first["complete_s"]  # type: ignore[operator]
+    assert second["outcome"] == "incomplete"
+    assert "secret plan" not in output
+
+
+def test_the_turn_line_fields() -> None:
+    usage = TurnTotal("gpt-5-mini", 1_117, 231, 0.0012345678)
+    fields = turn_fields(
+        turn_id=7,
+        team="T1",
+        channel="C1",
+        backend="responses",
+        outcome=Outcome.COMPLETED,
+        usage=usage,
+        timing=Timing(first_words_s=0.81234, complete_s=2.5),
+        received_at=100.0,
+        now=103.0,
+    )
+    assert fields == {
+        "turn_id": 7,
+        "team": "T1",
+        "channel": "C1",
+        "backend": "responses",
+        "model": "gpt-5-mini",
+        "outcome": "completed",
+        "input_tokens": 1_117,
+        "output_tokens": 231,
+        "cost_usd": 0.001235,
+        "first_words_s": 0.812,
+        "complete_s": 2.5,
+    }
+    # Started by another process: the end is known from the stored message, not the rest.
+    elsewhere = turn_fields(
+        turn_id=7,
+        team="T1",
+        channel="C1",
+        backend="chat",
+        outcome=Outcome.OVER_BUDGET,
+        usage=TurnTotal(),
+        timing=None,
+        received_at=100.0,
+        now=103.0,
+    )
+    assert (elsewhere["complete_s"], elsewhere["first_words_s"]) == (3.0, None)
+    assert (elsewhere["input_tokens"], elsewhere["cost_usd"], elsewhere["model"]) == (0, None, None)
+
+
+def test_text_logs_put_the_fields_after_the_message() -> None:
+    import logging
+
+    from bot.logs import TextFormatter
+
+    record = logging.LogRecord("bot", logging.INFO, "x", 1, "turn finished", None, None)
+    record.fields = {"turn_id": 7, "team": "T1", "cost_usd": None}
+    line = TextFormatter().format(record)
+    assert line.endswith("bot: turn finished turn_id=7 team=T1 cost_usd=-")
+
+
+def test_json_logs_put_a_lines_fields_beside_its_message() -> None:
+    import logging
+
+    from bot.installations import log as installations_log
+    from bot.logs import JsonFormatter
+
+    captured: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record)
+
+    handler = Keep()
+    installations_log.addHandler(handler)
+    try:
+        installations_log.warning(
+            "an event from a workspace where the bot is not installed",
+            extra={"fields": {"team": "T0BAD"}},
+        )
+    finally:
+        installations_log.removeHandler(handler)
+    (line,) = [json.loads(JsonFormatter().format(record)) for record in captured]
+    assert line["team"] == "T0BAD" and "T0BAD" not in line["message"]
