@@ -11,9 +11,9 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.escape import escape_mrkdwn
 from bot.text.link_syntax import parse_link_parts
 from bot.text.mentions import NO_PING, PING, pinged_name, unping_bare_broadcasts
-from bot.text.slack_syntax import escape
 
 # Private-use characters stand in for protected spans and emphasis while the
 # emphasis patterns run, so that they never see the inside of code or URLs.
@@ -80,7 +80,7 @@ _EMPHASIS_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 def inline_mrkdwn(text: str, *, markers: Markers = _SLACK_MARKERS) -> str:
     """Converts one line of inline Markdown into escaped Slack mrkdwn."""
     protected, spans = _protect_spans(text)
-    marked = escape(_mark_emphasis(protected)).translate(_marker_table(markers))
+    marked = escape_mrkdwn(_mark_emphasis(protected)).translate(_marker_table(markers))
     marked = unping_bare_broadcasts(marked)
     return _SPAN_PLACEHOLDER.sub(lambda match: spans[int(match[1])].mrkdwn, marked)
 
@@ -137,7 +137,7 @@ def _parse_backslash_escape(text: str, start: int) -> tuple[_Span, int] | None:
     escaped = text[start + 1 : start + 2]
     if escaped not in _ASCII_PUNCTUATION:
         return None
-    return _Span(mrkdwn=escape(escaped), plain=escaped), start + 2
+    return _Span(mrkdwn=escape_mrkdwn(escaped), plain=escaped), start + 2
 
 
 def _parse_code_span(text: str, start: int) -> tuple[_Span, int]:
@@ -150,7 +150,7 @@ def _parse_code_span(text: str, start: int) -> tuple[_Span, int]:
     if closing is None:
         return _Span(mrkdwn=opening, plain=opening), run_end
     content = text[run_end : closing.start()]
-    return _Span(mrkdwn=opening + escape(content) + opening, plain=content), closing.end()
+    return _Span(mrkdwn=opening + escape_mrkdwn(content) + opening, plain=content), closing.end()
 
 
 def _parse_angle_bracket(text: str, start: int) -> tuple[_Span, int] | None:
@@ -160,11 +160,11 @@ def _parse_angle_bracket(text: str, start: int) -> tuple[_Span, int] | None:
     if match := PING.match(text, start):
         # The model's mention is shown by name but pings nobody.
         name = pinged_name(match)
-        return _Span(mrkdwn=NO_PING + escape(name), plain="@" + name), match.end()
+        return _Span(mrkdwn=NO_PING + escape_mrkdwn(name), plain="@" + name), match.end()
     if match := _URI_AUTOLINK.match(text, start):
         return _Span(mrkdwn=f"<{_slack_url(match[1])}>", plain=match[1]), match.end()
     if match := _EMAIL_AUTOLINK.match(text, start):
-        address = escape(match[1])
+        address = escape_mrkdwn(match[1])
         return _Span(mrkdwn=f"<mailto:{address}|{address}>", plain=match[1]), match.end()
     return None
 
@@ -191,10 +191,10 @@ def _parse_link(text: str, start: int) -> tuple[_Span, int] | None:
 
 def _link_span(*, url: str, label: str) -> _Span:
     if not url:
-        return _Span(mrkdwn=escape(label), plain=label)
+        return _Span(mrkdwn=escape_mrkdwn(label), plain=label)
     if label in ("", url):
         return _Span(mrkdwn=f"<{_slack_url(url)}>", plain=url)
-    return _Span(mrkdwn=f"<{_slack_url(url)}|{escape(label)}>", plain=f"{label} ({url})")
+    return _Span(mrkdwn=f"<{_slack_url(url)}|{escape_mrkdwn(label)}>", plain=f"{label} ({url})")
 
 
 def _parse_bare_url(text: str, start: int) -> tuple[_Span, int] | None:
@@ -206,7 +206,7 @@ def _parse_bare_url(text: str, start: int) -> tuple[_Span, int] | None:
         return None
     url = _trim_url_end(match[0], emphasis=before if before in _EMPHASIS_CHARS else "")
     if url.lower().startswith("www."):
-        mrkdwn = f"<http://{_slack_url(url)}|{escape(url)}>"
+        mrkdwn = f"<http://{_slack_url(url)}|{escape_mrkdwn(url)}>"
     else:
         mrkdwn = f"<{_slack_url(url)}>"
     return _Span(mrkdwn=mrkdwn, plain=url), start + len(url)

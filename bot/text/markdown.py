@@ -7,13 +7,14 @@ import re
 import unicodedata
 from collections.abc import Generator, Iterator
 
+from bot.escape import escape_mrkdwn
 from bot.text.inline import (
     ALREADY_BOLD_MARKERS,
     inline_mrkdwn,
     inline_plain,
     without_placeholder_chars,
 )
-from bot.text.slack_syntax import FENCE, escape
+from bot.text.slack_syntax import FENCE
 
 HORIZONTAL_RULE = "───"
 _FENCE_OPENING = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
@@ -86,7 +87,7 @@ def _convert_code_block(
     yield FENCE
     index = start + 1
     while index < len(lines) and not closing.match(lines[index]):
-        yield escape(_dedent(lines[index], indent_width))
+        yield escape_mrkdwn(_dedent(lines[index], indent_width))
         index += 1
     yield FENCE
     return index + 1
@@ -154,7 +155,7 @@ def _convert_table(lines: list[str], start: int) -> Generator[str, None, int]:
         rows.append(_table_cells(lines[index]))
         index += 1
     yield FENCE
-    yield from (escape(line) for line in _aligned_table([_plain_cells(row) for row in rows]))
+    yield from (escape_mrkdwn(line) for line in _aligned_table([_plain_cells(row) for row in rows]))
     yield FENCE
     return index
 

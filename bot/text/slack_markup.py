@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from bot.text.slack_syntax import BROADCASTS, USER_ID, unescape
+from bot.escape import unescape_mrkdwn
+from bot.text.slack_syntax import BROADCASTS, USER_ID
 
 _SLACK_TOKEN = re.compile(r"<([^<>]+)>")
 _USER_MENTION = re.compile(rf"<@({USER_ID})(?:\|[^<>]*)?>")
@@ -23,7 +24,7 @@ def slack_to_plain(
     def render(match: re.Match[str]) -> str:
         return _render_slack_token(match[1], user_names=user_names)
 
-    return unescape(_SLACK_TOKEN.sub(render, text)).strip()
+    return unescape_mrkdwn(_SLACK_TOKEN.sub(render, text)).strip()
 
 
 def mentioned_user_ids(text: str) -> list[str]:
