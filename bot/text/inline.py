@@ -1,8 +1,4 @@
-"""Inline Markdown -> Slack mrkdwn (or plain text): emphasis, code spans, links and escapes.
-
-Code, links and URLs are first set aside as numbered placeholders, so that the emphasis
-patterns never see their inside; then each is put back, rendered.
-"""
+"""Inline Markdown -> Slack mrkdwn (or plain text): emphasis, code spans, links and escapes."""
 
 from __future__ import annotations
 
@@ -43,6 +39,8 @@ class _Span:
 
 @dataclass(frozen=True)
 class Markers:
+    """What bold, italic and struck-through text are wrapped in."""
+
     bold: str
     italic: str
     strike: str
