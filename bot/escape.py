@@ -10,3 +10,8 @@ from __future__ import annotations
 def escape_mrkdwn(text: str) -> str:
     """`text` shown literally in a mrkdwn field: `&` first, so nothing is escaped twice."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape_mrkdwn(text: str) -> str:
+    """Reverses `escape_mrkdwn`; `&amp;` goes last so `&amp;lt;` becomes `&lt;`, not `<`."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 from slack_sdk.errors import SlackApiError
 
 from bot.assistants.base import ToolProgress
-from bot.mentions import split_unfinished
 from bot.slack_api import Place, SlackGateway
-from bot.text import markdown_to_mrkdwn
+from bot.text.markdown import markdown_to_mrkdwn
+from bot.text.mentions import split_unfinished
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.text import markdown_to_mrkdwn, split_message
+from bot.text.markdown import markdown_to_mrkdwn
+from bot.text.split import split_message
 
 # A section block's text may hold 3,000 characters; leave room for a reopened code fence.
 SECTION_LIMIT = 2900

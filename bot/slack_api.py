@@ -36,8 +36,7 @@ from bot.attachments import (
     url_host,
 )
 from bot.installations import TeamAuth, TeamKey
-from bot.mentions import name_mentions, unlabelled_mentions
-from bot.text import unping_markdown
+from bot.text.mentions import name_mentions, unlabelled_mentions, unping_markdown
 
 log = logging.getLogger(__name__)
 

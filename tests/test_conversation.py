@@ -14,6 +14,7 @@ import time
 import pytest
 
 from bot.replies import OUTCOME_MESSAGES
+from bot.text.mentions import NO_PING
 from bot.turns.delivery import THINKING_TEXT
 from tests.conftest import BotFactory
 from tests.fakes.events import channel_message, dm_message, mention
@@ -177,6 +178,20 @@ async def test_a_person_the_model_names_is_shown_by_name_and_not_pinged(
     shown = answer.text + json.dumps(answer.blocks or [])
     assert "<@UBOB" not in shown and "UBOB" not in shown
     assert "ask @\u2060Bob now" in answer.text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_an_answer_that_mentions_people_pings_nobody(bot: BotUnderTest) -> None:
+    bot.openai.reply = lambda texts: "<!channel> hi <@UALICE>, ask <!subteam^S1|@design>"
+    question = await bot.mention("announce it")
+    (answer,) = await bot.wait_for_answers("C0001", question.ts)
+    shown = [answer.text] + [
+        block["text"]["text"] for block in answer.blocks or [] if block.get("type") == "section"
+    ]
+    for text in shown:
+        assert text == f"{NO_PING}channel hi {NO_PING}Alice, ask {NO_PING}design"
+        assert "<@" not in text and "<!" not in text
 
 
 async def test_markdown_answer_is_rendered_as_slack_formatting(bot: BotUnderTest) -> None:

@@ -38,7 +38,7 @@ from bot.assistants.base import (
 )
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image, image_data_url
-from bot.text import Source, with_sources
+from bot.text.citations import Source, with_sources
 from bot.tools.config import McpServer
 from bot.tools.mcp_client import Catalog, McpTools, ToolOutcome
 

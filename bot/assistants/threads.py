@@ -35,7 +35,7 @@ from bot.assistants.base import (
 )
 from bot.assistants.errors import translated_errors
 from bot.attachments import Image
-from bot.text import Source, marker_title, with_sources
+from bot.text.citations import Source, marker_title, with_sources
 from bot.tools.mcp_client import DENIED_TEXT, Catalog, McpTools, ToolOutcome
 
 if TYPE_CHECKING:

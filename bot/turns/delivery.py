@@ -17,7 +17,8 @@ from bot.live import LiveMessage, open_live_message
 from bot.replies import Reply, feedback_block, replies_for
 from bot.slack_api import SlackGateway, is_permanent_slack_error
 from bot.store.tool_models import ToolApproval
-from bot.text import slack_to_plain, unping_markdown
+from bot.text.mentions import unping_markdown
+from bot.text.slack_markup import slack_to_plain
 from bot.tools.approvals import approval_blocks, approval_text, as_request, expired_blocks
 from bot.turns.active import ActiveTurn
 from bot.turns.states import Outcome, TurnStatus

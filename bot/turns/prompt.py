@@ -1,7 +1,7 @@
 """What the assistant is asked in a turn: the new messages with their speakers, the Slack
 thread's earlier messages when the assistant has not seen them, and the attached files.
 
-The wording (who said what, markup made readable) is pure and lives in `bot/text.py`; this
+The wording (who said what, markup made readable) is pure and lives in `bot/text/`; this
 module gathers what it needs from Slack and the store.
 """
 
@@ -20,7 +20,8 @@ from bot.attachments import (
 )
 from bot.slack_api import ASSISTANT_AUTHOR, SlackGateway
 from bot.store.repository import Store
-from bot.text import build_turn_input, mentioned_user_ids, slack_to_plain
+from bot.text.slack_markup import mentioned_user_ids, slack_to_plain
+from bot.text.turn_input import build_turn_input
 from bot.turns.active import ActiveTurn
 
 log = logging.getLogger(__name__)
