@@ -21,8 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.installations import NotInstalled
+from bot import metrics
 from bot.settings import Settings
+from bot.slack_tokens import TokenUnavailable
 from bot.store.db import database_health
 from bot.store.repository import Lease, LeaseLost, Store, TurnWork
 from bot.turns.retry import RetryPolicy
@@ -200,10 +201,11 @@ class Dispatcher:
                     conversation_id,
                     exc or "renewal failed",
                 )
-        except NotInstalled as exc:
-            # The workspace removed the bot: its work was ended with the uninstall; a retry
-            # could never show anything.
-            log.info("conversation %s: not answered, %s", conversation_id, exc)
+        except TokenUnavailable as exc:
+            # No token for the workspace (never installed there, removed, or its refresh
+            # token refused): nothing can be shown, and an operator must know.
+            log.error("conversation %s: not answered, %s", conversation_id, exc)
+            metrics.no_token(exc.reason)
         except Exception as exc:
             failures = self._failures.get(conversation_id, 0) + 1
             self._failures[conversation_id] = failures

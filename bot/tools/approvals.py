@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -30,11 +31,19 @@ from bot.store.tool_models import ToolApproval
 from bot.tools.mcp_client import DENIED_TEXT
 from bot.turns.states import TurnStatus
 
-__all__ = ["DENIED_TEXT", "ApprovalStore", "Click", "click_outcome"]
+__all__ = ["DENIED_TEXT", "ApprovalStore", "Click", "Workspace", "click_outcome"]
 
 ALLOW_ACTION = "tool_approval_allow"
 DENY_ACTION = "tool_approval_deny"
 MAX_SHOWN_ARGUMENTS = 2_500
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The workspace a stored conversation is in, and its Enterprise Grid organisation."""
+
+    team_id: str
+    enterprise_id: str | None = None
 
 
 class Click(StrEnum):
@@ -149,8 +158,9 @@ class ApprovalStore:
 
     async def decide(
         self, *, approval_id: int, user_id: str, allowed: bool
-    ) -> tuple[Click, ToolApproval | None]:
-        """Store a click: the decision, the turn moved on, its conversation flagged."""
+    ) -> tuple[Click, ToolApproval | None, Workspace | None]:
+        """Store a click: the decision, the turn moved on, its conversation flagged. With
+        it, the workspace (and organisation) of the call's conversation, where the card is."""
         async with self._sessions.begin() as session:
             row = await session.get(ToolApproval, approval_id, with_for_update=True)
             outcome = click_outcome(
@@ -158,8 +168,13 @@ class ApprovalStore:
                 clicker=user_id,
                 decided=row is not None and row.decision is not None,
             )
+            workspace = None
+            if row is not None:
+                conversation = await session.get(Conversation, row.conversation_id)
+                if conversation is not None:
+                    workspace = Workspace(conversation.team_id, conversation.enterprise_id)
             if outcome is not Click.RECORDED or row is None:
-                return outcome, row
+                return outcome, row, workspace
             row.decision = "allow" if allowed else "deny"
             row.decided_by, row.decided_at = user_id, time.time()
             await session.execute(
@@ -172,7 +187,7 @@ class ApprovalStore:
                 .where(Conversation.id == row.conversation_id)
                 .values(needs_attention=True, updated_at=time.time())
             )
-            return outcome, row
+            return outcome, row, workspace
 
     async def decided_for(self, turn_id: int) -> ToolApproval | None:
         """The turn's decided call not yet carried on."""
