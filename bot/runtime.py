@@ -28,7 +28,7 @@ from bot.assistants.errors import connection_refused
 from bot.conversation import ConversationService
 from bot.installations import Workspaces, build_oauth_flow
 from bot.settings import Settings
-from bot.slack_api import SlackGateway, make_web_client
+from bot.slack_api import SlackGateway, make_web_client, search_clients
 from bot.store.db import (
     DatabaseHealth,
     create_engine,
@@ -124,12 +124,10 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
     )
     try:
         identity = await _check_slack(client, settings)
-        backend = make_backend(settings, engine, slack_client=client)
+        slack = SlackGateway(client, bot_user_id=str(identity.bot_user_id))
+        backend = make_backend(settings, engine, search_client=search_clients(slack.workspaces))
         service = ConversationService(
-            store=Store(engine),
-            backend=backend,
-            slack=SlackGateway(client, bot_user_id=str(identity.bot_user_id)),
-            settings=settings,
+            store=Store(engine), backend=backend, slack=slack, settings=settings
         )
         try:
             bolt = build_bolt_app(
@@ -172,7 +170,7 @@ async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
             client_secret=settings.slack_client_secret,
             redirect_uri=settings.slack_redirect_uri,
         )
-        backend = make_backend(settings, engine)
+        backend = make_backend(settings, engine, search_client=search_clients(workspaces))
         service = ConversationService(
             store=Store(engine),
             backend=backend,

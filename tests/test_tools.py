@@ -146,6 +146,7 @@ def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[
     ]
 
 
+@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @streamed
@@ -230,6 +231,7 @@ def offered_servers(bot: BotUnderTest) -> list[set[str]]:
     return offered
 
 
+@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["poll"], indirect=True)
@@ -304,6 +306,7 @@ def answer_text(bot: BotUnderTest, thread_ts: str) -> str:
     return "\n".join(m.text for m in bot.answers("C0001", thread_ts))
 
 
+@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @streamed
@@ -335,6 +338,7 @@ async def test_a_call_needing_approval_runs_once_the_asker_allows_it(
         assert "Allowed by <@UALICE>" in str(decided.blocks)
 
 
+@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["poll"], indirect=True)
@@ -403,6 +407,7 @@ async def mention_with_token(bot: BotUnderTest, text: str, token: str | None) ->
     return message
 
 
+@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["stream", "poll"], indirect=True)
@@ -518,6 +523,7 @@ async def test_a_search_call_left_without_its_output_does_not_break_the_thread(
         assert message["role"] == "user"
 
 
+@pytest.mark.both_slack_modes
 @chat_only
 @sqlite_only
 async def test_workspace_search_goes_away_quietly_where_slack_does_not_allow_it(
@@ -540,6 +546,32 @@ async def test_workspace_search_goes_away_quietly_where_slack_does_not_allow_it(
         third = await mention_with_token(bot, "and without?", None)
         await bot.wait_for_answers("C0001", third.ts)
         assert bot.openai.chat_completions[-1].tools == []
+
+
+@pytest.mark.both_slack_modes
+@chat_only
+@sqlite_only
+@pytest.mark.parametrize("delivery", ["poll"], indirect=True)
+async def test_an_expired_action_token_fails_that_search_only(make_bot: BotFactory) -> None:
+    """Slack's action tokens are short-lived: a message answered after its token expired
+    cannot search, but the next message (with a fresh token) can."""
+    async with make_bot(SLACK_SEARCH="true") as bot:
+        bot.slack.add_message("C0001", user="UBOB", text="The deploy freeze starts Friday")
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        stale = bot.slack.new_action_token()
+        bot.slack.expire_action_token(stale)
+        first = await mention_with_token(bot, "deploy freeze?", stale)
+        (answer,) = await bot.wait_for_answers("C0001", first.ts)
+        assert "starts Friday" not in answer.text
+        assert [s["action_token"] for s in bot.slack.searches] == [stale]
+
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        fresh = bot.slack.new_action_token()
+        second = await mention_with_token(bot, "and now?", fresh)
+        (answer,) = await bot.wait_for_answers("C0001", second.ts)
+        assert "The deploy freeze starts Friday" in answer.text
+        assert "slack__search_workspace" in bot.openai.chat_completions[-1].tools
+        assert [s["action_token"] for s in bot.slack.searches] == [stale, fresh]
 
 
 @pytest.mark.parametrize("assistant_api", ["chat", "threads"], indirect=True)

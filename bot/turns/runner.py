@@ -171,7 +171,13 @@ class TurnRunner:
         newest = active.messages[-1] if active.messages else None
         if not self._settings.slack_search or newest is None or not newest.action_token:
             return options
-        context = ToolContext(newest.action_token, active.conversation.channel_id)
+        conversation = active.conversation
+        context = ToolContext(
+            newest.action_token,
+            conversation.channel_id,
+            team_id=conversation.team_id,
+            enterprise_id=conversation.enterprise_id,
+        )
         return dataclasses.replace(options, tool_context=context)
 
     async def _over_budget(self, active: ActiveTurn, channel: ChannelSettings) -> bool:
