@@ -24,7 +24,7 @@ from bot.live import task_update_chunk
 from bot.settings import SettingsError, load_settings
 from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION, Click, click_outcome
 from bot.tools.config import McpServer, ToolsConfigError, parse_servers
-from bot.tools.slack_search import Hit, hits_text, parse_hits
+from bot.tools.slack_search import Hit, Refused, hits_text, parse_hits, refused
 from tests.conftest import BotFactory
 from tests.fakes.events import mention
 from tests.fakes.mcp_server import FakeMcpServer
@@ -691,6 +691,23 @@ def test_servers_as_remote_mcp_tools(approval: bool | tuple[str, ...], expected:
 )
 def test_tool_progress_as_slack_task_updates(progress: ToolProgress, chunk: object) -> None:
     assert task_update_chunk(progress) == chunk
+
+
+@pytest.mark.parametrize(
+    ("error", "reach"),
+    [
+        ("missing_scope", Refused.WORKSPACE),
+        ("not_allowed_token_type", Refused.WORKSPACE),
+        ("feature_not_enabled", Refused.WORKSPACE),
+        ("team_not_allowed", Refused.WORKSPACE),
+        ("invalid_action_token", Refused.THIS_SEARCH),
+        ("ratelimited", Refused.THIS_SEARCH),
+        ("token_revoked", Refused.THIS_SEARCH),
+        ("internal_error", Refused.THIS_SEARCH),
+    ],
+)
+def test_how_far_a_refused_search_reaches(error: str, reach: Refused) -> None:
+    assert refused(error) is reach
 
 
 def test_search_hits_keep_their_permalinks() -> None:

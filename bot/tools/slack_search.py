@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -47,6 +48,22 @@ NOT_ALLOWED = frozenset(
 )
 """Errors that say the workspace does not allow search: it goes away there. Any other error
 (`invalid_action_token`, a revoked token, …) fails one search only."""
+
+
+class Refused(StrEnum):
+    """How far a refused search reaches."""
+
+    WORKSPACE = "workspace"
+    """The workspace does not allow search: not offered there again."""
+    THIS_SEARCH = "this_search"
+    """Something of this message or moment (its action token expired, …): this search only."""
+
+
+def refused(error: str) -> Refused:
+    """How far Slack's error for a search reaches (pure)."""
+    return Refused.WORKSPACE if error in NOT_ALLOWED else Refused.THIS_SEARCH
+
+
 MAX_RESULTS = 8
 MAX_CONTENT_CHARS = 600
 
@@ -123,7 +140,7 @@ class SlackSearch:
             response = await client.api_call("assistant.search.context", json=body)
         except SlackApiError as exc:
             error = str(exc.response.get("error"))
-            if error in NOT_ALLOWED:
+            if refused(error) is Refused.WORKSPACE:
                 log.warning(
                     "workspace search is not allowed in team %s (%s); turning it off there",
                     context.team_id,
