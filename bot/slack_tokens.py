@@ -27,7 +27,7 @@ from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot import metrics
 
@@ -93,15 +93,15 @@ class Refresher:
     async def refresh(self, bot: Bot) -> Bot:
         """The installation's token, refreshed unless another task or process just did."""
         lock = self._locks.setdefault((bot.enterprise_id, bot.team_id), asyncio.Lock())
-        async with lock, self._across_processes(bot):
-            found = await self._current(bot)
+        async with lock, self._across_processes(bot) as held:
+            found = await self._current(bot, held)
             if found is None:
                 raise NotInstalled(f"no installation for team {bot.team_id or bot.enterprise_id}")
             row_id, current = found
             if not self._expiring(current):
                 return current
             refreshed = await self._ask_slack(current)
-            await self._store(row_id, current, refreshed)
+            await self._store(row_id, current, refreshed, held)
             log.info("refreshed the bot token of team %s", bot.team_id or bot.enterprise_id)
             metrics.token_refresh("refreshed")
             return refreshed
@@ -109,18 +109,20 @@ class Refresher:
     # Locks -------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _across_processes(self, bot: Bot) -> AsyncIterator[None]:
+    async def _across_processes(self, bot: Bot) -> AsyncIterator[AsyncConnection | None]:
+        """Held, the lock's own connection (PostgreSQL; the reads and writes of the refresh
+        use it too, so many refreshes at once never wait on each other for the pool)."""
         name = f"slack-token-refresh:{self._client_id}:{bot.enterprise_id}:{bot.team_id}"
         if self._engine.dialect.name == "postgresql":
-            async with _advisory_lock(self._engine, name):
-                yield
+            async with _advisory_lock(self._engine, name) as connection:
+                yield connection
             return
         database = self._engine.url.database
         if not database or database == ":memory:":
-            yield  # one process only
+            yield None  # one process only
             return
         async with _file_lock(f"{database}.token-refresh.lock"):
-            yield
+            yield None
 
     # The database ------------------------------------------------------------------------
 
@@ -132,10 +134,10 @@ class Refresher:
             c.team_id == bot.team_id,
         )
 
-    async def _current(self, bot: Bot) -> tuple[int, Bot] | None:
+    async def _current(self, bot: Bot, held: AsyncConnection | None) -> tuple[int, Bot] | None:
         """The installation's newest stored token (another process may have refreshed it)."""
         c = self._bots.c
-        async with self._engine.connect() as connection:
+        async with _connection(self._engine, held) as connection:
             row = (
                 (
                     await connection.execute(
@@ -148,12 +150,15 @@ class Refresher:
                 .mappings()
                 .first()
             )
+            await connection.commit()  # no transaction stays open while Slack is asked
         if row is None:
             return None
         current: Bot = SQLAlchemyInstallationStore.build_bot_entity(row)
         return int(row["id"]), current
 
-    async def _store(self, row_id: int, current: Bot, refreshed: Bot) -> None:
+    async def _store(
+        self, row_id: int, current: Bot, refreshed: Bot, held: AsyncConnection | None
+    ) -> None:
         """Commit the new tokens at once, in a short transaction of their own; tried again
         while the database is away. If it never comes back this process keeps the token (its
         cache) and an operator is told."""
@@ -164,8 +169,9 @@ class Refresher:
         }
         i = self._installations.c
         for attempt in range(STORE_ATTEMPTS):
+            # A failed write is tried again on a new connection (the held one may be gone).
             try:
-                async with self._engine.begin() as connection:
+                async with _connection(self._engine, held if attempt == 0 else None) as connection:
                     await connection.execute(
                         self._bots.update().where(self._bots.c.id == row_id).values(**values)
                     )
@@ -179,8 +185,12 @@ class Refresher:
                         )
                         .values(**values)
                     )
+                    await connection.commit()
                 return
             except (SQLAlchemyError, OSError) as exc:
+                if attempt == 0 and held is not None:
+                    with contextlib.suppress(SQLAlchemyError, OSError):
+                        await held.rollback()
                 log.warning(
                     "team %s: the refreshed token could not be stored (%s); trying again",
                     current.team_id or current.enterprise_id,
@@ -227,7 +237,19 @@ class Refresher:
 
 
 @contextlib.asynccontextmanager
-async def _advisory_lock(engine: AsyncEngine, name: str) -> AsyncIterator[None]:
+async def _connection(
+    engine: AsyncEngine, held: AsyncConnection | None
+) -> AsyncIterator[AsyncConnection]:
+    """`held` when given (left open), else a connection of the pool for this use only."""
+    if held is not None:
+        yield held
+        return
+    async with engine.connect() as connection:
+        yield connection
+
+
+@contextlib.asynccontextmanager
+async def _advisory_lock(engine: AsyncEngine, name: str) -> AsyncIterator[AsyncConnection]:
     """PostgreSQL's session-level advisory lock on a connection of its own: held across
     transactions (none stays open), released at the end or when the connection dies."""
     key = sa.text("SELECT pg_advisory_lock(hashtext(:name))")
@@ -235,14 +257,15 @@ async def _advisory_lock(engine: AsyncEngine, name: str) -> AsyncIterator[None]:
         await connection.execute(key, {"name": name})
         await connection.commit()
         try:
-            yield
+            yield connection
         finally:
             try:
+                await connection.rollback()
                 await connection.execute(
                     sa.text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": name}
                 )
                 await connection.commit()
-            except SQLAlchemyError:
+            except (SQLAlchemyError, OSError):
                 await connection.invalidate()  # closing the session releases the lock
 
 
