@@ -420,7 +420,7 @@ async def run_all(options: Options, plan: Plan) -> Results:
 
 def result_paths(options: Options) -> tuple[Path, Path]:
     """Where the report and the chart go. `--quick` writes `quick.md`/`quick-latency.png`
-    (git-ignored), so a quick run never overwrites the full results the README links to."""
+    (git-ignored), so a quick run never overwrites the full results docs/benchmarks.md links to."""
     if options.quick:
         return options.out / "quick.md", options.out / "quick-latency.png"
     return options.out / "latest.md", options.out / "latency.png"

@@ -11,20 +11,27 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot import __version__
+from bot.settings import SettingsError, load_settings
+
+Environment = Mapping[str, str]
+
+DISTRIBUTION = "slack-assistant-bot"
 
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: its name and help, its arguments, and what it runs with the settings."""
+    """A subcommand: its name and help, its arguments, and what it runs with the environment.
+
+    Commands read only the settings they need (`bot.maintenance`), not the bot's full set."""
 
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[Settings, argparse.Namespace], int]
+    run: Callable[[Environment, argparse.Namespace], int]
 
 
 def _purge_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,13 +40,17 @@ def _purge_arguments(parser: argparse.ArgumentParser) -> None:
     add_purge_arguments(parser)
 
 
-def _purge(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.retention import purge
+def _purge(env: Environment, args: argparse.Namespace) -> int:
+    from bot.maintenance import database_url_from, one_line_errors, openai_settings_from
+    from bot.retention import purge_database
 
-    older_than_days = float(args.older_than_days)
-    removed = asyncio.run(purge(settings, older_than_days=older_than_days))
-    print(f"deleted {removed} conversation(s) idle for more than {older_than_days:g} days")
-    return 0
+    def job() -> int:
+        older_than_days = float(args.older_than_days)
+        url, openai = database_url_from(env), openai_settings_from(env)
+        print(asyncio.run(purge_database(url, openai, older_than_days=older_than_days)).summary)
+        return 0
+
+    return one_line_errors(job)
 
 
 def _usage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,11 +59,15 @@ def _usage_arguments(parser: argparse.ArgumentParser) -> None:
     add_usage_arguments(parser)
 
 
-def _usage(settings: Settings, args: argparse.Namespace) -> int:
+def _usage(env: Environment, args: argparse.Namespace) -> int:
     from bot.admin.cli import usage_report
+    from bot.maintenance import database_url_from, one_line_errors
 
-    print(asyncio.run(usage_report(settings, args)))
-    return 0
+    def job() -> int:
+        print(asyncio.run(usage_report(database_url_from(env), args)))
+        return 0
+
+    return one_line_errors(job)
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -69,7 +84,7 @@ COMMANDS: tuple[Command, ...] = (
         run=_usage,
     ),
 )
-"""Add a command here: it then shows in `--help` and runs with the settings loaded."""
+"""Add a command here: it then shows in `--help` and runs with the environment."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(HTTP, or Socket Mode when SLACK_APP_TOKEN is set) until SIGTERM. Settings come from "
         "the environment or a .env file; see .env.example.",
     )
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in COMMANDS:
         sub = commands.add_parser(command.name, help=command.help, description=command.help)
@@ -89,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    run: Callable[[Environment, argparse.Namespace], int] | None = getattr(args, "run", None)
+    if run is not None:
+        return _run_command(run, args)
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -98,9 +117,6 @@ def main(argv: list[str] | None = None) -> int:
 
     configure(settings.log_level, settings.log_format)  # LOG_FORMAT=json: one object a line
     _quiet_chatty_libraries(settings.log_level)
-    run: Callable[[Settings, argparse.Namespace], int] | None = getattr(args, "run", None)
-    if run is not None:
-        return run(settings, args)
     from bot.runtime import StartupError, serve
 
     try:
@@ -111,6 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _run_command(
+    run: Callable[[Environment, argparse.Namespace], int], args: argparse.Namespace
+) -> int:
+    from bot.logs import configure
+    from bot.maintenance import environment, log_settings_from
+
+    env = environment()
+    level, log_format = log_settings_from(env)
+    configure(level, log_format)
+    _quiet_chatty_libraries(level)
+    return run(env, args)
 
 
 def _quiet_chatty_libraries(level: str) -> None:

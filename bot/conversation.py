@@ -33,7 +33,6 @@ from bot.turns.wakeups import RunWakeups
 
 log = logging.getLogger(__name__)
 
-IncomingMessage = NewMessage
 FEEDBACK_THANKS = "Thanks for the feedback! It helps the people who run me improve the answers."
 
 
@@ -78,14 +77,14 @@ class ConversationService:
 
     # Called by the Slack listeners, inside the ack --------------------------------------
 
-    async def accept(self, message: IncomingMessage) -> Acceptance:
+    async def accept(self, message: NewMessage) -> Acceptance:
         """Store the message durably and wake the dispatcher; never waits for the assistant."""
         acceptance, conversation_id = await self._intake.accept(message)
         if conversation_id is not None:
             self._dispatcher.hint(conversation_id)
         return acceptance
 
-    async def accept_dm(self, message: IncomingMessage) -> Acceptance:
+    async def accept_dm(self, message: NewMessage) -> Acceptance:
         """A DM written at the top level. In the Agent messaging experience it starts its own
         thread, answered like the assistant pane (status, title, streaming), with the channel
         the person has in view; otherwise it is a plain DM."""

@@ -35,6 +35,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.oauth_pages import INSTALL_CALLBACKS, InstallPagesFlow
 from bot.slack_tokens import NotInstalled, Refresher, RefreshRefused
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 from bot.turns.states import Outcome, TurnStatus
@@ -358,6 +359,7 @@ def build_oauth_flow(
     state_secret: str,
     client_secret: str,
     redirect_uri: str | None,
+    delete_on_uninstall: bool = False,
 ) -> AsyncOAuthFlow:
     """`GET /slack/install` (the page with the Add to Slack button) and
     `GET /slack/oauth_redirect` (Slack sends the installer back with a code, exchanged at
@@ -372,9 +374,12 @@ def build_oauth_flow(
         installation_store=workspaces.store,
         state_store=SignedStateStore(workspaces.engine, secret=state_secret),
         state_expiration_seconds=STATE_EXPIRATION_S,
+        callback_options=INSTALL_CALLBACKS,
         logger=log,
     )
-    return AsyncOAuthFlow(client=client, logger=log, settings=settings)
+    return InstallPagesFlow(
+        client=client, logger=log, settings=settings, delete_on_uninstall=delete_on_uninstall
+    )
 
 
 def _team_filter(key: TeamKey, spared: Any = None) -> Any:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from slack_sdk.errors import SlackApiError
 
 from bot.assistants.base import ToolProgress
+from bot.mentions import split_unfinished
 from bot.slack_api import Place, SlackGateway
 from bot.text import markdown_to_mrkdwn
 
@@ -65,17 +66,27 @@ class _Throttle:
         self.mark()
         return text
 
+    def take_finished(self) -> str:
+        """What may be sent now; a tail that the next words could make a mention stays."""
+        ready, self.pending = split_unfinished(self.pending)
+        self.sent_any = True
+        self.mark()
+        return ready
+
     def mark(self) -> None:
         self._last = time.monotonic()
 
 
 class SlackStream:
-    def __init__(self, slack: SlackGateway, place: Place, ts: str, *, sent: str = "") -> None:
+    def __init__(
+        self, slack: SlackGateway, place: Place, ts: str, *, sent: str = "", held: str = ""
+    ) -> None:
         self._slack = slack
         self._place = place
         self.ts = ts
         self._throttle = _Throttle(STREAM_FLUSH_S)
         self._throttle.sent_any = bool(sent)
+        self._throttle.pending = held
         self._throttle.mark()
         self._sent = sent
         self._broken = False
@@ -98,14 +109,14 @@ class SlackStream:
 
     async def append(self, text: str) -> None:
         if self._throttle.add(text) and not self._broken:
-            await self._send(self._throttle.take())
+            await self._send(self._throttle.take_finished())
 
     async def task(self, progress: ToolProgress) -> None:
         """A task update, after the text so far (so the timeline keeps the order)."""
         if self._broken:
             return
         if self._throttle.pending:
-            await self._send(self._throttle.take())
+            await self._send(self._throttle.take_finished())
         try:
             await self._slack.append_chunks(self._place, self.ts, [task_update_chunk(progress)])
         except SlackApiError as exc:
@@ -156,7 +167,8 @@ class UpdatedMessage:
     async def _send(self) -> None:
         self._text += self._throttle.take()
         try:
-            await self._slack.update(self._place, self.ts, markdown_to_mrkdwn(self._text) + " …")
+            named = await self._slack.named_mentions(self._place.team, self._text)
+            await self._slack.update(self._place, self.ts, markdown_to_mrkdwn(named) + " …")
         except SlackApiError as exc:
             log.warning("live update failed: %s", exc.response.get("error"))
 
@@ -166,9 +178,10 @@ async def open_live_message(
 ) -> LiveMessage:
     """A live message that starts with the model's first words (or, when a tool runs before
     any words, empty, to show the tool's progress)."""
+    ready, held = split_unfinished(first_words)
     try:
-        ts = await slack.start_stream(place, team_id=team_id, user_id=user_id, markdown=first_words)
-        return SlackStream(slack, place, ts, sent=first_words)
+        ts = await slack.start_stream(place, team_id=team_id, user_id=user_id, markdown=ready)
+        return SlackStream(slack, place, ts, sent=ready, held=held)
     except SlackApiError as exc:
         log.info(
             "Slack streaming unavailable (%s); editing a placeholder instead",

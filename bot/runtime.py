@@ -31,12 +31,14 @@ from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_web_client, search_clients
 from bot.store.db import (
     DatabaseHealth,
+    ForeignKeyViolation,
     create_engine,
     database_answers,
     database_health,
     migrate,
 )
 from bot.store.repository import Store
+from bot.store.schema import DatabaseNotReady
 from bot.webhooks import unused_secret
 
 log = logging.getLogger("bot")
@@ -169,6 +171,7 @@ async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
             state_secret=settings.slack_state_secret,
             client_secret=settings.slack_client_secret,
             redirect_uri=settings.slack_redirect_uri,
+            delete_on_uninstall=settings.delete_data_on_uninstall,
         )
         backend = make_backend(settings, engine, search_client=search_clients(workspaces))
         service = ConversationService(
@@ -326,6 +329,9 @@ async def _open_database(settings: Settings) -> AsyncEngine:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     try:
         await migrate(engine)
+    except (DatabaseNotReady, ForeignKeyViolation) as exc:
+        await engine.dispose()
+        raise StartupError(str(exc)) from None
     except (OSError, SQLAlchemyError) as exc:
         await engine.dispose()
         reason = getattr(exc, "orig", None) or exc

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.admin.commands import MAX_MODEL_CHARS
 from bot.tools.config import McpServer, ToolsConfigError, parse_servers
 
 AssistantApi = Literal["threads", "responses", "chat"]
@@ -91,6 +92,8 @@ class Settings:
     admin_user_ids: frozenset[str] = field(default_factory=frozenset)
     user_daily_token_limit: int = 0
     channel_monthly_cost_limit_usd: float = 0.0
+    allowed_models: tuple[str, ...] = ()
+    """ALLOWED_MODELS for `/assistant model`; empty: the priced models and OPENAI_MODEL."""
     prices_file: str | None = None
     metrics_port: int | None = None
     log_format: LogFormat = "text"
@@ -319,12 +322,23 @@ def _admin_settings(env: Mapping[str, str], get: Callable[[str], str | None]) ->
         "channel_monthly_cost_limit_usd": _float(
             env, "CHANNEL_MONTHLY_COST_LIMIT_USD", 0, minimum=0
         ),
+        "allowed_models": _allowed_models(get("ALLOWED_MODELS")),
         "prices_file": prices_file,
         "metrics_port": None
         if metrics_port is None
         else _int(env, "METRICS_PORT", 0, minimum=1, maximum=65535),
         "log_format": log_format,
     }
+
+
+def _allowed_models(raw: str | None) -> tuple[str, ...]:
+    models = _csv(raw)
+    too_long = [model for model in models if len(model) > MAX_MODEL_CHARS]
+    if too_long:
+        raise SettingsError(
+            f"ALLOWED_MODELS: {too_long[0][:40]!r}… is over {MAX_MODEL_CHARS} chars"
+        )
+    return models
 
 
 def database_url(raw: str | None) -> str:

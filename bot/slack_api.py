@@ -37,6 +37,7 @@ from bot.attachments import (
     url_host,
 )
 from bot.installations import TeamAuth, TeamKey
+from bot.mentions import name_mentions, unlabelled_mentions
 from bot.text import unping_markdown
 
 log = logging.getLogger(__name__)
@@ -222,12 +223,16 @@ class SlackGateway:
         self._names[(team.team_id, user_id)] = (str(name), time.monotonic() + _NAME_TTL_S)
         return str(name)
 
-    async def thread_history(
-        self, channel_id: str, thread_ts: str, *, before_ts: str, team: TeamKey = _NO_TEAM
-    ) -> list[ThreadMessage]:
-        """The thread's messages older than `before_ts`, oldest first (parent included)."""
-        read = await self.read_thread(channel_id, thread_ts, before_ts=before_ts, team=team)
-        return read.messages
+    async def named_mentions(self, team: TeamKey, markdown: str) -> str:
+        """The model's Markdown with each `<@U…>` it wrote labelled with that person's name,
+        so that, made plain (`unping_markdown`), it reads "@Alan" and notifies nobody."""
+        wanted = unlabelled_mentions(markdown)
+        if not wanted:
+            return markdown
+        return name_mentions(markdown, await self.display_names(wanted, team=team))
+
+    async def _plain_markdown(self, team: TeamKey, markdown: str) -> str:
+        return unping_markdown(await self.named_mentions(team, markdown))
 
     async def read_thread(
         self, channel_id: str, thread_ts: str, *, before_ts: str, team: TeamKey = _NO_TEAM
@@ -462,7 +467,7 @@ class SlackGateway:
             thread_ts=place.thread_ts,
             recipient_team_id=team_id,
             recipient_user_id=user_id,
-            markdown_text=unping_markdown(markdown) if markdown else None,
+            markdown_text=await self._plain_markdown(place.team, markdown) if markdown else None,
             task_display_mode="timeline",
         )
         return str(response["ts"])
@@ -476,7 +481,9 @@ class SlackGateway:
     async def append_stream(self, place: Place, ts: str, markdown: str) -> None:
         """Stream the model's Markdown as it comes; its mentions are made plain text first."""
         await (await self._client(place.team)).chat_appendStream(
-            channel=place.channel_id, ts=ts, markdown_text=unping_markdown(markdown)
+            channel=place.channel_id,
+            ts=ts,
+            markdown_text=await self._plain_markdown(place.team, markdown),
         )
 
     async def finish_stream(
@@ -487,7 +494,7 @@ class SlackGateway:
             channel=place.channel_id,
             ts=ts,
             blocks=blocks,
-            markdown_text=unping_markdown(markdown) if markdown else None,
+            markdown_text=await self._plain_markdown(place.team, markdown) if markdown else None,
         )
 
     async def stop_stream(self, place: Place, ts: str) -> None:

@@ -282,7 +282,7 @@ async def install(site: Conversations, team: str) -> None:
         back = consent.headers["Location"]
     async with site.http.get(back, headers={"Cookie": cookie}) as done:
         assert done.status == 200, await done.text()
-        assert "Thank you" in await done.text()
+        assert "is now in" in await done.text()
 
 
 @dataclass

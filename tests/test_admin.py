@@ -181,7 +181,7 @@ async def test_usage_command_shows_the_channel_and_the_caller(
         _, reply = await bot.command("usage", user="UBOB")
         lines = reply["text"].splitlines()
         assert "This channel: 2 answers" in lines[1]
-        assert "Yours here: 1 answers" in lines[2]
+        assert "Yours here: 1 answer," in lines[2]
         assert "tokens, about $" in lines[1] or "unknown price" in lines[1]
 
 
@@ -218,7 +218,7 @@ async def test_thumbs_down_asks_why_and_the_admin_view_shows_it(
         await bot.slack.wait_for(lambda: {"UADMIN", "UBOB"} <= set(bot.slack.home_views))
         admin_view = json.dumps(bot.slack.home_views["UADMIN"], ensure_ascii=False)
         assert "admin view" in admin_view
-        assert "<#C0001>: 1 answers" in admin_view and "$" in admin_view  # gpt-5-mini is priced
+        assert "<#C0001>: 1 answer," in admin_view and "$" in admin_view  # gpt-5-mini is priced
         assert "👎 1" in admin_view and "Wrong sum" in admin_view
         assert "<#C0002>: model `gpt-5-nano`" in admin_view
         assert "Errors in the last 24 hours:* 0" in admin_view

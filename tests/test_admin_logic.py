@@ -6,18 +6,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from bot.admin.bounds import OperatorBounds
 from bot.admin.budgets import Limit, Scope, Spent, decide
 from bot.admin.commands import Action, Budget, BudgetUnit, Period, parse_command
+from bot.admin.policy import Asker
 from bot.admin.prices import PricesError, format_cost, load_price_table
-from bot.admin.report import Format, GroupBy, UsageRow, aggregate, render
-from bot.admin.service import turn_options
+from bot.admin.report import Format, GroupBy, UsageRow, aggregate, counted, render
 from bot.admin.store import ChannelSettings
 from bot.assistants.base import NO_OPTIONS, TurnOptions, Usage, chosen
+from bot.settings import Settings
+from bot.tools.config import McpServer
 
 USD, TOKENS = BudgetUnit.USD, BudgetUnit.TOKENS
 DAY, MONTH = Period.DAY, Period.MONTH
@@ -126,6 +131,7 @@ def test_the_servers_a_turn_may_use(
             TurnOptions(instructions="Be brief."),
         ),
         (ChannelSettings("T1", "C1", mcp_servers=()), TurnOptions(mcp_servers=())),
+        (ChannelSettings("T1", "C1", mcp_servers=("orders", "wiki")), NO_OPTIONS),
         (
             ChannelSettings("T1", "C1", model="m", instructions="i", mcp_servers=("wiki",)),
             TurnOptions(model="m", instructions="i", mcp_servers=("wiki",)),
@@ -135,7 +141,16 @@ def test_the_servers_a_turn_may_use(
 def test_what_a_channels_settings_change_in_a_turn(
     channel: ChannelSettings, expected: TurnOptions
 ) -> None:
-    assert turn_options(channel) == expected
+    settings = Settings(
+        "xoxb-1",
+        "s",
+        "k",
+        "responses",
+        allowed_models=("gpt-x", "m"),
+        mcp_servers=(McpServer("orders", "https://o/mcp"), McpServer("wiki", "https://w/mcp")),
+    )
+    bounds = OperatorBounds(settings, load_price_table(None))
+    assert bounds.turn_options(channel, Asker("T1")) == expected
 
 
 @pytest.mark.parametrize(
@@ -261,12 +276,13 @@ def test_usage_renders_as_csv_json_and_a_table() -> None:
     rows = list(csv.DictReader(io.StringIO(render(groups, by=GroupBy.CHANNEL, fmt=Format.CSV))))
     assert rows[0] == {
         "channel": "C1",
+        "name": "",
         "answers": "2",
         "input_tokens": "300",
         "cached_input_tokens": "0",
         "output_tokens": "30",
         "reasoning_tokens": "0",
-        "cost_usd": "0.006",
+        "cost_usd": "0.006000",
         "unpriced_answers": "0",
     }
     data = json.loads(render(groups, by=GroupBy.CHANNEL, fmt=Format.JSON))
@@ -284,3 +300,81 @@ def test_usage_renders_as_csv_json_and_a_table() -> None:
     ]
     assert table[-1].split()[:3] == ["TOTAL", "3", "600"]
     assert table[-1].endswith("$0.006000 + unknown price")
+
+
+@pytest.mark.parametrize(
+    ("count", "noun", "expected"),
+    [
+        (0, "answer", "0 answers"),
+        (1, "answer", "1 answer"),
+        (2, "answer", "2 answers"),
+        (1, "token", "1 token"),
+        (1234, "token", "1,234 tokens"),
+    ],
+)
+def test_counts_are_pluralised(count: int, noun: str, expected: str) -> None:
+    assert counted(count, noun) == expected
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (ROWS[:1], "1 answer, 110 tokens"),
+        (ROWS, "3 answers, 660 tokens"),
+        ([row("UA", "C1", "m", 1, 0, None, 1)], "1 answer, 1 token"),
+    ],
+)
+def test_totals_say_answers_and_tokens_in_words(rows: list[UsageRow], expected: str) -> None:
+    ((_, totals),) = aggregate(rows, GroupBy.TEAM)
+    assert totals.counts_text == expected
+
+
+@pytest.mark.parametrize(
+    ("cost", "csv_cost"),
+    [
+        (0.00001, "0.000010"),
+        (0.0000004, "0.000000"),
+        (12.5, "12.500000"),
+        (1234567.891, "1234567.891000"),
+        (None, "0.000000"),
+    ],
+)
+def test_csv_cost_is_a_plain_decimal(cost: float | None, csv_cost: str) -> None:
+    groups = aggregate([row("UA", "C1", "m", 1, 1, cost, 1)], GroupBy.USER)
+    (line,) = csv.DictReader(io.StringIO(render(groups, by=GroupBy.USER, fmt=Format.CSV)))
+    assert line["cost_usd"] == csv_cost
+
+
+NAMES = {"T1": 'Acme, Inc. "Ops"'}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "shown"),
+    [
+        (Format.TABLE, lambda out: out.splitlines()[2].startswith('T1 (Acme, Inc. "Ops")  ')),
+        (
+            Format.CSV,
+            lambda out: next(csv.DictReader(io.StringIO(out)))["name"] == 'Acme, Inc. "Ops"',
+        ),
+        (Format.JSON, lambda out: json.loads(out)[0]["name"] == 'Acme, Inc. "Ops"'),
+    ],
+)
+def test_stored_names_are_shown_next_to_ids(fmt: Format, shown: Callable[[str], bool]) -> None:
+    out = render(aggregate(ROWS, GroupBy.TEAM), by=GroupBy.TEAM, fmt=fmt, names=NAMES)
+    assert shown(out), out
+
+
+def test_usage_as_prometheus_text() -> None:
+    groups = aggregate(ROWS, GroupBy.CHANNEL)
+    out = render(groups, by=GroupBy.CHANNEL, fmt=Format.PROMETHEUS, names={"C1": "general"})
+    samples = {
+        (sample.name, sample.labels["channel"], sample.labels["name"]): sample.value
+        for family in text_string_to_metric_families(out + "\n")
+        for sample in family.samples
+    }
+    assert samples[("bot_usage_answers", "C1", "general")] == 2
+    assert samples[("bot_usage_answers", "C2", "")] == 1
+    assert samples[("bot_usage_input_tokens", "C1", "general")] == 300
+    assert samples[("bot_usage_cost_usd", "C1", "general")] == pytest.approx(0.006)
+    assert samples[("bot_usage_unpriced_answers", "C2", "")] == 1
+    assert "# TYPE bot_usage_answers gauge" in out.splitlines()

@@ -8,6 +8,7 @@ in OAuth mode too (installed through its install pages, answering with the insta
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -162,6 +163,20 @@ async def test_team_thread_tells_the_assistant_who_said_what(bot: BotUnderTest) 
     assert "Bob: I agree with @Alice" in recorder.seen[1][-1]
     assert "<@" not in "".join(recorder.seen[1])
     assert len(bot.slack.calls_to("users.info")) <= 2, "display names are cached"
+
+
+async def test_a_person_the_model_names_is_shown_by_name_and_not_pinged(
+    bot: BotUnderTest,
+) -> None:
+    """Streamed in two pieces, the mention is cut in the middle (`ask <@UB` + `OB> now`):
+    Slack would join the two appends into a live mention, so the tail waits for the rest."""
+    bot.openai.reply = Recorder("ask <@UBOB> now")
+    bot.openai.stream_chunks = 2
+    question = await bot.mention("who knows about deploys?")
+    (answer,) = await bot.wait_for_answers("C0001", question.ts)
+    shown = answer.text + json.dumps(answer.blocks or [])
+    assert "<@UBOB" not in shown and "UBOB" not in shown
+    assert "ask @\u2060Bob now" in answer.text
 
 
 async def test_markdown_answer_is_rendered_as_slack_formatting(bot: BotUnderTest) -> None:

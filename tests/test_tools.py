@@ -450,6 +450,45 @@ async def test_a_workspace_search_result_is_cited_with_its_permalink(
         assert {"type": "url", "url": permalink, "text": "Bob in #release"} in done[0]["sources"]
 
 
+@all_backends
+@sqlite_only
+async def test_a_channel_answer_never_draws_on_private_or_direct_messages(
+    make_bot: BotFactory,
+) -> None:
+    """Search acts for the asker, who may see private channels and DMs; an answer in a
+    channel is read by everyone there, so only public channels are searched."""
+    async with make_bot(SLACK_SEARCH="true") as bot:
+        bot.slack.add_channel("C0002", name="release")
+        bot.slack.add_channel("G0003", name="leadership", is_private=True)
+        bot.slack.add_channel("G0004", name="mpdm-alice--bob-1", is_private=True)
+        bot.slack.add_channel("D0005", user="UALICE")
+        public = bot.slack.add_message("C0002", user="UBOB", text="deploy freeze: Friday")
+        secrets = {
+            "G0003": "deploy freeze hides the layoffs",
+            "G0004": "deploy freeze, between us two",
+            "D0005": "deploy freeze password is hunter2",
+        }
+        for channel, text in secrets.items():
+            bot.slack.add_message(channel, user="UBOB", text=text)
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        question = await mention_with_token(bot, "deploy freeze?", bot.slack.new_action_token())
+        (answer,) = await bot.wait_for_answers("C0001", question.ts)
+        assert public.text in answer.text
+        for channel, text in secrets.items():
+            assert text not in answer.text and channel not in answer.text
+        (search,) = bot.slack.searches
+        assert search.get("channel_types") in (None, ["public_channel"], "public_channel")
+
+
+def test_the_manifests_ask_for_public_search_only() -> None:
+    """Only public channels are searched, so no manifest asks to read private
+    conversations or files through search."""
+    root = Path(__file__).resolve().parents[1]
+    for manifest in sorted(root.glob("manifest*.yml")):
+        scopes = set(re.findall(r"^\s*-\s*(search:[\w.]+)", manifest.read_text(), re.MULTILINE))
+        assert scopes <= {"search:read.public"}, f"{manifest.name} asks for {sorted(scopes)}"
+
+
 @pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["stream", "poll"], indirect=True)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_INSTRUCTIONS_CHARS = 4000
+MAX_MODEL_CHARS = 128
+"""The longest model name the database keeps (`channel_settings.model`, `turn_usage.model`)."""
 
 
 class Action(enum.Enum):
@@ -64,10 +67,12 @@ class Command:
     """Why the text was not understood (shown above the help), None when it was."""
 
 
-def parse_command(raw: str, *, servers: Sequence[str] = ()) -> Command:
+def parse_command(raw: str, *, servers: Sequence[str] = (), all_is_default: bool = True) -> Command:
     """`/assistant` text → Command; anything not understood is HELP with the problem named.
 
-    `servers` are the labels of the configured MCP servers, which `tools` chooses from.
+    `servers` are the labels of the MCP servers this workspace may use, which `tools`
+    chooses from. Where the default is no servers (OAuth mode), `tools all` chooses each of
+    them and `tools reset` goes back to the default.
     """
     text = raw.strip()
     word, _, rest = text.partition(" ")
@@ -93,7 +98,7 @@ def parse_command(raw: str, *, servers: Sequence[str] = ()) -> Command:
     if word == "budget":
         return _budget(rest)
     if word == "tools":
-        return _tools(rest, servers)
+        return _tools(rest, servers, all_is_default=all_is_default)
     return _help(f"I don't know `/assistant {word}`.")
 
 
@@ -118,14 +123,14 @@ def _budget(rest: str) -> Command:
         unit_text
     )
     period = {"day": Period.DAY, "month": Period.MONTH}.get(period_text)
-    if unit is None or period is None or not amount > 0 or amount != amount:
+    if unit is None or period is None or not amount > 0 or not math.isfinite(amount):
         return _help(usage)
     if unit is BudgetUnit.TOKENS:
         amount = float(int(amount))
     return Command(Action.SET_BUDGET, budget=Budget(amount, unit, period))
 
 
-def _tools(rest: str, configured: Sequence[str]) -> Command:
+def _tools(rest: str, configured: Sequence[str], *, all_is_default: bool) -> Command:
     """`tools` (list), `tools all`/`reset` (the default), `tools none`, `tools a b` or `a, b`.
 
     Labels match the configured ones ignoring case, and are kept in the configured order.
@@ -134,6 +139,8 @@ def _tools(rest: str, configured: Sequence[str]) -> Command:
     lowered = [word.lower() for word in words]
     if not words:
         return Command(Action.TOOLS)
+    if lowered == ["all"] and not all_is_default:
+        return Command(Action.SET_TOOLS, servers=tuple(configured))
     if lowered in (["all"], ["reset"]):
         return Command(Action.RESET_TOOLS)
     if lowered == ["none"]:

@@ -119,10 +119,7 @@ def submitted_reason(view: dict[str, Any]) -> tuple[int, str] | None:
 
 
 def _totals_lines(groups: Sequence[tuple[str, Totals]], *, mention: str) -> str:
-    return "\n".join(
-        f"• <{mention}{key}>: {t.answers:,} answers, {t.tokens:,} tokens, {t.cost_text}"
-        for key, t in groups
-    )
+    return "\n".join(f"• <{mention}{key}>: {t.counts_text}, {t.cost_text}" for key, t in groups)
 
 
 def _channel_line(settings: ChannelSettings) -> str:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from bot.assistants.base import Usage
 
-PRICES_AS_OF = "2025-12"
 UNKNOWN_PRICE = "unknown price"
 
 
@@ -61,6 +60,11 @@ class PricesError(ValueError):
 class PriceTable:
     def __init__(self, prices: Mapping[str, Price]) -> None:
         self._prices = {name.lower(): price for name, price in prices.items()}
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The priced model names (lower case)."""
+        return tuple(self._prices)
 
     def price_of(self, model: str) -> Price | None:
         name = model.strip().lower()

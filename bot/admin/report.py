@@ -1,5 +1,5 @@
 """Usage figures: turn rows grouped by team, channel, user, model or day, as a terminal
-table, CSV or JSON (pure)."""
+table, CSV, JSON or Prometheus text (pure)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import csv
 import enum
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -26,6 +26,7 @@ class Format(enum.StrEnum):
     TABLE = "table"
     CSV = "csv"
     JSON = "json"
+    PROMETHEUS = "prometheus"
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,22 @@ class Totals:
             self.cost_usd += row.cost_usd
 
     @property
+    def counts_text(self) -> str:
+        """ "1 answer, 1,200 tokens" """
+        return f"{counted(self.answers, 'answer')}, {counted(self.tokens, 'token')}"
+
+    @property
     def cost_text(self) -> str:
         """ "$0.0123", "unknown price", or "$0.0123 + unknown price" when some are unpriced."""
         if self.unpriced_answers == self.answers and self.answers:
             return UNKNOWN_PRICE
         text = format_cost(self.cost_usd)
         return f"{text} + {UNKNOWN_PRICE}" if self.unpriced_answers else text
+
+
+def counted(count: int, noun: str) -> str:
+    """ "1 answer", "2 answers", "1,234 answers" (the nouns here take an s)."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def aggregate(rows: Iterable[UsageRow], by: GroupBy) -> list[tuple[str, Totals]]:
@@ -131,25 +142,59 @@ def _values(totals: Totals) -> list[int | float]:
     ]
 
 
-def render(groups: Sequence[tuple[str, Totals]], *, by: GroupBy, fmt: Format) -> str:
+def _csv_values(totals: Totals) -> list[int | str]:
+    """As `_values`, the cost a plain decimal in dollars (never `1e-05`)."""
+    return [f"{v:.6f}" if isinstance(v, float) else v for v in _values(totals)]
+
+
+def render(
+    groups: Sequence[tuple[str, Totals]],
+    *,
+    by: GroupBy,
+    fmt: Format,
+    names: Mapping[str, str] | None = None,
+) -> str:
+    """The report; `names` are the stored names of the groups' ids (a workspace's name)."""
+    names = names or {}
     if fmt is Format.JSON:
         return json.dumps(
-            [{by.value: key, **dict(zip(COLUMNS, _values(t), strict=True))} for key, t in groups],
+            [
+                {
+                    by.value: key,
+                    "name": names.get(key),
+                    **dict(zip(COLUMNS, _values(t), strict=True)),
+                }
+                for key, t in groups
+            ],
             indent=2,
+            ensure_ascii=False,
         )
     if fmt is Format.CSV:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([by.value, *COLUMNS])
+        writer.writerow([by.value, "name", *COLUMNS])
         for key, totals in groups:
-            writer.writerow([key, *_values(totals)])
+            writer.writerow([key, names.get(key, ""), *_csv_values(totals)])
         return out.getvalue().rstrip("\n")
-    return _table(groups, by=by)
+    if fmt is Format.PROMETHEUS:
+        from bot.admin.report_prometheus import prometheus_text
+
+        return prometheus_text(groups, by=by, names=names, columns=COLUMNS, values=_values)
+    return _table(groups, by=by, names=names)
 
 
-def _table(groups: Sequence[tuple[str, Totals]], *, by: GroupBy) -> str:
+def labelled(key: str, names: Mapping[str, str]) -> str:
+    """ "T0001 (Acme)" when the id has a stored name, else the id."""
+    name = names.get(key)
+    return f"{key} ({name})" if name else key
+
+
+def _table(groups: Sequence[tuple[str, Totals]], *, by: GroupBy, names: Mapping[str, str]) -> str:
     header = [by.value, "answers", "input", "cached", "output", "reasoning", "est. cost"]
-    lines = [[key, *(f"{v:,}" for v in _values(t)[:5]), t.cost_text] for key, t in groups]
+    lines = [
+        [labelled(key, names), *(f"{v:,}" for v in _values(t)[:5]), t.cost_text]
+        for key, t in groups
+    ]
     if groups:
         whole = total_of(t for _, t in groups)
         lines.append(["TOTAL", *(f"{v:,}" for v in _values(whole)[:5]), whole.cost_text])

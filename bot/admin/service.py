@@ -1,7 +1,8 @@
 """What the Slack listeners and the turn engine ask of the admin part.
 
 - the turn engine: `channel_settings`, then `turn_options` (a channel's model, instructions
-  and tool servers) and `refusal_for` (a budget reached: the reply instead of a run),
+  and tool servers, within the operator's bounds: bot/admin/bounds.py) and `refusal_for`
+  (a budget reached: the reply instead of a run),
   `record_usage` (after a run);
 - the listeners: `is_enabled` (the off switch), `run_command` (`/assistant`), `is_admin`.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,12 +18,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.admin.budgets import Limit, Refusal, Scope, decide, period_start
-from bot.admin.commands import Action, Budget, BudgetUnit, Command, Period, help_text
+from bot.admin.bounds import OperatorBounds, labels
+from bot.admin.budgets import Refusal, Scope, decide, period_start
+from bot.admin.commands import Action, Command, Period, help_text
+from bot.admin.policy import Asker
 from bot.admin.prices import PriceTable, format_cost, load_price_table
 from bot.admin.report import total
 from bot.admin.store import AdminStore, ChannelSettings
-from bot.assistants.base import NO_OPTIONS, TurnOptions, Usage, chosen
+from bot.assistants.base import TurnOptions, Usage
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,11 @@ class CommandContext:
     team_id: str
     channel_id: str
     user_id: str
+    enterprise_id: str | None = None
+
+    @property
+    def asker(self) -> Asker:
+        return Asker(self.team_id, self.enterprise_id)
 
 
 class AdminService:
@@ -60,6 +67,7 @@ class AdminService:
         # (team, user) → (until, admin): on Enterprise Grid one person is an admin of one
         # workspace and not of another.
         self._admins: dict[tuple[str, str], tuple[float, bool]] = {}
+        self.bounds = OperatorBounds(settings, self.prices)
 
     # The turn engine --------------------------------------------------------------------
 
@@ -78,7 +86,7 @@ class AdminService:
         now: float | None = None,
     ) -> Refusal | None:
         """A limit this message would go over, from the usage all processes recorded."""
-        limits = self._limits(channel)
+        limits = self.bounds.limits(channel)
         if not limits:
             return None
         moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
@@ -94,21 +102,10 @@ class AdminService:
             measured.append((limit, spent))
         return decide(measured, now=moment)
 
-    def _limits(self, channel: ChannelSettings) -> list[Limit]:
-        limits = []
-        if self._settings.user_daily_token_limit:
-            budget = Budget(
-                float(self._settings.user_daily_token_limit), BudgetUnit.TOKENS, Period.DAY
-            )
-            limits.append(Limit(Scope.USER, budget, "the daily limit per person"))
-        if channel.budget is not None:
-            limits.append(Limit(Scope.CHANNEL, channel.budget, "this channel's budget"))
-        elif self._settings.channel_monthly_cost_limit_usd:
-            budget = Budget(
-                self._settings.channel_monthly_cost_limit_usd, BudgetUnit.USD, Period.MONTH
-            )
-            limits.append(Limit(Scope.CHANNEL, budget, "the monthly limit per channel"))
-        return limits
+    def turn_options(self, channel: ChannelSettings, asker: Asker) -> TurnOptions:
+        """What a channel's settings change in a turn asked by `asker`, within the
+        operator's bounds (the one place a turn's model and tool servers are chosen)."""
+        return self.bounds.turn_options(channel, asker)
 
     async def record_usage(
         self, *, turn_id: int, conversation_id: int, usage: Usage
@@ -143,10 +140,9 @@ class AdminService:
         self._admins[(team_id, user_id)] = (time.monotonic() + ADMIN_CACHE_S, admin)
         return admin
 
-    @property
-    def tool_servers(self) -> tuple[str, ...]:
-        """The labels of the configured MCP servers, in the file's order."""
-        return tuple(server.label for server in self._settings.mcp_servers)
+    def parse(self, text: str, context: CommandContext) -> Command:
+        """`/assistant` text, with the tool servers this workspace may choose from."""
+        return self.bounds.parse(text, context.team_id, context.enterprise_id)
 
     def who_can_turn_on(self) -> str:
         named = sorted(self._settings.admin_user_ids)
@@ -174,6 +170,10 @@ class AdminService:
                 context.channel_id,
             )
             return NOT_ALLOWED_TEXT
+        refusal = self.bounds.refusal(command)
+        if refusal is not None:
+            log.info("settings: %s asked for more than the operator allows", context.user_id)
+            return refusal
         values = _setting_values(command)
         changes = await self.store.change_settings(
             context.team_id, context.channel_id, user_id=context.user_id, **values
@@ -186,7 +186,7 @@ class AdminService:
                 context.team_id,
                 context.channel_id,
             )
-        return _confirmation(command, changed=bool(changes))
+        return self.bounds.confirmation(command, _confirmation(command, changed=bool(changes)))
 
     async def _show(self, context: CommandContext) -> str:
         own = await self.store.channel_settings(context.team_id, context.channel_id)
@@ -199,6 +199,8 @@ class AdminService:
         lines = [f"*Assistant settings in <#{context.channel_id}>*"]
         lines.append(f"• Answers here: {'on' if own.enabled else '*off*'}")
         lines.append(_line("Model", own.model, default_model))
+        if own.model and not self.bounds.allowed_models.allows(own.model):
+            lines.append(f"  (not allowed by the operator any more: {default_model} is used)")
         workspace = settings.assistant_instructions
         if own.instructions:
             lines.append(f"• Instructions (this channel): {_quote(own.instructions)}")
@@ -209,8 +211,8 @@ class AdminService:
                 "• Instructions (default): "
                 + (_quote(workspace) if workspace else "none beyond the assistant's own")
             )
-        lines.append(self._tools_line(own))
-        limits = self._limits(own)
+        lines.append(self.bounds.tools_line(own, context.asker))
+        limits = self.bounds.limits(own)
         if limits:
             for limit in limits:
                 lines.append(f"• Limit ({limit.source}): {limit.budget.describe()}")
@@ -218,35 +220,10 @@ class AdminService:
             lines.append("• Limits: none")
         return "\n".join(lines)
 
-    def _tools_line(self, own: ChannelSettings) -> str:
-        configured = self.tool_servers
-        if not configured:
-            return "• Tool servers: none configured"
-        if own.mcp_servers is None:
-            return "• Tool servers (default): all, " + _labels(configured)
-        return "• Tool servers (this channel): " + (_labels(own.mcp_servers) or "none")
-
     async def _tools(self, context: CommandContext) -> str:
-        """The configured MCP servers, each marked on or off in this channel."""
-        configured = self.tool_servers
-        if not configured:
-            return (
-                "No tool (MCP) servers are configured for this bot (`MCP_SERVERS_FILE`), "
-                "so there is nothing to choose here."
-            )
+        """The MCP servers this workspace may use, each marked on or off in this channel."""
         own = await self.store.channel_settings(context.team_id, context.channel_id)
-        used = chosen(configured, own.mcp_servers)
-        source = "the default: all" if own.mcp_servers is None else "this channel's choice"
-        lines = [f"*Tool servers in <#{context.channel_id}>* ({source})"]
-        lines += [f"• `{label}`: {'on' if label in used else 'off'}" for label in configured]
-        stale = [label for label in own.mcp_servers or () if label not in configured]
-        if stale:
-            lines.append(f"(chosen but no longer configured: {_labels(stale)})")
-        lines.append(
-            "Choose with `/assistant tools <label> [<label>…]`, `/assistant tools none` "
-            "or `/assistant tools all`."
-        )
-        return "\n".join(lines)
+        return self.bounds.tools_text(own, context.asker)
 
     async def _usage(self, context: CommandContext) -> str:
         since = period_start(Period.MONTH, datetime.now(UTC)).timestamp()
@@ -257,10 +234,8 @@ class AdminService:
         mine = total(row for row in rows if row.user_id == context.user_id)
         return (
             f"*Usage in <#{context.channel_id}> this month*\n"
-            f"• This channel: {channel.answers:,} answers, {channel.tokens:,} tokens, "
-            f"about {channel.cost_text}\n"
-            f"• Yours here: {mine.answers:,} answers, {mine.tokens:,} tokens, "
-            f"about {mine.cost_text}"
+            f"• This channel: {channel.counts_text}, about {channel.cost_text}\n"
+            f"• Yours here: {mine.counts_text}, about {mine.cost_text}"
         )
 
 
@@ -297,17 +272,13 @@ def _confirmation(command: Command, *, changed: bool) -> str:
         Action.RESET_BUDGET: "This channel has no budget of its own any more.",
         Action.SET_TOOLS: (
             f"I may use only these tool servers here from the next answer on: "
-            f"{_labels(command.servers)}."
+            f"{labels(command.servers)}."
             if command.servers
             else "I use no tool servers in this channel from the next answer on."
         ),
         Action.RESET_TOOLS: "I may use every configured tool server here again (the default).",
     }
     return texts[command.action] + unchanged
-
-
-def _labels(labels: Sequence[str] | None) -> str:
-    return ", ".join(f"`{label}`" for label in labels or ())
 
 
 def _line(name: str, own: str | None, default: str) -> str:
@@ -320,12 +291,3 @@ def _quote(text: str, limit: int = 300) -> str:
 
 
 __all__ = ["AdminService", "CommandContext", "Refusal", "format_cost", "off_note"]
-
-
-def turn_options(channel: ChannelSettings) -> TurnOptions:
-    """What a channel's settings change in a turn: its model, instructions and tool servers."""
-    if channel.model is None and channel.instructions is None and channel.mcp_servers is None:
-        return NO_OPTIONS
-    return TurnOptions(
-        model=channel.model, instructions=channel.instructions, mcp_servers=channel.mcp_servers
-    )

@@ -23,7 +23,6 @@ from bot.assistants.base import Usage
 from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 
-SETTING_FIELDS = ("instructions", "model", "enabled", "budget", "mcp_servers")
 ERROR_OUTCOMES = (
     "failed",
     "expired",
@@ -187,16 +186,6 @@ class AdminStore:
                     )
                 )
             return changes
-
-    async def recent_changes(self, team_id: str, *, limit: int = 10) -> list[SettingsChange]:
-        async with self.engine.connect() as connection:
-            rows = await connection.execute(
-                select(SettingsChange)
-                .where(SettingsChange.team_id == team_id)
-                .order_by(SettingsChange.at.desc(), SettingsChange.id.desc())
-                .limit(limit)
-            )
-            return [SettingsChange(**row._asdict()) for row in rows]
 
     # Usage ----------------------------------------------------------------------------
 
@@ -372,15 +361,6 @@ class AdminStore:
             counts = Counter({str(outcome): int(n) for outcome, n in rows})
         common = counts.most_common(1)
         return ErrorSummary(sum(counts.values()), common[0][0] if common else None)
-
-    async def turns_waiting(self) -> int:
-        async with self.engine.connect() as connection:
-            found = await connection.scalar(
-                select(func.count())
-                .select_from(Conversation)
-                .where(Conversation.needs_attention.is_(True))
-            )
-            return int(found or 0)
 
 
 def _team_turns(team_id: str) -> Any:

@@ -8,7 +8,6 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.admin.commands import parse_command
 from bot.admin.service import AdminService, CommandContext
 
 log = logging.getLogger(__name__)
@@ -18,12 +17,13 @@ COMMAND = "/assistant"
 
 def register(app: AsyncApp, admin: AdminService) -> None:
     async def on_assistant(ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
-        parsed = parse_command(str(command.get("text") or ""), servers=admin.tool_servers)
         context = CommandContext(
             team_id=str(command.get("team_id") or ""),
             channel_id=str(command.get("channel_id") or ""),
             user_id=str(command.get("user_id") or ""),
+            enterprise_id=command.get("enterprise_id") or None,
         )
+        parsed = admin.parse(str(command.get("text") or ""), context)
         is_admin = parsed.action.changes_settings and await admin.is_admin(
             client, context.user_id, team_id=context.team_id
         )

@@ -8,7 +8,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.internals import extract_enterprise_id
 
 from bot.attachments import slack_file_entries
-from bot.conversation import ConversationService, IncomingMessage
+from bot.conversation import ConversationService
+from bot.store.repository import NewMessage
 
 # Subtypes that are still a person writing to the bot; edits, deletions, joins and bot
 # messages all carry other subtypes and are ignored.
@@ -67,8 +68,8 @@ def user_team_of(body: dict[str, Any], event: dict[str, Any]) -> str:
     return str(event.get("user_team") or event.get("team") or team_of(body, event))
 
 
-def incoming(body: dict[str, Any], event: dict[str, Any], *, surface: str) -> IncomingMessage:
-    return IncomingMessage(
+def incoming(body: dict[str, Any], event: dict[str, Any], *, surface: str) -> NewMessage:
+    return NewMessage(
         team_id=team_of(body, event),
         user_team_id=user_team_of(body, event),
         channel_id=event["channel"],

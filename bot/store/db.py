@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import Engine, event, exc, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 """The newest migration's revision (a test checks it against Alembic's own head). A database
 already there starts without importing Alembic, which would cost every process ~12 MiB."""
 _MIGRATION_LOCK_KEY = 7_341_902_118
@@ -79,15 +79,64 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision; safe when several processes start at once."""
+    """Bring the schema to the newest revision; safe when several processes start at once.
+
+    Raises `SchemaError` (one line) when the database is newer than this code, and
+    `ForeignKeyViolation` (the migration is rolled back) if a migration broke a link.
+    """
     if await schema_revision(engine) == SCHEMA_HEAD:
         return
-    async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-            )
-        await connection.run_sync(_upgrade_to_head)
+    async with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            await _migrate_sqlite(connection)
+            return
+        async with connection.begin():
+            if connection.dialect.name == "postgresql":
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            await connection.run_sync(_upgrade_to_head)
+
+
+async def _migrate_sqlite(connection: AsyncConnection) -> None:
+    """SQLite migrations run with foreign keys off, in one explicit transaction.
+
+    Altering a column rebuilds the table on SQLite (copy, drop, rename); with foreign keys on,
+    the drop fires the `ON DELETE` actions of every table that points at it (feedback deleted,
+    inbox messages unlinked from their turns). `PRAGMA foreign_keys` cannot change inside a
+    transaction, so the connection runs in autocommit mode, turns them off, and issues its
+    own `BEGIN IMMEDIATE` (which also makes a second process wait for the first).
+    Afterwards `PRAGMA foreign_key_check` must find nothing, or everything is rolled back.
+    """
+    await connection.execution_options(isolation_level="AUTOCOMMIT")
+    await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        if await connection.scalar(text("PRAGMA foreign_keys")):
+            raise RuntimeError("could not turn SQLite foreign keys off for the migration")
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            await connection.run_sync(_upgrade_to_head)
+            await connection.run_sync(_check_foreign_keys)
+        except BaseException:
+            await connection.exec_driver_sql("ROLLBACK")
+            raise
+        await connection.exec_driver_sql("COMMIT")
+    finally:
+        await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+class ForeignKeyViolation(RuntimeError):
+    """After a migration, rows point at rows that do not exist (nothing was committed)."""
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    found = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if found:
+        tables = sorted({f"{row[0]} → {row[2]}" for row in found})
+        raise ForeignKeyViolation(
+            f"the schema migration left {len(found)} row(s) pointing at missing rows "
+            f"({', '.join(tables)}); it was rolled back and the database is unchanged"
+        )
 
 
 async def schema_revision(engine: AsyncEngine) -> str | None:
@@ -102,10 +151,12 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
 
 def _upgrade_to_head(connection: Connection) -> None:
     from alembic import command
-    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    from bot.store.schema import alembic_config, refuse_unknown_revision
+
+    config = alembic_config()
+    refuse_unknown_revision(MigrationContext.configure(connection).get_current_revision())
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
 

@@ -74,6 +74,9 @@ class InboxMessage(Base):
     """Stored (so a redelivery stays a duplicate) but not answered: over the rate limit."""
     action_token: Mapped[str | None] = mapped_column(Text)
     """Slack's token for this message's Real-time Search calls (0007), if Slack sent one."""
+    user_team_id: Mapped[str | None] = mapped_column(String(32))
+    """The writer's own team (0010): another organisation's for a Slack Connect user, whom
+    tool servers refuse unless they name that team. None: the workspace's own."""
 
 
 class Turn(Base):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
+    CursorResult,
     String,
     Table,
     Update,
@@ -178,6 +179,7 @@ class Store:
                     "files": message.files,
                     "received_at": now,
                     "action_token": message.action_token,
+                    "user_team_id": message.user_team_id,
                 },
             )
             if inserted is None:
@@ -614,13 +616,23 @@ class Store:
             )
             return {value: count for value, count in rows.tuples()}
 
-    async def delete_conversations_before(self, cutoff: float) -> Sequence[tuple[str, str]]:
-        """Delete idle conversations last active before `cutoff`; their (backend, remote id)."""
+    async def delete_conversations_before(
+        self, cutoff: float, *, keep_remote: Collection[str] = ()
+    ) -> tuple[int, Sequence[tuple[str, str]]]:
+        """Delete idle conversations last active before `cutoff`: how many, and the (backend,
+        remote id) of those that had a remote thread.
+
+        Conversations with a remote thread on one of the `keep_remote` backends stay."""
         async with self._sessions.begin() as session:
             old = and_(
                 Conversation.updated_at < cutoff,
                 Conversation.needs_attention.is_(False),
                 Conversation.lease_owner.is_(None),
+                or_(
+                    Conversation.remote_id.is_(None),
+                    Conversation.backend.is_(None),
+                    Conversation.backend.not_in(keep_remote),
+                ),
             )
             remote = (
                 await session.execute(
@@ -638,8 +650,8 @@ class Store:
                 )
             )
             await session.execute(delete(Turn).where(Turn.conversation_id.in_(ids)))
-            await session.execute(delete(Conversation).where(old))
-            return found
+            deleted = await session.execute(delete(Conversation).where(old))
+            return int(cast(CursorResult[Any], deleted).rowcount or 0), found
 
 
 def _awaiting_approval(conversation_id: int) -> Any:

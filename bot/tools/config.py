@@ -3,11 +3,15 @@
     {"servers": [{"label": "docs", "url": "https://mcp.example.com/mcp",
                   "token_env": "DOCS_MCP_TOKEN", "headers": {"X-Team": "eng"},
                   "headers_env": {"X-Api-Key": "DOCS_API_KEY"},
-                  "allowed_tools": ["search"], "require_approval": ["delete_page"]}]}
+                  "allowed_tools": ["search"], "require_approval": ["delete_page"],
+                  "teams": ["T0123ABCD"]}]}
 
 Secrets never live in the file: `token_env` names the environment variable whose value is
 sent as `Authorization: Bearer …`, and `headers_env` maps header names to variables.
 `require_approval` is `"never"` (the default), `"always"`, or a list of tool names.
+`teams` limits a server to the workspaces (T…) or Enterprise Grid organisations (E…) it
+names, and is the only way a Slack Connect user of another organisation gets the server:
+their own team must be listed too. Without it, every workspace the bot serves may use it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ _KEYS = {
     "token_env",
     "allowed_tools",
     "require_approval",
+    "teams",
 }
+TEAM_ID = re.compile(r"^[TE][A-Z0-9]{2,31}$")
 
 
 class ToolsConfigError(ValueError):
@@ -45,6 +51,9 @@ class McpServer:
     """None: every tool the server lists."""
     approval: bool | tuple[str, ...] = False
     """True: every call asks first; a tuple: calls of those tools ask first."""
+    teams: tuple[str, ...] | None = None
+    """None: any workspace; else the workspaces and organisations (and Slack Connect users'
+    teams) that may use the server."""
 
     def allows(self, tool: str) -> bool:
         return self.allowed_tools is None or tool in self.allowed_tools
@@ -109,7 +118,22 @@ def _server(index: int, entry: object, env: Mapping[str, str]) -> McpServer:
         headers=headers,
         allowed_tools=tuple(allowed) if allowed is not None else None,
         approval=_approval(entry.get("require_approval", "never"), where),
+        teams=_teams(entry.get("teams"), where),
     )
+
+
+def _teams(value: object, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not _str_list(value) or not value:
+        raise ToolsConfigError(f"{where}: 'teams' must be a non-empty list of team ids (T…, E…)")
+    assert isinstance(value, list)
+    wrong = [team for team in value if not TEAM_ID.match(team)]
+    if wrong:
+        raise ToolsConfigError(
+            f"{where}: 'teams' has {wrong[0]!r}, not a team id (T…) or an organisation id (E…)"
+        )
+    return tuple(value)
 
 
 def _approval(value: object, where: str) -> bool | tuple[str, ...]:

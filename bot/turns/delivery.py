@@ -143,7 +143,8 @@ class Delivery:
         step is stored with "done"."""
         turn = active.turn
         outcome = turn.outcome or Outcome.FAILED
-        chunks = replies_for(outcome=outcome, answer=turn.answer, turn_id=turn.id)
+        answer = await self._slack.named_mentions(active.place.team, turn.answer or "")
+        chunks = replies_for(outcome=outcome, answer=answer, turn_id=turn.id)
         reply_ts = turn.reply_ts
         try:
             if await self._complete_live_message(active):
@@ -237,8 +238,9 @@ class Delivery:
         answer = active.turn.answer
         if not answer:
             return
+        shown = unping_markdown(await self._slack.named_mentions(active.place.team, answer))
         ts = await self._slack.find_bot_message(
-            active.place, after_ts=after_ts, texts=set(), prefix_of=unping_markdown(answer)
+            active.place, after_ts=after_ts, texts=set(), prefix_of=shown
         )
         if ts is not None:
             await active.save(placeholder_ts=ts)

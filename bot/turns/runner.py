@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from bot import logs, metrics
-from bot.admin.service import AdminService, turn_options
+from bot.admin.policy import Asker
+from bot.admin.service import AdminService
 from bot.admin.store import ChannelSettings
 from bot.assistants.base import (
     NO_OPTIONS,
@@ -138,7 +139,10 @@ class TurnRunner:
             if prompt is None:
                 await active.save(status=TurnStatus.POSTING, outcome=Outcome.EMPTY)
                 return
-            options = self._with_tool_context(active, turn_options(channel))
+            asker = Asker.of(conversation, [m.user_team_id for m in active.messages])
+            options = self._admin.turn_options(channel, asker)
+            if not asker.external_teams:  # Slack Connect users get no workspace search
+                options = self._with_tool_context(active, options)
             thread_id = await self._retrying(active, lambda _: self._ensure_thread(active))
             if self._settings.delivery == "stream":
                 await self._retrying(

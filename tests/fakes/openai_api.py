@@ -522,7 +522,8 @@ class FakeOpenAI:
         """Alias of ``max_concurrent_per_thread`` (one counter covers both APIs)."""
         return self.max_concurrent_per_thread
 
-    async def start(self) -> None:
+    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on ``host`` (``127.0.0.1``) on ``port`` (a free one)."""
         # OpenAI takes requests of tens of MB (base64 images); aiohttp's default is 1 MB.
         app = web.Application(
             middlewares=[self._make_middleware()], client_max_size=MAX_REQUEST_BYTES
@@ -531,7 +532,8 @@ class FakeOpenAI:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
         await web.SockSite(self._runner, sock).start()
         port = sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}/v1"

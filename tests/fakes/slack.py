@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlencode
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -96,6 +97,8 @@ class SlackCall:
     status: int = 200
     #: The Slack ``error`` the fake answered with, ``None`` for ``ok: true``.
     error: str | None = None
+    #: The caller's address: which process made the call when several share one token.
+    remote: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -130,6 +133,8 @@ class SlackMessage:
     task_display_mode: str | None = None
     #: Ids of files shared with this message (files.completeUploadExternal).
     files: list[str] = field(default_factory=list)
+    #: The Web API calls that made and then changed it, in order (how it arrived).
+    calls: list[SlackCall] = field(default_factory=list)
 
 
 @dataclass
@@ -405,6 +410,9 @@ class FakeSlack:
         self.client_secret = "fake-client-secret"
         #: The app's configured Redirect URL, used when the authorize request names none.
         self.redirect_uri: str | None = None
+        #: False: the installer presses Cancel on the consent page, and Slack sends them back
+        #: with `error=access_denied` and no code.
+        self.approve_installs = True
         #: With token rotation on, installs and refreshes hand out expiring tokens.
         self.token_rotation = False
         self.token_lifetime_s = 43_200
@@ -450,6 +458,15 @@ class FakeSlack:
         self.socket_acks: list[dict[str, Any]] = []
         #: Every envelope sent with :meth:`send_socket_event`.
         self.socket_envelopes: list[dict[str, Any]] = []
+        #: Like Slack with several connections open: each event goes to the next one in turn.
+        #: Off by default, so a test's events go to the newest connection.
+        self.spread_socket_events = False
+        self._next_socket = 0
+        #: Acks per Socket Mode connection, numbered 1, 2, … in the order they opened.
+        self.acks_by_connection: dict[int, int] = {}
+        self._connections_opened = 0
+        #: The host the fake names in the URLs it gives out (Socket Mode, files).
+        self.advertised_host = "127.0.0.1"
 
         start = time.time() if ts_start is None else ts_start
         self._clock_us = int(start * 1_000_000)
@@ -499,8 +516,8 @@ class FakeSlack:
     # ----------------------------------------------------------------------------------
     # lifecycle
 
-    async def start(self) -> None:
-        """Start listening on ``127.0.0.1`` on a free port."""
+    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Start listening on ``host`` (``127.0.0.1``) on ``port`` (a free one)."""
         if self._runner is not None:
             raise RuntimeError("FakeSlack already started")
         app = web.Application()
@@ -512,7 +529,7 @@ class FakeSlack:
         # A short shutdown timeout: a test that forgets to close a client must not hang.
         runner = web.AppRunner(app, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         self._runner = runner
         self._port = int(runner.addresses[0][1])
@@ -548,7 +565,7 @@ class FakeSlack:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.advertised_host}:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -831,7 +848,9 @@ class FakeSlack:
                 args.setdefault("client_id", client_id)
                 args.setdefault("client_secret", secret)
         parse_error = parse_error or self._decode_json_fields(args)
-        call = SlackCall(method=method, args=args, at=time.monotonic(), token=token)
+        call = SlackCall(
+            method=method, args=args, at=time.monotonic(), token=token, remote=request.remote
+        )
         self.calls.append(call)
 
         if self.latency_s > 0:
@@ -844,6 +863,10 @@ class FakeSlack:
         status, body = 200, self._dispatch(method, token, args, parse_error)
         call.status = status
         call.error = None if body.get("ok") else str(body.get("error"))
+        if call.error is None and method.startswith("chat.") and "ts" in body:
+            made = self._messages.get(str(body.get("channel")), {}).get(str(body["ts"]))
+            if made is not None:
+                made.calls.append(call)
         hold = self._holds.get(method)
         if hold is not None and hold[0] > 0:
             self._holds[method] = (hold[0] - 1, hold[1])
@@ -1166,9 +1189,13 @@ class FakeSlack:
             grant_for = (target, self.teams[target].enterprise_id)
         else:
             grant_for = (None, target)
+        state = query.get("state", "")
+        if not self.approve_installs:
+            raise web.HTTPFound(
+                f"{redirect}?{urlencode({'error': 'access_denied', 'state': state})}"
+            )
         code = uuid.uuid4().hex
         self._codes[code] = grant_for
-        state = query.get("state", "")
         location = f"{redirect}?code={code}&state={state}"
         raise web.HTTPFound(location)
 
@@ -1254,7 +1281,10 @@ class FakeSlack:
     def _apps_connections_open(self, args: JSONDict) -> JSONDict:
         ticket = uuid.uuid4().hex
         self._tickets.add(ticket)
-        url = f"ws://127.0.0.1:{self.port}/socket-mode?ticket={ticket}&app_id={self.app_id}"
+        url = (
+            f"ws://{self.advertised_host}:{self.port}/socket-mode"
+            f"?ticket={ticket}&app_id={self.app_id}"
+        )
         return {"url": url}
 
     def _chat_post_message(self, args: JSONDict) -> JSONDict:
@@ -1374,9 +1404,11 @@ class FakeSlack:
         if _opt_str(args, "action_token") not in self.action_tokens:
             raise _ApiError("invalid_action_token")
         words = query.lower().split()
+        kinds = self._search_channel_types(args)
         found = [
             msg
-            for channel in self._messages.values()
+            for channel_id, channel in self._messages.items()
+            if self._channel_kind(channel_id) in kinds
             for msg in channel.values()
             if msg.bot_id is None
             and all(word in msg.text.lower() for word in words)
@@ -1403,6 +1435,29 @@ class FakeSlack:
                 }
             )
         return {"results": {"messages": results}}
+
+    @staticmethod
+    def _search_channel_types(args: JSONDict) -> set[str]:
+        """Which conversations a search covers: public channels unless ``channel_types``
+        asks for more (Slack's documented default), as a list or a comma-separated string."""
+        raw = args.get("channel_types")
+        if raw is None:
+            return {"public_channel"}
+        kinds = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(kinds, list) or not kinds:
+            raise _ApiError("invalid_arguments")
+        known = {"public_channel", "private_channel", "mpim", "im"}
+        if not set(kinds) <= known:
+            raise _ApiError("invalid_arguments")
+        return set(kinds)
+
+    def _channel_kind(self, channel_id: str) -> str:
+        channel = self.channels.get(channel_id)
+        if channel is None or not (channel.is_im or channel.is_private):
+            return "public_channel"
+        if channel.is_im:
+            return "im"
+        return "mpim" if channel.name.startswith("mpdm-") else "private_channel"
 
     def _permalink(self, channel_id: str, ts: str) -> str:
         message_id = "p" + ts.replace(".", "")
@@ -1804,6 +1859,8 @@ class FakeSlack:
         ws = web.WebSocketResponse(autoping=True, timeout=2.0)
         await ws.prepare(request)
         self._sockets.append(ws)
+        self._connections_opened += 1
+        connection = self._connections_opened
         try:
             await ws.send_json(
                 {
@@ -1818,23 +1875,27 @@ class FakeSlack:
                 }
             )
             async for frame in ws:
-                if frame.type == WSMsgType.TEXT:
-                    self._on_socket_text(frame.data)
+                if frame.type == WSMsgType.TEXT and self._on_socket_text(frame.data):
+                    self.acks_by_connection[connection] = (
+                        self.acks_by_connection.get(connection, 0) + 1
+                    )
         finally:
             self._sockets.remove(ws)
         return ws
 
-    def _on_socket_text(self, data: str) -> None:
+    def _on_socket_text(self, data: str) -> bool:
+        """Record an ack; whether the frame was one."""
         try:
             message = json.loads(data)
         except ValueError:
-            return
+            return False
         if not isinstance(message, dict) or "envelope_id" not in message:
-            return
+            return False
         self.socket_acks.append(message)
         future = self._pending_acks.pop(str(message["envelope_id"]), None)
         if future is not None and not future.done():
             future.set_result(message)
+        return True
 
     async def send_socket_event(
         self,
@@ -1893,6 +1954,9 @@ class FakeSlack:
         loop = asyncio.get_running_loop()
         while True:
             open_sockets = [ws for ws in self._sockets if not ws.closed]
+            if open_sockets and self.spread_socket_events:
+                self._next_socket += 1
+                return open_sockets[self._next_socket % len(open_sockets)]
             if open_sockets:
                 return open_sockets[-1]
             if loop.time() >= deadline:
