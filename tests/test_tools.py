@@ -30,7 +30,7 @@ from tests.fakes.events import mention
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
-from tests.harness import RUN_STARTS, BotUnderTest, bot_env
+from tests.harness import RUN_STARTS, BotUnderTest, SlackMode, bot_env
 from tests.test_surfaces import ask_in_pane, pane_thread, start_pane
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "OPENAI_API_KEY": "k"}
@@ -137,6 +137,15 @@ all_backends = pytest.mark.parametrize(
 )
 
 
+async def servers_on(bot: BotUnderTest, slack_mode: SlackMode) -> None:
+    """In OAuth mode (and org-wide) tool servers are off until a workspace admin turns them
+    on in the channel (tests/test_spend_and_tools.py)."""
+    if slack_mode.oauth:
+        bot.slack.add_user("UADMIN", display_name="Ada", is_admin=True)
+        _, on = await bot.command("tools all", user="UADMIN")
+        assert "only these tool servers here" in on["text"]
+
+
 def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[str, str]]:
     return [
         (chunk["title"], chunk["status"])
@@ -151,10 +160,11 @@ def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[
 @sqlite_only
 @streamed
 async def test_a_tool_call_is_answered_and_shown_live(
-    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path, slack_mode: SlackMode
 ) -> None:
     path = servers_file(tmp_path, orders(mcp_server))
     async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        await servers_on(bot, slack_mode)
         bot.openai.assistant_tools = [{"type": "code_interpreter"}]
         bot.openai.tool_requests = [("lookup_order", {"order_id": "A-17"})]
         question = await bot.mention("where is order A-17?")
@@ -231,7 +241,6 @@ def offered_servers(bot: BotUnderTest) -> list[set[str]]:
     return offered
 
 
-@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["poll"], indirect=True)
@@ -311,10 +320,11 @@ def answer_text(bot: BotUnderTest, thread_ts: str) -> str:
 @sqlite_only
 @streamed
 async def test_a_call_needing_approval_runs_once_the_asker_allows_it(
-    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path, slack_mode: SlackMode
 ) -> None:
     path = refunds_need_approval(mcp_server, tmp_path)
     async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        await servers_on(bot, slack_mode)
         bot.openai.tool_requests = [("refund_order", {"order_id": "A-17"})]
         question = await bot.mention("please refund A-17")
         ask = await approval_request(bot, question.ts)
@@ -343,10 +353,11 @@ async def test_a_call_needing_approval_runs_once_the_asker_allows_it(
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["poll"], indirect=True)
 async def test_a_denied_call_is_not_run_and_the_model_is_told(
-    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path, slack_mode: SlackMode
 ) -> None:
     path = refunds_need_approval(mcp_server, tmp_path)
     async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        await servers_on(bot, slack_mode)
         bot.openai.tool_requests = [("refund_order", {"order_id": "B-2"})]
         question = await bot.mention("refund B-2")
         ask = await approval_request(bot, question.ts)
