@@ -18,7 +18,14 @@ from bot.intake import Acceptance, Intake
 from bot.settings import Settings
 from bot.slack_api import Place, SlackGateway
 from bot.store.repository import NewMessage, Store
-from bot.tools.approvals import CLICK_NOTES, ApprovalStore, Click, as_request, decided_blocks
+from bot.tools.approvals import (
+    CLICK_NOTES,
+    ApprovalStore,
+    Click,
+    Workspace,
+    as_request,
+    decided_blocks,
+)
 from bot.turns.delivery import Delivery
 from bot.turns.prompt import PromptBuilder
 from bot.turns.retry import RetryPolicy
@@ -91,7 +98,11 @@ class ConversationService:
             message = dataclasses.replace(message, surface="assistant")
             viewing = await self._store.user_context(message.team_id, message.user_id)
             await self._store.set_context_channel(
-                message.team_id, message.channel_id, message.thread_ts, viewing
+                message.team_id,
+                message.channel_id,
+                message.thread_ts,
+                viewing,
+                enterprise_id=message.enterprise_id,
             )
         return await self.accept(message)
 
@@ -141,13 +152,30 @@ class ConversationService:
         return self._by_team
 
     async def decide_tool_call(
-        self, *, approval_id: int, user_id: str, allowed: bool, channel_id: str, thread_ts: str
+        self,
+        *,
+        approval_id: int,
+        user_id: str,
+        allowed: bool,
+        channel_id: str,
+        thread_ts: str,
+        team_id: str = "",
+        enterprise_id: str | None = None,
     ) -> Click:
-        """An Allow/Deny click: stored (only the asker's counts) and the turn woken."""
-        outcome, row = await self._approvals.decide(
+        """An Allow/Deny click: stored (only the asker's counts) and the turn woken. The
+        card and the notes go out in the workspace of the stored conversation (the click's
+        own, `team_id`/`enterprise_id`, only when nothing is stored)."""
+        outcome, row, workspace = await self._approvals.decide(
             approval_id=approval_id, user_id=user_id, allowed=allowed
         )
-        place = Place(channel_id, thread_ts, "channel")
+        where = workspace or Workspace(team_id, enterprise_id)
+        place = Place(
+            channel_id,
+            thread_ts,
+            "channel",
+            team_id=where.team_id,
+            enterprise_id=where.enterprise_id,
+        )
         if outcome is Click.EXPIRED and row is not None:
             self._dispatcher.hint(row.conversation_id)  # its turn carries on, as denied
         if outcome is not Click.RECORDED or row is None:
@@ -170,9 +198,17 @@ class ConversationService:
         return await self._store.is_known_thread(team_id, channel_id, thread_ts)
 
     async def note_context_channel(
-        self, team_id: str, channel_id: str, thread_ts: str, context_channel_id: str | None
+        self,
+        team_id: str,
+        channel_id: str,
+        thread_ts: str,
+        context_channel_id: str | None,
+        *,
+        enterprise_id: str | None = None,
     ) -> None:
-        await self._store.set_context_channel(team_id, channel_id, thread_ts, context_channel_id)
+        await self._store.set_context_channel(
+            team_id, channel_id, thread_ts, context_channel_id, enterprise_id=enterprise_id
+        )
 
     # Running ----------------------------------------------------------------------------
 

@@ -21,8 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.installations import NotInstalled
+from bot import metrics
 from bot.settings import Settings
+from bot.slack_tokens import TokenUnavailable
 from bot.store.db import database_health
 from bot.store.repository import Lease, LeaseLost, Store, TurnWork
 from bot.turns.retry import RetryPolicy
@@ -245,24 +246,33 @@ class Dispatcher:
                     conversation_id,
                     exc or "renewal failed",
                 )
-        except NotInstalled as exc:
-            # The workspace removed the bot: its work was ended with the uninstall; a retry
-            # could never show anything.
-            log.info("conversation %s: not answered, %s", conversation_id, exc)
+        except TokenUnavailable as exc:
+            # No token for the workspace (never installed there, removed behind the bot's
+            # back, or its refresh token refused): nothing can be shown, and an operator must
+            # know. Tried again later (a reinstall mends it) until the turn is given up.
+            log.error("conversation %s: not answered, %s", conversation_id, exc)
+            metrics.no_token(exc.reason)
+            await self._retry_later(lease)
         except Exception as exc:
-            failures = self._failures.get(conversation_id, 0) + 1
-            self._failures[conversation_id] = failures
-            delay = self._retry.delay(failures)
+            delay = await self._retry_later(lease)
             log.warning(
                 "conversation %s: will retry in %.1fs after %r", conversation_id, delay, exc
             )
-            await self._store.defer(lease, delay_s=delay)
-            self._hint_later(conversation_id, delay)
         finally:
             heartbeat.cancel()
             self._active.pop(conversation_id, None)
             self._load.measure(busy=bool(self._active))
             self._wake.set()
+
+    async def _retry_later(self, lease: Lease) -> float:
+        """Leave the conversation to a later attempt, backing off as its failures add up."""
+        conversation_id = lease.conversation_id
+        failures = self._failures.get(conversation_id, 0) + 1
+        self._failures[conversation_id] = failures
+        delay = self._retry.delay(failures)
+        await self._store.defer(lease, delay_s=delay)
+        self._hint_later(conversation_id, delay)
+        return delay
 
     def _hint_later(self, conversation_id: int, delay_s: float) -> None:
         """A deferred conversation is looked at again when its retry is due, not at a scan."""

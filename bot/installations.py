@@ -5,20 +5,18 @@ Installations live in the bot's own database, in the tables slack_sdk's SQLAlche
 installation store uses (created by migration 0006), so Bolt's OAuth flow stores them and
 this module reads them. A token is looked up by workspace, or by organisation for an
 org-wide (Enterprise Grid) install, cached for a minute, and refreshed before it expires when
-token rotation is on: one process refreshes, under a lock on the installation's row, and
-every other process (and every other task here) then reads the new token.
+token rotation is on (bot/slack_tokens.py): one process refreshes, and every other process
+(and every other task here) then reads the new token.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -27,7 +25,6 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.sqlalchemy import (
     AsyncSQLAlchemyInstallationStore,
@@ -41,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.crypto import TokenCipher, with_encrypted_tokens
 from bot.oauth_pages import INSTALL_CALLBACKS, InstallPagesFlow
 from bot.oauth_states import MAX_OUTSTANDING_STATES, tidy_states
+from bot.slack_tokens import NotInstalled, Refresher, RefreshRefused
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 from bot.turns.states import Outcome, TurnStatus
 
@@ -50,11 +48,6 @@ CACHE_S = 60.0
 """How long a looked-up token is used without asking the database again (a token another
 process refreshed stays valid until it expires, hours later)."""
 STATE_EXPIRATION_S = 600
-
-
-class NotInstalled(Exception):
-    """The workspace (or its organisation) has no installation: never installed, uninstalled,
-    or its token was revoked. Nothing can be shown there."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +145,6 @@ class Workspaces:
     ) -> None:
         self.engine = engine
         self.client_id = client_id
-        self._client_secret = client_secret
         self._make_client = make_client
         self._refresh_s = refresh_minutes * 60
         self._clock = clock
@@ -160,10 +152,18 @@ class Workspaces:
             client_id=client_id, engine=engine, logger=log, cipher=cipher
         )
         self.store.on_save = self.forget
-        self._oauth_client = make_client("")
         self._cache: dict[TeamKey, tuple[TeamAuth, float]] = {}
         self._organisations: dict[str, str] = {}
-        self._locks: dict[tuple[str | None, str | None], asyncio.Lock] = {}
+        self._refresher = Refresher(
+            engine,
+            self.store.bots,
+            self.store.installations,
+            client_id=client_id,
+            client_secret=client_secret,
+            oauth_client=make_client(""),
+            expiring=self._expiring,
+            clock=clock,
+        )
 
     # Looking up --------------------------------------------------------------------------
 
@@ -179,7 +179,7 @@ class Workspaces:
             self._cache.pop(key, None)
             raise NotInstalled(f"no installation for team {key.team_id}")
         if self._expiring(bot):
-            bot = await self._refresh(bot)
+            bot = await self._refresher.refresh(bot)
         auth = TeamAuth(
             client=self._make_client(str(bot.bot_token)),
             bot_user_id=str(bot.bot_user_id or ""),
@@ -275,6 +275,8 @@ class Workspaces:
         """Bolt's `authorize` in OAuth mode: the installation for the event's workspace."""
         try:
             auth = await self.auth_for(TeamKey(team_id or "", enterprise_id))
+        except RefreshRefused:
+            return None  # told at ERROR where Slack refused it
         except NotInstalled:
             log.warning(
                 "an event from a workspace where the bot is not installed",
@@ -309,85 +311,6 @@ class Workspaces:
 
     def _expiring(self, bot: Bot) -> bool:
         return bot.bot_token_expires_at is not None and self._seconds_left(bot) <= self._refresh_s
-
-    async def _refresh(self, bot: Bot) -> Bot:
-        """Refresh an expiring token once, whoever asks at the same time.
-
-        In this process, a lock per installation; across processes, the installation's row:
-        the first statement of the transaction writes it (PostgreSQL locks the row, SQLite
-        the database), and the row is read again under that lock, so a process that waited
-        finds the token the first one stored and does not refresh it again.
-        """
-        lock = self._locks.setdefault((bot.enterprise_id, bot.team_id), asyncio.Lock())
-        async with lock:
-            bots = self.store.bots
-            c = bots.c
-            same = sa.and_(
-                c.client_id == self.client_id,
-                c.enterprise_id == bot.enterprise_id,
-                c.team_id == bot.team_id,
-            )
-            async with self.engine.begin() as connection:
-                await connection.execute(bots.update().where(same).values(client_id=c.client_id))
-                row = (
-                    (
-                        await connection.execute(
-                            bots.select()
-                            .where(same, c.bot_token.is_not(None))
-                            .order_by(c.installed_at.desc())
-                            .limit(1)
-                        )
-                    )
-                    .mappings()
-                    .first()
-                )
-                if row is None:
-                    raise NotInstalled(f"no installation for team {bot.team_id}")
-                current: Bot = SQLAlchemyInstallationStore.build_bot_entity(row)
-                if not self._expiring(current):
-                    return current
-                refreshed = await self._refresh_call(current)
-                expires_at = _db_time(refreshed.bot_token_expires_at)
-                values = {
-                    "bot_token": refreshed.bot_token,
-                    "bot_refresh_token": refreshed.bot_refresh_token,
-                    "bot_token_expires_at": expires_at,
-                }
-                await connection.execute(bots.update().where(c.id == row["id"]).values(**values))
-                installations = self.store.installations
-                i = installations.c
-                await connection.execute(
-                    installations.update()
-                    .where(
-                        i.client_id == self.client_id,
-                        i.enterprise_id == bot.enterprise_id,
-                        i.team_id == bot.team_id,
-                        i.installed_at == row["installed_at"],  # not the token: encrypted
-                    )
-                    .values(**values)
-                )
-            team = bot.team_id or bot.enterprise_id
-            log.info("refreshed a workspace's bot token", extra={"fields": {"team": team}})
-            return refreshed
-
-    async def _refresh_call(self, bot: Bot) -> Bot:
-        try:
-            response = await self._oauth_client.oauth_v2_access(
-                client_id=self.client_id,
-                client_secret=self._client_secret,
-                grant_type="refresh_token",
-                refresh_token=str(bot.bot_refresh_token),
-            )
-        except SlackApiError as exc:
-            error = exc.response.get("error")
-            if error in {"invalid_refresh_token", "token_revoked", "app_uninstalled"}:
-                raise NotInstalled(f"team {bot.team_id}: refresh refused ({error})") from None
-            raise
-        refreshed = Bot(**bot.to_dict_for_copying())
-        refreshed.bot_token = response["access_token"]
-        refreshed.bot_refresh_token = response.get("refresh_token") or bot.bot_refresh_token
-        refreshed.bot_token_expires_at = int(self._clock()) + int(response["expires_in"])
-        return refreshed
 
     # Uninstalling ------------------------------------------------------------------------
 
@@ -477,12 +400,6 @@ def build_oauth_flow(
     return InstallPagesFlow(
         client=client, logger=log, settings=settings, delete_on_uninstall=delete_on_uninstall
     )
-
-
-def _db_time(epoch: int | float | None) -> datetime | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, tz=UTC).replace(tzinfo=None)
 
 
 def _team_filter(key: TeamKey, spared: Any = None) -> Any:

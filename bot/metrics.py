@@ -71,6 +71,19 @@ OPENAI_ERRORS = Counter(
 SLACK_ERRORS = Counter(
     "bot_slack_errors", "Slack Web API errors, by Slack's error code", ["kind"], registry=REGISTRY
 )
+NO_TOKEN = Counter(
+    "bot_turns_without_token",
+    "Conversations not answered because no Slack token could be had for their workspace, "
+    "by why (not_installed, refresh_refused)",
+    ["reason"],
+    registry=REGISTRY,
+)
+TOKEN_REFRESHES = Counter(
+    "bot_token_refreshes",
+    "Slack token refreshes (token rotation), by outcome (refreshed, refused, not_stored)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 LOOP_LAG = Gauge(
     "bot_event_loop_lag_seconds",
     "How late the event loop ran a ready callback, sampled at scrape time",
@@ -144,6 +157,14 @@ def openai_error(kind: str) -> None:
 
 def slack_error(kind: str) -> None:
     SLACK_ERRORS.labels(kind=kind).inc()
+
+
+def no_token(reason: str) -> None:
+    NO_TOKEN.labels(reason=reason).inc()
+
+
+def token_refresh(outcome: str) -> None:
+    TOKEN_REFRESHES.labels(outcome=outcome).inc()
 
 
 def ack_took(seconds: float) -> None:

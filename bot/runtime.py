@@ -29,7 +29,13 @@ from bot.crypto import TokenCipher, UnreadableSecret, token_cipher
 from bot.installations import Workspaces, build_oauth_flow
 from bot.preflight import StartupError, check_openai, check_ports
 from bot.settings import Settings
-from bot.slack_api import SLACK_TIMEOUT_S, SlackGateway, make_slack_session, make_web_client
+from bot.slack_api import (
+    SLACK_TIMEOUT_S,
+    SlackGateway,
+    make_slack_session,
+    make_web_client,
+    search_clients,
+)
 from bot.store.db import (
     DatabaseHealth,
     ForeignKeyViolation,
@@ -154,12 +160,10 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
     )
     try:
         identity = await _check_slack(client, settings)
-        backend = make_backend(settings, engine, slack_client=client)
+        slack = SlackGateway(client, bot_user_id=str(identity.bot_user_id))
+        backend = make_backend(settings, engine, search_client=search_clients(slack.workspaces))
         service = ConversationService(
-            store=Store(engine, cipher=cipher),
-            backend=backend,
-            slack=SlackGateway(client, bot_user_id=str(identity.bot_user_id)),
-            settings=settings,
+            store=Store(engine, cipher=cipher), backend=backend, slack=slack, settings=settings
         )
         try:
             bolt = build_bolt_app(
@@ -205,7 +209,7 @@ async def _running_oauth_bot(settings: Settings) -> AsyncIterator[Bot]:
             redirect_uri=settings.slack_redirect_uri,
             delete_on_uninstall=settings.delete_data_on_uninstall,
         )
-        backend = make_backend(settings, engine)
+        backend = make_backend(settings, engine, search_client=search_clients(workspaces))
         service = ConversationService(
             store=Store(engine, cipher=cipher),
             backend=backend,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urljoin
@@ -23,6 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.assistants.base import ToolContext
 from bot.attachments import (
     DOWNLOAD_TIMEOUT_S,
     MAX_TURN_FILE_BYTES,
@@ -133,6 +134,16 @@ class Workspaces(Protocol):
     async def auth_for(self, key: TeamKey) -> TeamAuth: ...
 
     def forget(self, key: TeamKey | None = None) -> None: ...
+
+
+def search_clients(workspaces: Workspaces) -> Callable[[ToolContext], Awaitable[AsyncWebClient]]:
+    """Workspace search's Slack client for a turn: the bot token of the turn's workspace."""
+
+    async def client_for(context: ToolContext) -> AsyncWebClient:
+        key = TeamKey(context.team_id, context.enterprise_id)
+        return (await workspaces.auth_for(key)).client
+
+    return client_for
 
 
 class SingleWorkspace:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 
@@ -117,22 +118,28 @@ def delivery(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def slack_mode(request: pytest.FixtureRequest) -> SlackMode:
-    """Single-token mode, unless the test is marked `both_slack_modes` (then OAuth too)."""
+    """Single-token mode, unless the test is marked `both_slack_modes` (then OAuth, and an
+    org-wide Enterprise Grid install, too)."""
     return SlackMode(getattr(request, "param", SlackMode.TOKEN))
 
 
 BOTH_SLACK_MODES = "both_slack_modes"
-OAUTH_VARIANTS = {"database_url": "sqlite", "assistant_api": "responses"}
-"""Where a test of both modes runs in OAuth mode: one database and one backend, each
-delivery. Which token answers is decided before either plays a part, and the installation
-store's own tests (tests/test_installs.py) run on both databases."""
+OAUTH_VARIANTS = {
+    SlackMode.OAUTH: {"database_url": "sqlite", "assistant_api": "responses"},
+    SlackMode.ORG: {"database_url": "sqlite", "assistant_api": "chat"},
+}
+"""Where a test of every mode runs in OAuth mode and as an org-wide install: one database and
+one backend each (each delivery), the two modes on different backends; a test that does not
+run on the one named here runs on the first of its own. Which token answers is decided
+before either plays a part, and the installation store's own tests (tests/test_installs.py)
+run on both databases."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{BOTH_SLACK_MODES}: run with the bot in single-token mode and in OAuth mode "
-        "(installed through its install pages first)",
+        f"{BOTH_SLACK_MODES}: run with the bot in single-token mode, in OAuth mode "
+        "(installed through its install pages first) and installed org-wide (Enterprise Grid)",
     )
 
 
@@ -143,12 +150,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("slack_mode", list(SlackMode), indirect=True, ids=str)
 
 
+def _params(item: pytest.Item) -> dict[str, object]:
+    return dict(getattr(getattr(item, "callspec", None), "params", {}))
+
+
+def _beyond_oauth_variants(items: list[pytest.Item]) -> set[str]:
+    """The OAuth and org-wide items left out: each test keeps, per mode, one database and
+    one backend (`OAUTH_VARIANTS`, else the first the test runs on)."""
+    groups: dict[tuple[str, SlackMode], list[pytest.Item]] = defaultdict(list)
+    for item in items:
+        mode = SlackMode(str(_params(item).get("slack_mode", SlackMode.TOKEN)))
+        if mode.oauth:
+            groups[(item.nodeid.partition("[")[0], mode)].append(item)
+    dropped: set[str] = set()
+    for (_, mode), group in groups.items():
+        for name, preferred in OAUTH_VARIANTS[mode].items():
+            values = [_params(i).get(name) for i in group if i.nodeid not in dropped]
+            chosen = preferred if preferred in values else (values[0] if values else None)
+            dropped.update(i.nodeid for i in group if _params(i).get(name, chosen) != chosen)
+    return dropped
+
+
 def _unwanted(params: dict[str, object], module: str) -> bool:
     """Variants left out of the matrix (see `pytest_collection_modifyitems`)."""
-    if params.get("slack_mode") == SlackMode.OAUTH and any(
-        params.get(name, value) != value for name, value in OAUTH_VARIANTS.items()
-    ):
-        return True
     streamed = params.get("delivery") == "stream"
     wanted = module.endswith(
         ("test_conversation", "test_tools", "test_turn_usage", "test_approval_expiry")
@@ -165,10 +189,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     time for no new coverage.
     """
     kept, dropped = [], []
+    beyond = _beyond_oauth_variants(items)
     for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
         module = getattr(item, "module", None)
-        if _unwanted(params, module.__name__ if module is not None else ""):
+        if item.nodeid in beyond or _unwanted(
+            _params(item), module.__name__ if module is not None else ""
+        ):
             dropped.append(item)
         else:
             kept.append(item)
@@ -208,9 +234,13 @@ def make_bot(
             slack_mode=slack_mode,
             **{"DELIVERY": delivery, **settings},
         )
-        install_first = slack_mode is SlackMode.OAUTH and started == 1
+        install_first = slack_mode.oauth and started == 1
         return BotUnderTest.running(
-            env, slack=slack, openai=openai_fake, install_first=install_first
+            env,
+            slack=slack,
+            openai=openai_fake,
+            install_first=install_first,
+            slack_mode=slack_mode,
         )
 
     return start

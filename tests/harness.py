@@ -58,10 +58,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class SlackMode(StrEnum):
     """How the bot is given to Slack: one workspace's bot token, or the app's OAuth
-    credentials with each workspace installed through the bot's own install pages."""
+    credentials with each workspace installed through the bot's own install pages, or (ORG)
+    installed once for a whole Enterprise Grid organisation, the fake's workspace one of it."""
 
     TOKEN = "token"
     OAUTH = "oauth"
+    ORG = "org"
+
+    @property
+    def oauth(self) -> bool:
+        return self is not SlackMode.TOKEN
+
+
+ORG_ID = "E0001"
+"""The organisation the fake's workspace belongs to in `SlackMode.ORG`."""
 
 
 def bot_env(
@@ -93,7 +103,7 @@ def bot_env(
     if assistant_api == "chat":
         # "gpt-test" is no model the bot knows; a deployment of one states its window.
         env["CONTEXT_TOKENS"] = "32000"
-    if slack_mode is SlackMode.OAUTH:
+    if slack_mode.oauth:
         del env["SLACK_BOT_TOKEN"]
         env.update(
             SLACK_CLIENT_ID=slack.client_id,
@@ -134,11 +144,19 @@ class Conversations:
     openai: FakeOpenAI
     http: aiohttp.ClientSession
     statuses: list[int] = field(default_factory=list)
+    enterprise_id: str | None = None
+    """The fake workspace's organisation, when it is part of one (Enterprise Grid)."""
+    org_wide: bool = False
+    """Installed for the whole organisation: Slack's payloads say so."""
+
+    @property
+    def _grid(self) -> dict[str, Any]:
+        return {"enterprise_id": self.enterprise_id, "is_enterprise_install": self.org_wide}
 
     async def deliver(
         self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
     ) -> int:
-        body = event_envelope(event, event_id=event_id, team_id=self.slack.team_id)
+        body = event_envelope(event, event_id=event_id, team_id=self.slack.team_id, **self._grid)
         status, _, _ = await post_event(
             self.http, self.events_url, body, signing_secret=SIGNING_SECRET, retry_num=retry_num
         )
@@ -194,7 +212,9 @@ class Conversations:
         self, text: str, *, user: str = "UALICE", channel: str = "C0001"
     ) -> tuple[int, dict[str, Any]]:
         """A person types `/assistant text`; Slack shows them the ack's JSON body (ephemeral)."""
-        fields = slash_command(text=text, user=user, channel=channel, team_id=self.slack.team_id)
+        fields = slash_command(
+            text=text, user=user, channel=channel, team_id=self.slack.team_id, **self._grid
+        )
         status, body = await post_form(
             self.http, self.events_url, fields, signing_secret=SIGNING_SECRET
         )
@@ -213,6 +233,7 @@ class Conversations:
                         message={"ts": message.ts, "thread_ts": message.thread_ts},
                         trigger_id=self.slack.new_trigger_id(),
                         team_id=self.slack.team_id,
+                        **self._grid,
                     )
                     status, _ = await post_form(
                         self.http, self.events_url, fields, signing_secret=SIGNING_SECRET
@@ -223,7 +244,9 @@ class Conversations:
     async def submit_view(
         self, view: dict[str, Any], values: dict[str, Any], *, user: str = "UALICE"
     ) -> int:
-        fields = view_submission(user=user, view=view, values=values, team_id=self.slack.team_id)
+        fields = view_submission(
+            user=user, view=view, values=values, team_id=self.slack.team_id, **self._grid
+        )
         status, _ = await post_form(
             self.http, self.events_url, fields, signing_secret=SIGNING_SECRET
         )
@@ -283,11 +306,16 @@ class BotUnderTest(Conversations):
         slack: FakeSlack,
         openai: FakeOpenAI,
         install_first: bool = False,
+        slack_mode: SlackMode = SlackMode.OAUTH,
     ) -> AsyncIterator[BotUnderTest]:
         """The bot, serving HTTP. OAuth mode with `install_first`: before the test talks to
-        it, the fake's workspace installs it through its pages, and the single-workspace
-        token stops working, so a call made without the installed token fails the test.
-        Without `install_first` it answers only where an earlier run installed it."""
+        it, the fake's workspace installs it through its pages (in `SlackMode.ORG`, its
+        organisation installs it org-wide), and the single-workspace token stops working, so
+        a call made without the installed token fails the test. Without `install_first` it
+        answers only where an earlier run installed it."""
+        org = slack_mode is SlackMode.ORG
+        if org:
+            slack.teams[slack.team_id].enterprise_id = ORG_ID
         settings = load_settings(env, dotenv_path=None)
         async with running_bot(settings) as bot, aiohttp.ClientSession() as http:
             runner = web.AppRunner(
@@ -309,11 +337,13 @@ class BotUnderTest(Conversations):
                 openai=openai,
                 http=http,
                 bot=bot,
+                enterprise_id=ORG_ID if org else None,
+                org_wide=org,
             )
             try:
                 if install_first:
                     slack.revoke(slack.bot_token)
-                    await install(under_test, slack.team_id)
+                    await install(under_test, ORG_ID if org else slack.team_id)
                 yield under_test
             finally:
                 await runner.cleanup()

@@ -47,6 +47,7 @@ async def ask(bot: BotUnderTest, text: str, *, channel: str, user: str = "UALICE
     return answer.text
 
 
+@pytest.mark.both_slack_modes
 async def test_an_admin_gives_one_channel_its_own_instructions_and_model(
     admins: FakeSlack, make_bot: BotFactory
 ) -> None:
@@ -97,6 +98,7 @@ async def test_an_admin_gives_one_channel_its_own_instructions_and_model(
         ]
 
 
+@pytest.mark.both_slack_modes
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_member_cannot_change_settings_but_may_read_them(
     admins: FakeSlack, make_bot: BotFactory
@@ -125,6 +127,7 @@ async def test_admin_user_ids_may_change_settings(admins: FakeSlack, make_bot: B
         )
 
 
+@pytest.mark.both_slack_modes
 async def test_off_silences_a_channel_with_one_note_per_mention(
     admins: FakeSlack, make_bot: BotFactory
 ) -> None:
@@ -146,6 +149,7 @@ async def test_off_silences_a_channel_with_one_note_per_mention(
         assert len(bot.slack.ephemerals) == 1
 
 
+@pytest.mark.both_slack_modes
 async def test_a_budget_refuses_the_message_over_it_without_calling_openai(
     admins: FakeSlack, make_bot: BotFactory
 ) -> None:
@@ -166,6 +170,7 @@ async def test_a_budget_refuses_the_message_over_it_without_calling_openai(
         assert len(run_starts(bot.openai)) == 3
 
 
+@pytest.mark.both_slack_modes
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_usage_command_shows_the_channel_and_the_caller(
     admins: FakeSlack, make_bot: BotFactory
@@ -180,6 +185,7 @@ async def test_usage_command_shows_the_channel_and_the_caller(
         assert "tokens, about $" in lines[1] or "unknown price" in lines[1]
 
 
+@pytest.mark.both_slack_modes
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_thumbs_down_asks_why_and_the_admin_view_shows_it(
     admins: FakeSlack, make_bot: BotFactory

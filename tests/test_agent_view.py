@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bot.listeners.agent import viewed_channel
@@ -16,24 +17,31 @@ from bot.store.models import Conversation
 from tests.fakes.events import event_envelope
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import BotUnderTest, bot_env
+from tests.harness import BotUnderTest, SlackMode, bot_env
 
 GREETING = "Hello there, ask me anything."
 
 
 @contextlib.asynccontextmanager
 async def agent_bot(
-    slack: FakeSlack, openai: FakeOpenAI, database_url: str, **extra: str
+    slack: FakeSlack,
+    openai: FakeOpenAI,
+    database_url: str,
+    slack_mode: SlackMode = SlackMode.TOKEN,
+    **extra: str,
 ) -> AsyncIterator[BotUnderTest]:
     env = bot_env(
         slack=slack,
         openai=openai,
         database_url=database_url,
         assistant_api="responses",
+        slack_mode=slack_mode,
         ASSISTANT_GREETING=GREETING,  # the agent view is the default (SLACK_AGENT_VIEW)
         **extra,
     )
-    async with BotUnderTest.running(env, slack=slack, openai=openai) as bot:
+    async with BotUnderTest.running(
+        env, slack=slack, openai=openai, install_first=slack_mode.oauth, slack_mode=slack_mode
+    ) as bot:
         yield bot
 
 
@@ -90,10 +98,11 @@ async def test_opening_the_dm_greets_once_with_the_suggested_prompts(
         assert "UALICE" in slack.home_views
 
 
+@pytest.mark.both_slack_modes
 async def test_each_dm_is_its_own_thread_with_status_title_and_the_channel_in_view(
-    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
+    slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str, slack_mode: SlackMode
 ) -> None:
-    async with agent_bot(slack, openai_fake, database_url) as bot:
+    async with agent_bot(slack, openai_fake, database_url, slack_mode) as bot:
         await bot.deliver(dm_opened())
         await bot.deliver(context_changed("C0001"))
         first = await bot.dm("what is going on here?")

@@ -22,6 +22,7 @@ from tests.test_tools import (
     answer_text,
     approval_request,
     refunds_need_approval,
+    servers_on,
 )
 
 
@@ -54,9 +55,7 @@ async def test_an_approval_nobody_answers_expires_after_a_restart_and_the_turn_e
         "APPROVAL_TIMEOUT_S": "3",
     }
     async with make_bot(**settings) as bot:
-        if slack_mode is SlackMode.OAUTH:  # servers are off until a workspace admin says so
-            bot.slack.add_user("UADMIN", display_name="Ada", is_admin=True)
-            await bot.command("tools all", user="UADMIN")
+        await servers_on(bot, slack_mode)
         bot.openai.tool_requests = [("refund_order", {"order_id": "A-17"})]
         question = await bot.mention("please refund A-17")
         ask = await approval_request(bot, question.ts)
@@ -80,11 +79,10 @@ async def test_an_approval_nobody_answers_expires_after_a_restart_and_the_turn_e
         await bot.click(stale, ALLOW_ACTION, user="UBOB")
         await bot.idle()
         assert mcp_server.calls == []
-        if slack_mode is SlackMode.TOKEN:  # OAuth: the click's notes need the oauth fix
-            await bot.slack.wait_for(lambda: len(bot.slack.ephemerals) == 2)
-            notes = {e.user: e.text for e in bot.slack.ephemerals}
-            assert "expired" in notes["UALICE"]
-            assert "Only the person who asked" in notes["UBOB"]
+        await bot.slack.wait_for(lambda: len(bot.slack.ephemerals) == 2)
+        notes = {e.user: e.text for e in bot.slack.ephemerals}
+        assert "expired" in notes["UALICE"]
+        assert "Only the person who asked" in notes["UBOB"]
 
 
 @pytest.mark.parametrize("value", ["0", "soon", "-5"])

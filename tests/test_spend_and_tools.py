@@ -140,7 +140,7 @@ async def test_in_oauth_mode_tool_servers_are_off_until_an_admin_turns_them_on(
     path = servers_file(tmp_path, orders(mcp_server))
     async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
         offered = await ask_for_an_order(bot)
-        if slack_mode is SlackMode.TOKEN:
+        if not slack_mode.oauth:
             # The operator's own workspace: every server, as before.
             assert offered == {"orders"}
             assert mcp_server.calls == [("lookup_order", {"order_id": "A-17"})]
@@ -180,7 +180,7 @@ async def test_a_server_limited_to_named_teams_is_offered_only_there(
         assert "`orders`" in listed["text"] and "wiki" not in listed["text"]
         _, refused = await bot.command("tools wiki", user="UADMIN")
         assert "There is no tool server `wiki`" in refused["text"]
-        if slack_mode is SlackMode.OAUTH:
+        if slack_mode.oauth:
             await bot.command("tools all", user="UADMIN")
         assert await ask_for_an_order(bot) == {"orders"}
 
@@ -212,14 +212,13 @@ async def test_a_slack_connect_user_gets_only_the_servers_naming_their_team(
     env = {"MCP_SERVERS_FILE": path, "ORDERS_TOKEN": "mcp-secret", "SLACK_SEARCH": "true"}
     async with make_bot(**env) as bot:
         bot.slack.add_user("UEXT", display_name="Erin")
-        if slack_mode is SlackMode.OAUTH:
+        if slack_mode.oauth:
             await bot.command("tools all", user="UADMIN")
         await mention_from(bot, "UALICE", "hello from here", external=False)
         await mention_from(bot, "UEXT", "hello from outside", external=True)
         local, outside = offered_servers(bot)
         assert {"orders", "wiki"} <= local
-        if slack_mode is SlackMode.TOKEN:
-            assert "slack" in local  # workspace search, for members
+        assert "slack" in local  # workspace search, for members, in every install mode
         assert outside == {"wiki"}  # neither `orders` nor workspace search
 
 
@@ -237,7 +236,7 @@ async def test_a_slack_connect_user_gets_no_tools_from_servers_naming_no_teams(
     env = {"MCP_SERVERS_FILE": path, "ORDERS_TOKEN": "mcp-secret", "SLACK_SEARCH": "true"}
     async with make_bot(**env) as bot:
         bot.slack.add_user("UEXT", display_name="Erin")
-        if slack_mode is SlackMode.OAUTH:
+        if slack_mode.oauth:
             await bot.command("tools all", user="UADMIN")
         await mention_from(bot, "UEXT", "hello from outside", external=True)
         await mention_from(bot, "UALICE", "hello from here", external=False)

@@ -24,13 +24,13 @@ from bot.live import task_update_chunk
 from bot.settings import SettingsError, load_settings
 from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION, Click, click_outcome, waited
 from bot.tools.config import McpServer, ToolsConfigError, parse_servers
-from bot.tools.slack_search import Hit, hits_text, parse_hits
+from bot.tools.slack_search import Hit, Refused, hits_text, parse_hits, refused
 from tests.conftest import BotFactory
 from tests.fakes.events import mention
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
-from tests.harness import RUN_STARTS, BotUnderTest, bot_env
+from tests.harness import RUN_STARTS, BotUnderTest, SlackMode, bot_env
 from tests.test_surfaces import ask_in_pane, pane_thread, start_pane
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "OPENAI_API_KEY": "k"}
@@ -137,6 +137,15 @@ all_backends = pytest.mark.parametrize(
 )
 
 
+async def servers_on(bot: BotUnderTest, slack_mode: SlackMode) -> None:
+    """In OAuth mode (and org-wide) tool servers are off until a workspace admin turns them
+    on in the channel (tests/test_spend_and_tools.py)."""
+    if slack_mode.oauth:
+        bot.slack.add_user("UADMIN", display_name="Ada", is_admin=True)
+        _, on = await bot.command("tools all", user="UADMIN")
+        assert "only these tool servers here" in on["text"]
+
+
 def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[str, str]]:
     return [
         (chunk["title"], chunk["status"])
@@ -146,14 +155,16 @@ def task_updates(bot: BotUnderTest, channel: str, thread_ts: str) -> list[tuple[
     ]
 
 
+@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @streamed
 async def test_a_tool_call_is_answered_and_shown_live(
-    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path, slack_mode: SlackMode
 ) -> None:
     path = servers_file(tmp_path, orders(mcp_server))
     async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        await servers_on(bot, slack_mode)
         bot.openai.assistant_tools = [{"type": "code_interpreter"}]
         bot.openai.tool_requests = [("lookup_order", {"order_id": "A-17"})]
         question = await bot.mention("where is order A-17?")
@@ -304,14 +315,16 @@ def answer_text(bot: BotUnderTest, thread_ts: str) -> str:
     return "\n".join(m.text for m in bot.answers("C0001", thread_ts))
 
 
+@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @streamed
 async def test_a_call_needing_approval_runs_once_the_asker_allows_it(
-    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path, slack_mode: SlackMode
 ) -> None:
     path = refunds_need_approval(mcp_server, tmp_path)
     async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        await servers_on(bot, slack_mode)
         bot.openai.tool_requests = [("refund_order", {"order_id": "A-17"})]
         question = await bot.mention("please refund A-17")
         ask = await approval_request(bot, question.ts)
@@ -335,14 +348,16 @@ async def test_a_call_needing_approval_runs_once_the_asker_allows_it(
         assert "Allowed by <@UALICE>" in str(decided.blocks)
 
 
+@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["poll"], indirect=True)
 async def test_a_denied_call_is_not_run_and_the_model_is_told(
-    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path, slack_mode: SlackMode
 ) -> None:
     path = refunds_need_approval(mcp_server, tmp_path)
     async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        await servers_on(bot, slack_mode)
         bot.openai.tool_requests = [("refund_order", {"order_id": "B-2"})]
         question = await bot.mention("refund B-2")
         ask = await approval_request(bot, question.ts)
@@ -403,6 +418,7 @@ async def mention_with_token(bot: BotUnderTest, text: str, token: str | None) ->
     return message
 
 
+@pytest.mark.both_slack_modes
 @all_backends
 @sqlite_only
 @pytest.mark.parametrize("delivery", ["stream", "poll"], indirect=True)
@@ -557,6 +573,7 @@ async def test_a_search_call_left_without_its_output_does_not_break_the_thread(
         assert message["role"] == "user"
 
 
+@pytest.mark.both_slack_modes
 @chat_only
 @sqlite_only
 async def test_workspace_search_goes_away_quietly_where_slack_does_not_allow_it(
@@ -579,6 +596,32 @@ async def test_workspace_search_goes_away_quietly_where_slack_does_not_allow_it(
         third = await mention_with_token(bot, "and without?", None)
         await bot.wait_for_answers("C0001", third.ts)
         assert bot.openai.chat_completions[-1].tools == []
+
+
+@pytest.mark.both_slack_modes
+@chat_only
+@sqlite_only
+@pytest.mark.parametrize("delivery", ["poll"], indirect=True)
+async def test_an_expired_action_token_fails_that_search_only(make_bot: BotFactory) -> None:
+    """Slack's action tokens are short-lived: a message answered after its token expired
+    cannot search, but the next message (with a fresh token) can."""
+    async with make_bot(SLACK_SEARCH="true") as bot:
+        bot.slack.add_message("C0001", user="UBOB", text="The deploy freeze starts Friday")
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        stale = bot.slack.new_action_token()
+        bot.slack.expire_action_token(stale)
+        first = await mention_with_token(bot, "deploy freeze?", stale)
+        (answer,) = await bot.wait_for_answers("C0001", first.ts)
+        assert "starts Friday" not in answer.text
+        assert [s["action_token"] for s in bot.slack.searches] == [stale]
+
+        bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
+        fresh = bot.slack.new_action_token()
+        second = await mention_with_token(bot, "and now?", fresh)
+        (answer,) = await bot.wait_for_answers("C0001", second.ts)
+        assert "The deploy freeze starts Friday" in answer.text
+        assert "slack__search_workspace" in bot.openai.chat_completions[-1].tools
+        assert [s["action_token"] for s in bot.slack.searches] == [stale, fresh]
 
 
 @pytest.mark.parametrize("assistant_api", ["chat", "threads"], indirect=True)
@@ -720,6 +763,23 @@ def test_servers_as_remote_mcp_tools(approval: bool | tuple[str, ...], expected:
 )
 def test_tool_progress_as_slack_task_updates(progress: ToolProgress, chunk: object) -> None:
     assert task_update_chunk(progress) == chunk
+
+
+@pytest.mark.parametrize(
+    ("error", "reach"),
+    [
+        ("missing_scope", Refused.WORKSPACE),
+        ("not_allowed_token_type", Refused.WORKSPACE),
+        ("feature_not_enabled", Refused.WORKSPACE),
+        ("team_not_allowed", Refused.WORKSPACE),
+        ("invalid_action_token", Refused.THIS_SEARCH),
+        ("ratelimited", Refused.THIS_SEARCH),
+        ("token_revoked", Refused.THIS_SEARCH),
+        ("internal_error", Refused.THIS_SEARCH),
+    ],
+)
+def test_how_far_a_refused_search_reaches(error: str, reach: Refused) -> None:
+    assert refused(error) is reach
 
 
 def test_search_hits_keep_their_permalinks() -> None:

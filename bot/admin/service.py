@@ -65,7 +65,9 @@ class AdminService:
         self.store = AdminStore(engine)
         self._settings = settings
         self.prices = prices or load_price_table(settings.prices_file)
-        self._admins: dict[str, tuple[float, bool]] = {}
+        # (team, user) → (until, admin): on Enterprise Grid one person is an admin of one
+        # workspace and not of another.
+        self._admins: dict[tuple[str, str], tuple[float, bool]] = {}
         self.bounds = OperatorBounds(settings, self.prices)
 
     # The turn engine --------------------------------------------------------------------
@@ -121,11 +123,12 @@ class AdminService:
     async def is_enabled(self, team_id: str, channel_id: str) -> bool:
         return (await self.store.channel_settings(team_id, channel_id)).enabled
 
-    async def is_admin(self, client: AsyncWebClient, user_id: str) -> bool:
-        """Workspace admins and owners (users.info, remembered a minute), and ADMIN_USER_IDS."""
+    async def is_admin(self, client: AsyncWebClient, user_id: str, *, team_id: str) -> bool:
+        """Admins and owners of the workspace `team_id` (users.info with its token,
+        remembered a minute), and ADMIN_USER_IDS."""
         if user_id in self._settings.admin_user_ids:
             return True
-        cached = self._admins.get(user_id)
+        cached = self._admins.get((team_id, user_id))
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         try:
@@ -135,7 +138,7 @@ class AdminService:
             return False
         user = response.get("user") or {}
         admin = any(bool(user.get(flag)) for flag in ("is_admin", "is_owner", "is_primary_owner"))
-        self._admins[user_id] = (time.monotonic() + ADMIN_CACHE_S, admin)
+        self._admins[(team_id, user_id)] = (time.monotonic() + ADMIN_CACHE_S, admin)
         return admin
 
     def parse(self, text: str, context: CommandContext) -> Command:

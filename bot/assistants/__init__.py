@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from openai import AsyncAzureOpenAI, AsyncOpenAI, DefaultAioHttpClient
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.assistants.base import AssistantBackend
@@ -16,20 +15,21 @@ from bot.assistants.threads import ThreadsBackend
 from bot.settings import Settings
 from bot.setup_rules import azure_api_version
 from bot.tools.mcp_client import McpTools
-from bot.tools.slack_search import SlackSearch
+from bot.tools.slack_search import ClientFor, SlackSearch
 
 
 def make_backend(
-    settings: Settings, engine: AsyncEngine, *, slack_client: AsyncWebClient | None = None
+    settings: Settings, engine: AsyncEngine, *, search_client: ClientFor | None = None
 ) -> AssistantBackend:
     """The backend the settings name, on the SDK's aiohttp transport.
 
     aiohttp (already here for Slack) costs about half the CPU per OpenAI call of the
     SDK's default httpx transport, and polling makes several calls per answer. The chat
-    backend keeps its threads in the bot's database (`engine`).
+    backend keeps its threads in the bot's database (`engine`). Workspace search calls Slack
+    with the client `search_client` gives for each turn's workspace.
     """
     client = make_client(settings)
-    tools = mcp_tools(settings, slack_client)
+    tools = mcp_tools(settings, search_client)
     if settings.assistant_api == "threads":
         assert settings.openai_assistant_id is not None
         return ThreadsBackend(
@@ -110,10 +110,10 @@ def entra_token_provider() -> Callable[[], Awaitable[str]]:
     return get_bearer_token_provider(DefaultAzureCredential(), AZURE_SCOPE)
 
 
-def mcp_tools(settings: Settings, slack_client: AsyncWebClient | None = None) -> McpTools:
+def mcp_tools(settings: Settings, search_client: ClientFor | None = None) -> McpTools:
     """The configured MCP servers, with the bot as their client, and workspace search when
     SLACK_SEARCH is on."""
-    search = SlackSearch(slack_client) if settings.slack_search and slack_client else None
+    search = SlackSearch(search_client) if settings.slack_search and search_client else None
     return McpTools(settings.mcp_servers, timeout_s=settings.tool_timeout_s, search=search)
 
 

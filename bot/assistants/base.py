@@ -46,10 +46,13 @@ class Usage:
 @dataclass(frozen=True)
 class ToolContext:
     """What a turn's own tools act with: Slack's action token for the asking message (lets
-    workspace search act for it) and the channel asked in. Held in memory only."""
+    workspace search act for it), the channel asked in, and the workspace (and its
+    organisation) whose bot token acts. Held in memory only."""
 
     action_token: str | None = None
     channel_id: str | None = None
+    team_id: str = ""
+    enterprise_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
+from slack_bolt.request.internals import extract_enterprise_id
 
 from bot.conversation import ConversationService
-from bot.listeners.messages import incoming, is_from_person
+from bot.listeners.messages import incoming, is_from_person, team_of
 from bot.settings import Settings
 
 
@@ -18,10 +19,11 @@ def register(app: AsyncApp, service: ConversationService, settings: Settings) ->
         """The channel the user is looking at, passed to the assistant with each question."""
         thread = event.get("assistant_thread") or {}
         await service.note_context_channel(
-            str(body.get("team_id") or ""),
+            team_of(body, event),
             thread.get("channel_id", ""),
             thread.get("thread_ts", ""),
             (thread.get("context") or {}).get("channel_id"),
+            enterprise_id=extract_enterprise_id(body),
         )
 
     @assistant.thread_started

@@ -24,7 +24,9 @@ def register(app: AsyncApp, admin: AdminService) -> None:
             enterprise_id=command.get("enterprise_id") or None,
         )
         parsed = admin.parse(str(command.get("text") or ""), context)
-        is_admin = parsed.action.changes_settings and await admin.is_admin(client, context.user_id)
+        is_admin = parsed.action.changes_settings and await admin.is_admin(
+            client, context.user_id, team_id=context.team_id
+        )
         reply = await admin.run_command(parsed, context, is_admin=is_admin)
         # The ack's own body is the reply: Slack shows it to the caller only (ephemeral).
         await ack(response_type="ephemeral", text=reply)

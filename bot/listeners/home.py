@@ -40,8 +40,8 @@ def register(app: AsyncApp, admin: AdminService) -> None:
         if event.get("tab", "home") != "home":
             return
         user_id = str(event["user"])
-        if await admin.is_admin(client, user_id):
-            team_id = str(body.get("team_id") or "")
+        team_id = str(body.get("team_id") or "")
+        if await admin.is_admin(client, user_id, team_id=team_id):
             view = admin_view(await build_admin_home(admin, team_id))
         else:
             view = user_view()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.internals import extract_enterprise_id
 
 from bot.attachments import slack_file_entries
 from bot.conversation import ConversationService
@@ -79,20 +80,9 @@ def incoming(body: dict[str, Any], event: dict[str, Any], *, surface: str) -> Ne
         surface=surface,
         event_id=body.get("event_id"),
         files=slack_file_entries(event.get("files")),
-        enterprise_id=enterprise_of(body),
+        enterprise_id=extract_enterprise_id(body),
         action_token=action_token_of(event),
     )
-
-
-def enterprise_of(body: dict[str, Any]) -> str | None:
-    """The receiving workspace's Enterprise Grid organisation, when it has one."""
-    authorizations = body.get("authorizations")
-    if isinstance(authorizations, list) and authorizations:
-        first = authorizations[0]
-        if isinstance(first, dict) and first.get("enterprise_id"):
-            return str(first["enterprise_id"])
-    enterprise = body.get("enterprise_id") or (body.get("enterprise") or {}).get("id")
-    return str(enterprise) if enterprise else None
 
 
 def action_token_of(event: dict[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     CursorResult,
+    String,
     Table,
     Update,
     and_,
@@ -162,7 +163,13 @@ class Store:
             # same row first, so it either sees this message or leaves the flag set.
             conversation_id = await connection.scalar(
                 self._intake.flag_conversation,
-                _thread_params(message.team_id, message.channel_id, message.thread_ts, now=now),
+                _thread_params(
+                    message.team_id,
+                    message.channel_id,
+                    message.thread_ts,
+                    now=now,
+                    enterprise=message.enterprise_id,
+                ),
             )
             inserted = await connection.scalar(
                 self._intake.add_message,
@@ -226,8 +233,16 @@ class Store:
             return found is not None
 
     async def set_context_channel(
-        self, team_id: str, channel_id: str, thread_ts: str, context_channel_id: str | None
+        self,
+        team_id: str,
+        channel_id: str,
+        thread_ts: str,
+        context_channel_id: str | None,
+        *,
+        enterprise_id: str | None = None,
     ) -> None:
+        """The channel in view beside an assistant thread; the thread's conversation is
+        created here (with its workspace's organisation) when it is new."""
         now = time.time()
         async with self._sessions.begin() as session:
             await session.execute(
@@ -238,13 +253,18 @@ class Store:
                     thread_ts=thread_ts,
                     surface="assistant",
                     context_channel_id=context_channel_id,
+                    enterprise_id=enterprise_id,
                     needs_attention=False,
                     created_at=now,
                     updated_at=now,
                 )
                 .on_conflict_do_update(
                     index_elements=["team_id", "channel_id", "thread_ts"],
-                    set_={"context_channel_id": context_channel_id, "updated_at": now},
+                    set_={
+                        "context_channel_id": context_channel_id,
+                        "updated_at": now,
+                        "enterprise_id": func.coalesce(Conversation.enterprise_id, enterprise_id),
+                    },
                 )
             )
 
@@ -711,7 +731,15 @@ class _IntakeStatements:
             ),
             flag_conversation=update(conversations)
             .where(same_thread)
-            .values(needs_attention=True, updated_at=bindparam("now"))
+            .values(
+                needs_attention=True,
+                updated_at=bindparam("now"),
+                # A thread stored before its organisation was known (an older version)
+                # learns it from the next message.
+                enterprise_id=func.coalesce(
+                    conversations.c.enterprise_id, bindparam("enterprise", type_=String)
+                ),
+            )
             .returning(conversations.c.id),
             add_message=insert(messages)
             .on_conflict_do_nothing(index_elements=["team_id", "channel_id", "ts"])

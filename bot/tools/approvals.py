@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -33,11 +34,19 @@ from bot.store.tool_models import ToolApproval
 from bot.tools.mcp_client import DENIED_TEXT
 from bot.turns.states import TurnStatus
 
-__all__ = ["DENIED_TEXT", "ApprovalStore", "Click", "click_outcome"]
+__all__ = ["DENIED_TEXT", "ApprovalStore", "Click", "Workspace", "click_outcome"]
 
 ALLOW_ACTION = "tool_approval_allow"
 DENY_ACTION = "tool_approval_deny"
 MAX_SHOWN_ARGUMENTS = 2_500
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The workspace a stored conversation is in, and its Enterprise Grid organisation."""
+
+    team_id: str
+    enterprise_id: str | None = None
 
 
 class Click(StrEnum):
@@ -197,9 +206,10 @@ class ApprovalStore:
 
     async def decide(
         self, *, approval_id: int, user_id: str, allowed: bool
-    ) -> tuple[Click, ToolApproval | None]:
+    ) -> tuple[Click, ToolApproval | None, Workspace | None]:
         """Store a click: the decision, the turn moved on, its conversation flagged. A click
-        after the request's time is up expires it instead (if nobody noted that yet)."""
+        after the request's time is up expires it instead (if nobody noted that yet). With
+        it, the workspace (and organisation) of the call's conversation, where the card is."""
         async with self._sessions.begin() as session:
             row = await session.get(ToolApproval, approval_id, with_for_update=True)
             outcome = click_outcome(
@@ -208,14 +218,19 @@ class ApprovalStore:
                 decision=row.decision if row is not None else None,
                 overdue=row is not None and self._overdue(row.created_at),
             )
+            workspace = None
+            if row is not None:
+                conversation = await session.get(Conversation, row.conversation_id)
+                if conversation is not None:
+                    workspace = Workspace(conversation.team_id, conversation.enterprise_id)
             if row is None or outcome not in (Click.RECORDED, Click.EXPIRED):
-                return outcome, row
+                return outcome, row, workspace
             if row.decision is None:
                 decision = Decision.ALLOW if allowed else Decision.DENY
                 if outcome is Click.EXPIRED:
                     decision = Decision.EXPIRED
                 await _decide(session, row, decision, by=user_id)
-            return outcome, row
+            return outcome, row, workspace
 
     def _overdue(self, created_at: float) -> bool:
         return time.time() >= created_at + self.timeout_s

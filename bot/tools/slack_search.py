@@ -1,16 +1,20 @@
 """Answers from the workspace itself: Slack's Real-time Search API as a tool for the model.
 
 `assistant.search.context` searches the messages and files the asking user can see, acting
-for the message through the `action_token` Slack put in its event. Where the workspace or
-token does not allow it (`not_allowed_token_type`, `missing_scope`, …), the tool disappears
-for the rest of the process's life: no error reaches the user.
+for the message through the `action_token` Slack put in its event, with the bot token of the
+turn's own workspace (each installation's in OAuth mode). Where a workspace does not allow it
+(`not_allowed_token_type`, `missing_scope`, …), the tool disappears for that workspace for the
+rest of the process's life: no error reaches the user. A problem of one message (its action
+token expired or refused) fails that search only.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -40,9 +44,26 @@ NOT_ALLOWED = frozenset(
         "feature_not_enabled",
         "team_not_allowed",
         "access_denied",
-        "invalid_action_token",
     }
 )
+"""Errors that say the workspace does not allow search: it goes away there. Any other error
+(`invalid_action_token`, a revoked token, …) fails one search only."""
+
+
+class Refused(StrEnum):
+    """How far a refused search reaches."""
+
+    WORKSPACE = "workspace"
+    """The workspace does not allow search: not offered there again."""
+    THIS_SEARCH = "this_search"
+    """Something of this message or moment (its action token expired, …): this search only."""
+
+
+def refused(error: str) -> Refused:
+    """How far Slack's error for a search reaches (pure)."""
+    return Refused.WORKSPACE if error in NOT_ALLOWED else Refused.THIS_SEARCH
+
+
 MAX_RESULTS = 8
 MAX_CONTENT_CHARS = 600
 
@@ -82,13 +103,21 @@ def hits_text(hits: list[Hit]) -> str:
     )
 
 
+ClientFor = Callable[[ToolContext], Awaitable[AsyncWebClient]]
+"""The Web API client with the bot token of the turn's workspace."""
+
+
 class SlackSearch:
-    def __init__(self, client: AsyncWebClient) -> None:
-        self._client = client
-        self.available = True
+    def __init__(self, client_for: ClientFor) -> None:
+        self._client_for = client_for
+        self._refused: set[tuple[str, str | None]] = set()
 
     def usable(self, context: ToolContext | None) -> bool:
-        return self.available and context is not None and bool(context.action_token)
+        return (
+            context is not None
+            and bool(context.action_token)
+            and _workspace(context) not in self._refused
+        )
 
     async def search(self, arguments: str, context: ToolContext) -> tuple[bool, str, list[Hit]]:
         """(ok, text for the model, hits)."""
@@ -107,14 +136,26 @@ class SlackSearch:
         if context.channel_id:
             body["context_channel_id"] = context.channel_id
         try:
-            response = await self._client.api_call("assistant.search.context", json=body)
+            client = await self._client_for(context)
+            response = await client.api_call("assistant.search.context", json=body)
         except SlackApiError as exc:
             error = str(exc.response.get("error"))
-            if error in NOT_ALLOWED:
-                log.warning("workspace search is not allowed here (%s); turning it off", error)
-                self.available = False
+            if refused(error) is Refused.WORKSPACE:
+                log.warning(
+                    "workspace search is not allowed in team %s (%s); turning it off there",
+                    context.team_id,
+                    error,
+                )
+                self._refused.add(_workspace(context))
             else:
-                log.warning("workspace search failed: %s", error)
+                log.warning("workspace search failed in team %s: %s", context.team_id, error)
+            return False, "error: workspace search is not available", []
+        except Exception as exc:  # no token for the workspace, Slack unreachable: this turn's
+            log.warning("workspace search failed in team %s: %r", context.team_id, exc)
             return False, "error: workspace search is not available", []
         hits = parse_hits(dict(response.data) if isinstance(response.data, dict) else {})
         return True, hits_text(hits), hits
+
+
+def _workspace(context: ToolContext) -> tuple[str, str | None]:
+    return context.team_id, context.enterprise_id

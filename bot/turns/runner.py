@@ -193,7 +193,13 @@ class TurnRunner:
         token = None if newest is None else self._store.action_token(newest)
         if not self._settings.slack_search or token is None:
             return options
-        context = ToolContext(token, active.conversation.channel_id)
+        conversation = active.conversation
+        context = ToolContext(
+            token,
+            conversation.channel_id,
+            team_id=conversation.team_id,
+            enterprise_id=conversation.enterprise_id,
+        )
         return dataclasses.replace(options, tool_context=context)
 
     async def _over_budget(self, active: ActiveTurn, channel: ChannelSettings) -> bool:

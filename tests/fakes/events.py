@@ -327,9 +327,12 @@ def slash_command(
     api_app_id: str = "A0001",
     trigger_id: str = "",
     response_url: str = "https://hooks.slack.com/commands/T0001/1/fake",
+    enterprise_id: str | None = None,
+    is_enterprise_install: bool = False,
 ) -> dict[str, str]:
-    """The form fields of a slash command invocation, as Slack posts them."""
-    return {
+    """The form fields of a slash command invocation, as Slack posts them (on Enterprise
+    Grid with the organisation, and whether the app is installed org-wide)."""
+    fields = {
         "token": "fake-verification-token",
         "team_id": team_id,
         "team_domain": "fake-workspace",
@@ -340,10 +343,13 @@ def slash_command(
         "command": command,
         "text": text,
         "api_app_id": api_app_id,
-        "is_enterprise_install": "false",
+        "is_enterprise_install": "true" if is_enterprise_install else "false",
         "response_url": response_url,
         "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**12}.fake",
     }
+    if enterprise_id is not None:
+        fields.update(enterprise_id=enterprise_id, enterprise_name=f"Org {enterprise_id}")
+    return fields
 
 
 def block_actions(
@@ -355,9 +361,11 @@ def block_actions(
     message: dict[str, Any],
     trigger_id: str,
     team_id: str = "T0001",
+    enterprise_id: str | None = None,
+    is_enterprise_install: bool = False,
 ) -> dict[str, str]:
     """A button click (``block_actions``) as the ``payload`` form field."""
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower(), "team_id": team_id},
         "api_app_id": "A0001",
@@ -377,12 +385,19 @@ def block_actions(
                 "action_ts": str(time.time()),
             }
         ],
+        **_grid(team_id, enterprise_id, is_enterprise_install),
     }
     return {"payload": json.dumps(payload)}
 
 
 def view_submission(
-    *, user: str, view: dict[str, Any], values: dict[str, Any], team_id: str = "T0001"
+    *,
+    user: str,
+    view: dict[str, Any],
+    values: dict[str, Any],
+    team_id: str = "T0001",
+    enterprise_id: str | None = None,
+    is_enterprise_install: bool = False,
 ) -> dict[str, str]:
     """A modal's submission (``view_submission``) with the input ``values`` the user gave."""
     submitted = {**view, "id": "V" + uuid.uuid4().hex[:10].upper(), "state": {"values": values}}
@@ -394,8 +409,21 @@ def view_submission(
         "token": "fake-verification-token",
         "trigger_id": f"{uuid.uuid4().int % 10**12}.fake",
         "view": submitted,
+        **_grid(team_id, enterprise_id, is_enterprise_install),
     }
     return {"payload": json.dumps(payload)}
+
+
+def _grid(team_id: str, enterprise_id: str | None, is_enterprise_install: bool) -> dict[str, Any]:
+    """What an interactivity payload adds on Enterprise Grid: the organisation (beside the
+    workspace in ``team``, and alone in ``enterprise``) and whether the install is org-wide."""
+    if enterprise_id is None:
+        return {"enterprise": None, "is_enterprise_install": False}
+    return {
+        "team": {"id": team_id, "domain": "fake-workspace", "enterprise_id": enterprise_id},
+        "enterprise": {"id": enterprise_id, "name": f"Org {enterprise_id}"},
+        "is_enterprise_install": is_enterprise_install,
+    }
 
 
 async def post_form(

@@ -451,6 +451,8 @@ class FakeSlack:
         self.action_tokens: set[str] = set()
         self.searches: list[dict[str, Any]] = []
         self.search_error: str | None = None
+        #: (team, user) pairs where users.info says the user is an admin of that workspace.
+        self.workspace_admins: set[tuple[str, str]] = set()
         #: views.publish: user id -> the last published view.
         self.home_views: dict[str, dict[str, Any]] = {}
         #: views.open: every modal opened, in order.
@@ -1159,8 +1161,11 @@ class FakeSlack:
     def _issue_grant(self, team_id: str | None, enterprise_id: str | None) -> FakeGrant:
         key = team_id or enterprise_id or ""
         # The app has one bot user per workspace, however it was installed there: in the
-        # first workspace, the one `bot_token` belongs to, an OAuth install gets the same.
-        first = team_id == self.team_id
+        # first workspace, the one `bot_token` belongs to, an OAuth install gets the same (as
+        # does an org-wide install of its organisation, whose bot user is the org's).
+        first = team_id == self.team_id or (
+            team_id is None and self.teams[self.team_id].enterprise_id == enterprise_id
+        )
         grant = FakeGrant(
             token=f"xoxb-{key}-{uuid.uuid4().hex[:8]}",
             team_id=team_id,
@@ -1264,6 +1269,13 @@ class FakeSlack:
         for grant in self.grants.values():
             if team_or_enterprise in (grant.team_id, grant.enterprise_id) and grant.expires_at:
                 grant.expires_at = time.time() + in_s
+
+    def refuse_refresh_tokens(self, team_or_enterprise: str) -> None:
+        """Slack stops accepting the workspace's (or org's) refresh tokens: each is then
+        answered `invalid_refresh_token` (as one already used, or invalidated, is)."""
+        for token, grant in list(self._refresh_tokens.items()):
+            if team_or_enterprise in (grant.team_id, grant.enterprise_id):
+                del self._refresh_tokens[token]
 
     def revoke(self, token: str) -> None:
         """One token stops working (as auth.revoke, or an admin revoking it, does)."""
@@ -1374,6 +1386,15 @@ class FakeSlack:
         self.ephemerals.append(ephemeral)
         return {"message_ts": ephemeral.message_ts}
 
+    def expire_action_token(self, token: str) -> None:
+        """An action token is good for a short while only: after this it is refused."""
+        self.action_tokens.discard(token)
+
+    def make_admin(self, user_id: str, team_id: str) -> None:
+        """`user_id` is an admin of the workspace `team_id` (and no other, unless made so):
+        on Enterprise Grid one person has a role in each workspace of the organisation."""
+        self.workspace_admins.add((team_id, user_id))
+
     def new_action_token(self) -> str:
         """A token as Slack puts in a message event for AI apps (for Real-time Search)."""
         token = f"act-{uuid.uuid4().hex}"
@@ -1398,7 +1419,10 @@ class FakeSlack:
             for channel_id, channel in self._messages.items()
             if self._channel_kind(channel_id) in kinds
             for msg in channel.values()
-            if msg.bot_id is None and all(word in msg.text.lower() for word in words)
+            if msg.bot_id is None
+            and all(word in msg.text.lower() for word in words)
+            # Only what the calling token's workspace (or organisation) holds.
+            and (self._caller is None or self._caller.covers(self.team_of(msg.channel)))
         ]
         found.sort(key=lambda msg: msg.ts, reverse=True)
         limit = args.get("limit") if isinstance(args.get("limit"), int) else 20
@@ -1631,6 +1655,10 @@ class FakeSlack:
             }
         return {"channel": info}
 
+    def _calling_team(self) -> str | None:
+        """The workspace of the token making the call (None: an org-wide token's)."""
+        return self.team_id if self._caller is None else self._caller.team_id
+
     def _users_info(self, args: JSONDict) -> JSONDict:
         user_id = _opt_str(args, "user")
         user = self.users.get(user_id) if user_id else None
@@ -1654,7 +1682,8 @@ class FakeSlack:
                 "deleted": False,
                 "is_bot": user.is_bot,
                 "is_app_user": False,
-                "is_admin": user.is_admin,
+                "is_admin": user.is_admin
+                or (self._calling_team(), user.id) in self.workspace_admins,
                 "is_owner": user.is_owner,
                 "is_primary_owner": user.is_primary_owner,
                 "tz": "UTC",
