@@ -232,9 +232,11 @@ class SlackGateway:
             await (await self._client(place.team)).chat_delete(channel=place.channel_id, ts=ts)
 
     async def post_ephemeral(self, place: Place, user_id: str, text: str) -> None:
-        await (await self._client(place.team)).chat_postEphemeral(
-            channel=place.channel_id, thread_ts=place.thread_ts, user=user_id, text=text
-        )
+        """A note only `user_id` sees; one Slack refuses is logged and dropped."""
+        async with best_effort("the ephemeral note was not posted", logger=log):
+            await (await self._client(place.team)).chat_postEphemeral(
+                channel=place.channel_id, thread_ts=place.thread_ts, user=user_id, text=text
+            )
 
     # Streaming ---------------------------------------------------------------------------
 
