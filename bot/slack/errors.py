@@ -57,7 +57,11 @@ class SlackErrorKind(StrEnum):
     @property
     def token_unusable(self) -> bool:
         """The cached token must not be used again: the next call reads the store."""
-        return self in {SlackErrorKind.DEAD_TOKEN, SlackErrorKind.EXPIRED_TOKEN}
+        return self in {
+            SlackErrorKind.DEAD_TOKEN,
+            SlackErrorKind.EXPIRED_TOKEN,
+            SlackErrorKind.APP_GONE,
+        }
 
     @property
     def drops_answer(self) -> bool:

@@ -43,8 +43,8 @@ def slack_error(error: str | None, *, status: int = 200) -> SlackApiError:
         ("account_inactive", 200, Kind.DEAD_TOKEN, True, True),
         # Expired: forgotten so that the next try refreshes it; the answer is tried again.
         ("token_expired", 200, Kind.EXPIRED_TOKEN, False, True),
-        ("token_revoked", 200, Kind.APP_GONE, True, False),
-        ("app_uninstalled", 200, Kind.APP_GONE, True, False),
+        ("token_revoked", 200, Kind.APP_GONE, True, True),
+        ("app_uninstalled", 200, Kind.APP_GONE, True, True),
         ("missing_scope", 200, Kind.NOT_ALLOWED, False, False),
         ("not_allowed_token_type", 200, Kind.NOT_ALLOWED, False, False),
         ("feature_not_enabled", 200, Kind.NOT_ALLOWED, False, False),
