@@ -16,7 +16,7 @@ from bot.assistants.base import AssistantBackend
 from bot.dispatcher import Dispatcher
 from bot.intake import Acceptance, Intake
 from bot.settings import Settings
-from bot.slack_api import Place, SlackGateway
+from bot.slack.gateway import Place, SlackGateway
 from bot.store.repository import NewMessage, Store
 from bot.tools.approvals import (
     CLICK_NOTES,

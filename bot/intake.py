@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from bot.settings import Settings
-from bot.slack_api import Place, SlackGateway
+from bot.slack.gateway import Place, SlackGateway
 from bot.store.repository import NewMessage, RecordStatus, Store
 
 log = logging.getLogger(__name__)

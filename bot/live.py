@@ -18,7 +18,8 @@ from typing import Any, Protocol
 from slack_sdk.errors import SlackApiError
 
 from bot.assistants.base import ToolProgress
-from bot.slack_api import Place, SlackGateway
+from bot.slack.errors import best_effort, error_code
+from bot.slack.gateway import Place, SlackGateway
 from bot.text.markdown import markdown_to_mrkdwn
 from bot.text.mentions import split_unfinished
 
@@ -105,7 +106,7 @@ class SlackStream:
                 self._place, self.ts, markdown=answer[len(self._sent) :], blocks=blocks
             )
         except SlackApiError as exc:
-            log.warning("finishing the stream failed: %s", exc.response.get("error"))
+            log.warning("finishing the stream failed: %s", error_code(exc))
             self._broken = True
             return False
         self._throttle.take()
@@ -121,10 +122,8 @@ class SlackStream:
             return
         if self._throttle.pending:
             await self._send(self._throttle.take_finished())
-        try:
+        async with best_effort("task update refused", logger=log):
             await self._slack.append_chunks(self._place, self.ts, [task_update_chunk(progress)])
-        except SlackApiError as exc:
-            log.warning("task update refused: %s", exc.response.get("error"))
 
     async def finish(self) -> None:
         if self._throttle.pending and not self._broken:
@@ -144,7 +143,7 @@ class SlackStream:
             await self._slack.append_stream(self._place, self.ts, text)
             self._sent += text
         except SlackApiError as exc:
-            log.warning("streaming into Slack stopped: %s", exc.response.get("error"))
+            log.warning("streaming into Slack stopped: %s", error_code(exc))
             self._broken = True
 
 
@@ -182,11 +181,9 @@ class UpdatedMessage:
 
     async def _send(self) -> None:
         self._text += self._throttle.take()
-        try:
+        async with best_effort("live update failed", logger=log):
             named = await self._slack.named_mentions(self._place.team, self._text)
             await self._slack.update(self._place, self.ts, markdown_to_mrkdwn(named) + " …")
-        except SlackApiError as exc:
-            log.warning("live update failed: %s", exc.response.get("error"))
 
 
 async def open_live_message(
@@ -199,10 +196,7 @@ async def open_live_message(
         ts = await slack.start_stream(place, team_id=team_id, user_id=user_id, markdown=ready)
         return SlackStream(slack, place, ts, sent=ready, held=held)
     except SlackApiError as exc:
-        log.info(
-            "Slack streaming unavailable (%s); editing a placeholder instead",
-            exc.response.get("error"),
-        )
+        log.info("Slack streaming unavailable (%s); editing a placeholder instead", error_code(exc))
     preview = markdown_to_mrkdwn(first_words) + " …" if first_words else "_Thinking…_"
     ts = await slack.post(place, preview)
     return UpdatedMessage(slack, place, ts, text=first_words)

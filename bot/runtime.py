@@ -29,13 +29,8 @@ from bot.crypto import TokenCipher, UnreadableSecret, token_cipher
 from bot.installations import Workspaces, build_oauth_flow
 from bot.preflight import StartupError, check_openai, check_ports
 from bot.settings import Settings
-from bot.slack_api import (
-    SLACK_TIMEOUT_S,
-    SlackGateway,
-    make_slack_session,
-    make_web_client,
-    search_clients,
-)
+from bot.slack.client import SLACK_TIMEOUT_S, make_slack_session, make_web_client
+from bot.slack.gateway import SlackGateway, search_clients
 from bot.store.db import (
     DatabaseHealth,
     ForeignKeyViolation,

@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot import metrics
+from bot.slack.errors import SlackErrorKind, classify, error_code
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ STORE_ATTEMPTS = 5
 """Tries at committing a refreshed token (a database that is briefly away comes back)."""
 STORE_RETRY_S = 0.2
 LOCK_POLL_S = 0.05
-GONE_ERRORS = frozenset({"token_revoked", "app_uninstalled"})
 
 
 class TokenProblem(StrEnum):
@@ -219,8 +219,8 @@ class Refresher:
                 refresh_token=str(bot.bot_refresh_token),
             )
         except SlackApiError as exc:
-            error = str(exc.response.get("error"))
-            if error in GONE_ERRORS:
+            error = error_code(exc)
+            if classify(exc) is SlackErrorKind.APP_GONE:
                 raise NotInstalled(f"team {team}: refresh refused ({error})") from None
             if error == "invalid_refresh_token":
                 log.error(

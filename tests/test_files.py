@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot import attachments, slack_api
+from bot import attachments
 from bot.attachments import may_send_token
-from bot.slack_api import SlackGateway, make_web_client
+from bot.slack import files as slack_files
+from bot.slack.client import make_web_client
 from tests.fakes.events import mention
 from tests.harness import BotUnderTest
 
@@ -280,7 +281,7 @@ async def test_a_turn_holds_a_bounded_number_of_file_bytes(
 ) -> None:
     """Files past the turn's budget are named; those within it reach the model whole. The
     third file's `size` is missing, so only its bytes show that it does not fit."""
-    monkeypatch.setattr(slack_api, "MAX_TURN_FILE_BYTES", 1024 * 1024)
+    monkeypatch.setattr(slack_files, "MAX_TURN_FILE_BYTES", 1024 * 1024)
     monkeypatch.setattr(attachments, "MAX_TURN_FILE_BYTES", 1024 * 1024)
     images = [big_png(400 * 1024 + n) for n in range(4)]
     files = [
@@ -303,7 +304,7 @@ async def test_a_turn_holds_a_bounded_number_of_file_bytes(
 async def test_a_stalled_download_times_out_and_the_question_is_still_answered(
     bot: BotUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(slack_api, "DOWNLOAD_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(slack_files, "DOWNLOAD_TIMEOUT_S", 0.3)
     bot.slack.download_chunk_bytes = 64
     bot.slack.download_pause_s = 30.0
     image = bot.slack.add_user_file("chart.png", mimetype="image/png", content=PNG)
@@ -321,8 +322,8 @@ async def test_a_redirect_away_from_slack_is_followed_without_the_token() -> Non
         file_host(redirect_to=f"http://{elsewhere}/cdn/chart.png") as (slack_host, slack_requests),
     ):
         client = make_web_client(token="xoxb-secret", base_url=f"http://{slack_host}/api/")
-        gateway = SlackGateway(client, bot_user_id="UBOT")
-        data = await gateway.download(f"http://{slack_host}/files/F1/chart.png", max_bytes=1024)
+        url = f"http://{slack_host}/files/F1/chart.png"
+        data = await slack_files.download(url, client=client, max_bytes=1024)
     assert data == PNG
     assert slack_requests[0]["Authorization"] == "Bearer xoxb-secret"
     assert len(elsewhere_requests) == 1 and "Authorization" not in elsewhere_requests[0]

@@ -25,7 +25,7 @@ from bot.crypto import TokenCipher
 from bot.installations import NotInstalled, TeamKey, Workspaces, authorize_url, uninstalled
 from bot.replies import FEEDBACK_ACTION_ID
 from bot.settings import SettingsError, load_settings
-from bot.slack_api import make_web_client
+from bot.slack.client import make_web_client
 from bot.store.db import create_engine, migrate
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 from bot.store.repository import NewMessage, Store

@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from bot.crypto import TokenCipher
 from bot.installations import NotInstalled, TeamKey, Workspaces
 from bot.metrics import REGISTRY
-from bot.slack_api import make_web_client
+from bot.slack.client import make_web_client
 from bot.slack_tokens import RefreshRefused
 from bot.store.db import create_engine, migrate
 from bot.store.repository import NewMessage, Store

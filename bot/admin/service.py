@@ -28,6 +28,7 @@ from bot.admin.store import AdminStore, ChannelSettings
 from bot.assistants.base import TurnOptions, Usage
 from bot.escape import escape_mrkdwn
 from bot.settings import Settings
+from bot.slack.errors import error_code
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class AdminService:
         try:
             response = await client.users_info(user=user_id)
         except SlackApiError as exc:
-            log.warning("users.info for %s failed: %s", user_id, exc.response.get("error"))
+            log.warning("users.info for %s failed: %s", user_id, error_code(exc))
             return False
         user = response.get("user") or {}
         admin = any(bool(user.get(flag)) for flag in ("is_admin", "is_owner", "is_primary_owner"))

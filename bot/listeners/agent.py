@@ -12,11 +12,11 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 
 from bot.conversation import ConversationService
 from bot.listeners.messages import team_of
 from bot.settings import Settings
+from bot.slack.errors import best_effort
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def register(app: AsyncApp, service: ConversationService, settings: Settings) ->
         channel_id, user_id = str(event.get("channel") or ""), str(event.get("user") or "")
         if not channel_id or not user_id:
             return
-        try:
+        async with best_effort("the DM greeting failed", logger=log):
             if settings.suggested_prompts:
                 prompts = [{"title": p, "message": p} for p in settings.suggested_prompts]
                 await client.assistant_threads_setSuggestedPrompts(
@@ -51,8 +51,6 @@ def register(app: AsyncApp, service: ConversationService, settings: Settings) ->
                 )
             if await service.greet_once(team_of(body, event), user_id):
                 await client.chat_postMessage(channel=channel_id, text=settings.assistant_greeting)
-        except SlackApiError as exc:
-            log.warning("the DM greeting failed: %s", exc.response.get("error"))
 
     async def on_context_changed(body: dict[str, Any], event: dict[str, Any]) -> None:
         user_id = str(event.get("user") or body.get("user_id") or "")

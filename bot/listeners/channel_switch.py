@@ -12,11 +12,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.admin.service import AdminService, off_note
 from bot.listeners.messages import is_from_person, team_of
+from bot.slack.errors import best_effort
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +35,13 @@ def register(app: AsyncApp, admin: AdminService) -> None:
             await next()
             return None
         if event["type"] == "app_mention" or event.get("channel_type") == "im":
-            try:
+            async with best_effort("the off note could not be posted", logger=log):
                 await client.chat_postEphemeral(
                     channel=event["channel"],
                     user=event["user"],
                     text=off_note(admin.who_can_turn_on()),
                     thread_ts=event.get("thread_ts"),
                 )
-            except SlackApiError as exc:
-                log.warning("the off note could not be posted: %s", exc.response.get("error"))
         return BoltResponse(status=200, body="")
 
     app.middleware(channel_switch)

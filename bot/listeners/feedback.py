@@ -6,12 +6,12 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
 from bot.admin.home_view import REASON_CALLBACK, reason_modal, submitted_reason
 from bot.conversation import ConversationService
 from bot.replies import FEEDBACK_ACTION_ID
+from bot.slack.errors import best_effort
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,10 @@ def register(app: AsyncApp, service: ConversationService) -> None:
                 await _tell_gone(client, channel_id=channel_id, user_id=user_id, ts=thread_ts)
             return
         if value == "down" and body.get("trigger_id"):  # ask what went wrong
-            try:
+            async with best_effort("the 👎 form could not open", logger=log):
                 await client.views_open(
                     trigger_id=body["trigger_id"], view=reason_modal(int(turn_id))
                 )
-            except SlackApiError as exc:
-                log.warning("the 👎 form could not open: %s", exc.response.get("error"))
 
     async def on_reason(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()
@@ -84,9 +82,7 @@ def _team(body: dict[str, Any]) -> str | None:
 
 
 async def _tell_gone(client: Any, *, channel_id: str, user_id: str, ts: str) -> None:
-    try:
+    async with best_effort("feedback: could not tell the user", logger=log):
         await client.chat_postEphemeral(
             channel=channel_id, user=user_id, text=FEEDBACK_GONE, thread_ts=ts or None
         )
-    except SlackApiError as exc:
-        log.warning("feedback: could not tell the user (%s)", exc.response.get("error"))

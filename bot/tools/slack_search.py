@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.assistants.base import ToolContext
+from bot.slack.errors import SlackErrorKind, error_code, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,6 @@ PARAMETERS: dict[str, Any] = {
     "properties": {"query": {"type": "string", "description": "What to search for."}},
     "required": ["query"],
 }
-NOT_ALLOWED = frozenset(
-    {
-        "not_allowed_token_type",
-        "missing_scope",
-        "not_allowed",
-        "feature_not_enabled",
-        "team_not_allowed",
-        "access_denied",
-    }
-)
-"""Errors that say the workspace does not allow search: it goes away there. Any other error
-(`invalid_action_token`, a revoked token, …) fails one search only."""
 
 
 class Refused(StrEnum):
@@ -61,7 +50,9 @@ class Refused(StrEnum):
 
 def refused(error: str) -> Refused:
     """How far Slack's error for a search reaches (pure)."""
-    return Refused.WORKSPACE if error in NOT_ALLOWED else Refused.THIS_SEARCH
+    if kind_of(error) is SlackErrorKind.NOT_ALLOWED:
+        return Refused.WORKSPACE
+    return Refused.THIS_SEARCH
 
 
 MAX_RESULTS = 8
@@ -139,7 +130,7 @@ class SlackSearch:
             client = await self._client_for(context)
             response = await client.api_call("assistant.search.context", json=body)
         except SlackApiError as exc:
-            error = str(exc.response.get("error"))
+            error = error_code(exc)
             if refused(error) is Refused.WORKSPACE:
                 log.warning(
                     "workspace search is not allowed in team %s (%s); turning it off there",

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot import logs
 from bot.metrics import Timing
-from bot.slack_api import Place
+from bot.slack.gateway import Place
 from bot.store.models import Conversation, InboxMessage, Turn
 from bot.store.repository import Lease, Store, TurnWork
 from bot.turns.states import TurnStatus, turn_key

@@ -15,7 +15,8 @@ from bot.assistants.base import ApprovalRequest, ToolProgress, ToolStatus
 from bot.attachments import Image
 from bot.live import LiveMessage, open_live_message
 from bot.replies import Reply, feedback_block, replies_for
-from bot.slack_api import SlackGateway, is_permanent_slack_error
+from bot.slack.errors import SlackErrorKind, best_effort, classify, error_code
+from bot.slack.gateway import SlackGateway
 from bot.store.tool_models import ToolApproval
 from bot.text.mentions import unping_markdown
 from bot.text.slack_markup import slack_to_plain
@@ -145,12 +146,11 @@ class Delivery:
             return
         await active.check_lease()
         blocks = expired_blocks(as_request(row), timeout_s=timeout_s)
-        try:
+        unchanged = f"turn {active.turn.id}: the expired card was not updated"
+        async with best_effort(unchanged, logger=log):
             await self._slack.update(
                 active.place, row.message_ts, f"{row.tool}: expired", blocks=blocks
             )
-        except SlackApiError as exc:
-            log.warning("turn %s: the expired card was not updated: %s", active.turn.id, exc)
 
     async def tell(self, active: ActiveTurn, text: str) -> None:
         """A short note in the thread (files that could not be read)."""
@@ -180,15 +180,12 @@ class Delivery:
                     await active.save(chunks_posted=index + 1, reply_ts=reply_ts)
             await self._upload_produced(active, images)
         except SlackApiError as exc:
-            metrics.slack_error(str(exc.response.get("error")))
+            metrics.slack_error(error_code(exc))
             self._slack.token_failed(active.place.team, exc)
-            if not is_permanent_slack_error(exc):
+            if not classify(exc).drops_answer:
                 raise
-            log.error(
-                "turn %s: Slack refused the answer (%s); dropping it",
-                turn.id,
-                exc.response.get("error"),
-            )
+            error = error_code(exc)
+            log.error("turn %s: Slack refused the answer (%s); dropping it", turn.id, error)
         await self.finish(active, chunks_posted=len(chunks), reply_ts=reply_ts)
 
     async def _complete_live_message(self, active: ActiveTurn) -> bool:
@@ -241,7 +238,7 @@ class Delivery:
                 )
                 return turn.placeholder_ts
             except SlackApiError as exc:
-                if exc.response.get("error") not in {"message_not_found", "cant_update_message"}:
+                if classify(exc) is not SlackErrorKind.GONE:
                     raise
         if not active.first_attempt:
             posted = await self._slack.find_bot_message(

@@ -18,7 +18,8 @@ from bot.attachments import (
     quoted_text_file,
     refusal_note,
 )
-from bot.slack_api import ASSISTANT_AUTHOR, SlackGateway
+from bot.slack.gateway import SlackGateway
+from bot.slack.threads import ASSISTANT_AUTHOR
 from bot.store.repository import Store
 from bot.text.slack_markup import mentioned_user_ids, slack_to_plain
 from bot.text.turn_input import build_turn_input
