@@ -55,13 +55,11 @@ from bot.assistants.base import (
     StreamStarted,
     ToolContext,
     ToolProgress,
-    ToolSource,
     ToolStatus,
     TurnOptions,
     Usage,
     joined_instructions,
     server_down,
-    server_down_note,
 )
 from bot.assistants.context import (
     CUT_NOTE,
@@ -75,9 +73,10 @@ from bot.assistants.context import (
     summary_room,
 )
 from bot.assistants.errors import translated_errors
+from bot.assistants.tool_calls import CallResult, CallStep, RequestedCall, TurnTools, run_call
 from bot.attachments import Image, image_data_url
 from bot.store.chat_models import ChatMessage, ChatSummary
-from bot.tools.mcp_client import DENIED_TEXT, EMPTY_CATALOG, Catalog, McpTools, ToolOutcome
+from bot.tools.mcp_client import EMPTY_CATALOG, Catalog, McpTools
 
 log = logging.getLogger(__name__)
 
@@ -124,18 +123,11 @@ class _Opened:
 
 
 @dataclass(frozen=True)
-class _ToolCall:
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
 class _Reply:
     state: RunState
     text: str
     usage: Usage | None
-    tool_calls: tuple[_ToolCall, ...] = ()
+    tool_calls: tuple[RequestedCall, ...] = ()
 
 
 @dataclass
@@ -145,27 +137,26 @@ class _Loop:
     model: str
     messages: list[dict[str, Any]]
     cut: bool = False
-    unreachable: list[str] = field(default_factory=list)
     pending: list[dict[str, str]] = field(default_factory=list)
     """Calls of the model's last reply not yet answered (the first waits for approval)."""
-    calls_made: int = 0
-    servers: list[str] | None = None
-    """The MCP servers the turn may use (a channel's choice); None: all."""
+    tools: TurnTools = field(default_factory=TurnTools)
 
     def dump(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        loop = {"model": self.model, "messages": self.messages, "cut": self.cut}
+        return json.dumps({**loop, "pending": self.pending, **self.tools.stored()})
 
     @classmethod
-    def load(cls, state: str) -> _Loop:
+    def load(cls, state: str, context: ToolContext | None) -> _Loop:
         try:
-            return cls(**json.loads(state))
-        except (ValueError, TypeError) as exc:
+            stored = json.loads(state)
+            tools = TurnTools.from_stored(stored, context)
+            return cls(stored["model"], stored["messages"], stored["cut"], stored["pending"], tools)
+        except (ValueError, TypeError, KeyError) as exc:
             raise AssistantRejected("chat: the stored tool-call state is unreadable") from exc
 
 
 Progress = asyncio.Queue[str | ToolProgress]
 """What a streamed turn shows as it goes: answer text, and tool calls as they run."""
-TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 
 
 class _ContextTooLong(Exception):
@@ -401,12 +392,13 @@ class ChatBackend:
             return opened
         for label in opened.catalog.unreachable:
             _show(deltas, server_down(label))
+        tools = TurnTools(
+            context=self._contexts.get(turn_key),
+            servers=opened.servers,
+            unreachable=set(opened.catalog.unreachable),
+        )
         loop = _Loop(
-            model=opened.model,
-            messages=list(opened.messages),
-            cut=opened.cut,
-            unreachable=sorted(opened.catalog.unreachable),
-            servers=None if opened.servers is None else list(opened.servers),
+            model=opened.model, messages=list(opened.messages), cut=opened.cut, tools=tools
         )
         return await self._loop(thread_id, turn_key, loop, opened.catalog, opened.stream, deltas)
 
@@ -418,13 +410,11 @@ class ChatBackend:
         catalog: Catalog,
         stream: AsyncStream[ChatCompletionChunk] | None,
         deltas: Progress | None,
-        decided: dict[str, bool] | None = None,
     ) -> RunCheck:
         """The tool-call loop: while the model asks for tools, run them and send it their
         results, within the cap on calls per turn (past it, no tools are offered). A call
         that needs a person's approval stops the loop; its state goes with the request, and
         `resume_run` carries on from there (`stream` None: the pending calls first)."""
-        decided = decided or {}
         usage: Usage | None = None
         while True:
             if stream is not None:
@@ -435,41 +425,48 @@ class ChatBackend:
                 loop.messages.append(_assistant_calls(reply))
                 loop.pending = [dataclasses.asdict(call) for call in reply.tool_calls]
             while loop.pending:
-                call = _ToolCall(**loop.pending[0])
-                spec = catalog.find(call.name)
-                if spec is not None and spec.needs_approval and call.id not in decided:
+                call = RequestedCall(**loop.pending[0])
+                result = await self._run_call(turn_key, loop.tools, catalog, call, deltas)
+                if result.step is CallStep.NEEDS_APPROVAL:
+                    assert result.spec is not None
                     request = ApprovalRequest(
-                        call.id, spec.server, spec.name, call.arguments, state=loop.dump()
+                        call.id, result.spec.server, result.spec.name, call.arguments, loop.dump()
                     )
-                    _show(deltas, ToolProgress(call.id, _waiting(spec.title), ToolStatus.PENDING))
                     return RunCheck(RunState.NEEDS_APPROVAL, usage=usage, approval=request)
-                loop.calls_made += 1
-                if spec is not None and spec.needs_approval and not decided[call.id]:
-                    outcome = ToolOutcome(DENIED_TEXT, ok=False)
-                    _show(deltas, ToolProgress(call.id, spec.title, ToolStatus.ERROR))
-                else:
-                    within = loop.calls_made <= self._max_tool_calls
-                    context = self._contexts.get(turn_key)
-                    outcome = await self._run_tool(
-                        catalog, call, deltas, context, within=within, context_key=turn_key
-                    )
-                if outcome.unreachable_server is not None:
-                    loop.unreachable = sorted({*loop.unreachable, outcome.unreachable_server})
                 loop.messages.append(
-                    {"role": "tool", "tool_call_id": call.id, "content": outcome.text}
+                    {"role": "tool", "tool_call_id": call.id, "content": result.output}
                 )
                 loop.pending.pop(0)
-            offer = catalog if loop.calls_made < self._max_tool_calls else EMPTY_CATALOG
+            offer = catalog if loop.tools.may_call(self._max_tool_calls) else EMPTY_CATALOG
             stream = await self._create_stream(loop.model, loop.messages, offer)
         if reply.state not in _STORED_STATES:
             detail = f"the model stopped ({reply.state.value})"
             return RunCheck(reply.state, detail=detail, usage=usage)
-        notes = [CUT_NOTE] if loop.cut else []
-        notes += [server_down_note(label) for label in loop.unreachable]
-        text = "\n\n".join([*notes, reply.text])
+        text = loop.tools.noted(reply.text, first=[CUT_NOTE] if loop.cut else [])
         text = await self._store_answer(thread_id, turn_key, text, reply.state)
         self._contexts.pop(turn_key, None)
         return RunCheck(reply.state, text=text, usage=usage)
+
+    async def _run_call(
+        self,
+        turn_key: str,
+        turn: TurnTools,
+        catalog: Catalog,
+        call: RequestedCall,
+        deltas: Progress | None,
+    ) -> CallResult:
+        """One call the model asked for, shown as a task while it goes (polled delivery
+        sees the newest call that runs)."""
+        steps = run_call(
+            call, turn=turn, catalog=catalog, tools=self._tools, max_calls=self._max_tool_calls
+        )
+        async for step in steps:
+            if isinstance(step, CallResult):
+                return step
+            _show(deltas, step)
+            if deltas is None and step.status is ToolStatus.IN_PROGRESS:
+                self._activity[turn_key] = step
+        raise AssertionError("a tool call ended without a result")
 
     def _remember_context(self, turn_key: str, options: TurnOptions) -> None:
         if options.tool_context is not None:
@@ -485,41 +482,15 @@ class ChatBackend:
         allowed: bool,
     ) -> str:
         """Carry the stored loop on in a task: the decided call first, then the model."""
-        loop = _Loop.load(approval.state)
+        loop = _Loop.load(approval.state, self._contexts.get(turn_key))
+        loop.tools.decisions[approval.call_id] = allowed
         catalog = EMPTY_CATALOG
         if self._tools is not None:
-            catalog = await self._tools.catalog(self._contexts.get(turn_key), loop.servers)
-        decided = {approval.call_id: allowed}
+            catalog = await self._tools.catalog(loop.tools.context, loop.tools.servers)
         self._tasks[turn_key] = asyncio.create_task(
-            self._loop(thread_id, turn_key, loop, catalog, None, None, decided)
+            self._loop(thread_id, turn_key, loop, catalog, None, None)
         )
         return RUN_PREFIX + turn_key
-
-    async def _run_tool(
-        self,
-        catalog: Catalog,
-        call: _ToolCall,
-        deltas: Progress | None,
-        context: ToolContext | None = None,
-        *,
-        within: bool,
-        context_key: str | None = None,
-    ) -> ToolOutcome:
-        """One call the model asked for, shown as a task while it runs."""
-        spec = catalog.find(call.name)
-        if spec is None or self._tools is None:
-            return ToolOutcome(f"error: there is no tool named {call.name}", ok=False)
-        if not within:
-            return ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
-        running = ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
-        _show(deltas, running)
-        if deltas is None and context_key is not None:
-            self._activity[context_key] = running
-        outcome = await self._tools.call(spec, call.arguments, context)
-        status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
-        sources = tuple(ToolSource(url, title) for url, title in outcome.sources)
-        _show(deltas, ToolProgress(call.id, spec.title, status, sources))
-        return outcome
 
     async def _messages(
         self, thread_id: str, question: _Question, model: str, budget: int
@@ -675,7 +646,7 @@ class ChatBackend:
             raise AssistantUnavailable(f"chat completion stream: {exc.message}") from exc
         if finish is None:
             raise AssistantUnavailable("chat completion stream: it ended before the answer")
-        tool_calls = tuple(_ToolCall(**calls[index]) for index in sorted(calls))
+        tool_calls = tuple(RequestedCall(**calls[index]) for index in sorted(calls))
         state = _FINISH_STATES.get(finish, RunState.COMPLETED)
         return _Reply(state, "".join(parts), usage, tool_calls)
 
@@ -771,10 +742,6 @@ def _event(item: str | ToolProgress) -> StreamDelta | ToolProgress:
 def _show(deltas: Progress | None, item: str | ToolProgress) -> None:
     if deltas is not None:
         deltas.put_nowait(item)
-
-
-def _waiting(title: str) -> str:
-    return f"{title} waits for your approval"
 
 
 def _assistant_calls(reply: _Reply) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from bot.assistants.base import (
     StreamDelta,
     StreamEvent,
     StreamStarted,
-    ToolContext,
     ToolProgress,
     ToolSource,
     ToolStatus,
@@ -34,13 +33,13 @@ from bot.assistants.base import (
     chosen,
     joined_instructions,
     server_down,
-    server_down_note,
 )
 from bot.assistants.errors import translated_errors
+from bot.assistants.tool_calls import CallResult, RequestedCall, TurnTools, run_call
 from bot.attachments import Image, image_data_url
 from bot.text.citations import Source, with_sources
 from bot.tools.config import McpServer
-from bot.tools.mcp_client import Catalog, McpTools, ToolOutcome
+from bot.tools.mcp_client import Catalog, McpTools
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ _STATES = {
 _TERMINAL_EVENTS = {"response.completed", "response.failed", "response.incomplete"}
 _MCP_DOWN = re.compile(r"Error retrieving tool list from MCP server: '([^']+)'")
 _UNANSWERED = re.compile(r"No tool output found for function call ([A-Za-z0-9_-]+)")
-TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 INTERRUPTED_TEXT = "error: this tool call was interrupted; it has no result"
 UNSENT_OUTPUTS_KEPT = 256
 """How many responses' tool outputs are kept, at most, while their continuation is not
@@ -102,14 +100,12 @@ class ResponsesBackend:
         max_tool_calls: int = 8,
     ) -> None:
         self._mcp_servers = list(mcp_servers)
-        self._unreachable: dict[str, list[str]] = {}
-        """Turn key → the MCP servers its responses were sent without (named in its answer)."""
+        self._turns: dict[str, TurnTools] = {}
+        """Turn key → its tool state: what its own tools act with, the calls they made, and
+        the MCP servers its responses were sent without (named in its answer)."""
         self._functions = functions if functions is not None and functions.configured else None
         """Tools the bot runs itself (workspace search), offered as function tools."""
         self._max_tool_calls = max_tool_calls
-        self._contexts: dict[str, ToolContext] = {}
-        """Turn key → what its own tools act with (held in memory only)."""
-        self._calls_made: dict[str, int] = {}
         self._unsent = UnsentOutputs(UNSENT_OUTPUTS_KEPT)
         """Outputs of the bot's own tools whose continuation is not created yet."""
         self._client = client
@@ -142,7 +138,10 @@ class ResponsesBackend:
 
     def _left_out(self, turn_key: str, down: Sequence[str]) -> None:
         if down:
-            self._unreachable.setdefault(turn_key, []).extend(down)
+            self._turn(turn_key).left_out(down)
+
+    def _turn(self, turn_key: str) -> TurnTools:
+        return self._turns.setdefault(turn_key, TurnTools())
 
     async def _create(self, args: dict[str, Any], *, stream: bool = False) -> tuple[Any, list[str]]:
         """Create a background response (or its stream), and the MCP servers left out.
@@ -211,7 +210,7 @@ class ResponsesBackend:
 
     def _remember(self, turn_key: str, options: TurnOptions) -> None:
         if options.tool_context is not None:
-            self._contexts[turn_key] = options.tool_context
+            self._turn(turn_key).context = options.tool_context
 
     async def resume_run(
         self,
@@ -348,31 +347,28 @@ class ResponsesBackend:
     ) -> AsyncIterator[ToolProgress]:
         """Run the calls of the bot's own tools the response asked for, filling `outputs`
         (one for every call, errors included: the model needs them all), showing each."""
-        turn_key = _turn_key_of(response)
-        context = self._contexts.get(turn_key)
+        turn = self._turn(_turn_key_of(response))
         catalog = Catalog()
         if self._functions is not None:
-            catalog = await self._functions.catalog(context, servers=())
+            catalog = await self._functions.catalog(turn.context, servers=())
         offered = {tool.name for tool in response.tools if tool.type == "function"}
         for call in response.output:
             if call.type != "function_call":
                 continue
-            made = self._calls_made.get(turn_key, 0) + 1
-            self._calls_made[turn_key] = made
-            spec = catalog.find(call.name) if call.name in offered else None
-            if spec is None or self._functions is None:
-                outcome = ToolOutcome(f"error: there is no tool named {call.name}", ok=False)
-            elif made > self._max_tool_calls:
-                outcome = ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
-            else:
-                yield ToolProgress(call.call_id, spec.title, ToolStatus.IN_PROGRESS)
-                outcome = await self._functions.call(spec, call.arguments, context)
-                status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
-                sources = tuple(ToolSource(url, title) for url, title in outcome.sources)
-                yield ToolProgress(call.call_id, spec.title, status, sources)
-            outputs.append(
-                {"type": "function_call_output", "call_id": call.call_id, "output": outcome.text}
+            steps = run_call(
+                RequestedCall(call.call_id, call.name, call.arguments),
+                turn=turn,
+                catalog=catalog,
+                tools=self._functions,
+                max_calls=self._max_tool_calls,
+                offered=offered,
             )
+            async for step in steps:
+                if not isinstance(step, CallResult):
+                    yield step
+                    continue
+                output = {"type": "function_call_output", "call_id": call.call_id}
+                outputs.append({**output, "output": step.output})
 
     def _checked(self, response: Response) -> RunCheck:
         check = _check(response)
@@ -380,14 +376,10 @@ class ResponsesBackend:
             return check
         if check.state is RunState.NEEDS_APPROVAL:
             return check  # the turn goes on: what it left out is named in its answer
-        turn_key = _turn_key_of(response)
-        self._contexts.pop(turn_key, None)
-        self._calls_made.pop(turn_key, None)
-        left_out = self._unreachable.pop(turn_key, [])
-        notes = [server_down_note(label) for label in dict.fromkeys(left_out)]
-        if not notes:
+        turn = self._turns.pop(_turn_key_of(response), None)
+        if turn is None or not turn.unreachable:
             return check
-        return dataclasses.replace(check, text="\n\n".join([*notes, check.text]))
+        return dataclasses.replace(check, text=turn.noted(check.text))
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
         self._unsent.drop(run_id)  # the turn ends: its outputs will not be sent
@@ -401,8 +393,7 @@ class ResponsesBackend:
         return _usage(cancelled)
 
     def forget(self, turn_key: str) -> None:
-        for held in (self._contexts, self._calls_made, self._unreachable):
-            held.pop(turn_key, None)
+        self._turns.pop(turn_key, None)
 
     async def stream_run(
         self,
@@ -569,9 +560,10 @@ class ResponsesBackend:
 
     async def _function_tools(self, turn_key: str) -> list[dict[str, Any]]:
         """The bot's own tools the turn can use, as function tools (none past the cap)."""
-        if self._functions is None or self._calls_made.get(turn_key, 0) >= self._max_tool_calls:
+        turn = self._turns.get(turn_key, TurnTools())
+        if self._functions is None or not turn.may_call(self._max_tool_calls):
             return []
-        catalog = await self._functions.catalog(self._contexts.get(turn_key), servers=())
+        catalog = await self._functions.catalog(turn.context, servers=())
         return [
             {"type": "function", "strict": False, **spec.assistants_function()}
             for spec in catalog.tools

@@ -25,24 +25,26 @@ from bot.assistants.base import (
     StreamStarted,
     ToolContext,
     ToolProgress,
-    ToolSource,
-    ToolStatus,
     TurnOptions,
     Usage,
     joined_instructions,
     server_down,
-    server_down_note,
 )
 from bot.assistants.errors import translated_errors
+from bot.assistants.tool_calls import (
+    CallResult,
+    CallStep,
+    RequestedCall,
+    TurnTools,
+    run_call,
+)
 from bot.attachments import Image
 from bot.text.citations import Source, marker_title, with_sources
-from bot.tools.mcp_client import DENIED_TEXT, Catalog, McpTools, ToolOutcome
+from bot.tools.mcp_client import Catalog, McpTools
 
 if TYPE_CHECKING:
     # the beta types package is large (about 12 MiB, 500 modules); only annotations use it
     from openai.types.beta.threads import Message, Run
-
-TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 
 _STATES = {state.value: state for state in RunState}
 _TERMINAL_EVENTS = {
@@ -84,16 +86,8 @@ class ThreadsBackend:
         self._tools = tools if tools is not None and tools.configured else None
         self._max_tool_calls = max_tool_calls
         self._assistant_tools: list[dict[str, Any]] | None = None
-        self._calls_made: dict[str, int] = {}
-        self._unreachable: dict[str, set[str]] = {}
-        self._decisions: dict[str, dict[str, bool]] = {}
-        self._known_outputs: dict[str, dict[str, str]] = {}
-        self._contexts: dict[str, ToolContext] = {}
-        """Run id → what its own tools act with (held in memory only)."""
-        self._servers: dict[str, tuple[str, ...]] = {}
-        """Run id → the MCP servers a channel chose for it (none here: all configured)."""
-        self._runs: dict[str, str] = {}
-        """Turn key → its run, whose entries above `forget` drops when the turn ends."""
+        self._turns: dict[str, TurnTools] = {}
+        """Turn key → its tool state (a run carries its turn key in its metadata)."""
         self._client = client
         self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
@@ -119,7 +113,7 @@ class ThreadsBackend:
         args, catalog = await self._run_args(text, turn_key, images, options)
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
-        self._remember(turn_key, run.id, catalog, options)
+        self._remember(turn_key, catalog, options)
         return str(run.id)
 
     async def find_run(
@@ -166,12 +160,7 @@ class ThreadsBackend:
         text, files = "", 0
         if state in (RunState.COMPLETED, RunState.INCOMPLETE):
             text, files = _answer(messages)
-            notes = [
-                server_down_note(label) for label in sorted(self._unreachable.pop(run.id, set()))
-            ]
-            text = "\n\n".join([*notes, text])
-            self._calls_made.pop(run.id, None)
-            self._servers.pop(run.id, None)
+            text = self._turns.pop(_turn_key_of(run), TurnTools()).noted(text)
         usage = _run_usage(run)
         return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
 
@@ -184,18 +173,7 @@ class ThreadsBackend:
         return _run_usage(run)
 
     def forget(self, turn_key: str) -> None:
-        run_id = self._runs.pop(turn_key, None)
-        if run_id is None:
-            return
-        for held in (
-            self._calls_made,
-            self._unreachable,
-            self._decisions,
-            self._known_outputs,
-            self._contexts,
-            self._servers,
-        ):
-            held.pop(run_id, None)
+        self._turns.pop(turn_key, None)
 
     async def stream_run(
         self,
@@ -216,7 +194,7 @@ class ThreadsBackend:
                 current, stream = stream, None
                 async for event in current:
                     if event.event == "thread.run.created":
-                        self._remember(turn_key, event.data.id, catalog, options)
+                        self._remember(turn_key, catalog, options)
                         yield StreamStarted(event.data.id)
                     elif event.event == "thread.message.delta":
                         for part in event.data.delta.content or []:
@@ -287,19 +265,18 @@ class ThreadsBackend:
         """The run still waits (requires_action): the next check runs its calls with this
         decision and the outputs found before it asked (stored in the request's state)."""
         state = json.loads(approval.state or "{}")
-        self._runs[turn_key] = run_id
-        self._known_outputs[run_id] = dict(state.get("outputs") or {})
-        self._decisions.setdefault(run_id, {})[approval.call_id] = allowed
+        turn = self._turns.setdefault(turn_key, TurnTools())
+        turn.known_outputs = dict(state.get("outputs") or {})
+        turn.decisions[approval.call_id] = allowed
         return run_id
 
-    def _remember(self, turn_key: str, run_id: str, catalog: Catalog, options: TurnOptions) -> None:
+    def _remember(self, turn_key: str, catalog: Catalog, options: TurnOptions) -> None:
         """What a run's tool calls need later, when it asks for them."""
-        self._runs[turn_key] = run_id
-        self._unreachable[run_id] = set(catalog.unreachable)
-        if options.tool_context is not None:
-            self._contexts[run_id] = options.tool_context
-        if options.mcp_servers is not None:
-            self._servers[run_id] = options.mcp_servers
+        self._turns[turn_key] = TurnTools(
+            context=options.tool_context,
+            servers=options.mcp_servers,
+            unreachable=set(catalog.unreachable),
+        )
 
     async def _run_tools(
         self, run: Any, outputs: list[dict[str, str]]
@@ -311,46 +288,38 @@ class ThreadsBackend:
         assert self._tools is not None
         action = run.required_action
         calls = action.submit_tool_outputs.tool_calls if action is not None else []
-        context = self._contexts.get(run.id)
+        turn = self._turns.setdefault(_turn_key_of(run), TurnTools())
         catalog = Catalog()
         if calls:
-            catalog = await self._tools.catalog(context, self._servers.get(run.id))
+            catalog = await self._tools.catalog(turn.context, turn.servers)
         # Only what the run was offered runs (its `tools`, which survive a restart).
         offered = {t.function.name for t in run.tools or [] if t.type == "function"}
-        decided = self._decisions.get(run.id, {})
-        known = self._known_outputs.get(run.id, {})
         for call in calls:
-            if call.id in known:
-                outputs.append({"tool_call_id": call.id, "output": known[call.id]})
-                continue
-            spec = catalog.find(call.function.name) if call.function.name in offered else None
-            if spec is not None and spec.needs_approval and call.id not in decided:
-                done = {output["tool_call_id"]: output["output"] for output in outputs}
-                yield ApprovalRequest(
-                    call.id,
-                    spec.server,
-                    spec.name,
-                    call.function.arguments,
-                    state=json.dumps({"outputs": done}),
-                )
-                return
-            made = self._calls_made.get(run.id, 0) + 1
-            self._calls_made[run.id] = made
-            if spec is None:
-                outcome = ToolOutcome(f"error: there is no tool named {call.function.name}", False)
-            elif spec.needs_approval and not decided[call.id]:
-                outcome = ToolOutcome(DENIED_TEXT, ok=False)
-            elif made > self._max_tool_calls:
-                outcome = ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
-            else:
-                yield ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
-                outcome = await self._tools.call(spec, call.function.arguments, context)
-                status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
-                sources = tuple(ToolSource(url, title) for url, title in outcome.sources)
-                yield ToolProgress(call.id, spec.title, status, sources)
-            if outcome.unreachable_server is not None:
-                self._unreachable.setdefault(run.id, set()).add(outcome.unreachable_server)
-            outputs.append({"tool_call_id": call.id, "output": outcome.text})
+            requested = RequestedCall(call.id, call.function.name, call.function.arguments)
+            steps = run_call(
+                requested,
+                turn=turn,
+                catalog=catalog,
+                tools=self._tools,
+                max_calls=self._max_tool_calls,
+                offered=offered,
+            )
+            async for step in steps:
+                if not isinstance(step, CallResult):
+                    yield step
+                elif step.step is CallStep.NEEDS_APPROVAL:
+                    assert step.spec is not None
+                    done = {output["tool_call_id"]: output["output"] for output in outputs}
+                    yield ApprovalRequest(
+                        call.id,
+                        step.spec.server,
+                        step.spec.name,
+                        call.function.arguments,
+                        state=json.dumps({"outputs": done}),
+                    )
+                    return
+                else:
+                    outputs.append({"tool_call_id": call.id, "output": step.output})
 
     async def _offered_tools(
         self, context: ToolContext | None, servers: Sequence[str] | None
@@ -433,6 +402,10 @@ def _answer(messages: Sequence[Message]) -> tuple[str, int]:
                     if note.type == "file_citation"
                 ]
     return with_sources("\n\n".join(parts), sources), images
+
+
+def _turn_key_of(run: Any) -> str:
+    return str((run.metadata or {}).get("turn_key") or "")
 
 
 def _run_usage(run: Run) -> Usage | None:
