@@ -31,15 +31,15 @@ from bot.assistants.base import (
     server_down,
 )
 from bot.assistants.errors import translated_errors
+from bot.assistants.threads_items import answer_of, run_usage, truncation_strategy, turn_key_of
 from bot.assistants.tool_calls import (
     CallResult,
     CallStep,
     RequestedCall,
     TurnTools,
-    run_call,
+    run_calls,
 )
 from bot.attachments import Image
-from bot.text.citations import Source, marker_title, with_sources
 from bot.tools.mcp_client import Catalog, McpTools
 
 if TYPE_CHECKING:
@@ -55,19 +55,6 @@ _TERMINAL_EVENTS = {
     "thread.run.incomplete",
     "thread.run.requires_action",
 }
-
-
-TOKENS_PER_MESSAGE = 1000
-"""How many tokens of CONTEXT_TOKENS one thread message is assumed to take."""
-
-
-def truncation_strategy(context_tokens: int | None) -> dict[str, Any] | None:
-    """The run's `truncation_strategy` from CONTEXT_TOKENS: the newest messages, one per
-    thousand tokens (at least two). Unset, the API's default ("auto") drops old messages
-    to fit the model's window by itself."""
-    if context_tokens is None:
-        return None
-    return {"type": "last_messages", "last_messages": max(2, context_tokens // TOKENS_PER_MESSAGE)}
 
 
 class ThreadsBackend:
@@ -159,9 +146,9 @@ class ThreadsBackend:
             detail = run.incomplete_details.reason
         text, files = "", 0
         if state in (RunState.COMPLETED, RunState.INCOMPLETE):
-            text, files = _answer(messages)
-            text = self._turns.pop(_turn_key_of(run), TurnTools()).noted(text)
-        usage = _run_usage(run)
+            text, files = answer_of(messages)
+            text = self._turns.pop(turn_key_of(run), TurnTools()).noted(text)
+        usage = run_usage(run)
         return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
@@ -170,7 +157,7 @@ class ThreadsBackend:
                 run = await self._client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
         except Exception:
             return None
-        return _run_usage(run)
+        return run_usage(run)
 
     def forget(self, turn_key: str) -> None:
         self._turns.pop(turn_key, None)
@@ -288,38 +275,29 @@ class ThreadsBackend:
         assert self._tools is not None
         action = run.required_action
         calls = action.submit_tool_outputs.tool_calls if action is not None else []
-        turn = self._turns.setdefault(_turn_key_of(run), TurnTools())
+        turn = self._turns.setdefault(turn_key_of(run), TurnTools())
         catalog = Catalog()
         if calls:
             catalog = await self._tools.catalog(turn.context, turn.servers)
         # Only what the run was offered runs (its `tools`, which survive a restart).
         offered = {t.function.name for t in run.tools or [] if t.type == "function"}
-        for call in calls:
-            requested = RequestedCall(call.id, call.function.name, call.function.arguments)
-            steps = run_call(
-                requested,
-                turn=turn,
-                catalog=catalog,
-                tools=self._tools,
-                max_calls=self._max_tool_calls,
-                offered=offered,
-            )
-            async for step in steps:
-                if not isinstance(step, CallResult):
-                    yield step
-                elif step.step is CallStep.NEEDS_APPROVAL:
-                    assert step.spec is not None
-                    done = {output["tool_call_id"]: output["output"] for output in outputs}
-                    yield ApprovalRequest(
-                        call.id,
-                        step.spec.server,
-                        step.spec.name,
-                        call.function.arguments,
-                        state=json.dumps({"outputs": done}),
-                    )
-                    return
-                else:
-                    outputs.append({"tool_call_id": call.id, "output": step.output})
+        requested = [RequestedCall(c.id, c.function.name, c.function.arguments) for c in calls]
+        steps = run_calls(
+            requested,
+            turn=turn,
+            catalog=catalog,
+            tools=self._tools,
+            max_calls=self._max_tool_calls,
+            offered=offered,
+        )
+        async for step in steps:
+            if not isinstance(step, CallResult):
+                yield step
+            elif step.step is CallStep.NEEDS_APPROVAL:
+                done = {output["tool_call_id"]: output["output"] for output in outputs}
+                yield step.approval(json.dumps({"outputs": done}))
+            else:
+                outputs.append({"tool_call_id": step.call.id, "output": step.output})
 
     async def _offered_tools(
         self, context: ToolContext | None, servers: Sequence[str] | None
@@ -382,38 +360,3 @@ class ThreadsBackend:
                 thread_id, run_id=run_id, order="asc", limit=100
             )
         return list(page.data)
-
-
-def _answer(messages: Sequence[Message]) -> tuple[str, int]:
-    """A run's answer with its citations as footnotes, and how many images it made."""
-    parts: list[str] = []
-    sources: list[Source] = []
-    images = 0
-    for message in messages:
-        if message.role != "assistant":
-            continue
-        for block in message.content:
-            images += block.type == "image_file"
-            if block.type == "text":
-                parts.append(block.text.value)
-                sources += [
-                    Source(title=marker_title(note.text), marker=note.text)
-                    for note in block.text.annotations
-                    if note.type == "file_citation"
-                ]
-    return with_sources("\n\n".join(parts), sources), images
-
-
-def _turn_key_of(run: Any) -> str:
-    return str((run.metadata or {}).get("turn_key") or "")
-
-
-def _run_usage(run: Run) -> Usage | None:
-    """What a run used over all its steps (the API reports it once the run has ended)."""
-    if run.usage is None:
-        return None
-    return Usage(
-        model=str(run.model),
-        input_tokens=run.usage.prompt_tokens,
-        output_tokens=run.usage.completion_tokens,
-    )

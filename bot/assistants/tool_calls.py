@@ -10,12 +10,13 @@ model gets back (errors included: the model needs an output for every call it ma
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from bot.assistants.base import (
+    ApprovalRequest,
     ToolContext,
     ToolProgress,
     ToolSource,
@@ -104,9 +105,17 @@ class TurnTools:
 class CallResult:
     """How a call ended; `output` is what the model is sent (none while it waits)."""
 
+    call: RequestedCall
     step: CallStep
     output: str = ""
     spec: ToolSpec | None = None
+
+    def approval(self, state: str) -> ApprovalRequest:
+        """The request a person answers for a call that waits (NEEDS_APPROVAL); `state` is
+        what the backend needs to carry the turn on afterwards."""
+        assert self.spec is not None
+        call = self.call
+        return ApprovalRequest(call.id, self.spec.server, self.spec.name, call.arguments, state)
 
 
 def next_step(
@@ -144,26 +153,26 @@ async def run_call(
     `turn.decisions` has one for it."""
     known = turn.known_outputs.get(call.id)
     if known is not None:
-        yield CallResult(CallStep.KNOWN, known)
+        yield CallResult(call, CallStep.KNOWN, known)
         return
     spec = catalog.find(call.name) if offered is None or call.name in offered else None
     step = next_step(spec, call.id, turn.decisions, turn.calls_made + 1, max_calls)
     if step is CallStep.NEEDS_APPROVAL:
         assert spec is not None
         yield waiting(call.id, spec)
-        yield CallResult(step, spec=spec)
+        yield CallResult(call, step, spec=spec)
         return
     turn.calls_made += 1
     if step is CallStep.NO_SUCH_TOOL:
-        yield CallResult(step, no_such_tool_text(call.name))
+        yield CallResult(call, step, no_such_tool_text(call.name))
         return
     assert spec is not None
     if step is CallStep.DENIED:
         yield ToolProgress(call.id, spec.title, ToolStatus.ERROR)
-        yield CallResult(step, DENIED_TEXT, spec)
+        yield CallResult(call, step, DENIED_TEXT, spec)
         return
     if step is CallStep.OVER_LIMIT:
-        yield CallResult(step, TOOL_LIMIT_TEXT, spec)
+        yield CallResult(call, step, TOOL_LIMIT_TEXT, spec)
         return
     assert tools is not None
     yield ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
@@ -171,7 +180,27 @@ async def run_call(
     yield _finished(call.id, spec, outcome)
     if outcome.unreachable_server is not None:
         turn.unreachable.add(outcome.unreachable_server)
-    yield CallResult(step, outcome.text, spec)
+    yield CallResult(call, step, outcome.text, spec)
+
+
+async def run_calls(
+    calls: Sequence[RequestedCall],
+    *,
+    turn: TurnTools,
+    catalog: Catalog,
+    tools: McpTools | None,
+    max_calls: int,
+    offered: Collection[str] | None = None,
+) -> AsyncIterator[ToolProgress | CallResult]:
+    """`run_call` for each of `calls` in order, up to one that waits for a person."""
+    for call in calls:
+        steps = run_call(
+            call, turn=turn, catalog=catalog, tools=tools, max_calls=max_calls, offered=offered
+        )
+        async for step in steps:
+            yield step
+            if isinstance(step, CallResult) and step.step is CallStep.NEEDS_APPROVAL:
+                return
 
 
 def _finished(call_id: str, spec: ToolSpec, outcome: ToolOutcome) -> ToolProgress:
