@@ -66,7 +66,14 @@ from bot.assistants.chat_stream import (
     show,
 )
 from bot.assistants.context import CUT_NOTE, context_budget
-from bot.assistants.tool_calls import CallResult, CallStep, RequestedCall, TurnTools, run_call
+from bot.assistants.tool_calls import (
+    CallResult,
+    CallStep,
+    RequestedCall,
+    Toolbox,
+    TurnTools,
+    run_calls,
+)
 from bot.attachments import Image
 from bot.tools.mcp_client import EMPTY_CATALOG, Catalog, McpTools
 
@@ -352,10 +359,8 @@ class ChatBackend:
     ) -> CallResult:
         """One call the model asked for, shown as a task while it goes (polled delivery
         sees the newest call that runs)."""
-        steps = run_call(
-            call, turn=turn, catalog=catalog, tools=self._tools, max_calls=self._max_tool_calls
-        )
-        async for step in steps:
+        box = Toolbox(self._tools, catalog, self._max_tool_calls)
+        async for step in run_calls([call], turn, box):
             if isinstance(step, CallResult):
                 return step
             show(deltas, step)

@@ -8,14 +8,12 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import openai
 from openai import AsyncOpenAI, omit
 from openai.types.responses import Response
 
 from bot.assistants.base import (
     NO_OPTIONS,
     ApprovalRequest,
-    AssistantRejected,
     ProgressSink,
     RunCheck,
     RunState,
@@ -27,7 +25,7 @@ from bot.assistants.base import (
     UsageReport,
     server_down,
 )
-from bot.assistants.errors import translated_errors
+from bot.assistants.errors import gone_is_done, translated_errors
 from bot.assistants.responses_functions import ResponseFunctions
 from bot.assistants.responses_items import (
     function_calls,
@@ -336,12 +334,8 @@ class ResponsesBackend:
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete it at OpenAI; already gone counts as deleted; else an `AssistantError`."""
-        try:
-            with translated_errors("delete conversation"):
-                await self._client.conversations.delete(thread_id)
-        except AssistantRejected as exc:
-            if not isinstance(exc.__cause__, openai.NotFoundError):
-                raise
+        with gone_is_done("delete conversation"):
+            await self._client.conversations.delete(thread_id)
 
     async def close(self) -> None:
         await self._client.close()

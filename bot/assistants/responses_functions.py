@@ -12,7 +12,7 @@ from openai.types.responses import Response
 
 from bot.assistants.base import ToolProgress
 from bot.assistants.responses_items import turn_key_of
-from bot.assistants.tool_calls import CallResult, RequestedCall, TurnTools, run_calls
+from bot.assistants.tool_calls import CallResult, RequestedCall, Toolbox, TurnTools, run_calls
 from bot.tools.mcp_client import Catalog, McpTools
 
 UNSENT_OUTPUTS_KEPT = 256
@@ -77,15 +77,8 @@ class ResponseFunctions:
             for item in response.output
             if item.type == "function_call"
         ]
-        steps = run_calls(
-            requested,
-            turn=turn,
-            catalog=catalog,
-            tools=self._functions,
-            max_calls=self._max_tool_calls,
-            offered=offered,
-        )
-        async for step in steps:
+        box = Toolbox(self._functions, catalog, self._max_tool_calls, offered)
+        async for step in run_calls(requested, turn, box):
             if isinstance(step, CallResult):
                 output = {"type": "function_call_output", "call_id": step.call.id}
                 outputs.append({**output, "output": step.output})

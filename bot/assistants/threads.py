@@ -10,13 +10,11 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-import openai
 from openai import AsyncOpenAI
 
 from bot.assistants.base import (
     NO_OPTIONS,
     ApprovalRequest,
-    AssistantRejected,
     ProgressSink,
     RunCheck,
     RunState,
@@ -30,12 +28,13 @@ from bot.assistants.base import (
     joined_instructions,
     server_down,
 )
-from bot.assistants.errors import translated_errors
+from bot.assistants.errors import gone_is_done, translated_errors
 from bot.assistants.threads_items import answer_of, run_usage, truncation_strategy, turn_key_of
 from bot.assistants.tool_calls import (
     CallResult,
     CallStep,
     RequestedCall,
+    Toolbox,
     TurnTools,
     run_calls,
 )
@@ -230,12 +229,8 @@ class ThreadsBackend:
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete it at OpenAI; already gone counts as deleted; else an `AssistantError`."""
-        try:
-            with translated_errors("delete thread"):
-                await self._client.beta.threads.delete(thread_id)
-        except AssistantRejected as exc:
-            if not isinstance(exc.__cause__, openai.NotFoundError):
-                raise
+        with gone_is_done("delete thread"):
+            await self._client.beta.threads.delete(thread_id)
 
     async def close(self) -> None:
         await self._client.close()
@@ -282,15 +277,8 @@ class ThreadsBackend:
         # Only what the run was offered runs (its `tools`, which survive a restart).
         offered = {t.function.name for t in run.tools or [] if t.type == "function"}
         requested = [RequestedCall(c.id, c.function.name, c.function.arguments) for c in calls]
-        steps = run_calls(
-            requested,
-            turn=turn,
-            catalog=catalog,
-            tools=self._tools,
-            max_calls=self._max_tool_calls,
-            offered=offered,
-        )
-        async for step in steps:
+        box = Toolbox(self._tools, catalog, self._max_tool_calls, offered)
+        async for step in run_calls(requested, turn, box):
             if not isinstance(step, CallResult):
                 yield step
             elif step.step is CallStep.NEEDS_APPROVAL:

@@ -102,6 +102,22 @@ class TurnTools:
 
 
 @dataclass(frozen=True)
+class Toolbox:
+    """What a turn's calls may use: the tools the bot runs itself, the catalog listed for
+    the turn, the cap on calls per turn, and the function names the model was offered
+    (None: all of the catalog; a run's own list survives a restart, the catalog may not)."""
+
+    tools: McpTools | None
+    catalog: Catalog
+    max_calls: int
+    offered: Collection[str] | None = None
+
+    def find(self, name: str) -> ToolSpec | None:
+        offered = self.offered is None or name in self.offered
+        return self.catalog.find(name) if offered else None
+
+
+@dataclass(frozen=True)
 class CallResult:
     """How a call ended; `output` is what the model is sent (none while it waits)."""
 
@@ -137,26 +153,27 @@ def waiting(call_id: str, spec: ToolSpec) -> ToolProgress:
     return ToolProgress(call_id, f"{spec.title} waits for your approval", ToolStatus.PENDING)
 
 
-async def run_call(
-    call: RequestedCall,
-    *,
-    turn: TurnTools,
-    catalog: Catalog,
-    tools: McpTools | None,
-    max_calls: int,
-    offered: Collection[str] | None = None,
+async def run_calls(
+    calls: Sequence[RequestedCall], turn: TurnTools, box: Toolbox
 ) -> AsyncIterator[ToolProgress | CallResult]:
-    """Task updates for the call as it goes, then its `CallResult` (always last).
+    """Task updates for each call as it goes, then its `CallResult`; in order, up to a call
+    that waits for a person (NEEDS_APPROVAL until `turn.decisions` has its yes or no)."""
+    for call in calls:
+        async for step in _run_call(call, turn, box):
+            yield step
+            if isinstance(step, CallResult) and step.step is CallStep.NEEDS_APPROVAL:
+                return
 
-    Only tools of `catalog` the model was offered (`offered`: function names; None: all of
-    the catalog) can run. A call that needs a person's yes or no ends in NEEDS_APPROVAL until
-    `turn.decisions` has one for it."""
+
+async def _run_call(
+    call: RequestedCall, turn: TurnTools, box: Toolbox
+) -> AsyncIterator[ToolProgress | CallResult]:
     known = turn.known_outputs.get(call.id)
     if known is not None:
         yield CallResult(call, CallStep.KNOWN, known)
         return
-    spec = catalog.find(call.name) if offered is None or call.name in offered else None
-    step = next_step(spec, call.id, turn.decisions, turn.calls_made + 1, max_calls)
+    spec = box.find(call.name)
+    step = next_step(spec, call.id, turn.decisions, turn.calls_made + 1, box.max_calls)
     if step is CallStep.NEEDS_APPROVAL:
         assert spec is not None
         yield waiting(call.id, spec)
@@ -174,33 +191,13 @@ async def run_call(
     if step is CallStep.OVER_LIMIT:
         yield CallResult(call, step, TOOL_LIMIT_TEXT, spec)
         return
-    assert tools is not None
+    assert box.tools is not None
     yield ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
-    outcome = await tools.call(spec, call.arguments, turn.context)
+    outcome = await box.tools.call(spec, call.arguments, turn.context)
     yield _finished(call.id, spec, outcome)
     if outcome.unreachable_server is not None:
         turn.unreachable.add(outcome.unreachable_server)
     yield CallResult(call, step, outcome.text, spec)
-
-
-async def run_calls(
-    calls: Sequence[RequestedCall],
-    *,
-    turn: TurnTools,
-    catalog: Catalog,
-    tools: McpTools | None,
-    max_calls: int,
-    offered: Collection[str] | None = None,
-) -> AsyncIterator[ToolProgress | CallResult]:
-    """`run_call` for each of `calls` in order, up to one that waits for a person."""
-    for call in calls:
-        steps = run_call(
-            call, turn=turn, catalog=catalog, tools=tools, max_calls=max_calls, offered=offered
-        )
-        async for step in steps:
-            yield step
-            if isinstance(step, CallResult) and step.step is CallStep.NEEDS_APPROVAL:
-                return
 
 
 def _finished(call_id: str, spec: ToolSpec, outcome: ToolOutcome) -> ToolProgress:

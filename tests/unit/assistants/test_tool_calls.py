@@ -11,6 +11,7 @@ from bot.assistants.tool_calls import (
     CallResult,
     CallStep,
     RequestedCall,
+    Toolbox,
     TurnTools,
     next_step,
     no_such_tool_text,
@@ -58,7 +59,7 @@ def test_what_becomes_of_a_call(
 async def outcomes(
     calls: list[RequestedCall], turn: TurnTools, *, max_calls: int = 3
 ) -> list[ToolProgress | CallResult]:
-    steps = run_calls(calls, turn=turn, catalog=CATALOG, tools=None, max_calls=max_calls)
+    steps = run_calls(calls, turn, Toolbox(None, CATALOG, max_calls))
     return [step async for step in steps]
 
 
@@ -98,14 +99,8 @@ async def test_denied_missing_over_the_cap_and_known_calls_tell_the_model() -> N
 
 
 async def test_a_tool_not_offered_to_the_run_is_no_tool() -> None:
-    steps = run_calls(
-        [call("c1", LOOKUP)],
-        turn=TurnTools(),
-        catalog=CATALOG,
-        tools=None,
-        max_calls=3,
-        offered={REFUND.function_name},
-    )
+    box = Toolbox(None, CATALOG, 3, offered={REFUND.function_name})
+    steps = run_calls([call("c1", LOOKUP)], TurnTools(), box)
     assert [step async for step in steps] == [
         CallResult(
             call("c1", LOOKUP), CallStep.NO_SUCH_TOOL, no_such_tool_text(LOOKUP.function_name)
