@@ -193,7 +193,7 @@ async def create_stream(
 
 async def relayed(
     deltas: Progress, task: asyncio.Task[Any]
-) -> AsyncGenerator[StreamDelta | ToolProgress]:
+) -> AsyncGenerator[StreamDelta | ToolProgress, None]:
     """What the turn's `task` puts into `deltas`, as stream events, until the task ends."""
     getter: asyncio.Future[str | ToolProgress] | None = None
     try:

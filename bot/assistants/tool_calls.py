@@ -2,9 +2,9 @@
 
 Each backend translates its API's shapes (a run's `required_action`, a chat reply's
 `tool_calls`, a response's `function_call` items) into `RequestedCall`s and hands them to
-`run_call`, one at a time, with the turn's `TurnTools`. What happens to a call is decided
+`run_calls` with the turn's `TurnTools` and its `Toolbox`. What happens to a call is decided
 here (`next_step`, pure): it waits for a person, names no tool the turn has, was denied, is
-past the turn's cap, or runs. `run_call` shows it as task updates and gives the text the
+past the turn's cap, or runs. `run_calls` shows each as task updates and gives the text the
 model gets back (errors included: the model needs an output for every call it made).
 """
 
