@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.assistants.base import RunState, TurnOptions
-from bot.assistants.chat import RUN_PREFIX, SUMMARY_HEADING, ChatBackend
+from bot.assistants.chat import RUN_PREFIX, ChatBackend
+from bot.assistants.chat_history import SUMMARY_HEADING
 from bot.assistants.context import CUT_NOTE
 from bot.attachments import Image, image_data_url
 from bot.replies import OUTCOME_MESSAGES

@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.assistants.base import ToolProgress, ToolSource, ToolStatus
-from bot.assistants.responses import (
-    INTERRUPTED_TEXT,
-    UnsentOutputs,
-    mcp_tool,
-    unanswered_calls,
-)
+from bot.assistants.responses_functions import UnsentOutputs
+from bot.assistants.responses_items import unanswered_calls
+from bot.assistants.responses_requests import INTERRUPTED_TEXT, mcp_tool
 from bot.live import task_update_chunk
 from bot.settings import SettingsError, load_settings
 from bot.tools.approvals import ALLOW_ACTION, DENY_ACTION, Click, click_outcome, waited
@@ -346,6 +343,23 @@ async def test_a_call_needing_approval_runs_once_the_asker_allows_it(
         assert mcp_server.calls == [("refund_order", {"order_id": "A-17"})]
         decided = next(m for m in bot.answers("C0001", question.ts) if m.ts == ask.ts)
         assert "Allowed by <@UALICE>" in str(decided.blocks)
+
+
+@all_backends
+@sqlite_only
+@streamed
+async def test_a_call_waiting_for_approval_is_shown_as_waiting(
+    make_bot: BotFactory, mcp_server: FakeMcpServer, tmp_path: Path
+) -> None:
+    path = refunds_need_approval(mcp_server, tmp_path)
+    async with make_bot(MCP_SERVERS_FILE=path, ORDERS_TOKEN="mcp-secret") as bot:
+        bot.openai.tool_requests = [("refund_order", {"order_id": "B-2"})]
+        question = await bot.mention("refund B-2")
+        await approval_request(bot, question.ts)
+        assert (
+            "refund_order (orders) waits for your approval",
+            "pending",
+        ) in task_updates(bot, "C0001", question.ts)
 
 
 @pytest.mark.both_slack_modes

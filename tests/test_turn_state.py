@@ -31,6 +31,7 @@ PER_TURN_MAPS = (
     "_servers",
     "_activity",
     "_runs",
+    "_turns",
 )
 
 

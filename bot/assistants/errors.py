@@ -27,6 +27,17 @@ def translated_errors(action: str) -> Iterator[None]:
         raise AssistantRejected(f"{action}: HTTP {exc.status_code} {exc.message}") from exc
 
 
+@contextmanager
+def gone_is_done(action: str) -> Iterator[None]:
+    """`translated_errors` for deleting something: already gone (404) counts as deleted."""
+    try:
+        with translated_errors(action):
+            yield
+    except AssistantRejected as exc:
+        if not isinstance(exc.__cause__, openai.NotFoundError):
+            raise
+
+
 def connection_refused(error: BaseException) -> bool:
     """The request never reached a server: the connection was refused.
 

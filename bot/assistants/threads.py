@@ -10,13 +10,11 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-import openai
 from openai import AsyncOpenAI
 
 from bot.assistants.base import (
     NO_OPTIONS,
     ApprovalRequest,
-    AssistantRejected,
     ProgressSink,
     RunCheck,
     RunState,
@@ -25,24 +23,27 @@ from bot.assistants.base import (
     StreamStarted,
     ToolContext,
     ToolProgress,
-    ToolSource,
-    ToolStatus,
     TurnOptions,
     Usage,
     joined_instructions,
     server_down,
-    server_down_note,
 )
-from bot.assistants.errors import translated_errors
+from bot.assistants.errors import gone_is_done, translated_errors
+from bot.assistants.threads_items import answer_of, run_usage, truncation_strategy, turn_key_of
+from bot.assistants.tool_calls import (
+    CallResult,
+    CallStep,
+    RequestedCall,
+    Toolbox,
+    TurnTools,
+    run_calls,
+)
 from bot.attachments import Image
-from bot.text.citations import Source, marker_title, with_sources
-from bot.tools.mcp_client import DENIED_TEXT, Catalog, McpTools, ToolOutcome
+from bot.tools.mcp_client import Catalog, McpTools
 
 if TYPE_CHECKING:
     # the beta types package is large (about 12 MiB, 500 modules); only annotations use it
     from openai.types.beta.threads import Message, Run
-
-TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
 
 _STATES = {state.value: state for state in RunState}
 _TERMINAL_EVENTS = {
@@ -53,19 +54,6 @@ _TERMINAL_EVENTS = {
     "thread.run.incomplete",
     "thread.run.requires_action",
 }
-
-
-TOKENS_PER_MESSAGE = 1000
-"""How many tokens of CONTEXT_TOKENS one thread message is assumed to take."""
-
-
-def truncation_strategy(context_tokens: int | None) -> dict[str, Any] | None:
-    """The run's `truncation_strategy` from CONTEXT_TOKENS: the newest messages, one per
-    thousand tokens (at least two). Unset, the API's default ("auto") drops old messages
-    to fit the model's window by itself."""
-    if context_tokens is None:
-        return None
-    return {"type": "last_messages", "last_messages": max(2, context_tokens // TOKENS_PER_MESSAGE)}
 
 
 class ThreadsBackend:
@@ -84,16 +72,8 @@ class ThreadsBackend:
         self._tools = tools if tools is not None and tools.configured else None
         self._max_tool_calls = max_tool_calls
         self._assistant_tools: list[dict[str, Any]] | None = None
-        self._calls_made: dict[str, int] = {}
-        self._unreachable: dict[str, set[str]] = {}
-        self._decisions: dict[str, dict[str, bool]] = {}
-        self._known_outputs: dict[str, dict[str, str]] = {}
-        self._contexts: dict[str, ToolContext] = {}
-        """Run id → what its own tools act with (held in memory only)."""
-        self._servers: dict[str, tuple[str, ...]] = {}
-        """Run id → the MCP servers a channel chose for it (none here: all configured)."""
-        self._runs: dict[str, str] = {}
-        """Turn key → its run, whose entries above `forget` drops when the turn ends."""
+        self._turns: dict[str, TurnTools] = {}
+        """Turn key → its tool state (a run carries its turn key in its metadata)."""
         self._client = client
         self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
@@ -119,7 +99,7 @@ class ThreadsBackend:
         args, catalog = await self._run_args(text, turn_key, images, options)
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
-        self._remember(turn_key, run.id, catalog, options)
+        self._remember(turn_key, catalog, options)
         return str(run.id)
 
     async def find_run(
@@ -165,14 +145,9 @@ class ThreadsBackend:
             detail = run.incomplete_details.reason
         text, files = "", 0
         if state in (RunState.COMPLETED, RunState.INCOMPLETE):
-            text, files = _answer(messages)
-            notes = [
-                server_down_note(label) for label in sorted(self._unreachable.pop(run.id, set()))
-            ]
-            text = "\n\n".join([*notes, text])
-            self._calls_made.pop(run.id, None)
-            self._servers.pop(run.id, None)
-        usage = _run_usage(run)
+            text, files = answer_of(messages)
+            text = self._turns.pop(turn_key_of(run), TurnTools()).noted(text)
+        usage = run_usage(run)
         return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
@@ -181,21 +156,10 @@ class ThreadsBackend:
                 run = await self._client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
         except Exception:
             return None
-        return _run_usage(run)
+        return run_usage(run)
 
     def forget(self, turn_key: str) -> None:
-        run_id = self._runs.pop(turn_key, None)
-        if run_id is None:
-            return
-        for held in (
-            self._calls_made,
-            self._unreachable,
-            self._decisions,
-            self._known_outputs,
-            self._contexts,
-            self._servers,
-        ):
-            held.pop(run_id, None)
+        self._turns.pop(turn_key, None)
 
     async def stream_run(
         self,
@@ -216,7 +180,7 @@ class ThreadsBackend:
                 current, stream = stream, None
                 async for event in current:
                     if event.event == "thread.run.created":
-                        self._remember(turn_key, event.data.id, catalog, options)
+                        self._remember(turn_key, catalog, options)
                         yield StreamStarted(event.data.id)
                     elif event.event == "thread.message.delta":
                         for part in event.data.delta.content or []:
@@ -265,12 +229,8 @@ class ThreadsBackend:
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete it at OpenAI; already gone counts as deleted; else an `AssistantError`."""
-        try:
-            with translated_errors("delete thread"):
-                await self._client.beta.threads.delete(thread_id)
-        except AssistantRejected as exc:
-            if not isinstance(exc.__cause__, openai.NotFoundError):
-                raise
+        with gone_is_done("delete thread"):
+            await self._client.beta.threads.delete(thread_id)
 
     async def close(self) -> None:
         await self._client.close()
@@ -287,19 +247,18 @@ class ThreadsBackend:
         """The run still waits (requires_action): the next check runs its calls with this
         decision and the outputs found before it asked (stored in the request's state)."""
         state = json.loads(approval.state or "{}")
-        self._runs[turn_key] = run_id
-        self._known_outputs[run_id] = dict(state.get("outputs") or {})
-        self._decisions.setdefault(run_id, {})[approval.call_id] = allowed
+        turn = self._turns.setdefault(turn_key, TurnTools())
+        turn.known_outputs = dict(state.get("outputs") or {})
+        turn.decisions[approval.call_id] = allowed
         return run_id
 
-    def _remember(self, turn_key: str, run_id: str, catalog: Catalog, options: TurnOptions) -> None:
+    def _remember(self, turn_key: str, catalog: Catalog, options: TurnOptions) -> None:
         """What a run's tool calls need later, when it asks for them."""
-        self._runs[turn_key] = run_id
-        self._unreachable[run_id] = set(catalog.unreachable)
-        if options.tool_context is not None:
-            self._contexts[run_id] = options.tool_context
-        if options.mcp_servers is not None:
-            self._servers[run_id] = options.mcp_servers
+        self._turns[turn_key] = TurnTools(
+            context=options.tool_context,
+            servers=options.mcp_servers,
+            unreachable=set(catalog.unreachable),
+        )
 
     async def _run_tools(
         self, run: Any, outputs: list[dict[str, str]]
@@ -311,46 +270,22 @@ class ThreadsBackend:
         assert self._tools is not None
         action = run.required_action
         calls = action.submit_tool_outputs.tool_calls if action is not None else []
-        context = self._contexts.get(run.id)
+        turn = self._turns.setdefault(turn_key_of(run), TurnTools())
         catalog = Catalog()
         if calls:
-            catalog = await self._tools.catalog(context, self._servers.get(run.id))
+            catalog = await self._tools.catalog(turn.context, turn.servers)
         # Only what the run was offered runs (its `tools`, which survive a restart).
         offered = {t.function.name for t in run.tools or [] if t.type == "function"}
-        decided = self._decisions.get(run.id, {})
-        known = self._known_outputs.get(run.id, {})
-        for call in calls:
-            if call.id in known:
-                outputs.append({"tool_call_id": call.id, "output": known[call.id]})
-                continue
-            spec = catalog.find(call.function.name) if call.function.name in offered else None
-            if spec is not None and spec.needs_approval and call.id not in decided:
+        requested = [RequestedCall(c.id, c.function.name, c.function.arguments) for c in calls]
+        box = Toolbox(self._tools, catalog, self._max_tool_calls, offered)
+        async for step in run_calls(requested, turn, box):
+            if not isinstance(step, CallResult):
+                yield step
+            elif step.step is CallStep.NEEDS_APPROVAL:
                 done = {output["tool_call_id"]: output["output"] for output in outputs}
-                yield ApprovalRequest(
-                    call.id,
-                    spec.server,
-                    spec.name,
-                    call.function.arguments,
-                    state=json.dumps({"outputs": done}),
-                )
-                return
-            made = self._calls_made.get(run.id, 0) + 1
-            self._calls_made[run.id] = made
-            if spec is None:
-                outcome = ToolOutcome(f"error: there is no tool named {call.function.name}", False)
-            elif spec.needs_approval and not decided[call.id]:
-                outcome = ToolOutcome(DENIED_TEXT, ok=False)
-            elif made > self._max_tool_calls:
-                outcome = ToolOutcome(TOOL_LIMIT_TEXT, ok=False)
+                yield step.approval(json.dumps({"outputs": done}))
             else:
-                yield ToolProgress(call.id, spec.title, ToolStatus.IN_PROGRESS)
-                outcome = await self._tools.call(spec, call.function.arguments, context)
-                status = ToolStatus.COMPLETE if outcome.ok else ToolStatus.ERROR
-                sources = tuple(ToolSource(url, title) for url, title in outcome.sources)
-                yield ToolProgress(call.id, spec.title, status, sources)
-            if outcome.unreachable_server is not None:
-                self._unreachable.setdefault(run.id, set()).add(outcome.unreachable_server)
-            outputs.append({"tool_call_id": call.id, "output": outcome.text})
+                outputs.append({"tool_call_id": step.call.id, "output": step.output})
 
     async def _offered_tools(
         self, context: ToolContext | None, servers: Sequence[str] | None
@@ -413,34 +348,3 @@ class ThreadsBackend:
                 thread_id, run_id=run_id, order="asc", limit=100
             )
         return list(page.data)
-
-
-def _answer(messages: Sequence[Message]) -> tuple[str, int]:
-    """A run's answer with its citations as footnotes, and how many images it made."""
-    parts: list[str] = []
-    sources: list[Source] = []
-    images = 0
-    for message in messages:
-        if message.role != "assistant":
-            continue
-        for block in message.content:
-            images += block.type == "image_file"
-            if block.type == "text":
-                parts.append(block.text.value)
-                sources += [
-                    Source(title=marker_title(note.text), marker=note.text)
-                    for note in block.text.annotations
-                    if note.type == "file_citation"
-                ]
-    return with_sources("\n\n".join(parts), sources), images
-
-
-def _run_usage(run: Run) -> Usage | None:
-    """What a run used over all its steps (the API reports it once the run has ended)."""
-    if run.usage is None:
-        return None
-    return Usage(
-        model=str(run.model),
-        input_tokens=run.usage.prompt_tokens,
-        output_tokens=run.usage.completion_tokens,
-    )

@@ -1,0 +1,219 @@
+"""A chat turn in flight: sending its request, reading the reply as it streams (text, tool
+calls, usage), the tool-call loop's state (stored with an approval request), and relaying
+what the turn shows to a streamed delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import openai
+from openai import AsyncOpenAI, AsyncStream
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionChunk
+
+from bot.assistants.base import (
+    AssistantRejected,
+    AssistantUnavailable,
+    RunState,
+    StreamDelta,
+    ToolContext,
+    ToolProgress,
+    Usage,
+)
+from bot.assistants.chat_history import completion_errors
+from bot.assistants.errors import translated_errors
+from bot.assistants.tool_calls import RequestedCall, TurnTools
+from bot.tools.mcp_client import EMPTY_CATALOG, Catalog
+
+Progress = asyncio.Queue[str | ToolProgress]
+"""What a streamed turn shows as it goes: answer text, and tool calls as they run."""
+
+
+FINISH_STATES = {
+    "stop": RunState.COMPLETED,
+    "length": RunState.INCOMPLETE,
+    "tool_calls": RunState.REQUIRES_ACTION,
+    "function_call": RunState.REQUIRES_ACTION,
+    "content_filter": RunState.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A model reply: how it ended, its text, what it used, the tool calls it asks for."""
+
+    state: RunState
+    text: str
+    usage: Usage | None
+    tool_calls: tuple[RequestedCall, ...] = ()
+
+
+async def read_reply(
+    stream: AsyncStream[ChatCompletionChunk], show: Callable[[str], None]
+) -> Reply:
+    """The model's reply as it streams in; each piece of its text goes to `show` at once."""
+    parts: list[str] = []
+    finish: str | None = None
+    usage: Usage | None = None
+    calls: dict[int, dict[str, str]] = {}
+    try:
+        with translated_errors("chat completion stream"):
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = completion_usage(chunk.model, chunk.usage)
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            parts.append(choice.delta.content)
+                            show(choice.delta.content)
+                        for piece in choice.delta.tool_calls or []:
+                            call = calls.setdefault(
+                                piece.index, {"id": "", "name": "", "arguments": ""}
+                            )
+                            call["id"] = piece.id or call["id"]
+                            if piece.function is not None:
+                                call["name"] += piece.function.name or ""
+                                call["arguments"] += piece.function.arguments or ""
+                        finish = choice.finish_reason or finish
+    except openai.APIError as exc:
+        # An error event in the middle of the stream: the server gave up on this answer.
+        raise AssistantUnavailable(f"chat completion stream: {exc.message}") from exc
+    if finish is None:
+        raise AssistantUnavailable("chat completion stream: it ended before the answer")
+    tool_calls = tuple(RequestedCall(**calls[index]) for index in sorted(calls))
+    state = FINISH_STATES.get(finish, RunState.COMPLETED)
+    return Reply(state, "".join(parts), usage, tool_calls)
+
+
+def assistant_calls(reply: Reply) -> dict[str, Any]:
+    """The reply asking for tools, as the message the next request repeats."""
+    return {
+        "role": "assistant",
+        "content": reply.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in reply.tool_calls
+        ],
+    }
+
+
+def added(total: Usage | None, more: Usage | None) -> Usage | None:
+    """Usage over the rounds of a tool-call loop."""
+    if total is None or more is None:
+        return more or total
+    return Usage(
+        model=total.model,
+        input_tokens=total.input_tokens + more.input_tokens,
+        cached_input_tokens=total.cached_input_tokens + more.cached_input_tokens,
+        output_tokens=total.output_tokens + more.output_tokens,
+        reasoning_tokens=total.reasoning_tokens + more.reasoning_tokens,
+    )
+
+
+def completion_usage(model: str, usage: CompletionUsage | None) -> Usage | None:
+    if usage is None:
+        return None
+    cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+    reasoning = (
+        usage.completion_tokens_details.reasoning_tokens if usage.completion_tokens_details else 0
+    )
+    return Usage(
+        model=model,
+        input_tokens=usage.prompt_tokens,
+        cached_input_tokens=cached or 0,
+        output_tokens=usage.completion_tokens,
+        reasoning_tokens=reasoning or 0,
+    )
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A turn's request, sent: the answer streams in from `stream`."""
+
+    stream: AsyncStream[ChatCompletionChunk]
+    cut: bool
+    model: str = ""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    catalog: Catalog = EMPTY_CATALOG
+    servers: tuple[str, ...] | None = None
+
+
+@dataclass
+class ToolLoop:
+    """A turn's tool-call loop as it stands: stored with an approval request."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    cut: bool = False
+    pending: list[dict[str, str]] = field(default_factory=list)
+    """Calls of the model's last reply not yet answered (the first waits for approval)."""
+    tools: TurnTools = field(default_factory=TurnTools)
+
+    def dump(self) -> str:
+        loop = {"model": self.model, "messages": self.messages, "cut": self.cut}
+        return json.dumps({**loop, "pending": self.pending, **self.tools.stored()})
+
+    @classmethod
+    def load(cls, state: str, context: ToolContext | None) -> ToolLoop:
+        try:
+            stored = json.loads(state)
+            tools = TurnTools.from_stored(stored, context)
+            return cls(stored["model"], stored["messages"], stored["cut"], stored["pending"], tools)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise AssistantRejected("chat: the stored tool-call state is unreadable") from exc
+
+
+async def create_stream(
+    client: AsyncOpenAI,
+    model: str,
+    messages: list[dict[str, Any]],
+    catalog: Catalog,
+    timeout_s: float,
+) -> AsyncStream[ChatCompletionChunk]:
+    """Send a turn's request (the catalog's tools offered); the reply streams in."""
+    tools: Any = [spec.as_function() for spec in catalog.tools] or openai.omit
+    with completion_errors("chat completion"):
+        return await client.chat.completions.create(
+            model=model,
+            messages=cast(Any, messages),
+            tools=tools,
+            stream=True,
+            stream_options={"include_usage": True},
+            timeout=timeout_s,
+        )
+
+
+async def relayed(
+    deltas: Progress, task: asyncio.Task[Any]
+) -> AsyncGenerator[StreamDelta | ToolProgress, None]:
+    """What the turn's `task` puts into `deltas`, as stream events, until the task ends."""
+    getter: asyncio.Future[str | ToolProgress] | None = None
+    try:
+        while True:
+            getter = asyncio.ensure_future(deltas.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                break
+            yield _event(getter.result())
+        while not deltas.empty():
+            yield _event(deltas.get_nowait())
+    finally:
+        if getter is not None and not getter.done():
+            getter.cancel()
+
+
+def _event(item: str | ToolProgress) -> StreamDelta | ToolProgress:
+    return StreamDelta(item) if isinstance(item, str) else item
+
+
+def show(deltas: Progress | None, item: str | ToolProgress) -> None:
+    if deltas is not None:
+        deltas.put_nowait(item)
