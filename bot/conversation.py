@@ -17,7 +17,8 @@ from bot.dispatcher import Dispatcher
 from bot.intake import Acceptance, Intake
 from bot.settings import Settings
 from bot.slack.gateway import Place, SlackGateway
-from bot.store.repository import NewMessage, Store
+from bot.store.inbox import NewMessage
+from bot.store.repository import Store
 from bot.tools.approvals import (
     CLICK_NOTES,
     ApprovalStore,
@@ -96,8 +97,8 @@ class ConversationService:
         the person has in view; otherwise it is a plain DM."""
         if self._agent_view:
             message = dataclasses.replace(message, surface="assistant")
-            viewing = await self._store.user_context(message.team_id, message.user_id)
-            await self._store.set_context_channel(
+            viewing = await self._store.inbox.user_context(message.team_id, message.user_id)
+            await self._store.inbox.set_context_channel(
                 message.team_id,
                 message.channel_id,
                 message.thread_ts,
@@ -107,10 +108,10 @@ class ConversationService:
         return await self.accept(message)
 
     async def greet_once(self, team_id: str, user_id: str) -> bool:
-        return await self._store.greet_once(team_id, user_id)
+        return await self._store.inbox.greet_once(team_id, user_id)
 
     async def note_user_context(self, team_id: str, user_id: str, channel_id: str | None) -> None:
-        await self._store.set_user_context(team_id, user_id, channel_id)
+        await self._store.inbox.set_user_context(team_id, user_id, channel_id)
 
     async def record_feedback(
         self,
@@ -125,7 +126,7 @@ class ConversationService:
     ) -> None:
         """Store a 👍/👎 click (the latest per user wins) and thank the user privately; a
         click naming another workspace's answer is ignored."""
-        if not await self._store.record_feedback(
+        if not await self._store.feedback.record_feedback(
             turn_id=turn_id,
             user_id=user_id,
             value=value,
@@ -133,7 +134,7 @@ class ConversationService:
         ):
             log.warning("feedback: turn %s is another workspace's; ignored", turn_id)
             return
-        counts = await self._store.feedback_counts()
+        counts = await self._store.feedback.feedback_counts()
         log.info(
             "feedback: turn %s got %s (all answers: %s up, %s down)",
             turn_id,
@@ -195,7 +196,7 @@ class ConversationService:
         return outcome
 
     async def is_known_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
-        return await self._store.is_known_thread(team_id, channel_id, thread_ts)
+        return await self._store.inbox.is_known_thread(team_id, channel_id, thread_ts)
 
     async def note_context_channel(
         self,
@@ -206,7 +207,7 @@ class ConversationService:
         *,
         enterprise_id: str | None = None,
     ) -> None:
-        await self._store.set_context_channel(
+        await self._store.inbox.set_context_channel(
             team_id, channel_id, thread_ts, context_channel_id, enterprise_id=enterprise_id
         )
 

@@ -25,7 +25,9 @@ from bot import metrics
 from bot.settings import Settings
 from bot.slack_tokens import TokenUnavailable
 from bot.store.db import database_health
-from bot.store.repository import Lease, LeaseLost, Store, TurnWork
+from bot.store.leases import Lease, LeaseLost
+from bot.store.repository import Store
+from bot.store.turns import TurnWork
 from bot.turns.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ class Dispatcher:
     async def run(self) -> None:
         """Lease and work on conversations until `shutdown` is called."""
         try:
-            freed = await self._store.release_dead_leases(owner=self.owner)
+            freed = await self._store.leases.release_dead_leases(owner=self.owner)
             if freed:
                 log.info("resuming %s conversation(s) a previous run of this bot held", freed)
             while not self.stopping:
@@ -167,7 +169,7 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._store.release_all(owner=self.owner)
+        await self._store.leases.release_all(owner=self.owner)
         return len(pending)
 
     async def _finish_within_grace(
@@ -211,14 +213,14 @@ class Dispatcher:
             if self._sweep is not None:
                 candidates += await self._sweep()
             free = self._settings.max_concurrent_turns - len(self._active)
-            candidates += await self._store.conversations_needing_work(limit=free)
+            candidates += await self._store.leases.conversations_needing_work(limit=free)
         for conversation_id in dict.fromkeys(candidates):
             if conversation_id in self._active or self.stopping:
                 continue
             if not self._can_start_more():
                 self._hints.add(conversation_id)
                 continue
-            lease = await self._store.claim(
+            lease = await self._store.leases.claim(
                 conversation_id, owner=self.owner, lease_s=self._settings.lease_s
             )
             if lease is not None:
@@ -230,11 +232,11 @@ class Dispatcher:
         heartbeat = asyncio.create_task(self._keep_lease(lease, asyncio.current_task()))
         try:
             while not self.stopping:
-                work = await self._store.next_turn(
+                work = await self._store.turns.next_turn(
                     lease, deadline_s=self._settings.answer_deadline_s
                 )
                 if work is None:
-                    if await self._store.release_if_idle(lease):
+                    if await self._store.leases.release_if_idle(lease):
                         return
                     continue
                 await self._take_turn(work)
@@ -270,7 +272,7 @@ class Dispatcher:
         failures = self._failures.get(conversation_id, 0) + 1
         self._failures[conversation_id] = failures
         delay = self._retry.delay(failures)
-        await self._store.defer(lease, delay_s=delay)
+        await self._store.leases.defer(lease, delay_s=delay)
         self._hint_later(conversation_id, delay)
         return delay
 
@@ -295,7 +297,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(lease_s / 3)
             try:
-                still_ours = await self._store.renew(lease)
+                still_ours = await self._store.leases.renew(lease)
             except Exception as exc:
                 log.warning(
                     "conversation %s: renewing the lease failed (%s)",

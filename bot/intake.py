@@ -12,7 +12,8 @@ from typing import Any
 
 from bot.settings import Settings
 from bot.slack.gateway import Place, SlackGateway
-from bot.store.repository import NewMessage, RecordStatus, Store
+from bot.store.inbox import NewMessage, RecordStatus
+from bot.store.repository import Store
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Intake:
         """
         if not is_allowed(message, self._settings):
             return Acceptance.NOT_ALLOWED, None
-        recorded = await self._store.record_message(
+        recorded = await self._store.inbox.record_message(
             message, per_minute=self._settings.user_rate_limit_per_minute
         )
         acceptance = _ACCEPTANCE[recorded.status]

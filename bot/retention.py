@@ -93,7 +93,7 @@ async def purge_database(
     try:
         cutoff = time.time() - older_than_days * 86400
         kept = 0 if backend is not None else await _idle_at_openai(engine, cutoff)
-        deleted, removed = await Store(engine).delete_conversations_before(
+        deleted, removed = await Store(engine).retention.delete_conversations_before(
             cutoff, keep_remote=REMOTE_BACKENDS if backend is None else ()
         )
         for backend_name, remote_id in removed:

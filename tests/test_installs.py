@@ -27,8 +27,9 @@ from bot.replies import FEEDBACK_ACTION_ID
 from bot.settings import SettingsError, load_settings
 from bot.slack.client import make_web_client
 from bot.store.db import create_engine, migrate
+from bot.store.inbox import NewMessage
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
-from bot.store.repository import NewMessage, Store
+from bot.store.repository import Store
 from tests.fakes.events import (
     block_actions,
     event_envelope,
@@ -511,7 +512,7 @@ async def test_a_workspace_named_without_its_org_is_found_by_team_then_by_its_or
         for team in ("T0101", "T0103"):
             channel = ORG_CHANNELS.get(team, "C0103")
             message = NewMessage(team, channel, "1.0", "1.0", "UALICE", "hi", enterprise_id="E0001")
-            await store.record_message(message)
+            await store.inbox.record_message(message)
         assert (await workspaces().auth_for(TeamKey("T0101"))).token == org_token
 
         # The org removes its org-wide install: its workspaces stop, T0103 (own install) not.

@@ -615,7 +615,7 @@ async def a_used_workspace(bot: BotUnderTest) -> None:
     values = {REASON_BLOCK: {REASON_ACTION: {"type": "plain_text_input", "value": "Wrong"}}}
     assert await bot.submit_view(bot.slack.opened_views[0], values, user="UBOB") == 200
     assert bot.bot is not None
-    await Store(bot.bot.engine).greet_once("T0001", "UALICE")
+    await Store(bot.bot.engine).inbox.greet_once("T0001", "UALICE")
 
 
 @pytest.mark.parametrize(

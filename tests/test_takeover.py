@@ -13,9 +13,11 @@ from sqlalchemy import func, select
 
 from bot.settings import database_url as async_database_url
 from bot.store.db import create_engine, migrate
+from bot.store.inbox import NewMessage
+from bot.store.leases import LeaseLost
 from bot.store.models import Conversation, Turn
-from bot.store.repository import LeaseLost, NewMessage, Store
-from bot.turns.states import TurnStatus
+from bot.store.repository import Store
+from bot.turns.states import Outcome
 from tests.conftest import BotFactory
 from tests.fakes.events import dm_message
 from tests.fakes.openai_api import FakeOpenAI
@@ -42,32 +44,32 @@ async def test_a_write_under_an_old_lease_fails_after_a_takeover(database_url: s
     writes (a turn moved back, a remote thread replaced) change nothing."""
     store = await _store(database_url)
     try:
-        await store.record_message(
+        await store.inbox.record_message(
             NewMessage("T1", "C1", "1.0", "1.0", "U1", "hello", surface="channel")
         )
-        (conversation_id,) = await store.conversations_needing_work(limit=10)
-        lease_a = await store.claim(conversation_id, owner="a", lease_s=30)
+        (conversation_id,) = await store.leases.conversations_needing_work(limit=10)
+        lease_a = await store.leases.claim(conversation_id, owner="a", lease_s=30)
         assert lease_a is not None
-        work = await store.next_turn(lease_a, deadline_s=60)
+        work = await store.turns.next_turn(lease_a, deadline_s=60)
         assert work is not None
-        await store.update_turn(work.turn.id, lease_a, status=TurnStatus.RUNNING)
+        await store.turns.mark_running(work.turn.id, lease_a, run_id="run_a", backend="threads")
         async with store.engine.begin() as connection:  # A is paused past its lease
             await connection.execute(
                 Conversation.__table__.update().values(lease_until=time.time() - 1)
             )
-        lease_b = await store.claim(conversation_id, owner="b", lease_s=30)
+        lease_b = await store.leases.claim(conversation_id, owner="b", lease_s=30)
         assert lease_b is not None and lease_b.generation > lease_a.generation
-        await store.update_turn(work.turn.id, lease_b, status=TurnStatus.DONE)
+        await store.turns.mark_done(work.turn.id, lease_b, chunks_posted=0, reply_ts=None)
 
         with pytest.raises(LeaseLost):
-            await store.update_turn(work.turn.id, lease_a, status=TurnStatus.POSTING)
+            await store.turns.mark_posting(work.turn.id, lease_a, outcome=Outcome.COMPLETED)
         with pytest.raises(LeaseLost):
-            await store.set_remote_thread(lease_a, backend="responses", remote_id="conv_a")
+            await store.turns.set_remote_thread(lease_a, backend="responses", remote_id="conv_a")
         with pytest.raises(LeaseLost):
-            await store.next_turn(lease_a, deadline_s=60)
+            await store.turns.next_turn(lease_a, deadline_s=60)
         lease_a.valid_until = 0.0  # lapsed: renewing proves it is gone
         with pytest.raises(LeaseLost):
-            await store.ensure_held(lease_a)
+            await store.leases.ensure_held(lease_a)
         async with store.engine.connect() as connection:
             status = await connection.scalar(select(Turn.status).where(Turn.id == work.turn.id))
             remote = await connection.scalar(select(Conversation.remote_id))

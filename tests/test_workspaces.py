@@ -23,7 +23,8 @@ from bot.metrics import REGISTRY
 from bot.slack.client import make_web_client
 from bot.slack_tokens import RefreshRefused
 from bot.store.db import create_engine, migrate
-from bot.store.repository import NewMessage, Store
+from bot.store.inbox import NewMessage
+from bot.store.repository import Store
 from tests.fakes.events import post_form, slash_command
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
@@ -88,7 +89,7 @@ async def test_a_turn_that_cannot_get_a_token_is_an_error_an_operator_sees(
         await install(bot, "T0001")
         assert bot.bot is not None
         message = NewMessage("T0999", "C0999", "1.0", "1.0", "UALICE", "anyone?")
-        await Store(bot.bot.engine).record_message(message)
+        await Store(bot.bot.engine).inbox.record_message(message)
         await slack.wait_for(lambda: bool(errors(caplog, "no installation for team T0999")))
         assert counted("bot_turns_without_token", reason="not_installed") >= before + 1
         await bot.idle(timeout=60)
@@ -203,7 +204,7 @@ async def test_no_transaction_is_held_while_slack_is_asked_for_a_new_token(
                 )
             assert open_transactions == 0
         message = NewMessage("T0001", "C0001", "1.0", "1.0", "UALICE", "hi")
-        await Store(engines[1]).record_message(message)
+        await Store(engines[1]).inbox.record_message(message)
         assert not refreshing.done()
         first = await refreshing
         second = await made[1].auth_for(TeamKey("T0001"))

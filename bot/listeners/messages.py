@@ -9,7 +9,7 @@ from slack_bolt.request.internals import extract_enterprise_id
 
 from bot.attachments import slack_file_entries
 from bot.conversation import ConversationService
-from bot.store.repository import NewMessage
+from bot.store.inbox import NewMessage
 
 # Subtypes that are still a person writing to the bot; edits, deletions, joins and bot
 # messages all carry other subtypes and are ignored.

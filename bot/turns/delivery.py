@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from slack_sdk.errors import SlackApiError
@@ -22,7 +21,7 @@ from bot.text.mentions import unping_markdown
 from bot.text.slack_markup import slack_to_plain
 from bot.tools.approvals import approval_blocks, approval_text, as_request, expired_blocks
 from bot.turns.active import ActiveTurn
-from bot.turns.states import Outcome, TurnStatus
+from bot.turns.states import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class Delivery:
         if not active.first_attempt and await self._adopt_placeholder(active, messages[-1].ts):
             return
         await active.check_lease()
-        await active.save(placeholder_ts=await self._slack.post(place, THINKING_TEXT))
+        await active.record_placeholder(await self._slack.post(place, THINKING_TEXT))
 
     async def _adopt_placeholder(self, active: ActiveTurn, after_ts: str) -> bool:
         """A process that died right after posting the placeholder never stored its ts; take
@@ -71,7 +70,7 @@ class Delivery:
         )
         if ts is None:
             return False
-        await active.save(placeholder_ts=ts)
+        await active.record_placeholder(ts)
         return True
 
     async def show_words(self, active: ActiveTurn, text: str) -> None:
@@ -106,7 +105,7 @@ class Delivery:
             user_id=messages[0].user_id if messages else "",
         )
         self._live[active.turn.id] = live
-        await active.save(placeholder_ts=live.ts)
+        await active.record_placeholder(live.ts)
         return live
 
     async def show_tool(self, active: ActiveTurn, progress: ToolProgress) -> None:
@@ -177,7 +176,7 @@ class Delivery:
                     active, chunks[index], first=index == 0, after_ts=reply_ts or after_ts
                 )
                 if index < len(chunks) - 1:
-                    await active.save(chunks_posted=index + 1, reply_ts=reply_ts)
+                    await active.record_chunks(index + 1, reply_ts)
             await self._upload_produced(active, images)
         except SlackApiError as exc:
             metrics.slack_error(error_code(exc))
@@ -212,13 +211,7 @@ class Delivery:
     async def finish(self, active: ActiveTurn, *, chunks_posted: int, reply_ts: str | None) -> None:
         if active.place.surface == "assistant":
             await self._slack.set_status(active.place, "")
-        await active.save(
-            status=TurnStatus.DONE,
-            chunks_posted=chunks_posted,
-            reply_ts=reply_ts,
-            files_posted=True,
-            finished_at=time.time(),
-        )
+        await active.mark_done(chunks_posted=chunks_posted, reply_ts=reply_ts)
         active.timing = metrics.answered(active.turn.id, active.turn.outcome or Outcome.FAILED)
 
     async def _post_chunk(
@@ -261,7 +254,7 @@ class Delivery:
             active.place, after_ts=after_ts, texts=set(), prefix_of=shown
         )
         if ts is not None:
-            await active.save(placeholder_ts=ts)
+            await active.record_placeholder(ts)
 
     async def _end_live_message(self, active: ActiveTurn) -> None:
         """A streamed placeholder must stop streaming before the answer can replace it."""
@@ -296,7 +289,7 @@ class Delivery:
         live = self._live.pop(active.turn.id, None)
         if live is None or live.ts == active.turn.placeholder_ts:
             return
-        if await active.store.turn_shows(active.turn.id, live.ts):
+        if await active.store.turns.turn_shows(active.turn.id, live.ts):
             return
         log.info(
             "turn %s: removing a live message started after the lease was lost", active.turn.id

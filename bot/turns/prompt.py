@@ -139,7 +139,9 @@ class PromptBuilder:
         stored: History = []
         first_seen = messages[0].ts
         if switched_backend:
-            rows = await self._store.stored_thread(conversation.id, before_ts=messages[0].ts)
+            rows = await self._store.history.stored_thread(
+                conversation.id, before_ts=messages[0].ts
+            )
             stored = [(author, text, from_bot) for _, author, text, from_bot in rows]
             if rows:
                 first_seen = rows[0][0]
@@ -170,4 +172,4 @@ class PromptBuilder:
             return set()
         if active.first_attempt and conversation.backend is not None:
             return {conversation.backend}
-        return await self._store.backends_before(conversation.id, turn_id=active.turn.id)
+        return await self._store.history.backends_before(conversation.id, turn_id=active.turn.id)

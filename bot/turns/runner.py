@@ -41,7 +41,9 @@ from bot.assistants.base import (
 from bot.attachments import Image
 from bot.polling import poll_intervals
 from bot.settings import Settings
-from bot.store.repository import LeaseLost, Store, TurnWork
+from bot.store.leases import LeaseLost
+from bot.store.repository import Store
+from bot.store.turns import TurnWork
 from bot.tools.approvals import ApprovalStore, Decision, as_request
 from bot.turns.active import ActiveTurn
 from bot.turns.delivery import THINKING_TEXT, Delivery
@@ -134,7 +136,7 @@ class TurnRunner:
             TurnStatus.RUNNING,
         ):
             log.error("turn %s: giving up after %s attempts", turn.id, MAX_ATTEMPTS)
-            await active.save(status=TurnStatus.POSTING, outcome=Outcome.UNAVAILABLE)
+            await active.mark_posting(Outcome.UNAVAILABLE)
         elif turn.attempts > MAX_ATTEMPTS + MAX_POSTING_ATTEMPTS:
             log.error("turn %s: Slack kept refusing the answer; giving it up", turn.id)
             await self._delivery.finish(
@@ -154,7 +156,7 @@ class TurnRunner:
                 active, tell=lambda text: self._delivery.tell(active, text)
             )
             if prompt is None:
-                await active.save(status=TurnStatus.POSTING, outcome=Outcome.EMPTY)
+                await active.mark_posting(Outcome.EMPTY)
                 return
             asker = Asker.of(conversation, [m.user_team_id for m in active.messages])
             options = self._admin.turn_options(channel, asker)
@@ -178,19 +180,19 @@ class TurnRunner:
         except AssistantUnavailable as exc:
             metrics.openai_error("unavailable")
             log.warning("turn %s: assistant unavailable: %s", active.turn.id, exc)
-            await active.save(status=TurnStatus.POSTING, outcome=Outcome.UNAVAILABLE)
+            await active.mark_posting(Outcome.UNAVAILABLE)
             return
         except AssistantRejected as exc:
             metrics.openai_error("rejected")
             log.error("turn %s: assistant refused the request: %s", active.turn.id, exc)
-            await active.save(status=TurnStatus.POSTING, outcome=Outcome.REJECTED)
+            await active.mark_posting(Outcome.REJECTED)
             return
         await self._running(active, run_id)
 
     def _with_tool_context(self, active: ActiveTurn, options: TurnOptions) -> TurnOptions:
         """Workspace search acts for the newest message, with the token Slack gave it."""
         newest = active.messages[-1] if active.messages else None
-        token = None if newest is None else self._store.action_token(newest)
+        token = None if newest is None else self._store.inbox.action_token(newest)
         if not self._settings.slack_search or token is None:
             return options
         conversation = active.conversation
@@ -216,15 +218,11 @@ class TurnRunner:
         if refusal is None:
             return False
         log.info("turn %s: not asked, %s reached", active.turn.id, refusal.limit.source)
-        await active.save(
-            status=TurnStatus.POSTING, outcome=Outcome.OVER_BUDGET, answer=refusal.text()
-        )
+        await active.mark_posting(Outcome.OVER_BUDGET, refusal.text())
         return True
 
     async def _running(self, active: ActiveTurn, run_id: str) -> None:
-        await active.save(
-            status=TurnStatus.RUNNING, remote_run_id=run_id, backend=self._backend.name
-        )
+        await active.mark_running(run_id, self._backend.name)
 
     async def _ensure_thread(self, active: ActiveTurn) -> str:
         conversation = active.conversation
@@ -237,7 +235,7 @@ class TurnRunner:
                 "slack_thread_ts": conversation.thread_ts,
             }
         )
-        await self._store.set_remote_thread(
+        await self._store.turns.set_remote_thread(
             active.lease, backend=self._backend.name, remote_id=remote_id
         )
         conversation.remote_id = remote_id
@@ -247,7 +245,7 @@ class TurnRunner:
     async def _find_run(self, active: ActiveTurn, *, thread_id: str, text: str) -> str | None:
         """The run an earlier attempt of this turn may have started (its request failed on
         our side, or the process died before storing the run's id)."""
-        previous = await self._store.previous_run_id(
+        previous = await self._store.history.previous_run_id(
             active.conversation.id, turn_id=active.turn.id, backend=self._backend.name
         )
         return await self._backend.find_run(
@@ -346,10 +344,9 @@ class TurnRunner:
             await self._usage.add(active, used)
         if check.detail:
             log.info("turn %s: run ended %s (%s)", turn.id, check.state.value, check.detail)
-        await active.save(
-            status=TurnStatus.POSTING,
-            outcome=Outcome(check.state.value),
-            answer=await self._approvals.with_expiry_notes(turn.id, check.text) or None,
+        await active.mark_posting(
+            Outcome(check.state.value),
+            await self._approvals.with_expiry_notes(turn.id, check.text) or None,
             files_posted=check.produced_files == 0,
         )
 
@@ -371,10 +368,10 @@ class TurnRunner:
             )
             await self._approvals.set_message(row.id, ts)
         log.info("turn %s: %s (%s) waits for approval", turn.id, request.tool, request.server)
-        await active.save(status=TurnStatus.AWAITING_APPROVAL)
+        await active.mark_awaiting_approval()
         if await self._approvals.decided_for(turn.id) is not None:
             # Clicked before the turn was stored as waiting: the click could not move it on.
-            await active.save(status=TurnStatus.RESUMING)
+            await active.mark_resuming()
 
     async def _resume(self, active: ActiveTurn) -> None:
         """Carry the run on with the stored decision; the user gets a fresh deadline."""
@@ -382,9 +379,9 @@ class TurnRunner:
         row = await self._approvals.decided_for(turn.id)
         if row is None or turn.remote_run_id is None or conversation.remote_id is None:
             log.error("turn %s: resuming, but no decided tool call is stored", turn.id)
-            await active.save(status=TurnStatus.POSTING, outcome=Outcome.FAILED)
+            await active.mark_posting(Outcome.FAILED)
             return
-        await active.save(deadline_at=time.time() + self._settings.answer_deadline_s, attempts=1)
+        await active.new_deadline(time.time() + self._settings.answer_deadline_s)
         if row.decision == Decision.EXPIRED:
             log.info("turn %s: nobody answered the approval in time; denied", turn.id)
             await self._delivery.approval_expired(active, row, self._approvals.timeout_s)
@@ -403,11 +400,11 @@ class TurnRunner:
             )
         except AssistantUnavailable as exc:
             log.warning("turn %s: could not carry on after approval: %s", turn.id, exc)
-            await active.save(status=TurnStatus.POSTING, outcome=Outcome.UNAVAILABLE)
+            await active.mark_posting(Outcome.UNAVAILABLE)
             return
         except AssistantRejected as exc:
             log.error("turn %s: carrying on after approval refused: %s", turn.id, exc)
-            await active.save(status=TurnStatus.POSTING, outcome=Outcome.REJECTED)
+            await active.mark_posting(Outcome.REJECTED)
             return
         await self._approvals.mark_resumed(row.id)
         await self._running(active, next_run)

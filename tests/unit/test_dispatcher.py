@@ -15,9 +15,10 @@ import pytest
 from bot.dispatcher import Dispatcher
 from bot.settings import Settings
 from bot.store.db import create_engine, migrate
-from bot.store.repository import NewMessage, Store, TurnWork
+from bot.store.inbox import NewMessage
+from bot.store.repository import Store
+from bot.store.turns import TurnWork
 from bot.turns.retry import RetryPolicy
-from bot.turns.states import TurnStatus
 
 SETTINGS = Settings(
     slack_bot_token="xoxb-test",
@@ -51,8 +52,8 @@ class Engine:
         self.most_at_once = max(self.most_at_once, self.running)
         try:
             await self.work(turn)
-            await self.store.update_turn(
-                turn.turn.id, turn.lease, status=TurnStatus.DONE, finished_at=time.time()
+            await self.store.turns.mark_done(
+                turn.turn.id, turn.lease, chunks_posted=0, reply_ts=None
             )
             self.answered.append(turn.conversation.id)
         finally:
@@ -63,7 +64,7 @@ async def ask(store: Store, count: int) -> list[int]:
     conversations = []
     for n in range(count):
         message = NewMessage("T1", f"C{n}", f"{n}.000100", f"{n}.000100", "U1", "hi")
-        conversations.append((await store.record_message(message)).conversation_id)
+        conversations.append((await store.inbox.record_message(message)).conversation_id)
     return conversations
 
 
@@ -162,4 +163,4 @@ async def test_shutdown_lets_running_turns_finish_and_frees_their_leases(store: 
         take_turn=engine,
         retry=RetryPolicy(),
     )
-    assert await store.claim(conversation, owner=other.owner, lease_s=30) is not None
+    assert await store.leases.claim(conversation, owner=other.owner, lease_s=30) is not None
