@@ -9,13 +9,12 @@ which token, and how that token is kept fresh.
 
 from bot.installations.keys import TeamAuth, TeamKey
 from bot.installations.oauth_flow import authorize_url, build_oauth_flow
-from bot.installations.stores import InstallationStore, SignedStateStore
+from bot.installations.stores import SignedStateStore
 from bot.installations.uninstall import uninstalled
 from bot.installations.workspaces import WorkspaceAuthorize, Workspaces
 from bot.slack_tokens import NotInstalled
 
 __all__ = [
-    "InstallationStore",
     "NotInstalled",
     "SignedStateStore",
     "TeamAuth",

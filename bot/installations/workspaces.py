@@ -175,7 +175,7 @@ class Workspaces:
         return TeamKey(bot.team_id, bot.enterprise_id)
 
     async def authorize(
-        self, enterprise_id: str | None, team_id: str | None, context: Any = None
+        self, enterprise_id: str | None, team_id: str | None
     ) -> AuthorizeResult | None:
         """Bolt's `authorize` in OAuth mode: the installation for the event's workspace."""
         try:
