@@ -147,7 +147,8 @@ def assistant_api(raw: str | None, assistant_id: str | None) -> AssistantApi:
 def api_key(get: Get, api: AssistantApi) -> str:
     """OPENAI_API_KEY (or AZURE_OPENAI_API_KEY on Azure); only the chat backend can do
     without one, for a local server (Ollama, vLLM) that checks no key."""
-    key = get("OPENAI_API_KEY") or get("AZURE_OPENAI_API_KEY")
+    openai_key, azure_key = get("OPENAI_API_KEY"), get("AZURE_OPENAI_API_KEY")
+    key = openai_key or azure_key
     if key is not None:
         return key
     if api == "chat" or get("AZURE_OPENAI_ENDPOINT") is not None:
