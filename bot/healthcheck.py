@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 
-from bot.settings import SettingsError, _health_port, _int
+from bot.settings_values import SettingsError, env_port, health_port
 
 TIMEOUT_S = 5.0
 
@@ -21,8 +21,8 @@ TIMEOUT_S = 5.0
 def healthz_port(env: Mapping[str, str]) -> int | None:
     """Where `GET /healthz` is served, or None when the bot listens on no port at all."""
     if env.get("SLACK_APP_TOKEN", "").strip():
-        return _health_port(env)
-    return _int(env, "PORT", 3000, minimum=1, maximum=65535)
+        return health_port(env)
+    return env_port(env, "PORT", 3000)
 
 
 def check(env: Mapping[str, str]) -> str | None:

@@ -1,4 +1,4 @@
-"""Start-up checks, one line per problem, all before the bot says `ready` (issue 20).
+"""Start-up checks, one line per problem, all before the bot says `ready`.
 
 `check_openai` makes one cheap authenticated call to OpenAI (or the OpenAI-compatible server
 at OPENAI_BASE_URL, or Azure OpenAI) so that wrong settings stop the bot at start;

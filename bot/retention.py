@@ -36,12 +36,6 @@ def add_purge_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_purge_args(argv: list[str]) -> float:
-    parser = argparse.ArgumentParser(prog="python -m bot purge", description=__doc__)
-    add_purge_arguments(parser)
-    return float(parser.parse_args(argv).older_than_days)
-
-
 def _days(raw: str) -> float:
     try:
         value = float(raw)

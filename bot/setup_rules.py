@@ -1,4 +1,4 @@
-"""Pure rules for a first run (issue 20): which required settings are missing, whether a URL
+"""Pure rules for a first run: which required settings are missing, whether a URL
 has its scheme, what an Azure OpenAI configuration lacks, and where a base URL's `/v1` went.
 
 No I/O: `bot.settings` turns the problems found at settings time into `SettingsError`, and

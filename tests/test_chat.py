@@ -20,8 +20,9 @@ from bot.assistants.chat_history import SUMMARY_HEADING
 from bot.assistants.context import CUT_NOTE
 from bot.attachments import Image, image_data_url
 from bot.replies import OUTCOME_MESSAGES
-from bot.settings import NO_KEY, SettingsError, load_settings
+from bot.settings import SettingsError, load_settings
 from bot.settings import database_url as async_url
+from bot.settings_parse import NO_KEY
 from bot.store.chat_models import ChatMessage, ChatSummary
 from bot.store.db import create_engine, migrate
 from tests.conftest import BotFactory

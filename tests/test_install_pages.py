@@ -27,7 +27,7 @@ from bot.install_pages import (
     scope_reasons,
     storage_text,
 )
-from bot.settings import DEFAULT_SCOPES
+from bot.settings_parse import DEFAULT_SCOPES
 from tests.browser import BROWSER_MISSING, chromium_binary, headless_page
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack

@@ -135,7 +135,7 @@ def test_text_logs_put_the_fields_after_the_message() -> None:
 def test_json_logs_put_a_lines_fields_beside_its_message() -> None:
     import logging
 
-    from bot.installations import log as installations_log
+    from bot.installations.workspaces import log as installations_log
     from bot.logs import JsonFormatter
 
     captured: list[logging.LogRecord] = []

@@ -1,4 +1,4 @@
-"""Running the bot for a whole organization (issue 10).
+"""Running the bot for a whole organization: admins, channel settings, usage and budgets.
 
 Pure parts, tested as tables: `commands` (the `/assistant` parser), `prices` (cost of a turn),
 `budgets` (may this message be answered?), `report` (usage figures as text, CSV, JSON).

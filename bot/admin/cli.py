@@ -14,14 +14,6 @@ from bot.maintenance import CommandError
 from bot.store.schema import open_existing_database
 
 
-def parse_usage_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bot usage", description="Print the usage and estimated cost."
-    )
-    add_usage_arguments(parser)
-    return parser.parse_args(argv)
-
-
 def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=_date, help="first day, YYYY-MM-DD (UTC), inclusive")
     parser.add_argument("--until", type=_date, help="last day, YYYY-MM-DD (UTC), inclusive")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from sqlalchemy.exc import IntegrityError
 
 from bot.admin.home_view import REASON_CALLBACK, reason_modal, submitted_reason
@@ -23,7 +23,11 @@ FEEDBACK_GONE = (
 
 def register(app: AsyncApp, service: ConversationService) -> None:
     async def on_feedback(
-        ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any
+        ack: Any,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: Any,
+        context: AsyncBoltContext,
     ) -> None:
         await ack()
         turn_id, _, value = str(action.get("value", "")).partition(":")
@@ -40,8 +44,8 @@ def register(app: AsyncApp, service: ConversationService) -> None:
                 value=value,
                 channel_id=channel_id,
                 thread_ts=thread_ts,
-                team_id=_team(body),
-                enterprise_id=(body.get("enterprise") or {}).get("id"),
+                team_id=context.team_id,
+                enterprise_id=context.enterprise_id,
             )
         except IntegrityError:
             # The only reference a vote has is its answer (turn): retention purged it.
@@ -55,7 +59,9 @@ def register(app: AsyncApp, service: ConversationService) -> None:
                     trigger_id=body["trigger_id"], view=reason_modal(int(turn_id))
                 )
 
-    async def on_reason(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def on_reason(
+        ack: Any, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         await ack()
         found = submitted_reason(view)
         if found is None:
@@ -66,19 +72,13 @@ def register(app: AsyncApp, service: ConversationService) -> None:
             turn_id=turn_id,
             user_id=user_id,
             reason=reason,
-            team_id=_team(body) if service.scoped_by_team else None,
+            team_id=context.team_id if service.scoped_by_team else None,
         )
         log.info("feedback: turn %s got a 👎 reason", turn_id)
 
     for action_id in FEEDBACK_ACTION_ID.values():
         app.action(action_id)(on_feedback)
     app.view(REASON_CALLBACK)(on_reason)
-
-
-def _team(body: dict[str, Any]) -> str | None:
-    """The workspace the click came from (`team.id`; `user.team_id` as Slack also sends)."""
-    team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
-    return str(team) if team else None
 
 
 async def _tell_gone(client: Any, *, channel_id: str, user_id: str, ts: str) -> None:

@@ -13,6 +13,7 @@ from bot.admin.commands import Period
 from bot.admin.home_view import AdminHome, admin_view, user_view
 from bot.admin.report import GroupBy, aggregate
 from bot.admin.service import AdminService
+from bot.listeners.messages import team_of
 
 DAY_S = 86_400.0
 
@@ -40,7 +41,7 @@ def register(app: AsyncApp, admin: AdminService) -> None:
         if event.get("tab", "home") != "home":
             return
         user_id = str(event["user"])
-        team_id = str(body.get("team_id") or "")
+        team_id = team_of(body, event)
         if await admin.is_admin(client, user_id, team_id=team_id):
             view = admin_view(await build_admin_home(admin, team_id))
         else:

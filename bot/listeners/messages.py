@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.request.internals import extract_enterprise_id
+from slack_bolt.request.internals import extract_enterprise_id, extract_team_id
 
 from bot.attachments import slack_file_entries
 from bot.conversation import ConversationService
@@ -51,15 +51,12 @@ def team_of(body: dict[str, Any], event: dict[str, Any]) -> str:
     """The workspace the event was delivered to (the bot's own installation).
 
     Conversations are keyed by it, not by the writer's team: in a Slack Connect channel a
-    thread is one conversation whichever organisation each message comes from. Like Bolt,
-    prefer `authorizations[0].team_id`, which Slack sets to the receiving workspace.
+    thread is one conversation whichever organisation each message comes from. Bolt's
+    `extract_team_id` reads `authorizations[0].team_id`, which Slack sets to the receiving
+    workspace; an org-wide install's authorization names none, and then the envelope's
+    `team_id` does.
     """
-    authorizations = body.get("authorizations")
-    if isinstance(authorizations, list) and authorizations:
-        first = authorizations[0]
-        if isinstance(first, dict) and first.get("team_id"):
-            return str(first["team_id"])
-    return str(body.get("team_id") or event.get("team") or "")
+    return str(extract_team_id(body) or body.get("team_id") or event.get("team") or "")
 
 
 def user_team_of(body: dict[str, Any], event: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The tables of the admin part (issue 10): channel settings, their audit log, turn usage.
+"""The tables of the admin part: channel settings, their audit log, turn usage.
 
 On the same `Base` as `bot/store/models.py`, so one metadata knows every table.
 """

@@ -1,4 +1,4 @@
-"""Tool calls waiting for a person's Allow/Deny (issue 13).
+"""Tool calls waiting for a person's Allow/Deny.
 
 A row is written when a turn stops for approval, and keeps what the backend needs to carry
 on (`state`), so the wait survives restarts. The click stores the decision.

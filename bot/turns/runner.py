@@ -411,7 +411,7 @@ class TurnRunner:
 
     async def _wait_for_run(self, active: ActiveTurn, *, thread_id: str, run_id: str) -> RunCheck:
         turn = active.turn
-        # --- issue 12 (webhooks): OpenAI announces the run's end and `_wakeups` ends the wait
+        # With webhooks, OpenAI announces the run's end and `_wakeups` ends the wait
         # at once; polling continues only as a slow safety net (OPENAI_WEBHOOK_POLL_S). A run
         # this process has just started is not checked before the first wait: nothing is there
         # to see yet. A resumed turn checks at once (its webhook may have gone elsewhere).
@@ -426,7 +426,6 @@ class TurnRunner:
         )
         if webhooks and active.first_attempt:
             await self._wakeups.wait(run_id, min(net_s, turn.deadline_at - time.time()))
-        # --- end issue 12
         while True:
             try:
                 check = await self._backend.check_run(
@@ -452,7 +451,7 @@ class TurnRunner:
                 log.warning("turn %s: no answer within the deadline; cancelling the run", turn.id)
                 used = await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
                 return RunCheck(RunState.EXPIRED, detail="deadline", usage=used)
-            await self._wakeups.wait(run_id, min(next(intervals), remaining))  # issue 12
+            await self._wakeups.wait(run_id, min(next(intervals), remaining))
 
     async def _retrying(self, active: ActiveTurn, call: Callable[[bool], Awaitable[T]]) -> T:
         """Retry an unavailable assistant API with the shared backoff until the deadline; a

@@ -1,132 +1,37 @@
-"""Installations in many workspaces (OAuth mode): who the bot is in each workspace, with
-which token, and how that token is kept fresh.
-
-Installations live in the bot's own database, in the tables slack_sdk's SQLAlchemy
-installation store uses (created by migration 0006), so Bolt's OAuth flow stores them and
-this module reads them. A token is looked up by workspace, or by organisation for an
+"""A workspace's token (OAuth mode): looked up by workspace, or by organisation for an
 org-wide (Enterprise Grid) install, cached for a minute, and refreshed before it expires when
 token rotation is on (bot/slack_tokens.py): one process refreshes, and every other process
-(and every other task here) then reads the new token.
+(and every other task here) then reads the new token. An uninstall removes the installation
+and ends the workspace's work (bot/installations/uninstall.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
 
 import sqlalchemy as sa
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
-from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
-from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.oauth.installation_store.models.bot import Bot
-from slack_sdk.oauth.installation_store.sqlalchemy import (
-    AsyncSQLAlchemyInstallationStore,
-    SQLAlchemyInstallationStore,
-)
-from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
-from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
+from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.crypto import TokenCipher, with_encrypted_tokens
-from bot.oauth_pages import INSTALL_CALLBACKS, InstallPagesFlow
-from bot.oauth_states import MAX_OUTSTANDING_STATES, tidy_states
+from bot.crypto import TokenCipher
+from bot.installations.keys import TeamAuth, TeamKey
+from bot.installations.stores import InstallationStore
+from bot.installations.uninstall import delete_team_data, end_work
 from bot.slack_tokens import NotInstalled, Refresher, RefreshRefused
-from bot.store.models import Conversation, Feedback, InboxMessage, Turn
-from bot.turns.states import Outcome, TurnStatus
+from bot.store.models import Conversation
 
 log = logging.getLogger(__name__)
 
 CACHE_S = 60.0
 """How long a looked-up token is used without asking the database again (a token another
 process refreshed stays valid until it expires, hours later)."""
-STATE_EXPIRATION_S = 600
-
-
-@dataclass(frozen=True)
-class TeamKey:
-    """Which installation answers for a workspace: its own, or its organisation's."""
-
-    team_id: str
-    enterprise_id: str | None = None
-
-
-@dataclass(frozen=True)
-class TeamAuth:
-    """The bot in one workspace: the client carrying its token, and its own ids there."""
-
-    client: AsyncWebClient
-    bot_user_id: str
-    bot_id: str
-    enterprise_id: str | None
-    is_enterprise_install: bool
-
-    @property
-    def token(self) -> str:
-        return str(self.client.token)
-
-
-class InstallationStore(AsyncSQLAlchemyInstallationStore):
-    """slack_sdk's async SQLAlchemy store on the bot's engine; the tables come from the
-    bot's migrations, never from `create_tables`. A saved installation (a new install, or a
-    reinstall with a new token) replaces what this process had cached for the workspace."""
-
-    on_save: Callable[[TeamKey], None] | None = None
-
-    def __init__(self, *, cipher: TokenCipher, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # Every statement on these tables, the SDK's and the bot's, encrypts the tokens.
-        self.bots = with_encrypted_tokens(self.bots, cipher)
-        self.installations = with_encrypted_tokens(self.installations, cipher)
-
-    async def create_tables(self) -> None:  # pragma: no cover - the migrations do this
-        raise NotImplementedError("the tables are created by the bot's migrations")
-
-    async def async_save_bot(self, bot: Bot) -> None:
-        await super().async_save_bot(bot)
-        if self.on_save is not None:
-            self.on_save(TeamKey(bot.team_id or "", bot.enterprise_id))
-
-
-class SignedStateStore(AsyncOAuthStateStore):
-    """OAuth `state` values: random, stored to be consumed once (across processes), and
-    signed with SLACK_STATE_SECRET, so a forged or altered state is refused before the
-    database is asked."""
-
-    def __init__(
-        self, engine: AsyncEngine, *, secret: str, keep: int = MAX_OUTSTANDING_STATES
-    ) -> None:
-        self._stored = AsyncSQLAlchemyOAuthStateStore(
-            expiration_seconds=STATE_EXPIRATION_S, engine=engine, logger=log
-        )
-        self._secret = secret.encode()
-        self._engine = engine
-        self._keep = keep
-
-    @property
-    def logger(self) -> logging.Logger:
-        return log
-
-    def _sign(self, raw: str) -> str:
-        return hmac.new(self._secret, raw.encode(), hashlib.sha256).hexdigest()[:32]
-
-    async def async_issue(self, *args: Any, **kwargs: Any) -> str:
-        await tidy_states(self._engine, self._stored.oauth_states, keep=self._keep)
-        raw = await self._stored.async_issue()
-        return f"{raw}.{self._sign(raw)}"
-
-    async def async_consume(self, state: str) -> bool:
-        raw, _, signature = (state or "").rpartition(".")
-        if not raw or not hmac.compare_digest(signature.encode(), self._sign(raw).encode()):
-            return False
-        return await self._stored.async_consume(raw)
 
 
 class Workspaces:
@@ -270,7 +175,7 @@ class Workspaces:
         return TeamKey(bot.team_id, bot.enterprise_id)
 
     async def authorize(
-        self, enterprise_id: str | None, team_id: str | None, context: Any = None
+        self, enterprise_id: str | None, team_id: str | None
     ) -> AuthorizeResult | None:
         """Bolt's `authorize` in OAuth mode: the installation for the event's workspace."""
         try:
@@ -362,128 +267,3 @@ class WorkspaceAuthorize(AsyncAuthorize):
         actor_user_id: str | None = None,
     ) -> AuthorizeResult | None:
         return await self._workspaces.authorize(enterprise_id, team_id)
-
-
-def authorize_url(slack_api_url: str) -> str:
-    """Slack's consent page beside its Web API (https://slack.com/api/ →
-    https://slack.com/oauth/v2/authorize), so SLACK_API_URL moves both."""
-    return urljoin(slack_api_url, "../oauth/v2/authorize")
-
-
-def build_oauth_flow(
-    workspaces: Workspaces,
-    *,
-    client: AsyncWebClient,
-    slack_api_url: str,
-    scopes: tuple[str, ...],
-    state_secret: str,
-    client_secret: str,
-    redirect_uri: str | None,
-    delete_on_uninstall: bool = False,
-) -> AsyncOAuthFlow:
-    """`GET /slack/install` (the page with the Add to Slack button) and
-    `GET /slack/oauth_redirect` (Slack sends the installer back with a code, exchanged at
-    `oauth.v2.access` through `client`, so SLACK_API_URL is honoured)."""
-    settings = AsyncOAuthSettings(
-        client_id=workspaces.client_id,
-        client_secret=client_secret,
-        scopes=list(scopes),
-        user_scopes=[],
-        redirect_uri=redirect_uri,
-        authorization_url=authorize_url(slack_api_url),
-        installation_store=workspaces.store,
-        state_store=SignedStateStore(workspaces.engine, secret=state_secret),
-        state_expiration_seconds=STATE_EXPIRATION_S,
-        callback_options=INSTALL_CALLBACKS,
-        logger=log,
-    )
-    return InstallPagesFlow(
-        client=client, logger=log, settings=settings, delete_on_uninstall=delete_on_uninstall
-    )
-
-
-def _team_filter(key: TeamKey, spared: Any = None) -> Any:
-    """The conversations of the workspace, or of every workspace of the organisation when an
-    org-wide install is removed (but those of `spared`, its workspaces that installed the bot
-    on their own)."""
-    if key.team_id:
-        return Conversation.team_id == key.team_id
-    of_org = Conversation.enterprise_id == key.enterprise_id
-    if spared is None:
-        return of_org
-    return sa.and_(of_org, Conversation.team_id.not_in(spared))
-
-
-def uninstalled(*, team_id: str | None, enterprise_id: str | None, org_wide: bool) -> TeamKey:
-    """Which installation an `app_uninstalled` or `tokens_revoked` names: the organisation's
-    when the event says the install is org-wide or names no workspace of its own (no team,
-    or the organisation's `E…` id in its place), else the workspace's."""
-    team = team_id or ""
-    if not enterprise_id and team.startswith("E"):
-        return TeamKey("", team)
-    if enterprise_id and (org_wide or not team or team == enterprise_id):
-        return TeamKey("", enterprise_id)
-    return TeamKey(team, enterprise_id)
-
-
-async def end_work(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> None:
-    """Stop the workspace's work: open turns end without a reply, waiting messages are not
-    answered, and every lease is fenced off (its generation moves on), so a process working
-    on one of its conversations stops at its next step instead of posting."""
-    now = time.time()
-    ids = sa.select(Conversation.id).where(_team_filter(key, spared)).scalar_subquery()
-    async with engine.begin() as connection:
-        await connection.execute(
-            sa.update(Turn)
-            .where(Turn.conversation_id.in_(ids), Turn.status != "done")
-            .values(status=TurnStatus.DONE, outcome=Outcome.UNINSTALLED, finished_at=now)
-        )
-        await connection.execute(
-            sa.update(InboxMessage)
-            .where(InboxMessage.conversation_id.in_(ids), InboxMessage.turn_id.is_(None))
-            .values(refused=True)
-        )
-        await connection.execute(  # no turn of theirs runs again: their tokens are not needed
-            sa.update(InboxMessage)
-            .where(InboxMessage.conversation_id.in_(ids), InboxMessage.action_token.is_not(None))
-            .values(action_token=None)
-        )
-        await connection.execute(
-            sa.update(Conversation)
-            .where(_team_filter(key, spared))
-            .values(
-                needs_attention=False,
-                lease_owner=None,
-                lease_until=None,
-                lease_generation=Conversation.lease_generation + 1,
-            )
-        )
-
-
-async def delete_team_data(engine: AsyncEngine, key: TeamKey, *, spared: Any = None) -> None:
-    """Everything stored about the workspace: conversations, messages, answers, feedback,
-    usage, channel settings and their history, the chat backend's messages, approvals and DM
-    users; the conversations' OpenAI ids are kept in `remote_deletions` until deleted there
-    (bot/remote_deletions.py)."""
-    from bot.remote_deletions import forget_team_rows
-    from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
-
-    where = _team_filter(key, spared)
-    ids = sa.select(Conversation.id).where(where).scalar_subquery()
-    async with engine.begin() as connection:
-        teams = [key.team_id]
-        if not key.team_id:
-            found = await connection.scalars(
-                sa.select(Conversation.team_id).where(where).distinct()
-            )
-            teams = [str(team) for team in found]
-        await forget_team_rows(connection, conversations=ids, where=where, teams=teams)
-        turn_ids = sa.select(Turn.id).where(Turn.conversation_id.in_(ids))
-        await connection.execute(sa.delete(Feedback).where(Feedback.turn_id.in_(turn_ids)))
-        await connection.execute(
-            sa.delete(InboxMessage).where(InboxMessage.conversation_id.in_(ids))
-        )
-        await connection.execute(sa.delete(Turn).where(Turn.conversation_id.in_(ids)))
-        await connection.execute(sa.delete(Conversation).where(where))
-        for model in (TurnUsage, ChannelSetting, SettingsChange):
-            await connection.execute(sa.delete(model).where(model.team_id.in_(teams)))
