@@ -72,9 +72,10 @@ class TurnRunner:
         settings: Settings,
         retry: RetryPolicy,
         admin: AdminService,
-        wakeups: RunWakeups | None = None,
+        approvals: ApprovalStore,
+        wakeups: RunWakeups,
     ) -> None:
-        self._wakeups = wakeups or RunWakeups()  # issue 12: OpenAI webhooks wake waiting runs
+        self._wakeups = wakeups  # OpenAI's webhooks wake the runs waiting here
         self._admin = admin
         self._store = store
         self._backend = backend
@@ -82,7 +83,7 @@ class TurnRunner:
         self._prompts = prompts
         self._settings = settings
         self._retry = retry
-        self._approvals = ApprovalStore(store.engine, timeout_s=settings.approval_timeout_s)
+        self._approvals = approvals
         self.interrupting = False
         """Set when the process stops with turns in hand (bot.dispatcher.Dispatcher.shutdown)."""
         self._usage = UsageMeter(admin)
