@@ -151,10 +151,10 @@ class TurnRunner:
         if await self._over_budget(active, channel):
             return
         try:
-            prompt = await self._prompts.build(
-                active, tell=lambda text: self._delivery.tell(active, text)
-            )
-            if prompt is None:
+            prompt = await self._prompts.build(active)
+            if prompt.note is not None:
+                await self._delivery.tell(active, prompt.note)
+            if prompt.empty:
                 await active.save(status=TurnStatus.POSTING, outcome=Outcome.EMPTY)
                 return
             asker = Asker.of(conversation, [m.user_team_id for m in active.messages])
