@@ -205,7 +205,7 @@ def build_web_app(
 
         web_app.router.add_get(flow.install_path, install)
         web_app.router.add_get(flow.redirect_uri_path, oauth_redirect)
-    if settings.openai_webhook_secret:  # issue 12: POST /openai/webhook
+    if settings.openai_webhook_secret:  # POST /openai/webhook
         add_webhook_route(web_app, settings.openai_webhook_secret, engine, wakeups)
     return web_app
 

@@ -75,7 +75,7 @@ class _Lifecycle:
 
 
 def _stopped_early(life: _Lifecycle) -> str:
-    """The last line of a start or a stop cut short: true about what was left (issue 20)."""
+    """The last line of a start or a stop cut short: true about what was left."""
     if not life.ready.is_set():
         return "stopped during start-up; nothing had been taken in hand"
     if life.service is not None and life.service.in_hand:
@@ -86,7 +86,7 @@ def _stopped_early(life: _Lifecycle) -> str:
 async def _run(settings: Settings, life: _Lifecycle) -> None:
     check_ports(settings)
     await check_openai(settings)
-    if (unused := unused_secret(settings)) is not None:  # issue 12
+    if (unused := unused_secret(settings)) is not None:
         log.warning("OPENAI_WEBHOOK_SECRET is set but not used: %s; polling as usual", unused)
     async with running_bot(settings) as bot:
         life.service = bot.service
@@ -180,7 +180,7 @@ async def _http_server(web_app: web.Application, port: int, *, setting: str) -> 
 
 @asynccontextmanager
 async def _metrics_server(bot: Bot) -> AsyncIterator[None]:
-    """GET /metrics and /healthz on METRICS_PORT alone (issue 17: token, cost and error
+    """GET /metrics and /healthz on METRICS_PORT alone (token, cost and error
     figures are not for whoever reaches PORT); no METRICS_PORT, no metrics endpoint."""
     port = bot.settings.metrics_port
     if port is None:

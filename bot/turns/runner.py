@@ -91,9 +91,8 @@ class TurnRunner:
 
     async def take_turn(self, work: TurnWork) -> None:
         active = ActiveTurn(self._store, work)
-        conversation = work.conversation
         metrics.turn_began(work.turn.id, [m.received_at for m in work.messages])
-        logs.bind_turn(work.turn.id, conversation.team_id, conversation.channel_id)
+        logs.bind_turn(work.turn.id, work.conversation.team_id, work.conversation.channel_id)
         handed_over = False
         try:
             await self._advance(active)
