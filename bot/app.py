@@ -26,12 +26,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import metrics
+from bot.admin.service import AdminService
+from bot.assistants.base import AssistantBackend
 from bot.conversation import ConversationService
+from bot.health import healthz_route
 from bot.http_outcomes import HttpOutcome
 from bot.installations import WorkspaceAuthorize, Workspaces
 from bot.listeners import installs, register_listeners
 from bot.settings import Settings
-from bot.store.db import database_answers
 from bot.turns.wakeups import RunWakeups
 from bot.webhooks import WebhookReceiver
 
@@ -115,6 +117,8 @@ def build_bolt_app(
     settings: Settings,
     client: AsyncWebClient,
     service: ConversationService,
+    admin: AdminService,
+    backend: AssistantBackend,
     identity: AuthorizeResult | None = None,
     workspaces: Workspaces | None = None,
     oauth_flow: AsyncOAuthFlow | None = None,
@@ -148,9 +152,9 @@ def build_bolt_app(
         ignoring_self_events_enabled=True,
         url_verification_enabled=True,
     )
-    register_listeners(app, service, settings)
+    register_listeners(app, service, admin, settings)
     if workspaces is not None:
-        installs.register(app, workspaces, settings, backend=service.backend)
+        installs.register(app, workspaces, settings, backend=backend)
     return app
 
 
@@ -181,14 +185,9 @@ def build_web_app(
             return web.Response(status=200)
         return await to_aiohttp_response(bolt_response)
 
-    async def healthz(_: web.Request) -> web.Response:
-        if not await database_answers(engine):  # an outage is logged once, not per check
-            return web.json_response({"ok": False, "database": "unreachable"}, status=503)
-        return web.json_response({"ok": True, "database": "ok"})
-
     web_app = web.Application(client_max_size=MAX_EVENT_BYTES)
     web_app.router.add_post("/slack/events", slack_events)
-    web_app.router.add_get("/healthz", healthz)
+    web_app.add_routes([healthz_route(engine)])
     flow = bolt.oauth_flow
     if flow is not None:
 

@@ -1,5 +1,5 @@
-"""The conversation service: what the Slack listeners call, and the one place that wires
-intake, the dispatcher and the turn engine together.
+"""The conversation service: what the Slack listeners call, in front of intake, the
+dispatcher and the turn engine (which bot.bootstrap builds and hands to it).
 
     listener → intake (store, dedupe, wake) → dispatcher (leases) → turns (runner, prompt,
     delivery) → assistant backend / store → Slack
@@ -11,8 +11,6 @@ import asyncio
 import dataclasses
 import logging
 
-from bot.admin.service import AdminService
-from bot.assistants.base import AssistantBackend
 from bot.dispatcher import Dispatcher
 from bot.intake import Acceptance, Intake
 from bot.settings import Settings
@@ -27,11 +25,7 @@ from bot.tools.approvals import (
     as_request,
     decided_blocks,
 )
-from bot.turns.delivery import Delivery
-from bot.turns.prompt import PromptBuilder
-from bot.turns.retry import RetryPolicy
-from bot.turns.runner import HIDDEN_FROM_HISTORY, TurnRunner
-from bot.turns.wakeups import RunWakeups
+from bot.turns.runner import TurnRunner
 
 log = logging.getLogger(__name__)
 
@@ -39,48 +33,28 @@ FEEDBACK_THANKS = "Thanks for the feedback! It helps the people who run me impro
 
 
 class ConversationService:
+    """Built once, with its parts, by bot.bootstrap."""
+
     def __init__(
         self,
         *,
         store: Store,
-        backend: AssistantBackend,
         slack: SlackGateway,
+        intake: Intake,
+        dispatcher: Dispatcher,
+        runner: TurnRunner,
+        approvals: ApprovalStore,
         settings: Settings,
     ) -> None:
         self._store = store
         self._slack = slack
-        self.backend = backend
+        self._intake = intake
+        self._dispatcher = dispatcher
+        self._runner = runner
+        self._approvals = approvals
         # OAuth installs share one database: a vote must name an answer of its own workspace.
         self._by_team = settings.oauth
         self._agent_view = settings.agent_view
-        retry = RetryPolicy(base_s=settings.retry_base_s)
-        self.admin = AdminService(store.engine, settings)
-        self.wakeups = RunWakeups()
-        """Issue 12: OpenAI's webhooks (bot/webhooks.py) wake the turns waiting on runs."""
-        self._intake = Intake(store=store, slack=slack, settings=settings)
-        self._runner = TurnRunner(
-            store=store,
-            backend=backend,
-            delivery=Delivery(slack, streamed=settings.delivery == "stream"),
-            prompts=PromptBuilder(
-                slack=slack,
-                store=store,
-                backend_name=backend.name,
-                hidden_texts=HIDDEN_FROM_HISTORY,
-            ),
-            settings=settings,
-            retry=retry,
-            admin=self.admin,
-            wakeups=self.wakeups,
-        )
-        self._approvals = ApprovalStore(store.engine, timeout_s=settings.approval_timeout_s)
-        self._dispatcher = Dispatcher(
-            store=store,
-            settings=settings,
-            take_turn=self._runner.take_turn,
-            retry=retry,
-            sweep=self._approvals.sweep,
-        )
 
     # Called by the Slack listeners, inside the ack --------------------------------------
 

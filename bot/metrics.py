@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.assistants.base import Usage
-from bot.store.db import database_answers
+from bot.health import health_app
 from bot.store.models import Conversation
 
 REGISTRY = CollectorRegistry()
@@ -201,12 +201,4 @@ def route(engine: AsyncEngine) -> web.RouteDef:
 def metrics_app(engine: AsyncEngine) -> web.Application:
     """The site on METRICS_PORT (HTTP and Socket Mode alike): /metrics, and /healthz for a
     monitor that may reach only this port."""
-
-    async def healthz(_: web.Request) -> web.Response:
-        if await database_answers(engine):
-            return web.json_response({"ok": True, "database": "ok"})
-        return web.json_response({"ok": False, "database": "unreachable"}, status=503)
-
-    app = web.Application()
-    app.add_routes([route(engine), web.get("/healthz", healthz)])
-    return app
+    return health_app(engine, route(engine))

@@ -2,19 +2,27 @@
 
 `check_openai` makes one cheap authenticated call to OpenAI (or the OpenAI-compatible server
 at OPENAI_BASE_URL, or Azure OpenAI) so that wrong settings stop the bot at start;
-`check_ports` refuses a METRICS_PORT that the bot's own server already takes.
+`check_ports` refuses a METRICS_PORT that the bot's own server already takes;
+`check_slack_token`, `check_slack_url` and `open_socket_url` ask Slack once each.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
+import aiohttp
 import openai
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot import setup_rules
 from bot.assistants import make_client
 from bot.assistants.errors import connection_refused
 from bot.settings import Settings
+from bot.slack.client import SLACK_TIMEOUT_S
 
 log = logging.getLogger("bot")
 
@@ -39,6 +47,78 @@ def check_ports(settings: Settings) -> None:
             f"METRICS_PORT {metrics_port} is also {setting}: give metrics a port of their own "
             "(or unset METRICS_PORT for no metrics endpoint)"
         )
+
+
+async def check_slack_token(client: AsyncWebClient, settings: Settings) -> AuthorizeResult:
+    """Who the bot is (`auth.test`), which also proves the token works."""
+    response = await _ask_slack(
+        client.auth_test(),
+        settings,
+        token="SLACK_BOT_TOKEN",
+        hint="set it to the Bot User OAuth Token of your installed app",
+    )
+    return AuthorizeResult.from_auth_test_response(
+        bot_token=settings.slack_bot_token, auth_test_response=response
+    )
+
+
+async def check_slack_url(client: AsyncWebClient, settings: Settings) -> None:
+    """OAuth mode has no token to test: `api.test` proves SLACK_API_URL is Slack's API."""
+    await _ask_slack(
+        client.api_test(),
+        settings,
+        token="SLACK_API_URL",
+        hint="check the address of Slack's Web API",
+    )
+
+
+async def open_socket_url(client: AsyncWebClient, settings: Settings, app_token: str) -> str:
+    """`apps.connections.open` with the app token: a Socket Mode address, or one line why not."""
+    response = await _ask_slack(
+        client.apps_connections_open(app_token=app_token),
+        settings,
+        token="SLACK_APP_TOKEN",
+        hint="set it to an app-level token (xapp-…) with the connections:write scope, "
+        "from the app's Basic Information page, and turn Socket Mode on",
+    )
+    url = response.get("url")
+    if not isinstance(url, str) or not url:
+        raise StartupError(
+            f"SLACK_API_URL {settings.slack_api_url} gave no Socket Mode address "
+            "(apps.connections.open answered without a url)"
+        )
+    return url
+
+
+async def _ask_slack(
+    call: Awaitable[AsyncSlackResponse], settings: Settings, *, token: str, hint: str
+) -> AsyncSlackResponse:
+    """Slack's answer, or one line saying which setting to fix."""
+    try:
+        return await call
+    except (SlackApiError, ValueError, TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _slack_error(exc, settings, token=token, hint=hint) from None
+
+
+def _slack_error(exc: Exception, settings: Settings, *, token: str, hint: str) -> StartupError:
+    url = settings.slack_api_url
+    if isinstance(exc, SlackApiError):
+        data = exc.response.data if exc.response is not None else None
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(data, dict) and data.get("ok") is False and isinstance(error, str) and error:
+            return StartupError(f"Slack rejected {token} ({error}): {hint}")
+        status = exc.response.status_code if exc.response is not None else "?"
+        return StartupError(
+            f"SLACK_API_URL {url} does not look like Slack's Web API (HTTP {status})"
+        )
+    if isinstance(exc, ValueError):
+        return StartupError(
+            f"SLACK_API_URL {url} does not look like Slack's Web API (the answer is not JSON)"
+        )
+    detail = "connection refused" if connection_refused(exc) else type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        detail = f"no answer within {SLACK_TIMEOUT_S} s"
+    return StartupError(f"cannot reach Slack at SLACK_API_URL {url} ({detail})")
 
 
 async def check_openai(settings: Settings) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_web_app
-from bot.runtime import Bot, running_bot
+from bot.bootstrap import Bot, running_bot
 from bot.settings import load_settings
 from bot.store.models import Conversation, InboxMessage, Turn
 from bot.turns.delivery import THINKING_TEXT
@@ -323,7 +323,7 @@ class BotUnderTest(Conversations):
                     bolt=bot.bolt,
                     settings=settings,
                     engine=bot.engine,
-                    wakeups=bot.service.wakeups,
+                    wakeups=bot.wakeups,
                 )
             )
             await runner.setup()

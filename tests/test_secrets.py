@@ -19,12 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.home_view import REASON_ACTION, REASON_BLOCK
 from bot.assistants.base import ApprovalRequest
+from bot.bootstrap import running_bot
 from bot.crypto import TokenCipher
 from bot.escape import escape_mrkdwn
 from bot.installations import SignedStateStore
+from bot.preflight import StartupError
 from bot.redact import redact
 from bot.retention import purge
-from bot.runtime import StartupError, running_bot
 from bot.settings import SettingsError, load_settings
 from bot.settings import database_url as async_url
 from bot.store.db import create_engine, migrate

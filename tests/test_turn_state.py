@@ -46,7 +46,7 @@ async def mcp_server() -> AsyncIterator[FakeMcpServer]:
 def held(bot: BotUnderTest) -> dict[str, object]:
     """What the bot's backend still holds per turn (the maps it has, non-empty only)."""
     assert bot.bot is not None
-    backend = bot.bot.service._runner._backend
+    backend = bot.bot.backend
     return {name: getattr(backend, name) for name in PER_TURN_MAPS if getattr(backend, name, None)}
 
 

@@ -143,7 +143,7 @@ async def test_a_forged_or_malformed_webhook_is_refused_and_wakes_nothing(
         aiohttp.ClientSession() as http,
     ):
         assert bot.bot is not None
-        wakeups = bot.bot.service.wakeups
+        wakeups = bot.bot.wakeups
         url = webhook_url(bot)
         body = event_body("evt_1", "response.completed", "resp_forged")
         now = int(time.time())

@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from sqlalchemy.exc import IntegrityError
 
 from bot.admin.home_view import REASON_CALLBACK, reason_modal, submitted_reason
+from bot.admin.service import AdminService
 from bot.conversation import ConversationService
 from bot.replies import FEEDBACK_ACTION_ID
 from bot.slack.errors import best_effort
@@ -21,7 +22,7 @@ FEEDBACK_GONE = (
 )
 
 
-def register(app: AsyncApp, service: ConversationService) -> None:
+def register(app: AsyncApp, service: ConversationService, admin: AdminService) -> None:
     async def on_feedback(
         ack: Any,
         body: dict[str, Any],
@@ -68,7 +69,7 @@ def register(app: AsyncApp, service: ConversationService) -> None:
             return
         turn_id, reason = found
         user_id = str((body.get("user") or {}).get("id", ""))
-        await service.admin.store.set_feedback_reason(
+        await admin.store.set_feedback_reason(
             turn_id=turn_id,
             user_id=user_id,
             reason=reason,

@@ -8,7 +8,6 @@ module gathers what it needs from Slack and the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.attachments import (
@@ -40,6 +39,13 @@ PARTIAL_HISTORY_NOTE = (
 class Prompt:
     text: str
     images: tuple[Image, ...] = ()
+    note: str | None = None
+    """For the user, once: the files that could not be read."""
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to ask (an empty mention)."""
+        return not self.text.strip()
 
 
 class PromptBuilder:
@@ -56,11 +62,9 @@ class PromptBuilder:
         self._backend_name = backend_name
         self._hidden_texts = hidden_texts
 
-    async def build(
-        self, active: ActiveTurn, *, tell: Callable[[str], Awaitable[None]]
-    ) -> Prompt | None:
-        """The text, quoted text files, and images; None when there is nothing to ask (an
-        empty mention). Files that cannot be read are named to the user (`tell`), once."""
+    async def build(self, active: ActiveTurn) -> Prompt:
+        """The text, quoted text files, and images; on the first attempt, a note naming
+        the files that cannot be read."""
         turn, messages = active.turn, active.messages
         text = await self._turn_input(active)
         plan = plan_files([f for m in messages for f in parse_files(m.files)])
@@ -71,11 +75,10 @@ class PromptBuilder:
         for name, data in fetched.texts:
             text = f"{text}\n\n{quoted_text_file(name, data)}".strip()
         plan.refused.extend(fetched.refused)
-        if plan.refused and active.first_attempt:
-            await tell(refusal_note(plan.refused))
+        note = refusal_note(plan.refused) if plan.refused and active.first_attempt else None
         if not text and images:
             text = "(The user sent the attached image without a question.)"
-        return Prompt(text=text, images=tuple(images)) if text.strip() else None
+        return Prompt(text=text, images=tuple(images), note=note)
 
     async def _turn_input(self, active: ActiveTurn) -> str:
         conversation, messages = active.conversation, active.messages

@@ -74,9 +74,10 @@ class TurnRunner:
         settings: Settings,
         retry: RetryPolicy,
         admin: AdminService,
-        wakeups: RunWakeups | None = None,
+        approvals: ApprovalStore,
+        wakeups: RunWakeups,
     ) -> None:
-        self._wakeups = wakeups or RunWakeups()  # issue 12: OpenAI webhooks wake waiting runs
+        self._wakeups = wakeups  # OpenAI's webhooks wake the runs waiting here
         self._admin = admin
         self._store = store
         self._backend = backend
@@ -84,7 +85,7 @@ class TurnRunner:
         self._prompts = prompts
         self._settings = settings
         self._retry = retry
-        self._approvals = ApprovalStore(store.engine, timeout_s=settings.approval_timeout_s)
+        self._approvals = approvals
         self.interrupting = False
         """Set when the process stops with turns in hand (bot.dispatcher.Dispatcher.shutdown)."""
         self._usage = UsageMeter(admin)
@@ -92,9 +93,8 @@ class TurnRunner:
 
     async def take_turn(self, work: TurnWork) -> None:
         active = ActiveTurn(self._store, work)
-        conversation = work.conversation
         metrics.turn_began(work.turn.id, [m.received_at for m in work.messages])
-        logs.bind_turn(work.turn.id, conversation.team_id, conversation.channel_id)
+        logs.bind_turn(work.turn.id, work.conversation.team_id, work.conversation.channel_id)
         handed_over = False
         try:
             await self._advance(active)
@@ -152,10 +152,10 @@ class TurnRunner:
         if await self._over_budget(active, channel):
             return
         try:
-            prompt = await self._prompts.build(
-                active, tell=lambda text: self._delivery.tell(active, text)
-            )
-            if prompt is None:
+            prompt = await self._prompts.build(active)
+            if prompt.note is not None:
+                await self._delivery.tell(active, prompt.note)
+            if prompt.empty:
                 await active.mark_posting(Outcome.EMPTY)
                 return
             asker = Asker.of(conversation, [m.user_team_id for m in active.messages])
