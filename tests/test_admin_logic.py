@@ -15,11 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.admin.bounds import OperatorBounds
 from bot.admin.budgets import Limit, Scope, Spent, decide
+from bot.admin.channel_settings import ChannelSettings
 from bot.admin.commands import Action, Budget, BudgetUnit, Period, parse_command
 from bot.admin.policy import Asker
 from bot.admin.prices import PricesError, format_cost, load_price_table
 from bot.admin.report import Format, GroupBy, UsageRow, aggregate, counted, render
-from bot.admin.store import ChannelSettings
 from bot.assistants.base import NO_OPTIONS, TurnOptions, Usage, chosen
 from bot.settings import Settings
 from bot.tools.config import McpServer

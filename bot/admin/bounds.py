@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 from bot.admin.budgets import Limit, Scope
+from bot.admin.channel_settings import ChannelSettings
 from bot.admin.commands import Action, Budget, BudgetUnit, Command, Period, parse_command
 from bot.admin.policy import (
     AllowedModels,
@@ -21,7 +22,6 @@ from bot.admin.policy import (
     offered_servers,
 )
 from bot.admin.prices import PriceTable
-from bot.admin.store import ChannelSettings
 from bot.assistants.base import NO_OPTIONS, TurnOptions
 from bot.settings import Settings
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.admin.channel_settings import ChannelSettings
 from bot.admin.report import Totals
-from bot.admin.store import ChannelSettings, ErrorSummary, FeedbackSummary
+from bot.admin.store import ErrorSummary, FeedbackSummary
 from bot.escape import escape_mrkdwn
 
 REASON_ACTION = "feedback_reason"

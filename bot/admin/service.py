@@ -20,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.bounds import OperatorBounds, labels
 from bot.admin.budgets import Refusal, Scope, decide, period_start
+from bot.admin.channel_settings import ChannelSettings
 from bot.admin.commands import Action, Command, Period, help_text
 from bot.admin.policy import Asker
 from bot.admin.prices import PriceTable, format_cost, load_price_table
 from bot.admin.report import total
-from bot.admin.store import AdminStore, ChannelSettings
+from bot.admin.store import AdminStore
 from bot.assistants.base import TurnOptions, Usage
 from bot.escape import escape_mrkdwn
 from bot.settings import Settings

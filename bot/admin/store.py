@@ -17,7 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.budgets import Spent
-from bot.admin.commands import Budget, BudgetUnit, Period
+from bot.admin.channel_settings import ChannelSettings, settings_of
+from bot.admin.commands import Budget
 from bot.admin.report import UsageRow
 from bot.assistants.base import Usage
 from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
@@ -31,42 +32,6 @@ ERROR_OUTCOMES = (
     "unavailable",
     "rejected",
 )
-
-
-@dataclass(frozen=True)
-class ChannelSettings:
-    """A channel's own settings (None: the default applies)."""
-
-    team_id: str
-    channel_id: str
-    instructions: str | None = None
-    model: str | None = None
-    enabled: bool = True
-    budget: Budget | None = None
-    mcp_servers: tuple[str, ...] | None = None
-    """The tool servers (labels) used here; None: every configured one, () none."""
-
-    def value_of(self, name: str) -> str | None:
-        value: object = {
-            "instructions": self.instructions,
-            "model": self.model,
-            "enabled": "on" if self.enabled else "off",
-            "budget": self.budget.describe() if self.budget else None,
-            "mcp_servers": (
-                None if self.mcp_servers is None else ", ".join(self.mcp_servers) or "none"
-            ),
-        }[name]
-        return None if value is None else str(value)
-
-    @property
-    def is_default(self) -> bool:
-        return (
-            self.instructions is None
-            and self.model is None
-            and self.enabled
-            and self.budget is None
-            and self.mcp_servers is None
-        )
 
 
 @dataclass(frozen=True)
@@ -111,7 +76,7 @@ class AdminStore:
             ).first()
         if row is None:
             return ChannelSettings(team_id, channel_id)
-        return _settings_of(row._mapping)
+        return settings_of(row._mapping)
 
     async def all_channel_settings(self, team_id: str) -> list[ChannelSettings]:
         async with self.engine.connect() as connection:
@@ -120,7 +85,7 @@ class AdminStore:
                 .where(ChannelSetting.team_id == team_id)
                 .order_by(ChannelSetting.channel_id)
             )
-            found = [_settings_of(row._mapping) for row in rows]
+            found = [settings_of(row._mapping) for row in rows]
         return [settings for settings in found if not settings.is_default]
 
     async def change_settings(
@@ -147,7 +112,7 @@ class AdminStore:
                     .with_for_update()
                 )
             ).one()
-            before = _settings_of(row._mapping)
+            before = settings_of(row._mapping)
             columns: dict[str, Any] = {}
             for name, value in values.items():
                 if name == "budget":
@@ -167,7 +132,7 @@ class AdminStore:
             after_row = (
                 await connection.execute(select(ChannelSetting).where(ChannelSetting.id == row.id))
             ).one()
-            after = _settings_of(after_row._mapping)
+            after = settings_of(after_row._mapping)
             changes = [
                 Change(name, before.value_of(name), after.value_of(name))
                 for name in values
@@ -383,35 +348,3 @@ def _team_turns(team_id: str) -> Any:
         .join(Conversation, Conversation.id == Turn.conversation_id)
         .where(Conversation.team_id == team_id)
     )
-
-
-def _settings_of(row: Any) -> ChannelSettings:
-    budget = None
-    if row["budget_amount"] is not None and row["budget_unit"] and row["budget_period"]:
-        budget = Budget(
-            float(row["budget_amount"]),
-            BudgetUnit(row["budget_unit"]),
-            Period(row["budget_period"]),
-        )
-    return ChannelSettings(
-        team_id=row["team_id"],
-        channel_id=row["channel_id"],
-        instructions=row["instructions"],
-        model=row["model"],
-        enabled=bool(row["enabled"]),
-        budget=budget,
-        mcp_servers=_labels(row["mcp_servers"]),
-    )
-
-
-def _labels(stored: str | None) -> tuple[str, ...] | None:
-    """A stored JSON list of server labels (None: the default, every configured server)."""
-    if stored is None:
-        return None
-    try:
-        labels = json.loads(stored)
-    except ValueError:
-        return None
-    if not isinstance(labels, list):
-        return None
-    return tuple(str(label) for label in labels)

@@ -12,16 +12,14 @@ Each state has a cap on attempts: past it, the user is told and the thread moves
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from bot import logs, metrics
 from bot.admin.policy import Asker
 from bot.admin.service import AdminService
-from bot.admin.store import ChannelSettings
 from bot.assistants.base import (
     NO_OPTIONS,
     ApprovalRequest,
@@ -32,14 +30,10 @@ from bot.assistants.base import (
     RunState,
     StreamDelta,
     StreamStarted,
-    ToolContext,
     ToolProgress,
     TurnOptions,
     UsageReport,
-    is_unreachable,
 )
-from bot.attachments import Image
-from bot.polling import poll_intervals
 from bot.settings import Settings
 from bot.store.leases import LeaseLost
 from bot.store.repository import Store
@@ -50,7 +44,9 @@ from bot.turns.delivery import THINKING_TEXT, Delivery
 from bot.turns.ending import TurnEnding
 from bot.turns.prompt import Prompt, PromptBuilder
 from bot.turns.retry import RetryPolicy
+from bot.turns.run_watch import RunWatch, retrying
 from bot.turns.states import Outcome, TurnStatus
+from bot.turns.turn_limits import over_budget, with_tool_context
 from bot.turns.usage import UsageMeter
 from bot.turns.wakeups import RunWakeups
 
@@ -77,7 +73,6 @@ class TurnRunner:
         approvals: ApprovalStore,
         wakeups: RunWakeups,
     ) -> None:
-        self._wakeups = wakeups  # OpenAI's webhooks wake the runs waiting here
         self._admin = admin
         self._store = store
         self._backend = backend
@@ -90,6 +85,13 @@ class TurnRunner:
         """Set when the process stops with turns in hand (bot.dispatcher.Dispatcher.shutdown)."""
         self._usage = UsageMeter(admin)
         self._ending = TurnEnding(backend, self._usage)
+        self._watch = RunWatch(
+            backend=backend,
+            delivery=delivery,
+            settings=settings,
+            usage=self._usage,
+            wakeups=wakeups,
+        )
 
     async def take_turn(self, work: TurnWork) -> None:
         active = ActiveTurn(self._store, work)
@@ -126,7 +128,7 @@ class TurnRunner:
             messages = active.messages
             newest_ts = messages[-1].ts if messages else active.conversation.thread_ts
             await self._delivery.deliver(
-                active, after_ts=newest_ts, images=lambda: self._produced_files(active)
+                active, after_ts=newest_ts, images=lambda: self._watch.produced_files(active)
             )
 
     async def _enforce_attempt_caps(self, active: ActiveTurn) -> None:
@@ -149,7 +151,7 @@ class TurnRunner:
         await self._delivery.show_working(active)
         conversation = active.conversation
         channel = await self._admin.channel_settings(conversation.team_id, conversation.channel_id)
-        if await self._over_budget(active, channel):
+        if await over_budget(active, channel, self._admin):
             return
         try:
             prompt = await self._prompts.build(active)
@@ -161,7 +163,9 @@ class TurnRunner:
             asker = Asker.of(conversation, [m.user_team_id for m in active.messages])
             options = self._admin.turn_options(channel, asker)
             if not asker.external_teams:  # Slack Connect users get no workspace search
-                options = self._with_tool_context(active, options)
+                options = with_tool_context(
+                    active, options, inbox=self._store.inbox, search=self._settings.slack_search
+                )
             thread_id = await self._retrying(active, lambda _: self._ensure_thread(active))
             if self._settings.delivery == "stream":
                 await self._retrying(
@@ -188,38 +192,6 @@ class TurnRunner:
             await active.mark_posting(Outcome.REJECTED)
             return
         await self._running(active, run_id)
-
-    def _with_tool_context(self, active: ActiveTurn, options: TurnOptions) -> TurnOptions:
-        """Workspace search acts for the newest message, with the token Slack gave it."""
-        newest = active.messages[-1] if active.messages else None
-        token = None if newest is None else self._store.inbox.action_token(newest)
-        if not self._settings.slack_search or token is None:
-            return options
-        conversation = active.conversation
-        context = ToolContext(
-            token,
-            conversation.channel_id,
-            team_id=conversation.team_id,
-            enterprise_id=conversation.enterprise_id,
-        )
-        return dataclasses.replace(options, tool_context=context)
-
-    async def _over_budget(self, active: ActiveTurn, channel: ChannelSettings) -> bool:
-        """A reached budget ends the turn with its reply, before any call to the assistant."""
-        if not active.messages:
-            return False
-        conversation = active.conversation
-        refusal = await self._admin.refusal_for(
-            channel,
-            team_id=conversation.team_id,
-            channel_id=conversation.channel_id,
-            user_id=active.messages[0].user_id,
-        )
-        if refusal is None:
-            return False
-        log.info("turn %s: not asked, %s reached", active.turn.id, refusal.limit.source)
-        await active.mark_posting(Outcome.OVER_BUDGET, refusal.text())
-        return True
 
     async def _running(self, active: ActiveTurn, run_id: str) -> None:
         await active.mark_running(run_id, self._backend.name)
@@ -328,7 +300,7 @@ class TurnRunner:
     async def _finish_run(self, active: ActiveTurn) -> None:
         turn, conversation = active.turn, active.conversation
         assert turn.remote_run_id is not None and conversation.remote_id is not None
-        check = await self._wait_for_run(
+        check = await self._watch.until_finished(
             active, thread_id=conversation.remote_id, run_id=turn.remote_run_id
         )
         await self._record_outcome(active, thread_id=conversation.remote_id, check=check)
@@ -409,81 +381,8 @@ class TurnRunner:
         await self._approvals.mark_resumed(row.id)
         await self._running(active, next_run)
 
-    async def _wait_for_run(self, active: ActiveTurn, *, thread_id: str, run_id: str) -> RunCheck:
-        turn = active.turn
-        # With webhooks, OpenAI announces the run's end and `_wakeups` ends the wait
-        # at once; polling continues only as a slow safety net (OPENAI_WEBHOOK_POLL_S). A run
-        # this process has just started is not checked before the first wait: nothing is there
-        # to see yet. A resumed turn checks at once (its webhook may have gone elsewhere).
-        webhooks = self._settings.openai_webhooks
-        net_s = self._settings.webhook_poll_s
-        intervals = (
-            poll_intervals(initial_s=net_s, max_s=net_s)
-            if webhooks
-            else poll_intervals(
-                initial_s=self._settings.poll_initial_s, max_s=self._settings.poll_max_s
-            )
-        )
-        if webhooks and active.first_attempt:
-            await self._wakeups.wait(run_id, min(net_s, turn.deadline_at - time.time()))
-        while True:
-            try:
-                check = await self._backend.check_run(
-                    thread_id=thread_id,
-                    run_id=run_id,
-                    progress=lambda update: self._delivery.show_tool(active, update),
-                )
-            except AssistantUnavailable as exc:
-                log.warning("turn %s: checking the run failed (%s); still waiting", turn.id, exc)
-            except AssistantRejected as exc:
-                log.error("turn %s: the run cannot be read: %s", turn.id, exc)
-                return RunCheck(RunState.FAILED, detail=str(exc))
-            else:
-                if check.continued_as is not None:
-                    await self._usage.add(active, check.usage)
-                    run_id = check.continued_as
-                    await self._running(active, run_id)
-                    continue
-                if check.state.finished:
-                    return check
-            remaining = turn.deadline_at - time.time()
-            if remaining <= 0:
-                log.warning("turn %s: no answer within the deadline; cancelling the run", turn.id)
-                used = await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
-                return RunCheck(RunState.EXPIRED, detail="deadline", usage=used)
-            await self._wakeups.wait(run_id, min(next(intervals), remaining))
-
     async def _retrying(self, active: ActiveTurn, call: Callable[[bool], Awaitable[T]]) -> T:
-        """Retry an unavailable assistant API with the shared backoff until the deadline; a
-        refused connection (nothing listens there) is explained at once instead.
-
-        `call` learns whether it is a retry: a request that failed on our side may still have
-        succeeded at OpenAI, so a retried run start looks for that run first.
-        """
-        attempt = 0
-        while True:
-            try:
-                return await call(attempt > 0)
-            except AssistantUnavailable as exc:
-                attempt += 1
-                delay = self._retry.delay(attempt)
-                if is_unreachable(exc) or time.time() + delay >= active.turn.deadline_at:
-                    raise
-                await asyncio.sleep(delay)
-
-    # posting → done -----------------------------------------------------------------------
-
-    async def _produced_files(self, active: ActiveTurn) -> Sequence[Image]:
-        turn, conversation = active.turn, active.conversation
-        if not turn.remote_run_id or conversation.remote_id is None:
-            return []
-        try:
-            return await self._backend.produced_files(
-                thread_id=conversation.remote_id, run_id=turn.remote_run_id
-            )
-        except (AssistantUnavailable, AssistantRejected) as exc:
-            log.warning("turn %s: the assistant's files could not be read: %s", turn.id, exc)
-            return []
+        return await retrying(call, policy=self._retry, deadline_at=active.turn.deadline_at)
 
 
 HIDDEN_FROM_HISTORY = frozenset({THINKING_TEXT})
