@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import metrics
+from bot.admin.report import counted
 from bot.settings import Settings
 from bot.slack_tokens import TokenUnavailable
 from bot.store.db import database_health
@@ -159,10 +160,7 @@ class Dispatcher:
         active = list(self._active.values())
         pending: list[asyncio.Task[None]] = []
         if active:
-            log.info(
-                "finishing %s, press Ctrl-C again to stop now",
-                "1 answer" if len(active) == 1 else f"{len(active)} answers",
-            )
+            log.info("finishing %s, press Ctrl-C again to stop now", counted(len(active), "answer"))
             pending = await self._finish_within_grace(active, stop_now)
             if pending:
                 interrupt()

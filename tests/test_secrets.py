@@ -51,6 +51,7 @@ from tests.harness import (
     is_finished,
 )
 from tests.test_process import one_line, run_bot_expecting_failure
+from tests.test_tools import servers_on
 
 
 @contextlib.asynccontextmanager
@@ -497,10 +498,7 @@ async def debug_log_of(
             if oauth:
                 await install(site, "T0001")
                 slack.token_lifetime_s = 43_200
-                # Tool servers are off in OAuth mode until a workspace admin turns them on.
-                slack.add_user("UADMIN", display_name="Ada", is_admin=True)
-                status, _ = await site.command("tools all", user="UADMIN")
-                assert status == 200
+                await servers_on(site, SlackMode.OAUTH)
             openai.tool_requests = [tool]
             full = f"<@{slack.bot_user_id}> where is order A-17?"
             message = slack.add_message("C0001", user="UALICE", text=full)

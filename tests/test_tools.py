@@ -27,7 +27,7 @@ from tests.fakes.events import mention
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
-from tests.harness import RUN_STARTS, BotUnderTest, SlackMode, bot_env
+from tests.harness import RUN_STARTS, BotUnderTest, Conversations, SlackMode, bot_env
 from tests.test_surfaces import ask_in_pane, pane_thread, start_pane
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "OPENAI_API_KEY": "k"}
@@ -134,7 +134,7 @@ all_backends = pytest.mark.parametrize(
 )
 
 
-async def servers_on(bot: BotUnderTest, slack_mode: SlackMode) -> None:
+async def servers_on(bot: Conversations, slack_mode: SlackMode) -> None:
     """In OAuth mode (and org-wide) tool servers are off until a workspace admin turns them
     on in the channel (tests/test_spend_and_tools.py)."""
     if slack_mode.oauth:
