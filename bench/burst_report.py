@@ -164,9 +164,9 @@ def burst_lines(bursts: Sequence[BurstResult], options: Options) -> list[str]:
 # --------------------------------------------------------------------------- plot
 
 
-def plot_ack_rates(acks: Sequence[AckResult], bursts: Sequence[BurstResult], path: Path) -> None:
+def plot_ack_rates(acks: Sequence[AckResult], path: Path) -> bool:
     """Ack latency p50 and p99 against event rate, a line per database and process count
-    (responses·poll, no webhooks); the bursts' probe acks at the burst's answer rate."""
+    (responses·poll, no webhooks); False (nothing written) when no ack phase ran."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,10 +183,14 @@ def plot_ack_rates(acks: Sequence[AckResult], bursts: Sequence[BurstResult], pat
             f"{config.processes} processes" if config.processes > 1 else "1 process"
         )
         series.setdefault(name, []).append(result)
+    if not series:
+        return False
     figure, axis = plt.subplots(figsize=(9, 5.5))
+    rates_seen: set[int] = set()
     for index, (name, results) in enumerate(sorted(series.items())):
         ordered = sorted(results, key=lambda r: r.rate)
         rates = [r.rate for r in ordered]
+        rates_seen.update(rates)
         color = f"C{index}"
         axis.plot(
             rates,
@@ -203,18 +207,10 @@ def plot_ack_rates(acks: Sequence[AckResult], bursts: Sequence[BurstResult], pat
             color=color,
             label=f"{name}: p50",
         )
-    for burst in bursts:
-        if burst.probe_acks and burst.bot == THIS_CHECKOUT:
-            axis.scatter(
-                [burst.burst_per_s],
-                [percentile(burst.probe_acks, 99) * 1000],
-                marker="x",
-                label=f"burst {burst.size}, {burst.config.processes} process(es): "
-                "probe p99 at the burst's answers/s",
-            )
     axis.axhline(ACK_GOAL_P99_S * 1000, color="red", linestyle="--", linewidth=1)
     axis.axhline(ACK_THROUGHOUT_GOAL_S * 1000, color="orange", linestyle="--", linewidth=1)
     axis.set_xscale("log")
+    axis.set_xticks(sorted(rates_seen), [str(rate) for rate in sorted(rates_seen)])
     axis.set_yscale("log")
     axis.set_xlabel("events/s (new conversations, open loop)")
     axis.set_ylabel("ack latency, ms (log)")
@@ -223,3 +219,4 @@ def plot_ack_rates(acks: Sequence[AckResult], bursts: Sequence[BurstResult], pat
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+    return True

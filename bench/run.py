@@ -1,7 +1,8 @@
 """Benchmark: the real bot process (`python -m bot`, HTTP mode) against in-process fakes.
 
-    python -m bench.run [--quick] [--everything] [--out bench/results]
+    python -m bench.run [--quick] [--everything] [--out bench/results] [--against REF]
     python -m bench.run --workload peer [--profile]      # issue 12's workload alone, ~2 min
+    python -m bench.run --workload burst [--against REF] # issue 19's burst alone, ~6 min
 
 The fake Slack Web API and fake OpenAI API (tests/fakes) run in this process on asyncio; the
 bot runs as a subprocess exactly as a user starts it, configured by environment variables
@@ -24,6 +25,23 @@ Measurements (see bench/phases.py for the exact definitions):
    one after another then 30 at once, the bot beside a minimal baseline bot: CPU per answer,
    idle CPU, peak RSS, burst wall time, event → answer, calls per answer. `--workload peer`
    runs it alone (bench/results/peer.md); `--profile` adds pyinstrument profiles of the bot.
+7. Burst and scale-out (bench/burst.py, issue 19): one PostgreSQL database shared by one and
+   then two bot processes (each its own PORT and METRICS_PORT, events round-robin over them):
+   the steady rate (a closed loop of 40 askers, fast model), then 1,000 new conversations at
+   once (quick: 100) with a probe asking 4/s until the last answer: every conversation answered
+   exactly once (bot messages per thread in the fake Slack), burst answers/s and its ratio to
+   the steady rate (≥ 0.8), acks of the burst and of the probes ("throughout", p99 ≤ 100 ms),
+   CPU per answer summed over the processes (two ÷ one ≤ 1.1), and from each process's
+   /metrics: answers per process, lease claims by outcome (claimed / held elsewhere / lock
+   timeout), claims slower than 10 ms and leases lost. `--workload burst` runs it alone
+   (bench/results/burst.md). The two-process configuration also gets the ack phases of a full
+   run, for bench/results/ack-rates.png: ack p50/p99 against event rate for SQLite and
+   PostgreSQL, one and two processes.
+
+`--against REF` (bench/against.py) unpacks `git archive REF bot` into a temporary directory and
+runs that bot beside this checkout's in the same run, for the burst (interleaved: one process
+here, there; two processes here, there) and the peer workload, and reports this ÷ that as
+ratios, so a regression shows as a ratio on the same machine at the same load.
 
 Which configuration gets which measurement is decided by `build_plan` (printed in the report):
 the full matrix at the spec'd durations takes over 10 minutes on 2 cores, mostly because the
@@ -542,10 +560,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     report_path, chart_path, rates_path = result_paths(options)
     report_path.write_text(text + "\n", encoding="utf-8")
+    written = [report_path]
     if results.acks or results.answers:
         plot(results, chart_path)
-    plot_ack_rates(results.acks, results.bursts, rates_path)
-    progress(f"wrote {report_path}, {chart_path} and {rates_path}")
+        written.append(chart_path)
+    if plot_ack_rates(results.acks, rates_path):
+        written.append(rates_path)
+    progress(f"wrote {', '.join(map(str, written))}")
     if results.peer is not None and not options.quick:
         write_peer(results.peer, options, runtime, results.source_digests)
     return 1 if results.failures else 0
