@@ -318,15 +318,20 @@ class Rig:
             questions.append(question)
         return questions
 
-    async def send(self, question: Question, http: aiohttp.ClientSession | None = None) -> None:
+    async def send(
+        self,
+        question: Question,
+        http: aiohttp.ClientSession | None = None,
+        give_up: aiohttp.ClientTimeout | None = None,
+    ) -> None:
         """POST one event to the next bot process; records when the POST started and when
-        its response was read."""
+        its response was read (status -1: no response, or none within `give_up`)."""
         target = self.bots[self._sent % len(self.bots)]
         self._sent += 1
         question.sent_at = time.monotonic()
         try:
             async with (http or self.http).post(
-                target.events_url, data=question.body, headers=question.headers
+                target.events_url, data=question.body, headers=question.headers, timeout=give_up
             ) as response:
                 await response.read()
                 question.status = response.status
