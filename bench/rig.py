@@ -446,12 +446,17 @@ class Noise:
 
 
 def log_summary(log: str, limit: int = 4) -> list[str]:
-    """The bot's most frequent WARNING/ERROR log lines (numbers masked), with counts."""
+    """The bot's most frequent WARNING/ERROR log lines (numbers masked), with counts; a
+    traceback by the exception it ends with."""
     counts: Counter[str] = Counter()
+    in_traceback = False
     for line in log.splitlines():
         match = re.search(r" (WARNING|ERROR|CRITICAL) (.*)", line)
         if match:
             counts[re.sub(r"\d+", "N", f"{match.group(1)} {match.group(2)}")[:160]] += 1
         elif line.startswith("Traceback"):
-            counts["Traceback"] += 1
+            in_traceback = True
+        elif in_traceback and line and not line[0].isspace():
+            in_traceback = False
+            counts[re.sub(r"\d+", "N", f"Traceback: {line}")[:160]] += 1
     return [f"{count}× {text}" for text, count in counts.most_common(limit)]
