@@ -28,7 +28,7 @@ Measurements (see bench/phases.py for the exact definitions):
 7. Burst and scale-out (bench/burst.py, issue 19): one PostgreSQL database shared by one and
    then two bot processes (each its own PORT and METRICS_PORT, events round-robin over them):
    the steady rate (a closed loop of 40 askers, fast model), then 1,000 new conversations at
-   once (quick: 100) with a probe asking 1/s until the last answer: every conversation answered
+   once (quick: 60) with a probe asking 1/s until the last answer: every conversation answered
    exactly once (bot messages per thread in the fake Slack; events are redelivered as Slack
    does when not acked with 200 within 3 s), burst answers/s and its ratio to
    the steady rate (≥ 0.8), acks of the burst and of the probes ("throughout", p99 ≤ 100 ms),
@@ -144,9 +144,9 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         default="all",
         help="peer: the peer workload alone; classic: everything but it; burst: the burst alone",
     )
-    add("--burst", type=int, help="burst: conversations at once (1000; quick 100)")
+    add("--burst", type=int, help="burst: conversations at once (1000; quick 60)")
     add("--burst-processes", default="1,2", help="burst: bot processes on one PostgreSQL")
-    add("--steady-s", type=float, help="burst: seconds of the steady-rate reference (15; quick 5)")
+    add("--steady-s", type=float, help="burst: seconds of the steady-rate reference (15; quick 4)")
     add("--steady-concurrency", type=int, default=40, help="burst: askers in the steady loop")
     add("--probe-rate", type=float, default=1.0, help="burst: probe events/s during the burst")
     add("--against", metavar="REF", help="also run the burst (and peer) on the bot at git REF")
@@ -183,9 +183,9 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             webhook_delay_s=args.webhook_delay_ms / 1000,
         ),
         workload=args.workload,
-        burst=args.burst or (100 if quick else 1000),
+        burst=args.burst or (60 if quick else 1000),
         burst_processes=_ints(args.burst_processes),
-        steady_s=args.steady_s or (5.0 if quick else 15.0),
+        steady_s=args.steady_s or (4.0 if quick else 15.0),
         steady_concurrency=args.steady_concurrency,
         probe_rate=args.probe_rate,
         against=args.against,
