@@ -21,6 +21,7 @@ from bot.bootstrap import _conversation_service
 from bot.conversation import ConversationService
 from bot.settings import Settings
 from bot.store.inbox import NewMessage
+from bot.store.leases import Lease
 from bot.store.models import Turn
 from bot.store.repository import Store
 from bot.store.tool_models import ToolApproval
@@ -85,13 +86,21 @@ class Bench:
         return (await self.store.inbox.record_message(message)).conversation_id
 
     async def take_turn(self, process: Process, conversation_id: int) -> TurnWork:
-        """What the dispatcher does for one turn: lease the conversation (a dead process's
-        lease is freed first, as at start-up) and run its next turn."""
+        """What the dispatcher does for one turn: lease the conversation and run its next
+        turn."""
+        return await self.run_turn(process, await self.take_over(process, conversation_id))
+
+    async def take_over(self, process: Process, conversation_id: int) -> Lease:
+        """`process` leases the conversation. Whoever held it before is dead or was paused
+        past its lease: its lease is freed first (on SQLite, as at start-up)."""
         await self.store.leases.release_dead_leases(owner=process.owner)
         lease = await self.store.leases.claim(
             conversation_id, owner=process.owner, lease_s=self.settings.lease_s
         )
         assert lease is not None, "the conversation is leased by another process"
+        return lease
+
+    async def run_turn(self, process: Process, lease: Lease) -> TurnWork:
         work = await self.store.turns.next_turn(lease, deadline_s=self.settings.answer_deadline_s)
         assert work is not None, "no turn to take"
         await process.runner.take_turn(work)
