@@ -1,11 +1,14 @@
 """A real store on SQLite in memory, with the bot's schema.
 
-The engine is the bot's SQLite engine (`bot.store.db.create_engine`: one pooled connection,
-its pragmas) on a named in-memory database, which lives while that connection is open.
+The engine is set up as the bot's SQLite engine (`bot.store.db.create_engine`: one pooled
+connection, its pragmas) on a named in-memory database. That database lives while a
+connection to it is open, so the fixture holds one of its own: a turn cancelled mid-query
+(a process "dying") makes the pool drop its connection without losing the data.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 
@@ -20,8 +23,10 @@ from bot.store.repository import Store
 
 @pytest.fixture
 async def store() -> AsyncIterator[Store]:
+    name = f"file:unit-{uuid.uuid4().hex}?mode=memory&cache=shared"
+    keeper = sqlite3.connect(name, uri=True)
     engine = create_async_engine(
-        f"sqlite+aiosqlite:///file:unit-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true",
+        f"sqlite+aiosqlite:///{name}&uri=true",
         poolclass=AsyncAdaptedQueuePool,
         pool_size=1,
         max_overflow=0,
@@ -33,3 +38,4 @@ async def store() -> AsyncIterator[Store]:
     await migrate(engine)
     yield Store(engine)
     await engine.dispose()
+    keeper.close()
