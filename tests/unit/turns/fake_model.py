@@ -6,6 +6,7 @@ last step repeats once the script is used up:
 
     FakeModel([Say("Hello")])                        answers "Hello"
     FakeModel([Say("Hello", slow=True)])             runs until `release()` is called
+    FakeModel([Say("Hello", die_once_started=True)]) the bot dies once the run is started
     FakeModel([Fail(Failure.UNAVAILABLE), Say("x")]) the first attempt fails, the retry answers
     FakeModel([UseTools((ToolUse("lookup", needs_approval=True),), then="got {outputs}")])
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from bot.assistants.base import (
@@ -54,6 +55,7 @@ from bot.assistants.tool_calls import (
 )
 from bot.attachments import Image
 from bot.tools.mcp_client import Catalog, McpTools, ToolOutcome, ToolSpec
+from tests.unit.turns.crash import ProcessDied
 
 TOOL_SERVER = "fake"
 
@@ -72,6 +74,8 @@ class Say:
     text: str
     pieces: tuple[str, ...] = ()
     slow: bool = False
+    die_once_started: bool = False
+    """The bot's process dies as soon as the run exists, before it learns the run's id."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,9 @@ class FakeModel:
         run = _Run(f"run-{next(self._ids)}", turn_key, step)
         self._runs[run.id] = run
         self.asked.append(text)
+        if isinstance(step, Say) and step.die_once_started:
+            self._script[0] = replace(step, die_once_started=False)
+            raise ProcessDied(run.id)
         return run
 
     async def _play(self, run: _Run, *, streamed: bool) -> AsyncIterator[StreamEvent]:

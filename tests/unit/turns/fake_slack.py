@@ -18,13 +18,10 @@ from bot.installations import TeamKey
 from bot.slack.files import FetchedFiles
 from bot.slack.gateway import Place, SlackGateway
 from bot.slack.threads import ThreadRead
+from tests.unit.turns.crash import ProcessDied
 
 BOT_USER = "UBOT"
 ANY_TEAM = TeamKey("")
-
-
-class ProcessDied(BaseException):
-    """The process stopped right after a Slack call took effect (nothing after it ran)."""
 
 
 @dataclass

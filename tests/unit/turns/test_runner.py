@@ -12,8 +12,8 @@ from bot.replies import OUTCOME_MESSAGES, SECTION_LIMIT, answer_chunks
 from bot.store.repository import Store
 from bot.turns.delivery import THINKING_TEXT
 from tests.unit.turns.bench import SETTINGS, Bench, until
+from tests.unit.turns.crash import ProcessDied
 from tests.unit.turns.fake_model import Fail, Failure, FakeModel, Say
-from tests.unit.turns.fake_slack import ProcessDied
 
 STREAMED = replace(SETTINGS, delivery="stream")
 
@@ -129,6 +129,22 @@ async def test_a_turn_that_died_while_running_resumes_its_stored_run(
     [message] = bench.messages()
     assert message.text == "Worth the wait." and not message.streaming
     assert model.runs_started == 1, "no second run"
+
+
+@pytest.mark.parametrize("delivery_mode", ["poll", "stream"])
+async def test_a_run_started_just_before_the_process_died_is_found_not_started_again(
+    store: Store, delivery_mode: str
+) -> None:
+    model = FakeModel([Say("Found it.", die_once_started=True)])
+    bench = Bench(store, model, settings=replace(SETTINGS, delivery=delivery_mode))
+    conversation = await bench.ask("once, please")
+    with pytest.raises(ProcessDied):
+        await bench.take_turn(bench.start_process(), conversation)
+    assert await bench.stored_status(conversation) == "queued", "the run's id was never stored"
+
+    await bench.take_turn(bench.start_process(), conversation)
+    assert bench.thread() == ["Found it."]
+    assert model.runs_started == 1
 
 
 async def _status_is(bench: Bench, conversation: int, status: str) -> bool:
