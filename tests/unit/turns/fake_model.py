@@ -150,6 +150,8 @@ class FakeModel:
         """(tool, allowed) for each run carried on after an approval."""
         self.cancelled: list[str] = []
         self.forgotten: list[str] = []
+        self.open_runs: set[str] = set()
+        self.most_open_at_once = 0
 
     def release(self) -> None:
         """Slow runs finish."""
@@ -247,6 +249,8 @@ class FakeModel:
         run = _Run(f"run-{next(self._ids)}", turn_key, step)
         self._runs[run.id] = run
         self.asked.append(text)
+        self.open_runs.add(run.id)
+        self.most_open_at_once = max(self.most_open_at_once, len(self.open_runs))
         if isinstance(step, Say) and step.die_once_started:
             self._script[0] = replace(step, die_once_started=False)
             raise ProcessDied(run.id)
@@ -254,15 +258,18 @@ class FakeModel:
 
     async def _play(self, run: _Run, *, streamed: bool) -> AsyncIterator[StreamEvent]:
         """What the run shows from where it is: words, tool calls, its end."""
+        async for event in self._events(run, streamed=streamed):
+            if isinstance(event, RunCheck) and event.state.finished:
+                self.open_runs.discard(run.id)
+            yield event
+
+    def _events(self, run: _Run, *, streamed: bool) -> AsyncIterator[StreamEvent]:
         step = run.step
-        if run.cancelled:
-            yield RunCheck(RunState.CANCELLED)
-        elif isinstance(step, Say):
-            async for event in self._say(step, streamed=streamed):
-                yield event
-        elif isinstance(step, UseTools):
-            async for event in self._use_tools(run, step):
-                yield event
+        if run.cancelled or isinstance(step, Fail):
+            return _cancelled()
+        if isinstance(step, Say):
+            return self._say(step, streamed=streamed)
+        return self._use_tools(run, step)
 
     async def _say(self, step: Say, *, streamed: bool) -> AsyncIterator[StreamEvent]:
         if not streamed:
@@ -296,6 +303,10 @@ class FakeModel:
                 _remember(run.tools, event)
         outputs = " | ".join(run.tools.known_outputs[call.id] for call in calls)
         yield RunCheck(RunState.COMPLETED, step.then.format(outputs=outputs))
+
+
+async def _cancelled() -> AsyncIterator[StreamEvent]:
+    yield RunCheck(RunState.CANCELLED)
 
 
 def _remember(tools: TurnTools, result: CallResult) -> None:
