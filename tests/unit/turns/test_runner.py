@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from bot.replies import OUTCOME_MESSAGES, SECTION_LIMIT, answer_chunks
+from bot.settings_parse import DeliveryMode
 from bot.store.repository import Store
 from bot.turns.delivery import THINKING_TEXT
 from tests.unit.turns.bench import SETTINGS, Bench, until
@@ -112,7 +113,7 @@ async def test_a_stream_started_by_a_process_that_died_is_adopted(store: Store) 
 
 @pytest.mark.parametrize("delivery_mode", ["poll", "stream"])
 async def test_a_turn_that_died_while_running_resumes_its_stored_run(
-    store: Store, delivery_mode: str
+    store: Store, delivery_mode: DeliveryMode
 ) -> None:
     model = FakeModel([Say("Worth the wait.", slow=True)])
     bench = Bench(store, model, settings=replace(SETTINGS, delivery=delivery_mode))
@@ -133,7 +134,7 @@ async def test_a_turn_that_died_while_running_resumes_its_stored_run(
 
 @pytest.mark.parametrize("delivery_mode", ["poll", "stream"])
 async def test_a_run_started_just_before_the_process_died_is_found_not_started_again(
-    store: Store, delivery_mode: str
+    store: Store, delivery_mode: DeliveryMode
 ) -> None:
     model = FakeModel([Say("Found it.", die_once_started=True)])
     bench = Bench(store, model, settings=replace(SETTINGS, delivery=delivery_mode))
@@ -166,7 +167,7 @@ FAILURES = [
 )
 @pytest.mark.parametrize("delivery_mode", ["poll", "stream"])
 async def test_an_assistant_that_fails_is_explained_once(
-    store: Store, failure: Failure, told: str, retried: bool, delivery_mode: str
+    store: Store, failure: Failure, told: str, retried: bool, delivery_mode: DeliveryMode
 ) -> None:
     model = FakeModel([Fail(failure)])
     settings = replace(SETTINGS, delivery=delivery_mode, answer_deadline_s=0.3)
@@ -187,7 +188,7 @@ async def test_an_assistant_that_recovers_within_the_retries_answers(store: Stor
 
 @pytest.mark.parametrize("delivery_mode", ["poll", "stream"])
 async def test_past_the_deadline_the_run_is_cancelled_and_the_user_told(
-    store: Store, delivery_mode: str
+    store: Store, delivery_mode: DeliveryMode
 ) -> None:
     model = FakeModel([Say("Too late.", pieces=("", "Too late."), slow=True)])
     settings = replace(SETTINGS, delivery=delivery_mode, answer_deadline_s=0.3)

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from bot.assistants.tool_calls import TOOL_LIMIT_TEXT
+from bot.settings_parse import DeliveryMode
 from bot.store.repository import Store
 from bot.tools.approvals import ALLOW_ACTION, ApprovalStore, Click
 from bot.tools.mcp_client import DENIED_TEXT
@@ -38,7 +39,7 @@ async def _pause(bench: Bench) -> int:
 
 @pytest.mark.parametrize("delivery_mode", ["poll", "stream"])
 async def test_a_call_that_needs_approval_pauses_the_turn_with_a_card(
-    store: Store, delivery_mode: str
+    store: Store, delivery_mode: DeliveryMode
 ) -> None:
     model = FakeModel([LOOKUP])
     bench = Bench(store, model, settings=replace(SETTINGS, delivery=delivery_mode))
@@ -66,7 +67,7 @@ DECISIONS = [
 @pytest.mark.parametrize(("allowed", "given_back", "card"), DECISIONS, ids=["allow", "deny"])
 @pytest.mark.parametrize("delivery_mode", ["poll", "stream"])
 async def test_the_decision_carries_the_turn_on_after_a_restart(
-    store: Store, allowed: bool, given_back: str, card: str, delivery_mode: str
+    store: Store, allowed: bool, given_back: str, card: str, delivery_mode: DeliveryMode
 ) -> None:
     model = FakeModel([LOOKUP])
     bench = Bench(store, model, settings=replace(SETTINGS, delivery=delivery_mode))

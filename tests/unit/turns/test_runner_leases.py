@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from bot.settings_parse import DeliveryMode
 from bot.store.leases import LeaseLost
 from bot.store.repository import Store
 from bot.turns.delivery import THINKING_TEXT
@@ -24,7 +25,7 @@ async def _running(bench: Bench, conversation: int) -> bool:
     [("poll", [THINKING_TEXT]), ("stream", [])],
 )
 async def test_a_process_that_lost_the_lease_mid_turn_posts_nothing_more(
-    store: Store, delivery_mode: str, left_by_the_first: list[str]
+    store: Store, delivery_mode: DeliveryMode, left_by_the_first: list[str]
 ) -> None:
     """Polled, the first process's placeholder stays (the new holder answers in it);
     streamed, the stream it opened after losing the lease is removed."""
