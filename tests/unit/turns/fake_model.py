@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bot.assistants.base import (
@@ -75,7 +75,8 @@ class Say:
     pieces: tuple[str, ...] = ()
     slow: bool = False
     die_once_started: bool = False
-    """The bot's process dies as soon as the run exists, before it learns the run's id."""
+    """The bot's process dies as soon as the run exists, before it learns the run's id
+    (once per model: the run is then found by the next attempt)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class FakeModel:
         self._runs: dict[str, _Run] = {}
         self._ids = itertools.count(1)
         self._released = asyncio.Event()
+        self._died = False
         self.attempts = 0
         """Attempts at starting a run, failed ones included."""
         self.asked: list[str] = []
@@ -251,8 +253,8 @@ class FakeModel:
         self.asked.append(text)
         self.open_runs.add(run.id)
         self.most_open_at_once = max(self.most_open_at_once, len(self.open_runs))
-        if isinstance(step, Say) and step.die_once_started:
-            self._script[0] = replace(step, die_once_started=False)
+        if isinstance(step, Say) and step.die_once_started and not self._died:
+            self._died = True
             raise ProcessDied(run.id)
         return run
 
