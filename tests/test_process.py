@@ -21,6 +21,7 @@ from bot.settings import database_url as async_database_url
 from bot.store.db import create_engine
 from bot.store.models import Conversation, Turn
 from bot.turns.delivery import INTERRUPTED_NOTE
+from tests.conftest import ON_SQLITE
 from tests.fakes.events import event_envelope, mention
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
@@ -269,6 +270,7 @@ async def test_kill_9_between_ack_and_run_loses_nothing(
             ]
 
 
+@ON_SQLITE  # the work is finished in the process; no lease changes hands
 async def test_sigterm_finishes_short_work_and_exits(
     slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
 ) -> None:
@@ -319,6 +321,7 @@ async def test_sigterm_leaves_long_work_for_the_next_start(
             restarted.stop()
 
 
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)  # Slack's side only
 async def test_socket_mode_end_to_end(
     slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object, assistant_api: str
 ) -> None:
@@ -350,6 +353,9 @@ async def test_socket_mode_end_to_end(
         process.stop()
 
 
+# Dedup and one run a thread at a time are the store's leases, whatever the backend; on
+# threads a second run on a thread would be refused by OpenAI itself.
+@pytest.mark.parametrize("assistant_api", ["threads"], indirect=True)
 async def test_two_processes_on_one_postgres_answer_each_message_once(
     slack: FakeSlack, openai_fake: FakeOpenAI, postgres_url: str, assistant_api: str
 ) -> None:
@@ -489,6 +495,7 @@ async def test_kill_9_before_the_first_run_mid_thread_still_sends_the_earlier_me
     assert any("Bob: Our deploy failed with error E42" in text for text in shown)
 
 
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)  # posting only
 async def test_kill_9_while_posting_a_long_answer_posts_each_part_once(
     slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object, assistant_api: str
 ) -> None:
