@@ -335,7 +335,7 @@ def _unwanted(params: dict[str, object], module: str) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Streamed delivery runs the conversation suite on SQLite only, and OAuth mode one
-    database and one backend.
+    database and one backend; the slow tests go first.
 
     The database plays no part in how a reply is delivered, and intake, retention and backend
     settings do not depend on the delivery mode; the full matrix would double the suite's
@@ -353,7 +353,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    # The tests that start real processes take longest: handed out first, they do not leave
+    # one worker busy at the end while the others have nothing left to run.
+    items[:] = sorted(kept, key=lambda item: item.get_closest_marker("slow") is None)
 
 
 ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -298,6 +298,9 @@ async def wait_for_log(process: BotProcess, text: str, timeout: float = 30.0) ->
         await asyncio.sleep(0.05)
 
 
+# The second Ctrl-C is the process's and the delivery's; how each backend resumes a
+# half-streamed answer is test_process.py's kill -9 mid-stream, on every backend.
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
 async def test_second_ctrl_c_ends_the_live_answer_and_the_next_start_replaces_it(
     slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: Path, assistant_api: str
 ) -> None:
