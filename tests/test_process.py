@@ -126,17 +126,18 @@ async def test_rejected_token_and_unreachable_database_are_one_line(
         database_url=f"sqlite:///{tmp_path}/b.db",
         assistant_api="responses",
     )
-    bad_token = await asyncio.to_thread(
-        run_bot_expecting_failure, {**env, "SLACK_BOT_TOKEN": "xoxb-wrong"}
+    bad_token, no_db = await asyncio.gather(  # two separate starts, side by side
+        asyncio.to_thread(run_bot_expecting_failure, {**env, "SLACK_BOT_TOKEN": "xoxb-wrong"}),
+        asyncio.to_thread(
+            run_bot_expecting_failure,
+            {**env, "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"},
+        ),
     )
     assert bad_token.returncode == 1
     assert bad_token.stderr.strip().splitlines() == [
         "bot: Slack rejected SLACK_BOT_TOKEN (invalid_auth): "
         "set it to the Bot User OAuth Token of your installed app"
     ]
-    no_db = await asyncio.to_thread(
-        run_bot_expecting_failure, {**env, "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"}
-    )
     assert no_db.returncode == 1
     lines = no_db.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
