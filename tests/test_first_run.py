@@ -18,7 +18,12 @@ import pytest
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.harness import ROOT, BotProcess, Conversations, bot_env, free_port, nothing_left
-from tests.test_process import one_line, run_bot_expecting_failure, start_process
+from tests.test_process import (
+    one_line,
+    refused_settings,
+    run_bot_expecting_failure,
+    start_process,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +58,13 @@ AZURE = "https://r.openai.azure.com"
         ),
     ],
 )
-def test_settings_mistakes_stop_the_bot_with_one_line(env: dict[str, str], expected: str) -> None:
-    result = run_bot_expecting_failure(env)
+def test_settings_mistakes_stop_the_bot_with_one_line(
+    env: dict[str, str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = refused_settings(env, monkeypatch, capsys)
     assert result.returncode == 2
     assert one_line(result).startswith(expected)
 

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
+from bot.__main__ import main
 from bot.settings import database_url as async_database_url
 from bot.store.db import create_engine
 from bot.store.models import Conversation, Turn
@@ -49,6 +50,34 @@ def run_bot_expecting_failure(env: dict[str, str]) -> subprocess.CompletedProces
         capture_output=True,
         text=True,
         timeout=30,
+    )
+
+
+def refused_settings(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot`'s entry point (`bot.__main__.main`) run in this process, for settings
+    it refuses before anything starts: the exit code and what it printed, as
+    `run_bot_expecting_failure` gives them for a real process. A table of settings mistakes
+    then costs no interpreter start each; that a real process prints the one line and exits
+    with code 2 is `test_a_settings_mistake_stops_the_real_process_with_one_line`."""
+    for name in list(os.environ):
+        if name.startswith(("SLACK_", "OPENAI_", "ASSISTANT_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir("/tmp")  # as run_bot_expecting_failure: no .env of this checkout
+    capsys.readouterr()
+    code = main([])
+    printed = capsys.readouterr()
+    return subprocess.CompletedProcess(["python", "-m", "bot"], code, printed.out, printed.err)
+
+
+def test_a_settings_mistake_stops_the_real_process_with_one_line() -> None:
+    result = run_bot_expecting_failure({"SLACK_BOT_TOKEN": "xoxb-1"})
+    assert result.returncode == 2
+    assert one_line(result).startswith(
+        "bot: missing settings: SLACK_SIGNING_SECRET, OPENAI_API_KEY"
     )
 
 
@@ -108,9 +137,12 @@ def run_bot_expecting_failure(env: dict[str, str]) -> subprocess.CompletedProces
     ],
 )
 def test_wrong_settings_stop_the_bot_with_one_clear_line(
-    env: dict[str, str], expected: str
+    env: dict[str, str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    result = run_bot_expecting_failure(env)
+    result = refused_settings(env, monkeypatch, capsys)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -223,6 +255,13 @@ async def test_healthz_answers(
         process.stop()
 
 
+# The restarted process takes the turn over through the store (both databases); what it does
+# with the run it finds is the backend's (every backend, on SQLite).
+@pytest.mark.parametrize(
+    ("database_url", "assistant_api"),
+    [("sqlite", "threads"), ("sqlite", "responses"), ("sqlite", "chat"), ("postgres", "threads")],
+    indirect=True,
+)
 async def test_kill_9_during_a_run_answers_once_after_restart(
     slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str, assistant_api: str
 ) -> None:
