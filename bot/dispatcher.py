@@ -241,6 +241,7 @@ class Dispatcher:
                 self._failures.pop(conversation_id, None)
         except (asyncio.CancelledError, LeaseLost) as exc:
             if not self.stopping:
+                metrics.lease_lost()
                 log.warning(
                     "conversation %s: lease lost (%s), another process continues",
                     conversation_id,

@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BindParameter, and_, bindparam, exists, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from bot import metrics
 from bot.store.database import Database
 from bot.store.models import Conversation, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, TurnStatus
 
 CLAIM_LOCK_WAIT = "500ms"
+
+
+class ClaimOutcome(StrEnum):
+    """How an attempt to lease a conversation ended (counted in `bot_lease_claims`)."""
+
+    CLAIMED = "claimed"
+    HELD_ELSEWHERE = "held_elsewhere"
+    """Another process holds a live lease (or just took it): two processes wanted the work."""
+    LOCK_TIMEOUT = "lock_timeout"
+    """The row stayed locked for `CLAIM_LOCK_WAIT`: the lease may have been free to take."""
 
 
 class LeaseLost(Exception):
@@ -150,7 +162,10 @@ class Leases:
         except DBAPIError as exc:
             if "lock timeout" not in str(exc.orig).lower():
                 raise
+            metrics.lease_claim(ClaimOutcome.LOCK_TIMEOUT, time.monotonic() - started)
             return None
+        claimed = ClaimOutcome.HELD_ELSEWHERE if generation is None else ClaimOutcome.CLAIMED
+        metrics.lease_claim(claimed, time.monotonic() - started)
         if generation is None:
             return None
         return Lease(conversation_id, owner, int(generation), lease_s, started + lease_s)
