@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import uuid
@@ -335,7 +336,7 @@ def _unwanted(params: dict[str, object], module: str) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Streamed delivery runs the conversation suite on SQLite only, and OAuth mode one
-    database and one backend; the slow tests go first.
+    database and one backend; the slow tests are spread over the first half.
 
     The database plays no part in how a reply is delivered, and intake, retention and backend
     settings do not depend on the delivery mode; the full matrix would double the suite's
@@ -353,9 +354,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-    # The tests that start real processes take longest: handed out first, they do not leave
-    # one worker busy at the end while the others have nothing left to run.
-    items[:] = sorted(kept, key=lambda item: item.get_closest_marker("slow") is None)
+    items[:] = _slow_spread_over_the_first_half(kept)
+
+
+def _slow_spread_over_the_first_half(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The tests that start real processes take longest and use the most CPU. Spread over the
+    first half of the run, they leave no worker busy at the end while the others have nothing
+    left, and they do not all start processes at once (a process starved of CPU misses the
+    time limits some of them check)."""
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    fast = iter([item for item in items if item.get_closest_marker("slow") is None])
+    between = (len(items) - len(slow)) // max(1, 2 * len(slow))
+    ordered: list[pytest.Item] = []
+    for item in slow:
+        ordered.append(item)
+        ordered.extend(itertools.islice(fast, between))
+    ordered.extend(fast)
+    return ordered
 
 
 ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
