@@ -144,6 +144,9 @@ def build_bolt_app(
     if not any(isinstance(f, _TokenNoticeFilter) for f in bolt_logger.filters):
         bolt_logger.addFilter(_TokenNoticeFilter())
     app = AsyncApp(
+        # The name Bolt would derive itself by reading the source of every frame on the
+        # stack (inspect.stack()), which costs each start up to tens of milliseconds.
+        name="app.py",
         client=client,
         authorize=authorize,
         oauth_flow=oauth_flow,

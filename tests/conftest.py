@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
 import pytest
 
@@ -58,34 +61,180 @@ def require_postgres() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A brand-new PostgreSQL database for one test, dropped afterwards."""
-    require_postgres()
+def _postgres_admin(*statements: str) -> list[list[tuple[object, ...]]]:
+    """Run statements on the admin database (one connection), returning each one's rows."""
     import asyncio
 
     import asyncpg
 
-    name = f"bot_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
+    async def run() -> list[list[tuple[object, ...]]]:
         connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
         try:
-            await connection.execute(sql)
+            return [[tuple(row) for row in await connection.fetch(sql)] for sql in statements]
         finally:
             await connection.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return asyncio.run(run())
+
+
+def _postgres_database_url(name: str) -> str:
+    return f"{POSTGRES_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A brand-new, empty PostgreSQL database for one test, dropped afterwards."""
+    require_postgres()
+    name = f"bot_test_{uuid.uuid4().hex[:12]}"
+    _postgres_admin(f'CREATE DATABASE "{name}"')
+    yield _postgres_database_url(name)
+    _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_SCHEMA_FINGERPRINT = """
+SELECT md5(string_agg(line, ';' ORDER BY line)) FROM (
+    SELECT concat_ws(',', table_name, column_name, data_type, is_nullable, column_default) AS line
+    FROM information_schema.columns WHERE table_schema = 'public'
+    UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'
+    UNION ALL SELECT 'revision ' || version_num FROM alembic_version
+) AS schema
+"""
+
+
+class _MigratedPostgres:
+    """This worker's PostgreSQL databases at the schema head, each used by one test at a time.
+
+    Creating a database and migrating it costs about a second of the server's and Alembic's
+    time; a test that starts on a migrated database instead gets one that an earlier test
+    used, emptied (every table but alembic_version truncated, identities restarted) after
+    that test's connections were ended. A database whose schema a test changed (a revision
+    set, a table altered) is dropped rather than reused. Tests of the migrations themselves
+    ask for an empty database (`empty_database`)."""
+
+    def __init__(self) -> None:
+        self.free: list[str] = []
+        self.all: list[str] = []
+        self.fingerprint: str | None = None
+
+    def take(self) -> str:
+        if self.free:
+            return self.free.pop()
+        name = f"bot_test_{uuid.uuid4().hex[:12]}"
+        _postgres_admin(f'CREATE DATABASE "{name}"')
+        self.all.append(name)
+        import asyncio
+
+        from bot.settings import database_url as async_url
+        from bot.store.db import create_engine, migrate
+
+        async def prepare() -> str:
+            engine = create_engine(async_url(_postgres_database_url(name)), pool_size=1)
+            try:
+                await migrate(engine)
+                async with engine.connect() as connection:
+                    return str((await connection.exec_driver_sql(_SCHEMA_FINGERPRINT)).scalar())
+            finally:
+                await engine.dispose()
+
+        fingerprint = asyncio.run(prepare())
+        if self.fingerprint is None:
+            self.fingerprint = fingerprint
+        return name
+
+    def give_back(self, name: str) -> None:
+        import asyncio
+
+        import asyncpg
+
+        async def empty() -> bool:
+            admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+            try:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    name,
+                )
+            finally:
+                await admin.close()
+            connection = await asyncpg.connect(_postgres_database_url(name))
+            try:
+                if await connection.fetchval(_SCHEMA_FINGERPRINT) != self.fingerprint:
+                    return False
+                tables = await connection.fetch(
+                    "SELECT quote_ident(tablename) FROM pg_tables "
+                    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
+                listed = ", ".join(str(row[0]) for row in tables)
+                await connection.execute(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
+                return True
+            finally:
+                await connection.close()
+
+        if asyncio.run(empty()):
+            self.free.append(name)
+        else:
+            self.drop(name)
+
+    def drop(self, name: str) -> None:
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.all.remove(name)
+
+    def drop_all(self) -> None:
+        for name in list(self.all):
+            self.drop(name)
+
+
+@pytest.fixture(scope="session")
+def _migrated_postgres() -> Iterator[_MigratedPostgres]:
+    databases = _MigratedPostgres()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the schema head, which each test starts from a copy of."""
+    import asyncio
+
+    from bot.settings import database_url as async_url
+    from bot.store.db import create_engine, migrate
+
+    path = tmp_path_factory.mktemp("migrated") / "bot.db"
+
+    async def prepare() -> None:
+        engine = create_engine(async_url(f"sqlite:///{path}"))
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    return path
+
+
+EMPTY_DATABASE = "empty_database"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of the test's own, already at the schema head (migrating an empty database
+    at every start is what tests/test_upgrades.py, test_maintenance.py and test_schema.py
+    show), or empty for tests marked `empty_database`."""
+    empty = request.node.get_closest_marker(EMPTY_DATABASE) is not None
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/bot.db"
-    return str(request.getfixturevalue("postgres_url"))
+        if not empty:
+            shutil.copyfile(request.getfixturevalue("_migrated_sqlite"), tmp_path / "bot.db")
+        yield f"sqlite:///{tmp_path}/bot.db"
+    elif empty:
+        yield str(request.getfixturevalue("postgres_url"))
+    else:
+        require_postgres()
+        databases: _MigratedPostgres = request.getfixturevalue("_migrated_postgres")
+        name = databases.take()
+        try:
+            yield _postgres_database_url(name)
+        finally:
+            databases.give_back(name)
 
 
 @pytest.fixture
@@ -138,6 +287,11 @@ run on both databases."""
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
+        f"{EMPTY_DATABASE}: the `database_url` fixture gives an empty database, not one at the "
+        "schema head",
+    )
+    config.addinivalue_line(
+        "markers",
         f"{BOTH_SLACK_MODES}: run with the bot in single-token mode, in OAuth mode "
         "(installed through its install pages first) and installed org-wide (Enterprise Grid)",
     )
@@ -182,7 +336,7 @@ def _unwanted(params: dict[str, object], module: str) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Streamed delivery runs the conversation suite on SQLite only, and OAuth mode one
-    database and one backend.
+    database and one backend; the slow tests are spread over the first half.
 
     The database plays no part in how a reply is delivered, and intake, retention and backend
     settings do not depend on the delivery mode; the full matrix would double the suite's
@@ -200,7 +354,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    items[:] = _slow_spread_over_the_first_half(kept)
+
+
+def _slow_spread_over_the_first_half(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The tests that start real processes take longest and use the most CPU. Spread over the
+    first half of the run, they leave no worker busy at the end while the others have nothing
+    left, and they do not all start processes at once (a process starved of CPU misses the
+    time limits some of them check)."""
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    fast = iter([item for item in items if item.get_closest_marker("slow") is None])
+    between = (len(items) - len(slow)) // max(1, 2 * len(slow))
+    ordered: list[pytest.Item] = []
+    for item in slow:
+        ordered.append(item)
+        ordered.extend(itertools.islice(fast, between))
+    ordered.extend(fast)
+    return ordered
+
+
+ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""For a behaviour the database plays no part in (the same ORM statements on both): SQLite
+only. Leases, exactly-once intake, takeovers, concurrency and migrations keep both."""
+ON_ONE_BACKEND = pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+"""For a behaviour decided before or after the assistant backend plays its part (rendering,
+splitting, intake, Slack's side): one backend."""
+POLLED = pytest.mark.parametrize("delivery", ["poll"], indirect=True)
+"""For a behaviour decided before the answer is delivered: the polled delivery only."""
 
 
 BotFactory = Callable[..., AbstractAsyncContextManager[BotUnderTest]]

@@ -258,10 +258,12 @@ async def play(
     return threads
 
 
-async def demo(backend: str, delivery: str) -> Demo:
-    """Play the scenes against the real bot on `backend`; the threads as Slack shows them."""
-    # Answers take 2.4 s to write, in six pieces: long enough to see them streamed.
-    slack, openai, tools = FakeSlack(), FakeOpenAI(run_s=2.4), FakeMcpServer()
+async def demo(backend: str, delivery: str, *, model_s: float = 2.4) -> Demo:
+    """Play the scenes against the real bot on `backend`; the threads as Slack shows them.
+
+    Answers take `model_s` to write, in six pieces: 2.4 s is long enough for a person to see
+    them streamed; tests that only read the transcript pass less."""
+    slack, openai, tools = FakeSlack(), FakeOpenAI(run_s=model_s), FakeMcpServer()
     openai.stream_chunks = 6
     await slack.start()
     await openai.start()

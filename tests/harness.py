@@ -368,24 +368,24 @@ class BotUnderTest(Conversations):
 async def wait_until_idle(engine: AsyncEngine, timeout: float = 30.0) -> None:
     """Until the database says nothing is left: every stored message answered (or refused),
     every turn done (or waiting for a person's approval), no conversation waiting for work."""
+    counts = select(  # one statement: the bot shares SQLite's one connection with it
+        select(func.count())
+        .select_from(InboxMessage)
+        .where(InboxMessage.turn_id.is_(None), InboxMessage.refused.is_(False))
+        .scalar_subquery(),
+        select(func.count())
+        .select_from(Turn)
+        .where(Turn.status.not_in(("done", "awaiting_approval")))
+        .scalar_subquery(),
+        select(func.count())
+        .select_from(Conversation)
+        .where(Conversation.needs_attention.is_(True))
+        .scalar_subquery(),
+    )
     deadline = time.monotonic() + timeout
     while True:
         async with engine.connect() as connection:
-            pending = await connection.scalar(
-                select(func.count())
-                .select_from(InboxMessage)
-                .where(InboxMessage.turn_id.is_(None), InboxMessage.refused.is_(False))
-            )
-            open_turns = await connection.scalar(
-                select(func.count())
-                .select_from(Turn)
-                .where(Turn.status.not_in(("done", "awaiting_approval")))
-            )
-            busy = await connection.scalar(
-                select(func.count())
-                .select_from(Conversation)
-                .where(Conversation.needs_attention.is_(True))
-            )
+            pending, open_turns, busy = (await connection.execute(counts)).one()
         if not pending and not open_turns and not busy:
             return
         if time.monotonic() > deadline:

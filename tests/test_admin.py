@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot.admin.home_view import REASON_ACTION, REASON_BLOCK
 from bot.store.admin_models import SettingsChange
 from bot.store.models import Feedback
-from tests.conftest import BotFactory
+from tests.conftest import ON_ONE_BACKEND, BotFactory
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.harness import RUN_STARTS, BotUnderTest, bot_env
@@ -128,6 +128,7 @@ async def test_admin_user_ids_may_change_settings(admins: FakeSlack, make_bot: B
 
 
 @pytest.mark.both_slack_modes
+@ON_ONE_BACKEND
 async def test_off_silences_a_channel_with_one_note_per_mention(
     admins: FakeSlack, make_bot: BotFactory
 ) -> None:

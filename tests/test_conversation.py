@@ -1,8 +1,13 @@
 """End to end: signed Slack events in, answers in Slack threads out.
 
-Every test runs against the assistant backends (threads, responses, chat) and both databases
-(SQLite, PostgreSQL) through the `bot` fixture; those marked `both_slack_modes` run with the bot
-in OAuth mode too (installed through its install pages, answering with the installed token).
+Through the `bot` fixture a test runs against the assistant backends (threads, responses, chat),
+both databases (SQLite, PostgreSQL) and both deliveries (polled, streamed); those marked
+`both_slack_modes` run with the bot in OAuth mode too (installed through its install pages,
+answering with the installed token). A combination is left out where it cannot change the
+path (`ON_SQLITE`, `ON_ONE_BACKEND`, `POLLED` in tests/conftest.py say why): rendering,
+splitting, intake filters and Slack's side run on one backend; what the database guarantees
+(one run a thread at a time, redelivered events, parallel conversations) keeps both databases;
+what a backend sends or is told (context, outcomes, retries, deadlines) keeps every backend.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import pytest
 from bot.replies import OUTCOME_MESSAGES
 from bot.text.mentions import NO_PING
 from bot.turns.delivery import THINKING_TEXT
-from tests.conftest import BotFactory
+from tests.conftest import ON_ONE_BACKEND, ON_SQLITE, POLLED, BotFactory
 from tests.fakes.events import channel_message, dm_message, mention
 from tests.fakes.openai_api import CLIENT_GONE
 from tests.harness import RUN_STARTS, BotUnderTest, is_finished
@@ -43,6 +48,7 @@ async def test_mention_is_answered_in_its_thread(bot: BotUnderTest) -> None:
 
 
 @pytest.mark.both_slack_modes
+@ON_SQLITE
 async def test_placeholder_shows_work_then_becomes_the_answer(bot: BotUnderTest) -> None:
     bot.openai.run_s = 0.5
     question = await bot.mention("slow question")
@@ -112,6 +118,9 @@ async def test_a_conversation_goes_on_after_the_bot_restarts(make_bot: BotFactor
     assert "what is my name?" in recorder.seen[1][-1]
 
 
+@ON_SQLITE
+@ON_ONE_BACKEND
+@POLLED
 async def test_reply_in_a_thread_the_bot_never_joined_is_ignored(bot: BotUnderTest) -> None:
     parent = bot.slack.add_message("C0001", user="UBOB", text="lunch?")
     await bot.reply("sure", thread_ts=parent.ts)
@@ -121,6 +130,9 @@ async def test_reply_in_a_thread_the_bot_never_joined_is_ignored(bot: BotUnderTe
 
 
 @pytest.mark.both_slack_modes
+@ON_SQLITE
+@ON_ONE_BACKEND
+@POLLED
 async def test_direct_message_starts_a_thread(bot: BotUnderTest) -> None:
     message = await bot.dm("hello bot")
     answers = await bot.wait_for_answers("D0001", message.ts)
@@ -132,6 +144,8 @@ async def test_direct_message_starts_a_thread(bot: BotUnderTest) -> None:
 
 
 @pytest.mark.both_slack_modes
+@ON_SQLITE
+@POLLED
 async def test_mention_mid_thread_gives_the_assistant_the_earlier_messages(
     bot: BotUnderTest,
 ) -> None:
@@ -153,6 +167,8 @@ async def test_mention_mid_thread_gives_the_assistant_the_earlier_messages(
     assert shown.index("E42 means") > shown.index("deploy failed")
 
 
+@ON_SQLITE
+@POLLED
 async def test_team_thread_tells_the_assistant_who_said_what(bot: BotUnderTest) -> None:
     recorder = Recorder()
     bot.openai.reply = recorder
@@ -166,6 +182,8 @@ async def test_team_thread_tells_the_assistant_who_said_what(bot: BotUnderTest) 
     assert len(bot.slack.calls_to("users.info")) <= 2, "display names are cached"
 
 
+@ON_SQLITE
+@ON_ONE_BACKEND
 async def test_a_person_the_model_names_is_shown_by_name_and_not_pinged(
     bot: BotUnderTest,
 ) -> None:
@@ -194,6 +212,8 @@ async def test_an_answer_that_mentions_people_pings_nobody(bot: BotUnderTest) ->
         assert "<@" not in text and "<!" not in text
 
 
+@ON_SQLITE
+@ON_ONE_BACKEND
 async def test_markdown_answer_is_rendered_as_slack_formatting(bot: BotUnderTest) -> None:
     markdown = "**Steps**\n\n1. Run `make`\n- see [the docs](https://docs.example.com)"
     bot.openai.reply = Recorder(markdown)
@@ -209,6 +229,8 @@ async def test_markdown_answer_is_rendered_as_slack_formatting(bot: BotUnderTest
     assert "• see" in text and "`make`" in text
 
 
+@ON_SQLITE
+@ON_ONE_BACKEND
 async def test_long_answer_is_split_into_several_messages(bot: BotUnderTest) -> None:
     paragraphs = [f"Paragraph {i}: " + "word " * 150 for i in range(12)]
     bot.openai.reply = Recorder("\n\n".join(paragraphs))
@@ -228,6 +250,7 @@ async def test_long_answer_is_split_into_several_messages(bot: BotUnderTest) -> 
     assert joined.count("word") == 12 * 150
 
 
+@POLLED
 async def test_messages_during_a_run_go_together_into_the_next_run(bot: BotUnderTest) -> None:
     recorder = Recorder()
     bot.openai.reply = recorder
@@ -244,6 +267,8 @@ async def test_messages_during_a_run_go_together_into_the_next_run(bot: BotUnder
     assert bot.openai.max_concurrent_per_thread == 1
 
 
+@ON_ONE_BACKEND
+@POLLED
 async def test_redelivered_event_is_answered_once(bot: BotUnderTest) -> None:
     message = bot.slack.add_message("C0001", user="UALICE", text="<@UBOT> once please")
     event = mention(text=message.text, user="UALICE", ts=message.ts)
@@ -258,6 +283,9 @@ async def test_redelivered_event_is_answered_once(bot: BotUnderTest) -> None:
 
 
 @pytest.mark.both_slack_modes
+@ON_SQLITE
+@ON_ONE_BACKEND
+@POLLED
 async def test_bots_edits_deletions_and_joins_are_ignored(bot: BotUnderTest) -> None:
     ts = bot.slack.new_ts()
     ignored = [
@@ -276,6 +304,7 @@ async def test_bots_edits_deletions_and_joins_are_ignored(bot: BotUnderTest) -> 
     assert bot.openai.requests == []
 
 
+@ON_SQLITE
 async def test_failed_expired_and_cancelled_runs_are_explained(bot: BotUnderTest) -> None:
     outcomes = ["failed", "cancelled", "incomplete"]
     if bot.assistant_api == "threads":
@@ -297,6 +326,7 @@ async def test_failed_expired_and_cancelled_runs_are_explained(bot: BotUnderTest
     assert (await bot.wait_for_answers("C0001", healthy.ts))[0].text == "Echo: Alice: still there?"
 
 
+@ON_SQLITE
 async def test_function_calling_run_is_cancelled_and_explained(bot: BotUnderTest) -> None:
     if bot.assistant_api == "chat":
         pytest.skip("the chat backend offers the model no tools, so it never asks to run one")
@@ -307,6 +337,7 @@ async def test_function_calling_run_is_cancelled_and_explained(bot: BotUnderTest
     assert answers[0].text == OUTCOME_MESSAGES[expected]
 
 
+@ON_SQLITE
 async def test_run_stuck_past_the_deadline_is_cancelled_and_explained(make_bot: BotFactory) -> None:
     # the deadline leaves room to start the run on a loaded machine (a deadline that passes
     # before the run exists is "could not reach", not "took too long")
@@ -328,6 +359,7 @@ async def test_run_stuck_past_the_deadline_is_cancelled_and_explained(make_bot: 
         )
 
 
+@ON_SQLITE
 async def test_openai_errors_are_retried_then_answered(bot: BotUnderTest) -> None:
     create = r"/v1/threads/[^/]+/runs" if bot.assistant_api == "threads" else r"/v1/responses"
     bot.openai.fail_http("POST", create, status=429, retry_after=0.1)
@@ -337,6 +369,7 @@ async def test_openai_errors_are_retried_then_answered(bot: BotUnderTest) -> Non
     assert answers[0].text == "Echo: Alice: are you there?"
 
 
+@ON_SQLITE
 async def test_openai_down_is_explained_within_the_deadline(make_bot: BotFactory) -> None:
     async with make_bot(ANSWER_DEADLINE_S="3") as bot:
         first_call = r"/v1/(threads|conversations|chat/completions)"
@@ -350,6 +383,8 @@ async def test_openai_down_is_explained_within_the_deadline(make_bot: BotFactory
         assert len(attempts) >= minimum, "each call is retried by the SDK, and again by the bot"
 
 
+@ON_SQLITE
+@ON_ONE_BACKEND
 async def test_slack_rate_limit_on_posting_does_not_lose_the_answer(bot: BotUnderTest) -> None:
     bot.slack.fail_next("chat.update", status=429, retry_after=1)
     question = await bot.mention("rate limited")
@@ -357,6 +392,9 @@ async def test_slack_rate_limit_on_posting_does_not_lose_the_answer(bot: BotUnde
     assert answers[0].text == "Echo: Alice: rate limited"
 
 
+@ON_SQLITE
+@ON_ONE_BACKEND
+@POLLED
 async def test_empty_mention_gets_a_hint(bot: BotUnderTest) -> None:
     message = bot.slack.add_message("C0001", user="UALICE", text="<@UBOT>")
     await bot.deliver(mention(text="<@UBOT>", user="UALICE", ts=message.ts))
@@ -365,6 +403,8 @@ async def test_empty_mention_gets_a_hint(bot: BotUnderTest) -> None:
     assert bot.openai.requests == []
 
 
+@ON_SQLITE
+@POLLED
 async def test_huge_message_is_answered(bot: BotUnderTest) -> None:
     recorder = Recorder("Got it.")
     bot.openai.reply = recorder
@@ -374,6 +414,7 @@ async def test_huge_message_is_answered(bot: BotUnderTest) -> None:
     assert len(recorder.seen[0][-1]) >= 39_990
 
 
+@ON_ONE_BACKEND
 async def test_conversations_run_in_parallel(bot: BotUnderTest) -> None:
     # long enough that five mentions sent one by one all start before the first run ends,
     # even on a loaded machine
@@ -397,6 +438,7 @@ async def _keep_the_loop_late(block_s: float) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@ON_ONE_BACKEND
 async def test_a_saturated_bot_holds_new_conversations_back_and_loses_none(
     bot: BotUnderTest,
 ) -> None:
@@ -423,6 +465,7 @@ async def test_a_saturated_bot_holds_new_conversations_back_and_loses_none(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@ON_ONE_BACKEND
 async def test_slack_outage_while_posting_delays_but_never_loses_the_answer(
     bot: BotUnderTest,
 ) -> None:

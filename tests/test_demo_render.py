@@ -148,7 +148,7 @@ BROWSER = chromium_binary()
 @pytest.mark.skipif(BROWSER is None, reason=BROWSER_MISSING)
 async def test_the_demo_draws_slack_threads_in_a_real_browser(tmp_path: Path) -> None:
     assert BROWSER is not None
-    shown = await demo("responses", "stream")
+    shown = await demo("responses", "stream", model_s=1.0)  # still streamed in pieces
     transcript = render_text(shown)
     out = tmp_path / "demo.html"
     out.write_text(render_html(shown), encoding="utf-8")
@@ -188,7 +188,7 @@ async def test_the_demo_draws_slack_threads_in_a_real_browser(tmp_path: Path) ->
 @pytest.mark.slow
 async def test_the_demo_runs_on_the_chat_backend_with_polled_delivery() -> None:
     """Every backend plays the same scenes; polled answers are mrkdwn, edited in place."""
-    transcript = render_text(await demo("chat", "poll"))
+    transcript = render_text(await demo("chat", "poll", model_s=0.2))
     assert "Assistant [mrkdwn]: *Deploying* takes three steps:" in transcript
     assert "arrived as: postMessage" in transcript and "update" in transcript
     assert "Order A-17: shipped on 3 May" in transcript

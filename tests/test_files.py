@@ -16,6 +16,7 @@ from bot import attachments
 from bot.attachments import may_send_token
 from bot.slack import files as slack_files
 from bot.slack.client import make_web_client
+from tests.conftest import ON_ONE_BACKEND
 from tests.fakes.events import mention
 from tests.harness import BotUnderTest
 
@@ -75,6 +76,7 @@ async def test_text_file_is_quoted_for_the_model(bot: BotUnderTest) -> None:
     assert "Attached file notes.txt:" in seen[0] and "deadline is Friday" in seen[0]
 
 
+@ON_ONE_BACKEND
 async def test_unsupported_and_oversized_files_are_named_to_the_user(bot: BotUnderTest) -> None:
     sheet = bot.slack.add_user_file(
         "budget.xlsx", mimetype="application/vnd.ms-excel", content=b"x"

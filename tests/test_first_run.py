@@ -18,7 +18,12 @@ import pytest
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.harness import ROOT, BotProcess, Conversations, bot_env, free_port, nothing_left
-from tests.test_process import one_line, run_bot_expecting_failure, start_process
+from tests.test_process import (
+    one_line,
+    refused_settings,
+    run_bot_expecting_failure,
+    start_process,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +58,13 @@ AZURE = "https://r.openai.azure.com"
         ),
     ],
 )
-def test_settings_mistakes_stop_the_bot_with_one_line(env: dict[str, str], expected: str) -> None:
-    result = run_bot_expecting_failure(env)
+def test_settings_mistakes_stop_the_bot_with_one_line(
+    env: dict[str, str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = refused_settings(env, monkeypatch, capsys)
     assert result.returncode == 2
     assert one_line(result).startswith(expected)
 
@@ -298,6 +308,9 @@ async def wait_for_log(process: BotProcess, text: str, timeout: float = 30.0) ->
         await asyncio.sleep(0.05)
 
 
+# The second Ctrl-C is the process's and the delivery's; how each backend resumes a
+# half-streamed answer is test_process.py's kill -9 mid-stream, on every backend.
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
 async def test_second_ctrl_c_ends_the_live_answer_and_the_next_start_replaces_it(
     slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: Path, assistant_api: str
 ) -> None:

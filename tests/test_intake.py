@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from bot.app import Rejection, check_request
 from bot.listeners.messages import team_of, user_team_of
-from tests.conftest import BotFactory
+from tests.conftest import ON_ONE_BACKEND, ON_SQLITE, BotFactory
 from tests.fakes.events import channel_message, event_envelope, mention, post_event
 from tests.harness import SIGNING_SECRET, BotUnderTest
 
@@ -73,6 +73,8 @@ class TestRequests:
         assert status == 200 and "abc123" in text
 
 
+@ON_SQLITE
+@ON_ONE_BACKEND
 async def test_allow_lists_keep_other_teams_and_channels_out(make_bot: BotFactory) -> None:
     async with make_bot(ALLOWED_CHANNEL_IDS="C0001", ALLOWED_TEAM_IDS="T0001") as bot:
         outside = await bot.mention("hello from elsewhere", channel="COTHER")
@@ -84,6 +86,7 @@ async def test_allow_lists_keep_other_teams_and_channels_out(make_bot: BotFactor
         assert bot.slack.bot_replies("COTHER", outside.ts) == []
 
 
+@ON_ONE_BACKEND
 async def test_per_user_rate_limit_replies_politely(make_bot: BotFactory) -> None:
     async with make_bot(USER_RATE_LIMIT_PER_MINUTE="2") as bot:
         first = await bot.dm("one")

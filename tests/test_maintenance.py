@@ -29,6 +29,8 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.harness import bot_env
 
+pytestmark = pytest.mark.slow  # runs `python -m bot` and its commands
+
 _SETTINGS_PREFIXES = ("SLACK_", "OPENAI_", "ASSISTANT_", "AZURE_", "DATABASE_URL", "LOG_")
 
 
@@ -106,11 +108,14 @@ async def test_a_database_newer_than_the_code_stops_the_bot_and_the_commands_in_
     env = bot_env(
         slack=slack, openai=openai_fake, database_url=database_url, assistant_api="responses"
     )
-    started = await asyncio.to_thread(run, [], env)
-    assert one_line(started) == TOO_NEW
     only_database = {"DATABASE_URL": database_url}
-    for argv in (["usage"], ["purge", "--older-than-days", "30"]):
-        result = await asyncio.to_thread(run, argv, only_database)
+    commands = (["usage"], ["purge", "--older-than-days", "30"])
+    started, *results = await asyncio.gather(  # side by side: none of them may write
+        asyncio.to_thread(run, [], env),
+        *(asyncio.to_thread(run, argv, only_database) for argv in commands),
+    )
+    assert one_line(started) == TOO_NEW
+    for argv, result in zip(commands, results, strict=True):
         assert one_line(result) == TOO_NEW, argv
     assert await revision_of(database_url) == NEWER  # nobody touched it
 
@@ -118,10 +123,12 @@ async def test_a_database_newer_than_the_code_stops_the_bot_and_the_commands_in_
 async def test_the_commands_need_only_the_database_url(database_url: str) -> None:
     await current_database(database_url)
     env = {"DATABASE_URL": database_url}
-    usage = await asyncio.to_thread(run, ["usage"], env)
+    usage, purge = await asyncio.gather(
+        asyncio.to_thread(run, ["usage"], env),
+        asyncio.to_thread(run, ["purge", "--older-than-days", "30"], env),
+    )
     assert usage.returncode == 0, usage.stderr
     assert usage.stdout.strip() == "No usage recorded in this period."
-    purge = await asyncio.to_thread(run, ["purge", "--older-than-days", "30"], env)
     assert purge.returncode == 0, purge.stderr
     assert purge.stdout.strip() == "deleted 0 conversation(s) idle for more than 30 days"
 
@@ -129,8 +136,9 @@ async def test_the_commands_need_only_the_database_url(database_url: str) -> Non
 async def test_the_commands_never_create_a_database(tmp_path: Path) -> None:
     path = tmp_path / "bot.db"
     env = {"DATABASE_URL": f"sqlite:///{path}"}
-    for argv in (["usage"], ["purge", "--older-than-days", "1"]):
-        result = await asyncio.to_thread(run, argv, env)
+    commands = (["usage"], ["purge", "--older-than-days", "1"])
+    results = await asyncio.gather(*(asyncio.to_thread(run, argv, env) for argv in commands))
+    for result in results:
         assert one_line(result) == (
             f"bot: no database at {path} (DATABASE_URL): start the bot once to create it, "
             "or point DATABASE_URL at the bot's database"
@@ -175,8 +183,9 @@ async def test_the_commands_neither_initialise_nor_upgrade_a_database(
 
 async def test_an_unreachable_database_is_one_line() -> None:
     env = {"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"}
-    for argv in (["usage"], ["purge", "--older-than-days", "1"]):
-        line = one_line(await asyncio.to_thread(run, argv, env))
+    commands = (["usage"], ["purge", "--older-than-days", "1"])
+    for result in await asyncio.gather(*(asyncio.to_thread(run, argv, env) for argv in commands)):
+        line = one_line(result)
         assert line.startswith("bot: cannot reach the database in DATABASE_URL ("), line
 
 

@@ -17,10 +17,12 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
+from bot.__main__ import main
 from bot.settings import database_url as async_database_url
 from bot.store.db import create_engine
 from bot.store.models import Conversation, Turn
 from bot.turns.delivery import INTERRUPTED_NOTE
+from tests.conftest import ON_SQLITE
 from tests.fakes.events import event_envelope, mention
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
@@ -48,6 +50,34 @@ def run_bot_expecting_failure(env: dict[str, str]) -> subprocess.CompletedProces
         capture_output=True,
         text=True,
         timeout=30,
+    )
+
+
+def refused_settings(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot`'s entry point (`bot.__main__.main`) run in this process, for settings
+    it refuses before anything starts: the exit code and what it printed, as
+    `run_bot_expecting_failure` gives them for a real process. A table of settings mistakes
+    then costs no interpreter start each; that a real process prints the one line and exits
+    with code 2 is `test_a_settings_mistake_stops_the_real_process_with_one_line`."""
+    for name in list(os.environ):
+        if name.startswith(("SLACK_", "OPENAI_", "ASSISTANT_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir("/tmp")  # as run_bot_expecting_failure: no .env of this checkout
+    capsys.readouterr()
+    code = main([])
+    printed = capsys.readouterr()
+    return subprocess.CompletedProcess(["python", "-m", "bot"], code, printed.out, printed.err)
+
+
+def test_a_settings_mistake_stops_the_real_process_with_one_line() -> None:
+    result = run_bot_expecting_failure({"SLACK_BOT_TOKEN": "xoxb-1"})
+    assert result.returncode == 2
+    assert one_line(result).startswith(
+        "bot: missing settings: SLACK_SIGNING_SECRET, OPENAI_API_KEY"
     )
 
 
@@ -107,9 +137,12 @@ def run_bot_expecting_failure(env: dict[str, str]) -> subprocess.CompletedProces
     ],
 )
 def test_wrong_settings_stop_the_bot_with_one_clear_line(
-    env: dict[str, str], expected: str
+    env: dict[str, str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    result = run_bot_expecting_failure(env)
+    result = refused_settings(env, monkeypatch, capsys)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -125,17 +158,18 @@ async def test_rejected_token_and_unreachable_database_are_one_line(
         database_url=f"sqlite:///{tmp_path}/b.db",
         assistant_api="responses",
     )
-    bad_token = await asyncio.to_thread(
-        run_bot_expecting_failure, {**env, "SLACK_BOT_TOKEN": "xoxb-wrong"}
+    bad_token, no_db = await asyncio.gather(  # two separate starts, side by side
+        asyncio.to_thread(run_bot_expecting_failure, {**env, "SLACK_BOT_TOKEN": "xoxb-wrong"}),
+        asyncio.to_thread(
+            run_bot_expecting_failure,
+            {**env, "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"},
+        ),
     )
     assert bad_token.returncode == 1
     assert bad_token.stderr.strip().splitlines() == [
         "bot: Slack rejected SLACK_BOT_TOKEN (invalid_auth): "
         "set it to the Bot User OAuth Token of your installed app"
     ]
-    no_db = await asyncio.to_thread(
-        run_bot_expecting_failure, {**env, "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"}
-    )
     assert no_db.returncode == 1
     lines = no_db.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
@@ -221,6 +255,13 @@ async def test_healthz_answers(
         process.stop()
 
 
+# The restarted process takes the turn over through the store (both databases); what it does
+# with the run it finds is the backend's (every backend, on SQLite).
+@pytest.mark.parametrize(
+    ("database_url", "assistant_api"),
+    [("sqlite", "threads"), ("sqlite", "responses"), ("sqlite", "chat"), ("postgres", "threads")],
+    indirect=True,
+)
 async def test_kill_9_during_a_run_answers_once_after_restart(
     slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str, assistant_api: str
 ) -> None:
@@ -269,6 +310,7 @@ async def test_kill_9_between_ack_and_run_loses_nothing(
             ]
 
 
+@ON_SQLITE  # the work is finished in the process; no lease changes hands
 async def test_sigterm_finishes_short_work_and_exits(
     slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
 ) -> None:
@@ -319,6 +361,7 @@ async def test_sigterm_leaves_long_work_for_the_next_start(
             restarted.stop()
 
 
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)  # Slack's side only
 async def test_socket_mode_end_to_end(
     slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object, assistant_api: str
 ) -> None:
@@ -350,6 +393,9 @@ async def test_socket_mode_end_to_end(
         process.stop()
 
 
+# Dedup and one run a thread at a time are the store's leases, whatever the backend; on
+# threads a second run on a thread would be refused by OpenAI itself.
+@pytest.mark.parametrize("assistant_api", ["threads"], indirect=True)
 async def test_two_processes_on_one_postgres_answer_each_message_once(
     slack: FakeSlack, openai_fake: FakeOpenAI, postgres_url: str, assistant_api: str
 ) -> None:
@@ -489,6 +535,7 @@ async def test_kill_9_before_the_first_run_mid_thread_still_sends_the_earlier_me
     assert any("Bob: Our deploy failed with error E42" in text for text in shown)
 
 
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)  # posting only
 async def test_kill_9_while_posting_a_long_answer_posts_each_part_once(
     slack: FakeSlack, openai_fake: FakeOpenAI, tmp_path: object, assistant_api: str
 ) -> None:

@@ -13,7 +13,7 @@ from bot.conversation import FEEDBACK_THANKS
 from bot.settings import DEFAULT_GREETING, DEFAULT_PROMPTS
 from bot.store.models import Feedback
 from bot.turns.delivery import STATUS_TEXT
-from tests.conftest import BotFactory
+from tests.conftest import ON_ONE_BACKEND, ON_SQLITE, BotFactory
 from tests.fakes.events import dm_message, signed_headers
 from tests.harness import SIGNING_SECRET, BotUnderTest
 
@@ -45,6 +45,8 @@ async def ask_in_pane(bot: BotUnderTest, thread: dict[str, object], text: str) -
     return thread_ts
 
 
+@ON_SQLITE
+@ON_ONE_BACKEND
 async def test_pane_greets_with_suggested_prompts(bot: BotUnderTest) -> None:
     thread = pane_thread(bot)
     await start_pane(bot, thread)
@@ -74,6 +76,8 @@ async def test_pane_prompts_are_configurable(make_bot: BotFactory) -> None:
 
 
 @pytest.mark.both_slack_modes
+@ON_SQLITE
+@ON_ONE_BACKEND
 async def test_pane_shows_thinking_status_sets_title_and_answers(bot: BotUnderTest) -> None:
     thread = pane_thread(bot)
     await start_pane(bot, thread)
@@ -86,6 +90,7 @@ async def test_pane_shows_thinking_status_sets_title_and_answers(bot: BotUnderTe
     assert title.args["title"] == "How do I rotate my API key?"
 
 
+@ON_SQLITE
 async def test_pane_passes_the_channel_in_view_to_the_assistant(bot: BotUnderTest) -> None:
     seen: list[str] = []
     bot.openai.reply = lambda texts: seen.append(texts[-1]) or "ok"
@@ -130,6 +135,7 @@ async def click(
 
 
 @pytest.mark.both_slack_modes
+@ON_ONE_BACKEND
 async def test_feedback_buttons_are_stored_per_user_and_thanked(bot: BotUnderTest) -> None:
     question = await bot.mention("rate me")
     (answer,) = await bot.wait_for_answers("C0001", question.ts)
@@ -154,6 +160,8 @@ async def test_feedback_buttons_are_stored_per_user_and_thanked(bot: BotUnderTes
     assert sorted(votes) == [("UALICE", "up"), ("UBOB", "up")]
 
 
+@ON_SQLITE
+@ON_ONE_BACKEND
 async def test_app_home_explains_the_bot(bot: BotUnderTest) -> None:
     assert (
         await bot.deliver(

@@ -29,6 +29,8 @@ from bot.store.db import (
 )
 from bot.store.schema import alembic_config, known_revisions
 
+pytestmark = pytest.mark.empty_database  # each test migrates an empty database itself
+
 ROWS_PER_TABLE = 3
 EARLIER = [revision for revision in known_revisions() if revision != SCHEMA_HEAD]
 

@@ -22,6 +22,8 @@ from tests.conftest import BotFactory
 from tests.fakes.openai_api import FakeOpenAI
 from tests.harness import ROOT, BotUnderTest
 
+pytestmark = pytest.mark.slow  # runs `python -m bot usage`
+
 
 async def reported_usage(openai: FakeOpenAI, thread_id: str, run_id: str) -> dict[str, int]:
     """The usage object the fake API reports for a run or response, read over HTTP."""
@@ -80,14 +82,13 @@ def run_usage(env: Mapping[str, str], *args: str) -> str:
     return result.stdout
 
 
+# What each backend reports as a turn's usage is checked in tests/test_turn_usage.py (every
+# backend) and tests/test_chat.py; here the command adds up what is stored, so one backend
+# (responses: its model has a price) on each database (the sums and days are SQL).
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
 async def test_usage_adds_up_exactly_as_csv_and_json(
     make_bot: BotFactory, assistant_api: str
 ) -> None:
-    if assistant_api == "chat":
-        pytest.skip(
-            "Chat Completions has no endpoint to read a completion's usage back; the chat "
-            "backend's reported usage is checked in tests/test_chat.py"
-        )
     questions = [
         ("UALICE", "C0001", "How do we deploy the service to production?"),
         ("UBOB", "C0001", "And how do we roll back?"),
@@ -108,7 +109,13 @@ async def test_usage_adds_up_exactly_as_csv_and_json(
         }
 
     assert sum(e["answers"] for e in expected.values()) == 3
-    by_user_csv = await asyncio.to_thread(run_usage, env, "--by", "user", "--format", "csv")
+    # Four separate runs of the command, side by side: each only reads.
+    by_user_csv, by_channel_json, table, empty = await asyncio.gather(
+        asyncio.to_thread(run_usage, env, "--by", "user", "--format", "csv"),
+        asyncio.to_thread(run_usage, env, "--by", "channel", "--format", "json"),
+        asyncio.to_thread(run_usage, env, "--by", "day"),
+        asyncio.to_thread(run_usage, env, "--until", "2000-01-01"),
+    )
     rows = list(csv.DictReader(io.StringIO(by_user_csv)))
     got = {
         row["user"]: {
@@ -120,9 +127,7 @@ async def test_usage_adds_up_exactly_as_csv_and_json(
     }
     assert got == expected
 
-    by_channel: list[dict[str, Any]] = json.loads(
-        await asyncio.to_thread(run_usage, env, "--by", "channel", "--format", "json")
-    )
+    by_channel: list[dict[str, Any]] = json.loads(by_channel_json)
     assert {row["channel"]: row["answers"] for row in by_channel} == {"C0001": 2, "C0002": 1}
     assert sum(row["input_tokens"] for row in by_channel) == sum(
         e["input_tokens"] for e in expected.values()
@@ -131,7 +136,5 @@ async def test_usage_adds_up_exactly_as_csv_and_json(
     if env["ASSISTANT_API"] == "responses":
         assert all(row["cost_usd"] > 0 and row["unpriced_answers"] == 0 for row in by_channel)
 
-    table = await asyncio.to_thread(run_usage, env, "--by", "day")
     assert "TOTAL" in table and "answers" in table.splitlines()[0]
-    empty = await asyncio.to_thread(run_usage, env, "--until", "2000-01-01")
     assert "No usage recorded" in empty
