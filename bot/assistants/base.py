@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.attachments import Image
+
+if TYPE_CHECKING:
+    from bot.assistants.turn_tools import TurnTools
 
 
 class RunState(StrEnum):
@@ -64,7 +67,6 @@ class TurnOptions:
 
     model: str | None = None
     instructions: str | None = None
-    tool_context: ToolContext | None = None
     mcp_servers: tuple[str, ...] | None = None
     """The configured MCP servers (labels) the turn may use; None: all of them."""
 
@@ -165,8 +167,9 @@ def _server_down_text(label: str) -> str:
 
 
 StreamEvent = StreamStarted | StreamDelta | ToolProgress | UsageReport | RunCheck
-ProgressSink = Callable[[ToolProgress], Awaitable[None]]
-"""Where a polled run reports its tool calls (the assistant pane's status line)."""
+CheckEvent = ToolProgress | RunCheck
+"""What following a run yields: its tool calls seen since the last look (the assistant
+pane's status line), then where the run is."""
 
 
 class AssistantUnavailable(Exception):
@@ -211,6 +214,8 @@ class AssistantBackend(Protocol):
 
     `turn_key` is the bot's own id for a turn; backends store it with the run where the API
     allows, so a process restarted between creating a run and recording its id finds it again.
+    A backend keeps nothing of a turn: what a turn's tools need (and anything the turn holds
+    open) is its `TurnTools`, owned by the turn and handed to each call.
     """
 
     name: str
@@ -223,21 +228,29 @@ class AssistantBackend(Protocol):
         thread_id: str,
         text: str,
         turn_key: str,
+        tools: TurnTools,
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
     ) -> str: ...
 
     async def find_run(
-        self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
+        self,
+        *,
+        thread_id: str,
+        turn_key: str,
+        text: str,
+        previous_run_id: str | None,
+        tools: TurnTools,
     ) -> str | None:
         """The run a failed or crashed attempt of this turn may have started, if the API can
         tell; `previous_run_id` is the run of the conversation's turn before this one."""
         ...
 
-    async def check_run(
-        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
-    ) -> RunCheck:
-        """Where the run is; tool calls it makes meanwhile go to `progress`."""
+    def check_run(
+        self, *, thread_id: str, run_id: str, tools: TurnTools
+    ) -> AsyncGenerator[CheckEvent, None]:
+        """The run's tool calls since the last look as they go, then a RunCheck: where the
+        run is (the caller bounds this by the turn's deadline)."""
         ...
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
@@ -250,9 +263,10 @@ class AssistantBackend(Protocol):
         thread_id: str,
         text: str,
         turn_key: str,
+        tools: TurnTools,
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Start a run and yield its id, then text deltas, then a final RunCheck."""
         ...
 
@@ -264,6 +278,7 @@ class AssistantBackend(Protocol):
         turn_key: str,
         approval: ApprovalRequest,
         allowed: bool,
+        tools: TurnTools,
     ) -> str:
         """Carry on a run that waited for `approval`: the call runs (or the model is told it
         was denied). Returns the run to wait for next (the same one, or a new one)."""
@@ -271,11 +286,6 @@ class AssistantBackend(Protocol):
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
         """Images the assistant made during the run, to upload into the Slack thread."""
-        ...
-
-    def forget(self, turn_key: str) -> None:
-        """Drop what the backend holds in memory for a turn this process no longer works on
-        (it ended, failed, was cancelled or handed over); called once, from the runner."""
         ...
 
     async def delete_thread(self, thread_id: str) -> None:
