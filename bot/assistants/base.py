@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from bot.attachments import Image
 
 if TYPE_CHECKING:
+    from bot.assistants.tool_calls import ToolCalls
     from bot.assistants.turn_tools import TurnTools
 
 
@@ -248,9 +249,10 @@ class AssistantBackend(Protocol):
 
     def check_run(
         self, *, thread_id: str, run_id: str, tools: TurnTools
-    ) -> AsyncGenerator[CheckEvent, None]:
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
         """The run's tool calls since the last look as they go, then a RunCheck: where the
-        run is (the caller bounds this by the turn's deadline)."""
+        run is (the caller bounds this by the turn's deadline). The bot's own tools are
+        asked for as ToolCalls, answered by the turn's tool loop before this goes on."""
         ...
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
@@ -266,8 +268,9 @@ class AssistantBackend(Protocol):
         tools: TurnTools,
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """Start a run and yield its id, then text deltas, then a final RunCheck."""
+    ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
+        """Start a run and yield its id, then text deltas (and ToolCalls, answered by the
+        turn's tool loop), then a final RunCheck."""
         ...
 
     async def resume_run(

@@ -56,13 +56,12 @@ from bot.assistants.chat_stream import (
     Opened,
     Reply,
     ToolLoop,
-    added,
     assistant_calls,
     create_stream,
     read_reply,
 )
 from bot.assistants.context import CUT_NOTE, context_budget
-from bot.assistants.tool_calls import CallResult, CallStep, RequestedCall, Toolbox, run_calls
+from bot.assistants.tool_calls import RequestedCall, Toolbox, ToolCalls
 from bot.assistants.turn_tools import TurnTools
 from bot.attachments import Image
 from bot.tools.mcp_client import EMPTY_CATALOG, Catalog, McpTools
@@ -72,8 +71,9 @@ log = logging.getLogger(__name__)
 RUN_PREFIX = "chatrun:"
 _STORED_STATES = {RunState.COMPLETED, RunState.INCOMPLETE}
 
-ChatEvent = str | ToolProgress | RunCheck
-"""What a chat turn shows as it goes: answer text, tool calls as they run, then its end."""
+ChatEvent = str | ToolProgress | ToolCalls | RunCheck
+"""What a chat turn yields as it goes: answer text, unreachable tool servers, the tool calls
+the model asks for, then its end."""
 
 
 class ChatBackend:
@@ -149,7 +149,7 @@ class ChatBackend:
 
     async def check_run(
         self, *, thread_id: str, run_id: str, tools: TurnTools
-    ) -> AsyncGenerator[CheckEvent, None]:
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
         """Read the answer to its end: the request `start_run` sent, the loop an approval
         paused, else the stored answer, else (the process that asked is gone, or its
         answer broke off) the model is asked again."""
@@ -194,7 +194,7 @@ class ChatBackend:
         tools: TurnTools,
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncGenerator[StreamEvent, None]:
+    ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
         """Store the question, then stream the answer as the model writes it.
 
         If the caller stops listening (a deadline, a broken Slack stream), the request is
@@ -304,13 +304,14 @@ class ChatBackend:
         stream: AsyncStream[ChatCompletionChunk] | None,
         tools: TurnTools,
     ) -> AsyncIterator[ChatEvent]:
-        """The tool-call loop: while the model asks for tools, run them and send it their
-        results, within the cap on calls per turn (past it, no tools are offered). A call
-        that needs a person's approval stops the loop; its state goes with the request, and
-        `resume_run` carries on from there (`stream` None: the pending calls first)."""
-        usage: Usage | None = None
+        """While the model asks for tools, the turn's tool loop runs them (ToolCalls) and
+        the model is sent their outputs, within the cap on calls per turn (past it, no tools
+        are offered). A call that needs a person's approval ends the events there; the loop's
+        state goes with the request, and `resume_run` carries on from there (`stream` None:
+        the pending calls first)."""
         reply: Reply | None = None
         while True:
+            usage: Usage | None = None
             if stream is not None:
                 async for piece in read_reply(stream):
                     if isinstance(piece, str):
@@ -318,32 +319,24 @@ class ChatBackend:
                     else:
                         reply = piece
                 assert reply is not None
-                usage = added(usage, reply.usage)
                 if reply.state is not RunState.REQUIRES_ACTION or not reply.tool_calls:
                     break
                 loop.messages.append(assistant_calls(reply))
                 loop.pending = [dataclasses.asdict(call) for call in reply.tool_calls]
-            while loop.pending:
-                call = RequestedCall(**loop.pending[0])
-                result: CallResult | None = None
-                async for step in self._run_call(tools, catalog, call):
-                    if isinstance(step, CallResult):
-                        result = step
-                    else:
-                        yield step
-                assert result is not None
-                if result.step is CallStep.NEEDS_APPROVAL:
-                    request = result.approval(loop.dump())
-                    yield RunCheck(RunState.NEEDS_APPROVAL, usage=usage, approval=request)
-                    return
-                loop.messages.append(
-                    {"role": "tool", "tool_call_id": call.id, "content": result.output}
-                )
-                loop.pending.pop(0)
+                usage = reply.usage
+            if loop.pending:
+                calls = tuple(RequestedCall(**call) for call in loop.pending)
+                box = Toolbox(self._tools, catalog, self._max_tool_calls)
+                asked = ToolCalls(calls, box, state=loop.dump(), usage=usage)
+                yield asked
+                loop.messages += [
+                    {"role": "tool", "tool_call_id": call, "content": output}
+                    for call, output in asked.answered().items()
+                ]
+                loop.pending = []
             offer = catalog if tools.may_call(self._max_tool_calls) else EMPTY_CATALOG
             stream = await self._send(loop.model, loop.messages, offer)
-        assert reply is not None
-        yield await self._finish(thread_id, turn_key, reply, loop, usage, tools)
+        yield await self._finish(thread_id, turn_key, reply, loop, tools)
 
     async def _finish(
         self,
@@ -351,19 +344,13 @@ class ChatBackend:
         turn_key: str,
         reply: Reply,
         loop: ToolLoop,
-        usage: Usage | None,
         tools: TurnTools,
     ) -> RunCheck:
+        """The model's last reply (what the earlier ones used went with their ToolCalls)."""
+        usage = reply.usage
         if reply.state not in _STORED_STATES:
             detail = f"the model stopped ({reply.state.value})"
             return RunCheck(reply.state, detail=detail, usage=usage)
         text = tools.noted(reply.text, first=[CUT_NOTE] if loop.cut else [])
         text = await self._store.store_answer(thread_id, turn_key, text, reply.state)
         return RunCheck(reply.state, text=text, usage=usage)
-
-    def _run_call(
-        self, turn: TurnTools, catalog: Catalog, call: RequestedCall
-    ) -> AsyncIterator[ToolProgress | CallResult]:
-        """One call the model asked for: task updates as it goes, then its result."""
-        box = Toolbox(self._tools, catalog, self._max_tool_calls)
-        return run_calls([call], turn, box)

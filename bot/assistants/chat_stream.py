@@ -96,19 +96,6 @@ def assistant_calls(reply: Reply) -> dict[str, Any]:
     }
 
 
-def added(total: Usage | None, more: Usage | None) -> Usage | None:
-    """Usage over the rounds of a tool-call loop."""
-    if total is None or more is None:
-        return more or total
-    return Usage(
-        model=total.model,
-        input_tokens=total.input_tokens + more.input_tokens,
-        cached_input_tokens=total.cached_input_tokens + more.cached_input_tokens,
-        output_tokens=total.output_tokens + more.output_tokens,
-        reasoning_tokens=total.reasoning_tokens + more.reasoning_tokens,
-    )
-
-
 def completion_usage(model: str, usage: CompletionUsage | None) -> Usage | None:
     if usage is None:
         return None

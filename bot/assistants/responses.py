@@ -35,6 +35,7 @@ from bot.assistants.responses_items import (
     response_usage,
 )
 from bot.assistants.responses_requests import ResponseRequests
+from bot.assistants.tool_calls import ToolCalls
 from bot.assistants.turn_tools import TurnTools
 from bot.attachments import Image
 from bot.tools.config import McpServer
@@ -157,7 +158,7 @@ class ResponsesBackend:
 
     async def check_run(
         self, *, thread_id: str, run_id: str, tools: TurnTools
-    ) -> AsyncGenerator[CheckEvent, None]:
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
         if run_id.startswith(_AFTER_ITEM):
             yield await self._answer_after(thread_id, run_id.removeprefix(_AFTER_ITEM))
             return
@@ -179,7 +180,7 @@ class ResponsesBackend:
 
     async def _answer_calls(
         self, thread_id: str, response: Response, tools: TurnTools
-    ) -> AsyncGenerator[CheckEvent, None]:
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
         """Run the function calls a finished response asked for and continue the turn with
         a response carrying their outputs. Outputs already in the conversation (a process
         that did this died before storing the next response) are not sent twice: the turn
@@ -188,9 +189,10 @@ class ResponsesBackend:
         if answered is not None:
             yield RunCheck(RunState.IN_PROGRESS, continued_as=f"{_AFTER_ITEM}{answered}")
             return
-        outputs: list[dict[str, Any]] = []
-        async for step in self._functions.outputs_for(response, outputs, tools):
-            yield step
+        asked = await self._functions.asked(response, tools)
+        if asked is not None:
+            yield asked
+        outputs = self._functions.outputs(response, tools, asked)
         following = await self._continue(response, outputs, tools)
         yield RunCheck(RunState.IN_PROGRESS, continued_as=following, usage=response_usage(response))
 
@@ -251,7 +253,7 @@ class ResponsesBackend:
         tools: TurnTools,
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncGenerator[StreamEvent, None]:
+    ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
         """Create the background response and stream it in one request.
 
         Its first event names the response, which is handed over (and stored) before any
@@ -286,9 +288,10 @@ class ResponsesBackend:
                         used = response_usage(response)
                         if used is not None:
                             yield UsageReport(used)
-                        outputs: list[dict[str, Any]] = []
-                        async for step in self._functions.outputs_for(response, outputs, tools):
-                            yield step
+                        asked = await self._functions.asked(response, tools)
+                        if asked is not None:
+                            yield asked
+                        outputs = self._functions.outputs(response, tools, asked)
                         args = await self._requests.following(response, outputs, tools)
                         stream, down = await self._requests.create(args, stream=True)
                         self._functions.sent(tools, response.id)

@@ -5,13 +5,11 @@ carrying them exists."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from openai.types.responses import Response
 
-from bot.assistants.base import ToolProgress
-from bot.assistants.tool_calls import CallResult, RequestedCall, Toolbox, run_calls
+from bot.assistants.tool_calls import RequestedCall, Toolbox, ToolCalls
 from bot.assistants.turn_tools import TurnTools
 from bot.tools.mcp_client import Catalog, McpTools
 
@@ -36,39 +34,37 @@ class ResponseFunctions:
         """The outputs for `response_id`'s calls are sent (or never will be): drop them."""
         turn.unsent_outputs.pop(response_id, None)
 
-    async def outputs_for(
-        self, response: Response, outputs: list[dict[str, Any]], turn: TurnTools
-    ) -> AsyncIterator[ToolProgress]:
-        """Fill `outputs` for the function calls `response` asked for: the ones kept from an
-        earlier attempt whose continuation could not be created (OpenAI down), else by running
-        the calls. Each call therefore runs, and counts towards the turn's cap, once; the
-        outputs are kept until the continuation exists."""
-        kept = turn.unsent_outputs.get(response.id)
-        if kept is not None:
-            outputs.extend(kept)
-            return
-        async for step in self._run(response, outputs, turn):
-            yield step
-        turn.unsent_outputs[response.id] = list(outputs)
-
-    async def _run(
-        self, response: Response, outputs: list[dict[str, Any]], turn: TurnTools
-    ) -> AsyncIterator[ToolProgress]:
-        """Run the calls of the bot's own tools the response asked for, filling `outputs`
-        (one for every call, errors included: the model needs them all), showing each."""
+    async def asked(self, response: Response, turn: TurnTools) -> ToolCalls | None:
+        """The calls of the bot's own tools `response` asked for, for the turn's tool loop;
+        None when their outputs are kept from an earlier attempt whose continuation could
+        not be created (OpenAI down). Each call therefore runs, and counts towards the
+        turn's cap, once; the outputs are kept until the continuation exists."""
+        if response.id in turn.unsent_outputs:
+            return None
         catalog = Catalog()
         if self._functions is not None:
             catalog = await self._functions.catalog(turn.context, servers=())
         offered = {tool.name for tool in response.tools if tool.type == "function"}
-        requested = [
+        requested = tuple(
             RequestedCall(item.call_id, item.name, item.arguments)
             for item in response.output
             if item.type == "function_call"
+        )
+        return ToolCalls(
+            requested, Toolbox(self._functions, catalog, self._max_tool_calls, offered)
+        )
+
+    @staticmethod
+    def outputs(
+        response: Response, turn: TurnTools, asked: ToolCalls | None
+    ) -> list[dict[str, Any]]:
+        """The function call outputs to send after `response` (one for every call, errors
+        included: the model needs them all), kept until they are sent."""
+        if asked is None:
+            return list(turn.unsent_outputs[response.id])
+        outputs = [
+            {"type": "function_call_output", "call_id": call, "output": output}
+            for call, output in asked.answered().items()
         ]
-        box = Toolbox(self._functions, catalog, self._max_tool_calls, offered)
-        async for step in run_calls(requested, turn, box):
-            if isinstance(step, CallResult):
-                output = {"type": "function_call_output", "call_id": step.call.id}
-                outputs.append({**output, "output": step.output})
-            else:
-                yield step
+        turn.unsent_outputs[response.id] = outputs
+        return list(outputs)

@@ -7,8 +7,8 @@ deployments that still point at one.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from openai import AsyncOpenAI
 
@@ -22,7 +22,6 @@ from bot.assistants.base import (
     StreamEvent,
     StreamStarted,
     ToolContext,
-    ToolProgress,
     TurnOptions,
     Usage,
     joined_instructions,
@@ -30,7 +29,7 @@ from bot.assistants.base import (
 )
 from bot.assistants.errors import gone_is_done, translated_errors
 from bot.assistants.threads_items import answer_of, run_usage, truncation_strategy
-from bot.assistants.tool_calls import CallResult, CallStep, RequestedCall, Toolbox, run_calls
+from bot.assistants.tool_calls import RequestedCall, Toolbox, ToolCalls
 from bot.assistants.turn_tools import TurnTools
 from bot.attachments import Image
 from bot.tools.mcp_client import Catalog, McpTools
@@ -113,19 +112,15 @@ class ThreadsBackend:
 
     async def check_run(
         self, *, thread_id: str, run_id: str, tools: TurnTools
-    ) -> AsyncGenerator[CheckEvent, None]:
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
         with translated_errors("check run"):
             run = await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
         if run.status == "requires_action" and self._tools is not None:
-            outputs: list[dict[str, str]] = []
-            async for step in self._run_tools(run, outputs, tools):
-                if isinstance(step, ApprovalRequest):
-                    yield RunCheck(RunState.NEEDS_APPROVAL, approval=step)
-                    return
-                yield step
+            asked = await self._asked(run, tools)
+            yield asked
             with translated_errors("submit tool outputs"):
                 await self._client.beta.threads.runs.submit_tool_outputs(
-                    run_id, thread_id=thread_id, tool_outputs=cast(Any, outputs)
+                    run_id, thread_id=thread_id, tool_outputs=_tool_outputs(asked)
                 )
             yield RunCheck(RunState.IN_PROGRESS)
             return
@@ -168,7 +163,7 @@ class ThreadsBackend:
         tools: TurnTools,
         images: Sequence[Image] = (),
         options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncGenerator[StreamEvent, None]:
+    ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
         args, catalog = await self._run_args(text, turn_key, images, options, tools)
         for label in sorted(catalog.unreachable):
             yield server_down(label)
@@ -186,17 +181,13 @@ class ThreadsBackend:
                             if part.type == "text" and part.text is not None and part.text.value:
                                 yield StreamDelta(part.text.value)
                     elif event.event == "thread.run.requires_action" and self._tools is not None:
-                        outputs: list[dict[str, str]] = []
-                        async for step in self._run_tools(event.data, outputs, tools):
-                            if isinstance(step, ApprovalRequest):
-                                await current.close()
-                                yield RunCheck(RunState.NEEDS_APPROVAL, approval=step)
-                                return
-                            yield step
+                        asked = await self._asked(event.data, tools)
+                        await current.close()  # the run waits for the outputs
+                        yield asked
                         stream = await self._client.beta.threads.runs.submit_tool_outputs(
                             event.data.id,
                             thread_id=thread_id,
-                            tool_outputs=cast(Any, outputs),
+                            tool_outputs=_tool_outputs(asked),
                             stream=True,
                         )
                         break
@@ -252,13 +243,9 @@ class ThreadsBackend:
         tools.decisions[approval.call_id] = allowed
         return run_id
 
-    async def _run_tools(
-        self, run: Any, outputs: list[dict[str, str]], turn: TurnTools
-    ) -> AsyncIterator[ToolProgress | ApprovalRequest]:
-        """Run the function calls a `requires_action` run waits for, filling `outputs`, and
-        show each as it goes. Every call gets an output, errors included: the run needs one
-        for each before it carries on. A call that needs a person's approval ends this with
-        an ApprovalRequest (the outputs so far are kept with the turn's tools)."""
+    async def _asked(self, run: Any, turn: TurnTools) -> ToolCalls:
+        """The function calls a `requires_action` run waits for, for the turn's tool loop:
+        every call gets an output, errors included (the run needs one for each)."""
         assert self._tools is not None
         action = run.required_action
         calls = action.submit_tool_outputs.tool_calls if action is not None else []
@@ -269,18 +256,7 @@ class ThreadsBackend:
         offered = {t.function.name for t in run.tools or [] if t.type == "function"}
         requested = [RequestedCall(c.id, c.function.name, c.function.arguments) for c in calls]
         box = Toolbox(self._tools, catalog, self._max_tool_calls, offered)
-        async for step in run_calls(requested, turn, box):
-            if not isinstance(step, CallResult):
-                yield step
-            elif step.step is CallStep.NEEDS_APPROVAL:
-                turn.known_outputs.update(
-                    {output["tool_call_id"]: output["output"] for output in outputs}
-                )
-                yield step.approval("")
-                return
-            else:
-                outputs.append({"tool_call_id": step.call.id, "output": step.output})
-        turn.known_outputs.clear()  # every call of the round has its output now
+        return ToolCalls(tuple(requested), box)
 
     async def _offered_tools(
         self, context: ToolContext | None, servers: Sequence[str] | None
@@ -348,3 +324,7 @@ class ThreadsBackend:
                 thread_id, run_id=run_id, order="asc", limit=100
             )
         return list(page.data)
+
+
+def _tool_outputs(asked: ToolCalls) -> Any:
+    return [{"tool_call_id": call, "output": output} for call, output in asked.answered().items()]

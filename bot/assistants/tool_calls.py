@@ -16,9 +16,11 @@ from enum import StrEnum
 
 from bot.assistants.base import (
     ApprovalRequest,
+    AssistantRejected,
     ToolProgress,
     ToolSource,
     ToolStatus,
+    Usage,
 )
 from bot.assistants.turn_tools import TurnTools
 from bot.tools.mcp_client import DENIED_TEXT, Catalog, McpTools, ToolOutcome, ToolSpec
@@ -83,6 +85,27 @@ class CallResult:
         assert self.spec is not None
         call = self.call
         return ApprovalRequest(call.id, self.spec.server, self.spec.name, call.arguments, state)
+
+
+@dataclass
+class ToolCalls:
+    """The model asks for the bot's own tools (an event a backend yields): the turn's tool
+    loop (bot/turns/tool_loop.py) runs them with `box` and answers in `outputs` (call id →
+    output, one for every call, errors included) before the backend goes on. `state` is what
+    the backend needs to ask again after an approval; `usage`, what the request that asked
+    used."""
+
+    calls: tuple[RequestedCall, ...]
+    box: Toolbox
+    state: str = ""
+    usage: Usage | None = None
+    outputs: dict[str, str] | None = None
+
+    def answered(self) -> dict[str, str]:
+        """The outputs, in the order of the calls."""
+        if self.outputs is None:
+            raise AssistantRejected("tool calls were asked for and never answered")
+        return {call.id: self.outputs[call.id] for call in self.calls}
 
 
 def next_step(

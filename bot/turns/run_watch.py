@@ -24,6 +24,7 @@ from bot.assistants.base import (
     RunCheck,
     RunState,
     ToolProgress,
+    UsageReport,
     is_unreachable,
 )
 from bot.attachments import Image
@@ -33,6 +34,7 @@ from bot.turns.active import ActiveTurn
 from bot.turns.delivery import Delivery
 from bot.turns.retry import RetryPolicy
 from bot.turns.session import TurnSession
+from bot.turns.tool_loop import with_tools
 from bot.turns.usage import UsageMeter
 from bot.turns.wakeups import RunWakeups
 
@@ -130,17 +132,20 @@ class RunWatch:
         return RunCheck(RunState.EXPIRED, detail="deadline", usage=used)
 
     async def _check(self, session: TurnSession, *, thread_id: str, run_id: str) -> RunCheck:
-        """One look at the run, its tool calls shown as they come; TimeoutError past the
-        deadline (and its grace)."""
+        """One look at the run, its tool calls run (the turn's tool loop) and shown as they
+        come; TimeoutError past the deadline (and its grace)."""
         active = session.active
         remaining = max(active.turn.deadline_at - time.time(), CHECK_GRACE_S)
-        events = self._backend.check_run(thread_id=thread_id, run_id=run_id, tools=session.tools)
+        checked = self._backend.check_run(thread_id=thread_id, run_id=run_id, tools=session.tools)
+        events = with_tools(checked, session.tools)
         check = RunCheck(RunState.IN_PROGRESS)
         async with asyncio.timeout(remaining), aclosing(events):
             async for event in events:
                 if isinstance(event, ToolProgress):
                     await self._delivery.show_tool(active, event)
-                else:
+                elif isinstance(event, UsageReport):
+                    await self._usage.add(active, event.usage)
+                elif isinstance(event, RunCheck):
                     check = event
         return check
 

@@ -49,6 +49,7 @@ from bot.turns.retry import RetryPolicy
 from bot.turns.run_watch import RunWatch, retrying
 from bot.turns.session import TurnSession
 from bot.turns.states import Outcome, TurnStatus
+from bot.turns.tool_loop import with_tools
 from bot.turns.turn_limits import asker_of, over_budget, tool_context
 from bot.turns.usage import UsageMeter
 from bot.turns.wakeups import RunWakeups
@@ -281,7 +282,7 @@ class TurnRunner:
         final: RunCheck | None = None
         await active.check_lease()
         try:
-            events = self._backend.stream_run(
+            streamed = self._backend.stream_run(
                 thread_id=thread_id,
                 text=prompt.text,
                 turn_key=active.key,
@@ -289,6 +290,7 @@ class TurnRunner:
                 images=prompt.images,
                 options=options,
             )
+            events = with_tools(streamed, session.tools)
             async with (
                 asyncio.timeout(max(0.0, active.turn.deadline_at - time.time())),
                 aclosing(events),
