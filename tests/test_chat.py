@@ -13,7 +13,7 @@ from openai import AsyncOpenAI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.assistants.base import RunCheck, RunState, TurnOptions
+from bot.assistants.base import RunCheck, RunState, StreamStarted, TurnOptions, TurnRequest
 from bot.assistants.chat import RUN_PREFIX, ChatBackend
 from bot.assistants.chat_history import SUMMARY_HEADING
 from bot.assistants.context import CUT_NOTE
@@ -82,6 +82,13 @@ async def checked(backend: ChatBackend, thread_id: str, run_id: str, tools: Turn
     return final
 
 
+async def start(backend: ChatBackend, request: TurnRequest, tools: TurnTools) -> str:
+    """Start a run in the background (polled delivery): its id."""
+    events = [e async for e in backend.respond(request, tools)]
+    assert len(events) == 1 and isinstance(events[0], StreamStarted), events
+    return events[0].run_id
+
+
 async def wait_done(backend: ChatBackend, thread_id: str, run_id: str, tools: TurnTools) -> str:
     """The answer, read within the check (a chat run is read by the call that follows it)."""
     check = await checked(backend, thread_id, run_id, tools)
@@ -95,9 +102,8 @@ async def test_channel_model_and_instructions_apply(
     thread_id = await backend.create_thread(metadata={})
     options = TurnOptions(model="gpt-channel", instructions="Answer in French.")
     tools = TurnTools()
-    run_id = await backend.start_run(
-        thread_id=thread_id, text="hello", turn_key="turn-1", tools=tools, options=options
-    )
+    request = TurnRequest(thread_id, "hello", "turn-1", options=options, streamed=False)
+    run_id = await start(backend, request, tools)
     assert await wait_done(backend, thread_id, run_id, tools) == "Echo: hello"
     (completion,) = openai_fake.chat_completions
     assert completion.model == "gpt-channel"
@@ -109,11 +115,9 @@ async def test_the_stored_thread_is_sent_and_a_turn_is_stored_once(
 ) -> None:
     thread_id = await backend.create_thread(metadata={})
     t1, t2 = TurnTools(), TurnTools()
-    first = await backend.start_run(
-        thread_id=thread_id, text="my name is Ann", turn_key="t1", tools=t1
-    )
+    first = await start(backend, TurnRequest(thread_id, "my name is Ann", "t1", streamed=False), t1)
     await wait_done(backend, thread_id, first, t1)
-    second = await backend.start_run(thread_id=thread_id, text="who am I?", turn_key="t2", tools=t2)
+    second = await start(backend, TurnRequest(thread_id, "who am I?", "t2", streamed=False), t2)
     await wait_done(backend, thread_id, second, t2)
     assert openai_fake.chat_completions[-1].messages[1:] == [
         {"role": "user", "content": "my name is Ann"},
@@ -142,11 +146,10 @@ async def test_images_go_with_their_own_turn_only(
     thread_id = await backend.create_thread(metadata={})
     image = Image("chart.png", "image/png", b"\x89PNG")
     i1, i2 = TurnTools(), TurnTools()
-    first = await backend.start_run(
-        thread_id=thread_id, text="look", turn_key="i1", tools=i1, images=[image]
-    )
+    request = TurnRequest(thread_id, "look", "i1", images=[image], streamed=False)
+    first = await start(backend, request, i1)
     await wait_done(backend, thread_id, first, i1)
-    second = await backend.start_run(thread_id=thread_id, text="and now?", turn_key="i2", tools=i2)
+    second = await start(backend, TurnRequest(thread_id, "and now?", "i2", streamed=False), i2)
     await wait_done(backend, thread_id, second, i2)
     with_image, without = openai_fake.chat_completions
     assert with_image.messages[-1]["content"] == [
@@ -161,10 +164,7 @@ async def test_streamed_answer_reports_its_usage(
 ) -> None:
     thread_id = await backend.create_thread(metadata={})
     events = [
-        event
-        async for event in backend.stream_run(
-            thread_id=thread_id, text="hi", turn_key="s1", tools=TurnTools()
-        )
+        event async for event in backend.respond(TurnRequest(thread_id, "hi", "s1"), TurnTools())
     ]
     final = events[-1]
     assert not isinstance(final, str) and getattr(final, "state", None) is RunState.COMPLETED

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from bot.attachments import Image
 
@@ -73,6 +73,20 @@ class TurnOptions:
 
 
 NO_OPTIONS = TurnOptions()
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """What a turn asks of the model."""
+
+    thread_id: str
+    text: str
+    turn_key: str
+    images: Sequence[Image] = ()
+    options: TurnOptions = NO_OPTIONS
+    streamed: bool = True
+    """False: the run starts in the background and only its id is yielded (polled delivery
+    follows it with `check_run`)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,10 @@ def _server_down_text(label: str) -> str:
 
 
 StreamEvent = StreamStarted | StreamDelta | ToolProgress | UsageReport | RunCheck
+ModelEvent: TypeAlias = "StreamEvent | ToolCalls"
+"""What a backend yields while a model answers: the run's id (stored before anything else),
+text deltas, tool calls (hosted ones as progress; the bot's own as ToolCalls, for the turn's
+tool loop), usage, and where the run ends (done, failed, or waiting for an approval)."""
 CheckEvent = ToolProgress | RunCheck
 """What following a run yields: its tool calls seen since the last look (the assistant
 pane's status line), then where the run is."""
@@ -223,16 +241,10 @@ class AssistantBackend(Protocol):
 
     async def create_thread(self, *, metadata: dict[str, str]) -> str: ...
 
-    async def start_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str: ...
+    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
+        """Ask the model: the run's id first (StreamStarted), then, streamed, its text
+        deltas and tool calls as they come and a final RunCheck."""
+        ...
 
     async def find_run(
         self,
@@ -259,20 +271,6 @@ class AssistantBackend(Protocol):
         """Stop the run; what it used until then, where the API says."""
         ...
 
-    def stream_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
-        """Start a run and yield its id, then text deltas (and ToolCalls, answered by the
-        turn's tool loop), then a final RunCheck."""
-        ...
-
     async def resume_run(
         self,
         *,
@@ -297,3 +295,22 @@ class AssistantBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+StartRun: TypeAlias = "Callable[[TurnRequest, TurnTools], Awaitable[str]]"
+StreamRun: TypeAlias = "Callable[[TurnRequest, TurnTools], AsyncGenerator[ModelEvent, None]]"
+
+
+async def responded(
+    request: TurnRequest, tools: TurnTools, *, start: StartRun, stream: StreamRun
+) -> AsyncGenerator[ModelEvent, None]:
+    """`respond` for a backend with a background start and a streamed one."""
+    if not request.streamed:
+        yield StreamStarted(await start(request, tools))
+        return
+    events = stream(request, tools)
+    try:
+        async for event in events:
+            yield event
+    finally:
+        await events.aclose()

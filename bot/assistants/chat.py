@@ -5,7 +5,7 @@ own database (`bot/store/chat_models.py`) and sends the conversation on every tu
 of it as fits the model's window (`bot/assistants/context.py`).
 
 A turn is a local run: its user message is stored first (once per turn key), the answer is
-read inside the call the runner awaits (`stream_run`, or `check_run` after `start_run`), and
+read inside the call the runner awaits (`respond` streamed, or `check_run` after it), and
 stored when the model finishes, in the one transaction that marks the run done. So:
 
 - a crash after the answer is stored posts the stored answer (the model is not asked again);
@@ -13,9 +13,9 @@ stored when the model finishes, in the one transaction that marks the run done. 
   whoever checks the run next asks the model again. The model may be called twice; the
   answer is stored, and therefore posted, once (the first stored answer wins).
 
-The request is sent (and its HTTP status known) before `start_run` returns or `stream_run`
-yields the run id, so an API that is down or refuses the turn is reported where the service
-retries or explains it; `start_run` leaves the request it sent with the turn's tools
+The request is sent (and its HTTP status known) before `respond` yields the run id, so an
+API that is down or refuses the turn is reported where the service retries or explains it;
+started in the background, a turn leaves the request it sent with its tools
 (`TurnTools.held`) for `check_run` to read. Answers are always streamed from the API (the
 read timeout then applies between chunks, not to the whole answer). Only the newest question
 carries its images: earlier ones are sent as text, so a model without vision refuses one
@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
 
 from openai import AsyncOpenAI, AsyncStream
@@ -35,18 +35,19 @@ from openai.types.chat import ChatCompletionChunk
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.assistants.base import (
-    NO_OPTIONS,
     ApprovalRequest,
     AssistantUnavailable,
     CheckEvent,
+    ModelEvent,
     RunCheck,
     RunState,
     StreamDelta,
     StreamEvent,
     StreamStarted,
     ToolProgress,
-    TurnOptions,
+    TurnRequest,
     Usage,
+    responded,
     server_down,
 )
 from bot.assistants.chat_history import CONTEXT_TOO_LONG, ChatHistory, ContextTooLong
@@ -108,21 +109,17 @@ class ChatBackend:
     async def create_thread(self, *, metadata: dict[str, str]) -> str:
         return f"chat_{uuid.uuid4().hex}"
 
-    async def start_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str:
+    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
+        return responded(request, tools, start=self._start_run, stream=self._stream_run)
+
+    async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
         """Store the question and send it; `check_run` reads the answer.
 
         The request is sent before this returns, so an API that refuses it or cannot be
         reached is reported here, as other backends report a run that cannot be created.
         """
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
         await self._store.store_question(thread_id, turn_key, text, images, options)
         await tools.close()
         tools.held = await self._opening(thread_id, turn_key, tools)
@@ -150,7 +147,7 @@ class ChatBackend:
     async def check_run(
         self, *, thread_id: str, run_id: str, tools: TurnTools
     ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
-        """Read the answer to its end: the request `start_run` sent, the loop an approval
+        """Read the answer to its end: the request `respond` sent, the loop an approval
         paused, else the stored answer, else (the process that asked is gone, or its
         answer broke off) the model is asked again."""
         turn_key = run_id.removeprefix(RUN_PREFIX)
@@ -185,20 +182,15 @@ class ChatBackend:
         """Nothing runs apart from the call reading the answer: stopping it hangs up."""
         return None
 
-    async def stream_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
+    async def _stream_run(
+        self, request: TurnRequest, tools: TurnTools
     ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
         """Store the question, then stream the answer as the model writes it.
 
         If the caller stops listening (a deadline, a broken Slack stream), the request is
         hung up on; `check_run` asks again."""
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
         await self._store.store_question(thread_id, turn_key, text, images, options)
         await tools.close()
         opened = await self._opening(thread_id, turn_key, tools)

@@ -12,17 +12,18 @@ from openai import AsyncOpenAI, omit
 from openai.types.responses import Response
 
 from bot.assistants.base import (
-    NO_OPTIONS,
     ApprovalRequest,
     CheckEvent,
+    ModelEvent,
     RunCheck,
     RunState,
     StreamDelta,
     StreamEvent,
     StreamStarted,
-    TurnOptions,
+    TurnRequest,
     Usage,
     UsageReport,
+    responded,
     server_down,
 )
 from bot.assistants.errors import gone_is_done, translated_errors
@@ -76,16 +77,12 @@ class ResponsesBackend:
             conversation = await self._client.conversations.create(metadata=metadata)
         return str(conversation.id)
 
-    async def start_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str:
+    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
+        return responded(request, tools, start=self._start_run, stream=self._stream_run)
+
+    async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
         args = await self._requests.first(thread_id, text, turn_key, images, options, tools)
         response, down = await self._requests.create(args)
         tools.left_out(down)
@@ -244,15 +241,8 @@ class ResponsesBackend:
             return None
         return response_usage(cancelled)
 
-    async def stream_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
+    async def _stream_run(
+        self, request: TurnRequest, tools: TurnTools
     ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
         """Create the background response and stream it in one request.
 
@@ -260,6 +250,8 @@ class ResponsesBackend:
         waiting starts. A crash before that event arrives is covered by `find_run`, which
         recognises this turn's input in the conversation.
         """
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
         args = await self._requests.first(thread_id, text, turn_key, images, options, tools)
         stream, down = await self._requests.create(args, stream=True)
         while stream is not None:

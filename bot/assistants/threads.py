@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from openai import AsyncOpenAI
 
 from bot.assistants.base import (
-    NO_OPTIONS,
     ApprovalRequest,
     CheckEvent,
+    ModelEvent,
     RunCheck,
     RunState,
     StreamDelta,
@@ -23,8 +23,10 @@ from bot.assistants.base import (
     StreamStarted,
     ToolContext,
     TurnOptions,
+    TurnRequest,
     Usage,
     joined_instructions,
+    responded,
     server_down,
 )
 from bot.assistants.errors import gone_is_done, translated_errors
@@ -78,16 +80,12 @@ class ThreadsBackend:
             thread = await self._client.beta.threads.create(metadata=metadata)
         return str(thread.id)
 
-    async def start_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str:
+    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
+        return responded(request, tools, start=self._start_run, stream=self._stream_run)
+
+    async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
         args, catalog = await self._run_args(text, turn_key, images, options, tools)
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
@@ -154,16 +152,11 @@ class ThreadsBackend:
             return None
         return run_usage(run)
 
-    async def stream_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
+    async def _stream_run(
+        self, request: TurnRequest, tools: TurnTools
     ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
         args, catalog = await self._run_args(text, turn_key, images, options, tools)
         for label in sorted(catalog.unreachable):
             yield server_down(label)

@@ -33,6 +33,7 @@ from bot.assistants.base import (
     StreamStarted,
     ToolProgress,
     TurnOptions,
+    TurnRequest,
     UsageReport,
 )
 from bot.settings import Settings
@@ -176,17 +177,9 @@ class TurnRunner:
             options = self._admin.turn_options(channel, asker_of(active))
             session.tools.servers = options.mcp_servers
             thread_id = await self._retrying(session, lambda _: self._ensure_thread(active))
-            if self._settings.delivery == "stream":
-                await self._retrying(
-                    session,
-                    lambda retry: self._stream(
-                        session, thread_id=thread_id, prompt=prompt, retry=retry, options=options
-                    ),
-                )
-                return
-            run_id = await self._retrying(
+            await self._retrying(
                 session,
-                lambda retry: self._find_or_start_run(
+                lambda retry: self._respond(
                     session, thread_id=thread_id, prompt=prompt, retry=retry, options=options
                 ),
             )
@@ -199,8 +192,6 @@ class TurnRunner:
             metrics.openai_error("rejected")
             log.error("turn %s: assistant refused the request: %s", active.turn.id, exc)
             await active.mark_posting(Outcome.REJECTED)
-            return
-        await session.mark_running(run_id, self._backend.name)
 
     async def _ensure_thread(self, active: ActiveTurn) -> str:
         conversation = active.conversation
@@ -235,31 +226,7 @@ class TurnRunner:
             tools=session.tools,
         )
 
-    async def _find_or_start_run(
-        self,
-        session: TurnSession,
-        *,
-        thread_id: str,
-        prompt: Prompt,
-        retry: bool,
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str:
-        active = session.active
-        if retry or not active.first_attempt:
-            found = await self._find_run(session, thread_id=thread_id, text=prompt.text)
-            if found is not None:
-                return found
-        await active.check_lease()
-        return await self._backend.start_run(
-            thread_id=thread_id,
-            text=prompt.text,
-            turn_key=active.key,
-            tools=session.tools,
-            images=prompt.images,
-            options=options,
-        )
-
-    async def _stream(
+    async def _respond(
         self,
         session: TurnSession,
         *,
@@ -268,7 +235,8 @@ class TurnRunner:
         retry: bool,
         options: TurnOptions = NO_OPTIONS,
     ) -> None:
-        """Start the run as a stream and show its words as they come.
+        """Ask the model. Streamed, its words and tool calls are shown as they come; polled,
+        the run is started in the background and followed afterwards (`_finish_run`).
 
         Once the run exists (its id stored), a broken stream falls back to polling that run;
         before that, the error goes to the caller, which retries or explains.
@@ -282,15 +250,11 @@ class TurnRunner:
         final: RunCheck | None = None
         await active.check_lease()
         try:
-            streamed = self._backend.stream_run(
-                thread_id=thread_id,
-                text=prompt.text,
-                turn_key=active.key,
-                tools=session.tools,
-                images=prompt.images,
-                options=options,
+            streamed = self._settings.delivery == "stream"
+            request = TurnRequest(
+                thread_id, prompt.text, active.key, prompt.images, options, streamed=streamed
             )
-            events = with_tools(streamed, session.tools)
+            events = with_tools(self._backend.respond(request, session.tools), session.tools)
             async with (
                 asyncio.timeout(max(0.0, active.turn.deadline_at - time.time())),
                 aclosing(events),

@@ -13,7 +13,7 @@ from bot.assistants.tool_calls import CallResult, CallStep, ToolCalls, run_calls
 from bot.assistants.turn_tools import TurnTools
 
 BackendEvents = AsyncGenerator[StreamEvent | ToolCalls, None]
-"""What a backend yields while it answers (`stream_run`, `check_run`)."""
+"""What a backend yields while it answers (`respond`, `check_run`)."""
 
 
 async def with_tools(events: BackendEvents, tools: TurnTools) -> AsyncGenerator[StreamEvent, None]:

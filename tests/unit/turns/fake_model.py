@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.assistants.base import (
-    NO_OPTIONS,
     ApprovalRequest,
     AssistantRejected,
     AssistantUnavailable,
     AssistantUnreachable,
     CheckEvent,
+    ModelEvent,
     RunCheck,
     RunState,
     StreamDelta,
@@ -43,7 +43,7 @@ from bot.assistants.base import (
     StreamStarted,
     ToolContext,
     ToolProgress,
-    TurnOptions,
+    TurnRequest,
     Usage,
 )
 from bot.assistants.tool_calls import RequestedCall, Toolbox, ToolCalls
@@ -161,17 +161,14 @@ class FakeModel:
     async def create_thread(self, *, metadata: dict[str, str]) -> str:
         return f"thread-{next(self._ids)}"
 
-    async def start_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str:
-        return self._start(turn_key, text).id
+    async def respond(
+        self, request: TurnRequest, tools: TurnTools
+    ) -> AsyncGenerator[ModelEvent, None]:
+        run = self._start(request.turn_key, request.text)
+        yield StreamStarted(run.id)
+        if request.streamed:
+            async for event in self._play(run, streamed=True):
+                yield event
 
     async def find_run(
         self,
@@ -200,21 +197,6 @@ class FakeModel:
         self._runs[run_id].cancelled = True
         self.cancelled.append(run_id)
         return None
-
-    async def stream_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        tools: TurnTools,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
-        run = self._start(turn_key, text)
-        yield StreamStarted(run.id)
-        async for event in self._play(run, streamed=True):
-            yield event
 
     async def resume_run(
         self,
