@@ -243,8 +243,8 @@ class Plan:
 def stream_support() -> str | None:
     """None if the bot's turn engine streams; otherwise why DELIVERY=stream is n/a."""
     source = (ROOT / "bot" / "turns" / "runner.py").read_text(encoding="utf-8")
-    if "stream_run" not in source:
-        return "bot/turns/runner.py never calls stream_run: DELIVERY=stream is not implemented"
+    if "streamed=" not in source:
+        return "bot/turns/runner.py never asks for a streamed run: DELIVERY=stream is n/a"
     return None
 
 

@@ -6,7 +6,6 @@ where a Slack thread would add nothing (per-turn options, the stored thread).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,10 +13,11 @@ from openai import AsyncOpenAI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.assistants.base import RunState, TurnOptions
+from bot.assistants.base import RunCheck, RunState, StreamStarted, TurnOptions, TurnRequest
 from bot.assistants.chat import RUN_PREFIX, ChatBackend
 from bot.assistants.chat_history import SUMMARY_HEADING
 from bot.assistants.context import CUT_NOTE
+from bot.assistants.turn_tools import TurnTools
 from bot.attachments import Image, image_data_url
 from bot.replies import OUTCOME_MESSAGES
 from bot.settings import SettingsError, load_settings
@@ -75,14 +75,25 @@ async def backend(openai_fake: FakeOpenAI, engine: AsyncEngine) -> AsyncIterator
     await chat.close()
 
 
-async def wait_done(backend: ChatBackend, thread_id: str, run_id: str) -> str:
-    for _ in range(500):
-        check = await backend.check_run(thread_id=thread_id, run_id=run_id)
-        if check.state.finished:
-            assert check.state is RunState.COMPLETED, check
-            return check.text
-        await asyncio.sleep(0.02)
-    raise AssertionError("no answer")
+async def checked(backend: ChatBackend, thread_id: str, run_id: str, tools: TurnTools) -> RunCheck:
+    events = [e async for e in backend.check_run(thread_id=thread_id, run_id=run_id, tools=tools)]
+    final = events[-1]
+    assert isinstance(final, RunCheck)
+    return final
+
+
+async def start(backend: ChatBackend, request: TurnRequest, tools: TurnTools) -> str:
+    """Start a run in the background (polled delivery): its id."""
+    events = [e async for e in backend.respond(request, tools)]
+    assert len(events) == 1 and isinstance(events[0], StreamStarted), events
+    return events[0].run_id
+
+
+async def wait_done(backend: ChatBackend, thread_id: str, run_id: str, tools: TurnTools) -> str:
+    """The answer, read within the check (a chat run is read by the call that follows it)."""
+    check = await checked(backend, thread_id, run_id, tools)
+    assert check.state is RunState.COMPLETED, check
+    return check.text
 
 
 async def test_channel_model_and_instructions_apply(
@@ -90,10 +101,10 @@ async def test_channel_model_and_instructions_apply(
 ) -> None:
     thread_id = await backend.create_thread(metadata={})
     options = TurnOptions(model="gpt-channel", instructions="Answer in French.")
-    run_id = await backend.start_run(
-        thread_id=thread_id, text="hello", turn_key="turn-1", options=options
-    )
-    assert await wait_done(backend, thread_id, run_id) == "Echo: hello"
+    tools = TurnTools()
+    request = TurnRequest(thread_id, "hello", "turn-1", options=options, streamed=False)
+    run_id = await start(backend, request, tools)
+    assert await wait_done(backend, thread_id, run_id, tools) == "Echo: hello"
     (completion,) = openai_fake.chat_completions
     assert completion.model == "gpt-channel"
     assert completion.system == "Be kind.\n\nAnswer in French."
@@ -103,21 +114,23 @@ async def test_the_stored_thread_is_sent_and_a_turn_is_stored_once(
     backend: ChatBackend, openai_fake: FakeOpenAI, engine: AsyncEngine
 ) -> None:
     thread_id = await backend.create_thread(metadata={})
-    first = await backend.start_run(thread_id=thread_id, text="my name is Ann", turn_key="t1")
-    await wait_done(backend, thread_id, first)
-    second = await backend.start_run(thread_id=thread_id, text="who am I?", turn_key="t2")
-    await wait_done(backend, thread_id, second)
+    t1, t2 = TurnTools(), TurnTools()
+    first = await start(backend, TurnRequest(thread_id, "my name is Ann", "t1", streamed=False), t1)
+    await wait_done(backend, thread_id, first, t1)
+    second = await start(backend, TurnRequest(thread_id, "who am I?", "t2", streamed=False), t2)
+    await wait_done(backend, thread_id, second, t2)
     assert openai_fake.chat_completions[-1].messages[1:] == [
         {"role": "user", "content": "my name is Ann"},
         {"role": "assistant", "content": "Echo: my name is Ann"},
         {"role": "user", "content": "who am I?"},
     ]
     # Starting a turn again (a retried start) neither stores nor asks anything twice.
+    again = TurnTools()  # a later attempt, maybe in another process
     found = await backend.find_run(
-        thread_id=thread_id, turn_key="t2", text="", previous_run_id=None
+        thread_id=thread_id, turn_key="t2", text="", previous_run_id=None, tools=again
     )
     assert found == second
-    check = await backend.check_run(thread_id=thread_id, run_id=RUN_PREFIX + "t2")
+    check = await checked(backend, thread_id, RUN_PREFIX + "t2", again)
     assert check.text == "Echo: who am I?"
     async with engine.connect() as connection:
         stored = await connection.scalar(select(func.count()).select_from(ChatMessage))
@@ -132,10 +145,12 @@ async def test_images_go_with_their_own_turn_only(
 ) -> None:
     thread_id = await backend.create_thread(metadata={})
     image = Image("chart.png", "image/png", b"\x89PNG")
-    first = await backend.start_run(thread_id=thread_id, text="look", turn_key="i1", images=[image])
-    await wait_done(backend, thread_id, first)
-    second = await backend.start_run(thread_id=thread_id, text="and now?", turn_key="i2")
-    await wait_done(backend, thread_id, second)
+    i1, i2 = TurnTools(), TurnTools()
+    request = TurnRequest(thread_id, "look", "i1", images=[image], streamed=False)
+    first = await start(backend, request, i1)
+    await wait_done(backend, thread_id, first, i1)
+    second = await start(backend, TurnRequest(thread_id, "and now?", "i2", streamed=False), i2)
+    await wait_done(backend, thread_id, second, i2)
     with_image, without = openai_fake.chat_completions
     assert with_image.messages[-1]["content"] == [
         {"type": "text", "text": "look"},
@@ -149,7 +164,7 @@ async def test_streamed_answer_reports_its_usage(
 ) -> None:
     thread_id = await backend.create_thread(metadata={})
     events = [
-        event async for event in backend.stream_run(thread_id=thread_id, text="hi", turn_key="s1")
+        event async for event in backend.respond(TurnRequest(thread_id, "hi", "s1"), TurnTools())
     ]
     final = events[-1]
     assert not isinstance(final, str) and getattr(final, "state", None) is RunState.COMPLETED

@@ -42,22 +42,22 @@ async def wait_for_stored_answer(url: str, timeout: float = 15.0) -> None:
 async def test_kill_9_between_the_answer_and_posting_it_posts_the_stored_answer(
     slack: FakeSlack, openai_fake: FakeOpenAI, database_url: str
 ) -> None:
-    """The model answered and the answer was stored, but the process died before it looked
-    (polls seconds apart leave the window open): the restarted bot posts the stored answer,
-    once, without asking the model again."""
+    """The model answered and the answer was stored, but the process died before posting it
+    (Slack rate-limits the answer's post for long enough): the restarted bot posts the stored
+    answer, once, without asking the model again."""
     env = bot_env(
         slack=slack,
         openai=openai_fake,
         database_url=database_url,
         assistant_api="chat",
         DELIVERY="poll",
-        POLL_INITIAL_MS="4000",
-        POLL_MAX_MS="4000",
     )
     openai_fake.run_s = 0.5
+    slack.fail_next("chat.update", status=429, retry_after=30)
     async with crashable_bot(env, slack, openai_fake) as bot:
         question = await bot.talk.mention("answer me once")
         await wait_for_stored_answer(database_url)
+        await slack.wait_for(lambda: any(c.status == 429 for c in slack.calls_to("chat.update")))
         assert bot.talk.answers("C0001", question.ts) == []
         bot.kill()
         await bot.restart()

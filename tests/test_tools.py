@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from bot.assistants.base import ToolProgress, ToolSource, ToolStatus
-from bot.assistants.responses_functions import UnsentOutputs
 from bot.assistants.responses_items import unanswered_calls
 from bot.assistants.responses_requests import INTERRUPTED_TEXT, mcp_tool
 from bot.live import task_update_chunk
@@ -678,19 +677,6 @@ def test_which_calls_a_refused_conversation_leaves_unanswered(
     items: list[tuple[str, str]], sending: list[str], named: str, expected: list[str]
 ) -> None:
     assert unanswered_calls(items, sending=sending, named=named) == expected
-
-
-def test_unsent_outputs_are_kept_until_dropped_and_the_oldest_go_past_the_limit() -> None:
-    unsent = UnsentOutputs(2)
-    first = [{"type": "function_call_output", "call_id": "c1", "output": "hits"}]
-    unsent.keep("resp_1", first)
-    unsent.keep("resp_2", [])
-    assert unsent.get("resp_1") == first
-    unsent.keep("resp_3", [])  # past the limit: resp_1, the oldest, goes
-    assert unsent.get("resp_1") is None and unsent.get("resp_2") == []
-    unsent.drop("resp_2")
-    unsent.drop("resp_9")  # unknown: nothing to do
-    assert len(unsent) == 1 and unsent.get("resp_3") == []
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from bot.attachments import Image
+
+if TYPE_CHECKING:
+    from bot.assistants.tool_calls import ToolCalls
+    from bot.assistants.turn_tools import TurnTools
 
 
 class RunState(StrEnum):
@@ -64,12 +68,25 @@ class TurnOptions:
 
     model: str | None = None
     instructions: str | None = None
-    tool_context: ToolContext | None = None
     mcp_servers: tuple[str, ...] | None = None
     """The configured MCP servers (labels) the turn may use; None: all of them."""
 
 
 NO_OPTIONS = TurnOptions()
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """What a turn asks of the model."""
+
+    thread_id: str
+    text: str
+    turn_key: str
+    images: Sequence[Image] = ()
+    options: TurnOptions = NO_OPTIONS
+    streamed: bool = True
+    """False: the run starts in the background and only its id is yielded (polled delivery
+    follows it with `check_run`)."""
 
 
 @dataclass(frozen=True)
@@ -165,8 +182,13 @@ def _server_down_text(label: str) -> str:
 
 
 StreamEvent = StreamStarted | StreamDelta | ToolProgress | UsageReport | RunCheck
-ProgressSink = Callable[[ToolProgress], Awaitable[None]]
-"""Where a polled run reports its tool calls (the assistant pane's status line)."""
+ModelEvent: TypeAlias = "StreamEvent | ToolCalls"
+"""What a backend yields while a model answers: the run's id (stored before anything else),
+text deltas, tool calls (hosted ones as progress; the bot's own as ToolCalls, for the turn's
+tool loop), usage, and where the run ends (done, failed, or waiting for an approval)."""
+CheckEvent = ToolProgress | RunCheck
+"""What following a run yields: its tool calls seen since the last look (the assistant
+pane's status line), then where the run is."""
 
 
 class AssistantUnavailable(Exception):
@@ -211,49 +233,42 @@ class AssistantBackend(Protocol):
 
     `turn_key` is the bot's own id for a turn; backends store it with the run where the API
     allows, so a process restarted between creating a run and recording its id finds it again.
+    A backend keeps nothing of a turn: what a turn's tools need (and anything the turn holds
+    open) is its `TurnTools`, owned by the turn and handed to each call.
     """
 
     name: str
 
     async def create_thread(self, *, metadata: dict[str, str]) -> str: ...
 
-    async def start_run(
+    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
+        """Ask the model: the run's id first (StreamStarted), then, streamed, its text
+        deltas and tool calls as they come and a final RunCheck."""
+        ...
+
+    async def find_run(
         self,
         *,
         thread_id: str,
-        text: str,
         turn_key: str,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str: ...
-
-    async def find_run(
-        self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
+        text: str,
+        previous_run_id: str | None,
+        tools: TurnTools,
     ) -> str | None:
         """The run a failed or crashed attempt of this turn may have started, if the API can
         tell; `previous_run_id` is the run of the conversation's turn before this one."""
         ...
 
-    async def check_run(
-        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
-    ) -> RunCheck:
-        """Where the run is; tool calls it makes meanwhile go to `progress`."""
+    def check_run(
+        self, *, thread_id: str, run_id: str, tools: TurnTools
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
+        """The run's tool calls since the last look as they go, then a RunCheck: where the
+        run is (the caller bounds this by the turn's deadline). The bot's own tools are
+        asked for as ToolCalls, answered by the turn's tool loop before this goes on."""
         ...
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
         """Stop the run; what it used until then, where the API says."""
-        ...
-
-    def stream_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncIterator[StreamEvent]:
-        """Start a run and yield its id, then text deltas, then a final RunCheck."""
         ...
 
     async def resume_run(
@@ -264,6 +279,7 @@ class AssistantBackend(Protocol):
         turn_key: str,
         approval: ApprovalRequest,
         allowed: bool,
+        tools: TurnTools,
     ) -> str:
         """Carry on a run that waited for `approval`: the call runs (or the model is told it
         was denied). Returns the run to wait for next (the same one, or a new one)."""
@@ -273,14 +289,28 @@ class AssistantBackend(Protocol):
         """Images the assistant made during the run, to upload into the Slack thread."""
         ...
 
-    def forget(self, turn_key: str) -> None:
-        """Drop what the backend holds in memory for a turn this process no longer works on
-        (it ended, failed, was cancelled or handed over); called once, from the runner."""
-        ...
-
     async def delete_thread(self, thread_id: str) -> None:
         """Forget the thread at OpenAI (or in the bot, for chat); already gone is done; a
         failure raises, so the caller can keep its id for a retry."""
         ...
 
     async def close(self) -> None: ...
+
+
+StartRun: TypeAlias = "Callable[[TurnRequest, TurnTools], Awaitable[str]]"
+StreamRun: TypeAlias = "Callable[[TurnRequest, TurnTools], AsyncGenerator[ModelEvent, None]]"
+
+
+async def responded(
+    request: TurnRequest, tools: TurnTools, *, start: StartRun, stream: StreamRun
+) -> AsyncGenerator[ModelEvent, None]:
+    """`respond` for a backend with a background start and a streamed one."""
+    if not request.streamed:
+        yield StreamStarted(await start(request, tools))
+        return
+    events = stream(request, tools)
+    try:
+        async for event in events:
+            yield event
+    finally:
+        await events.aclose()

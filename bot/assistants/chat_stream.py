@@ -1,12 +1,11 @@
 """A chat turn in flight: sending its request, reading the reply as it streams (text, tool
-calls, usage), the tool-call loop's state (stored with an approval request), and relaying
-what the turn shows to a streamed delivery."""
+calls, usage), and what a turn holds between two backend calls: the request it sent, an
+answer already known, or the tool-call loop it paused (stored with an approval request)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -18,20 +17,14 @@ from openai.types.chat import ChatCompletionChunk
 from bot.assistants.base import (
     AssistantRejected,
     AssistantUnavailable,
+    RunCheck,
     RunState,
-    StreamDelta,
-    ToolContext,
-    ToolProgress,
     Usage,
 )
 from bot.assistants.chat_history import completion_errors
 from bot.assistants.errors import translated_errors
-from bot.assistants.tool_calls import RequestedCall, TurnTools
+from bot.assistants.tool_calls import RequestedCall
 from bot.tools.mcp_client import EMPTY_CATALOG, Catalog
-
-Progress = asyncio.Queue[str | ToolProgress]
-"""What a streamed turn shows as it goes: answer text, and tool calls as they run."""
-
 
 FINISH_STATES = {
     "stop": RunState.COMPLETED,
@@ -52,10 +45,8 @@ class Reply:
     tool_calls: tuple[RequestedCall, ...] = ()
 
 
-async def read_reply(
-    stream: AsyncStream[ChatCompletionChunk], show: Callable[[str], None]
-) -> Reply:
-    """The model's reply as it streams in; each piece of its text goes to `show` at once."""
+async def read_reply(stream: AsyncStream[ChatCompletionChunk]) -> AsyncIterator[str | Reply]:
+    """The model's reply as it streams in: each piece of its text at once, then the reply."""
     parts: list[str] = []
     finish: str | None = None
     usage: Usage | None = None
@@ -69,7 +60,7 @@ async def read_reply(
                     for choice in chunk.choices:
                         if choice.delta.content:
                             parts.append(choice.delta.content)
-                            show(choice.delta.content)
+                            yield choice.delta.content
                         for piece in choice.delta.tool_calls or []:
                             call = calls.setdefault(
                                 piece.index, {"id": "", "name": "", "arguments": ""}
@@ -86,7 +77,7 @@ async def read_reply(
         raise AssistantUnavailable("chat completion stream: it ended before the answer")
     tool_calls = tuple(RequestedCall(**calls[index]) for index in sorted(calls))
     state = FINISH_STATES.get(finish, RunState.COMPLETED)
-    return Reply(state, "".join(parts), usage, tool_calls)
+    yield Reply(state, "".join(parts), usage, tool_calls)
 
 
 def assistant_calls(reply: Reply) -> dict[str, Any]:
@@ -103,19 +94,6 @@ def assistant_calls(reply: Reply) -> dict[str, Any]:
             for call in reply.tool_calls
         ],
     }
-
-
-def added(total: Usage | None, more: Usage | None) -> Usage | None:
-    """Usage over the rounds of a tool-call loop."""
-    if total is None or more is None:
-        return more or total
-    return Usage(
-        model=total.model,
-        input_tokens=total.input_tokens + more.input_tokens,
-        cached_input_tokens=total.cached_input_tokens + more.cached_input_tokens,
-        output_tokens=total.output_tokens + more.output_tokens,
-        reasoning_tokens=total.reasoning_tokens + more.reasoning_tokens,
-    )
 
 
 def completion_usage(model: str, usage: CompletionUsage | None) -> Usage | None:
@@ -145,30 +123,49 @@ class Opened:
     catalog: Catalog = EMPTY_CATALOG
     servers: tuple[str, ...] | None = None
 
+    async def close(self) -> None:
+        await self.stream.close()
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A turn whose result is known before its request is sent (a stored answer, or a
+    thread too long for the model)."""
+
+    check: RunCheck
+
+    async def close(self) -> None:
+        return None
+
 
 @dataclass
 class ToolLoop:
-    """A turn's tool-call loop as it stands: stored with an approval request."""
+    """A turn's tool-call loop as it stands: stored with an approval request (the turn's
+    tool state is stored with the turn)."""
 
     model: str
     messages: list[dict[str, Any]]
     cut: bool = False
     pending: list[dict[str, str]] = field(default_factory=list)
     """Calls of the model's last reply not yet answered (the first waits for approval)."""
-    tools: TurnTools = field(default_factory=TurnTools)
 
     def dump(self) -> str:
         loop = {"model": self.model, "messages": self.messages, "cut": self.cut}
-        return json.dumps({**loop, "pending": self.pending, **self.tools.stored()})
+        return json.dumps({**loop, "pending": self.pending})
 
     @classmethod
-    def load(cls, state: str, context: ToolContext | None) -> ToolLoop:
+    def load(cls, state: str) -> tuple[ToolLoop, dict[str, Any]]:
+        """The loop, and all that was stored (a request stored by an earlier version also
+        carries the turn's tool state)."""
         try:
             stored = json.loads(state)
-            tools = TurnTools.from_stored(stored, context)
-            return cls(stored["model"], stored["messages"], stored["cut"], stored["pending"], tools)
+            loop = cls(stored["model"], stored["messages"], stored["cut"], stored["pending"])
         except (ValueError, TypeError, KeyError) as exc:
             raise AssistantRejected("chat: the stored tool-call state is unreadable") from exc
+        return loop, stored
+
+    async def close(self) -> None:
+        return None
 
 
 async def create_stream(
@@ -189,31 +186,3 @@ async def create_stream(
             stream_options={"include_usage": True},
             timeout=timeout_s,
         )
-
-
-async def relayed(
-    deltas: Progress, task: asyncio.Task[Any]
-) -> AsyncGenerator[StreamDelta | ToolProgress, None]:
-    """What the turn's `task` puts into `deltas`, as stream events, until the task ends."""
-    getter: asyncio.Future[str | ToolProgress] | None = None
-    try:
-        while True:
-            getter = asyncio.ensure_future(deltas.get())
-            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                break
-            yield _event(getter.result())
-        while not deltas.empty():
-            yield _event(deltas.get_nowait())
-    finally:
-        if getter is not None and not getter.done():
-            getter.cancel()
-
-
-def _event(item: str | ToolProgress) -> StreamDelta | ToolProgress:
-    return StreamDelta(item) if isinstance(item, str) else item
-
-
-def show(deltas: Progress | None, item: str | ToolProgress) -> None:
-    if deltas is not None:
-        deltas.put_nowait(item)

@@ -5,24 +5,25 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from openai import AsyncOpenAI, omit
 from openai.types.responses import Response
 
 from bot.assistants.base import (
-    NO_OPTIONS,
     ApprovalRequest,
-    ProgressSink,
+    CheckEvent,
+    ModelEvent,
     RunCheck,
     RunState,
     StreamDelta,
     StreamEvent,
     StreamStarted,
-    TurnOptions,
+    TurnRequest,
     Usage,
     UsageReport,
+    responded,
     server_down,
 )
 from bot.assistants.errors import gone_is_done, translated_errors
@@ -33,10 +34,10 @@ from bot.assistants.responses_items import (
     item_text,
     response_check,
     response_usage,
-    turn_key_of,
 )
 from bot.assistants.responses_requests import ResponseRequests
-from bot.assistants.tool_calls import TurnTools
+from bot.assistants.tool_calls import ToolCalls
+from bot.assistants.turn_tools import TurnTools
 from bot.attachments import Image
 from bot.tools.config import McpServer
 from bot.tools.mcp_client import McpTools
@@ -60,10 +61,7 @@ class ResponsesBackend:
         functions: McpTools | None = None,
         max_tool_calls: int = 8,
     ) -> None:
-        self._turns: dict[str, TurnTools] = {}
-        """Turn key → its tool state: what its own tools act with, the calls they made, and
-        the MCP servers its responses were sent without (named in its answer)."""
-        self._functions = ResponseFunctions(functions, max_tool_calls, self._turns)
+        self._functions = ResponseFunctions(functions, max_tool_calls)
         self._client = client
         self._requests = ResponseRequests(
             client,
@@ -79,31 +77,16 @@ class ResponsesBackend:
             conversation = await self._client.conversations.create(metadata=metadata)
         return str(conversation.id)
 
-    async def start_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str:
-        self._remember(turn_key, options)
-        args = await self._requests.first(thread_id, text, turn_key, images, options)
+    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
+        return responded(request, tools, start=self._start_run, stream=self._stream_run)
+
+    async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
+        args = await self._requests.first(thread_id, text, turn_key, images, options, tools)
         response, down = await self._requests.create(args)
-        self._left_out(turn_key, down)
+        tools.left_out(down)
         return str(response.id)
-
-    def _left_out(self, turn_key: str, down: Sequence[str]) -> None:
-        if down:
-            self._turn(turn_key).left_out(down)
-
-    def _turn(self, turn_key: str) -> TurnTools:
-        return self._turns.setdefault(turn_key, TurnTools())
-
-    def _remember(self, turn_key: str, options: TurnOptions) -> None:
-        if options.tool_context is not None:
-            self._turn(turn_key).context = options.tool_context
 
     async def resume_run(
         self,
@@ -113,6 +96,7 @@ class ResponsesBackend:
         turn_key: str,
         approval: ApprovalRequest,
         allowed: bool,
+        tools: TurnTools,
     ) -> str:
         """A new response on the conversation answering the `mcp_approval_request`, with
         the model, instructions and tools of the response that asked."""
@@ -124,13 +108,19 @@ class ResponsesBackend:
         with translated_errors("read the response that asked"):
             asking = await self._client.responses.retrieve(run_id)
         response, down = await self._requests.create(
-            await self._requests.following(asking, [answer])
+            await self._requests.following(asking, [answer], tools)
         )
-        self._left_out(turn_key, down)
+        tools.left_out(down)
         return str(response.id)
 
     async def find_run(
-        self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
+        self,
+        *,
+        thread_id: str,
+        turn_key: str,
+        text: str,
+        previous_run_id: str | None,
+        tools: TurnTools,
     ) -> str | None:
         """A response whose id was lost (a failed-looking request, a crash), recognised by
         its input in the conversation.
@@ -164,10 +154,11 @@ class ResponsesBackend:
         return response.output[-1].id if response.output else None
 
     async def check_run(
-        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
-    ) -> RunCheck:
+        self, *, thread_id: str, run_id: str, tools: TurnTools
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
         if run_id.startswith(_AFTER_ITEM):
-            return await self._answer_after(thread_id, run_id.removeprefix(_AFTER_ITEM))
+            yield await self._answer_after(thread_id, run_id.removeprefix(_AFTER_ITEM))
+            return
         with translated_errors("check response"):
             response = await self._client.responses.retrieve(run_id)
         running = [
@@ -176,38 +167,41 @@ class ResponsesBackend:
             if getattr(item, "status", "") == "in_progress"
             and (found := hosted_progress(item, done=False)) is not None
         ]
-        if running and progress is not None:
-            await progress(running[-1])
+        if running:
+            yield running[-1]
         if function_calls(response):
-            return await self._answer_calls(thread_id, response, progress)
-        return self._checked(response)
+            async for event in self._answer_calls(thread_id, response, tools):
+                yield event
+            return
+        yield self._checked(response, tools)
 
     async def _answer_calls(
-        self, thread_id: str, response: Response, progress: ProgressSink | None
-    ) -> RunCheck:
+        self, thread_id: str, response: Response, tools: TurnTools
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
         """Run the function calls a finished response asked for and continue the turn with
         a response carrying their outputs. Outputs already in the conversation (a process
         that did this died before storing the next response) are not sent twice: the turn
         then waits for the answer after them."""
         answered = await self._answered_after(thread_id, response)
         if answered is not None:
-            return RunCheck(RunState.IN_PROGRESS, continued_as=f"{_AFTER_ITEM}{answered}")
-        outputs: list[dict[str, Any]] = []
-        async for step in self._functions.outputs_for(response, outputs):
-            if progress is not None:
-                await progress(step)
-        following = await self._continue(response, outputs)
-        return RunCheck(
-            RunState.IN_PROGRESS, continued_as=following, usage=response_usage(response)
-        )
+            yield RunCheck(RunState.IN_PROGRESS, continued_as=f"{_AFTER_ITEM}{answered}")
+            return
+        asked = await self._functions.asked(response, tools)
+        if asked is not None:
+            yield asked
+        outputs = self._functions.outputs(response, tools, asked)
+        following = await self._continue(response, outputs, tools)
+        yield RunCheck(RunState.IN_PROGRESS, continued_as=following, usage=response_usage(response))
 
-    async def _continue(self, response: Response, outputs: list[dict[str, Any]]) -> str:
+    async def _continue(
+        self, response: Response, outputs: list[dict[str, Any]], tools: TurnTools
+    ) -> str:
         """The response that gives the model its function calls' outputs."""
         following, down = await self._requests.create(
-            await self._requests.following(response, outputs)
+            await self._requests.following(response, outputs, tools)
         )
-        self._functions.sent(response.id)
-        self._left_out(turn_key_of(response), down)
+        self._functions.sent(tools, response.id)
+        tools.left_out(down)
         return str(following.id)
 
     async def _answered_after(self, thread_id: str, response: Response) -> str | None:
@@ -226,19 +220,18 @@ class ResponsesBackend:
         ]
         return str(found[-1].id) if found and len(found) == len(wanted) else None
 
-    def _checked(self, response: Response) -> RunCheck:
+    @staticmethod
+    def _checked(response: Response, tools: TurnTools) -> RunCheck:
         check = response_check(response)
         if not check.state.finished:
             return check
         if check.state is RunState.NEEDS_APPROVAL:
             return check  # the turn goes on: what it left out is named in its answer
-        turn = self._turns.pop(turn_key_of(response), None)
-        if turn is None or not turn.unreachable:
+        if not tools.unreachable:
             return check
-        return dataclasses.replace(check, text=turn.noted(check.text))
+        return dataclasses.replace(check, text=tools.noted(check.text))
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
-        self._functions.sent(run_id)  # the turn ends: its outputs will not be sent
         if run_id.startswith(_AFTER_ITEM):
             return None
         try:
@@ -248,26 +241,18 @@ class ResponsesBackend:
             return None
         return response_usage(cancelled)
 
-    def forget(self, turn_key: str) -> None:
-        self._turns.pop(turn_key, None)
-
-    async def stream_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncIterator[StreamEvent]:
+    async def _stream_run(
+        self, request: TurnRequest, tools: TurnTools
+    ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
         """Create the background response and stream it in one request.
 
         Its first event names the response, which is handed over (and stored) before any
         waiting starts. A crash before that event arrives is covered by `find_run`, which
         recognises this turn's input in the conversation.
         """
-        self._remember(turn_key, options)
-        args = await self._requests.first(thread_id, text, turn_key, images, options)
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
+        args = await self._requests.first(thread_id, text, turn_key, images, options, tools)
         stream, down = await self._requests.create(args, stream=True)
         while stream is not None:
             current, stream = stream, None
@@ -275,7 +260,7 @@ class ResponsesBackend:
                 async for event in current:
                     if event.type == "response.created":
                         response_id = event.response.id
-                        self._left_out(turn_key, down)
+                        tools.left_out(down)
                         yield StreamStarted(response_id)
                         for label in down:
                             yield server_down(label)
@@ -288,19 +273,20 @@ class ResponsesBackend:
                     elif event.type in _TERMINAL_EVENTS:
                         response: Response = event.response  # type: ignore[union-attr]
                         if not function_calls(response):
-                            yield self._checked(response)
+                            yield self._checked(response, tools)
                             return
                         # The model asked for the bot's own tools: run them, then stream
                         # the response that carries their outputs.
                         used = response_usage(response)
                         if used is not None:
                             yield UsageReport(used)
-                        outputs: list[dict[str, Any]] = []
-                        async for step in self._functions.outputs_for(response, outputs):
-                            yield step
-                        args = await self._requests.following(response, outputs)
+                        asked = await self._functions.asked(response, tools)
+                        if asked is not None:
+                            yield asked
+                        outputs = self._functions.outputs(response, tools, asked)
+                        args = await self._requests.following(response, outputs, tools)
                         stream, down = await self._requests.create(args, stream=True)
-                        self._functions.sent(response.id)
+                        self._functions.sent(tools, response.id)
                         break
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:

@@ -15,6 +15,7 @@ from bot.assistants.base import AssistantRejected, TurnOptions, chosen, joined_i
 from bot.assistants.errors import translated_errors
 from bot.assistants.responses_functions import ResponseFunctions
 from bot.assistants.responses_items import output_call_ids, turn_key_of, unanswered_calls
+from bot.assistants.turn_tools import TurnTools
 from bot.attachments import Image, image_data_url
 from bot.tools.config import McpServer
 
@@ -139,6 +140,7 @@ class ResponseRequests:
         turn_key: str,
         images: Sequence[Image],
         options: TurnOptions,
+        tools: TurnTools,
     ) -> dict[str, Any]:
         """A turn's first response: its question, with the channel's options."""
         content: str | list[dict[str, Any]] = text
@@ -153,10 +155,11 @@ class ResponseRequests:
             model=options.model or self._model,
             instructions=joined_instructions(self._instructions, options.instructions),
             servers=options.mcp_servers,
+            tools=tools,
         )
 
     async def following(
-        self, response: Response, input_items: list[dict[str, Any]]
+        self, response: Response, input_items: list[dict[str, Any]], tools: TurnTools
     ) -> dict[str, Any]:
         """A response that carries a turn on (tool outputs, an approval) after `response`:
         the same model, instructions and MCP servers as it had, read from it, so this holds
@@ -171,6 +174,7 @@ class ResponseRequests:
             model=str(response.model),
             instructions=instructions,
             servers=[tool.server_label for tool in response.tools if tool.type == "mcp"],
+            tools=tools,
         )
 
     async def _args(
@@ -182,6 +186,7 @@ class ResponseRequests:
         model: str,
         instructions: str | None,
         servers: Sequence[str] | None,
+        tools: TurnTools,
     ) -> dict[str, Any]:
         args: dict[str, Any] = {
             "model": model,
@@ -196,10 +201,10 @@ class ResponseRequests:
         if instructions:
             args["instructions"] = instructions
         used = chosen([server.label for server in self._mcp_servers], servers)
-        tools = self._hosted_tools + [mcp_tool(s) for s in self._mcp_servers if s.label in used]
-        tools += await self._functions.offered(turn_key)
-        if tools:
-            args["tools"] = tools
+        offered = self._hosted_tools + [mcp_tool(s) for s in self._mcp_servers if s.label in used]
+        offered += await self._functions.offered(tools)
+        if offered:
+            args["tools"] = offered
         return args
 
 

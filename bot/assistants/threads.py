@@ -7,37 +7,32 @@ deployments that still point at one.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from openai import AsyncOpenAI
 
 from bot.assistants.base import (
-    NO_OPTIONS,
     ApprovalRequest,
-    ProgressSink,
+    CheckEvent,
+    ModelEvent,
     RunCheck,
     RunState,
     StreamDelta,
     StreamEvent,
     StreamStarted,
     ToolContext,
-    ToolProgress,
     TurnOptions,
+    TurnRequest,
     Usage,
     joined_instructions,
+    responded,
     server_down,
 )
 from bot.assistants.errors import gone_is_done, translated_errors
-from bot.assistants.threads_items import answer_of, run_usage, truncation_strategy, turn_key_of
-from bot.assistants.tool_calls import (
-    CallResult,
-    CallStep,
-    RequestedCall,
-    Toolbox,
-    TurnTools,
-    run_calls,
-)
+from bot.assistants.threads_items import answer_of, run_usage, truncation_strategy
+from bot.assistants.tool_calls import RequestedCall, Toolbox, ToolCalls
+from bot.assistants.turn_tools import TurnTools
 from bot.attachments import Image
 from bot.tools.mcp_client import Catalog, McpTools
 
@@ -72,8 +67,6 @@ class ThreadsBackend:
         self._tools = tools if tools is not None and tools.configured else None
         self._max_tool_calls = max_tool_calls
         self._assistant_tools: list[dict[str, Any]] | None = None
-        self._turns: dict[str, TurnTools] = {}
-        """Turn key → its tool state (a run carries its turn key in its metadata)."""
         self._client = client
         self._truncation = truncation_strategy(context_tokens)
         # Runs are started without the client's own retries: the service retries, and looks
@@ -87,23 +80,26 @@ class ThreadsBackend:
             thread = await self._client.beta.threads.create(metadata=metadata)
         return str(thread.id)
 
-    async def start_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str:
-        args, catalog = await self._run_args(text, turn_key, images, options)
+    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
+        return responded(request, tools, start=self._start_run, stream=self._stream_run)
+
+    async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
+        args, catalog = await self._run_args(text, turn_key, images, options, tools)
         with translated_errors("start run"):
             run = await self._once.beta.threads.runs.create(thread_id, **args)
-        self._remember(turn_key, catalog, options)
+        tools.left_out(catalog.unreachable)
         return str(run.id)
 
     async def find_run(
-        self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
+        self,
+        *,
+        thread_id: str,
+        turn_key: str,
+        text: str,
+        previous_run_id: str | None,
+        tools: TurnTools,
     ) -> str | None:
         with translated_errors("list runs"):
             page = await self._client.beta.threads.runs.list(thread_id, limit=20, order="desc")
@@ -113,31 +109,29 @@ class ThreadsBackend:
         return None
 
     async def check_run(
-        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
-    ) -> RunCheck:
+        self, *, thread_id: str, run_id: str, tools: TurnTools
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
         with translated_errors("check run"):
             run = await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
         if run.status == "requires_action" and self._tools is not None:
-            outputs: list[dict[str, str]] = []
-            async for step in self._run_tools(run, outputs):
-                if isinstance(step, ApprovalRequest):
-                    return RunCheck(RunState.NEEDS_APPROVAL, approval=step)
-                if progress is not None:
-                    await progress(step)
+            asked = await self._asked(run, tools)
+            yield asked
             with translated_errors("submit tool outputs"):
                 await self._client.beta.threads.runs.submit_tool_outputs(
-                    run_id, thread_id=thread_id, tool_outputs=cast(Any, outputs)
+                    run_id, thread_id=thread_id, tool_outputs=_tool_outputs(asked)
                 )
-            return RunCheck(RunState.IN_PROGRESS)
+            yield RunCheck(RunState.IN_PROGRESS)
+            return
         state = _STATES.get(run.status, RunState.IN_PROGRESS)
         if state in (RunState.QUEUED, RunState.IN_PROGRESS) or run.status == "cancelling":
-            return RunCheck(RunState.IN_PROGRESS if run.status == "cancelling" else state)
+            yield RunCheck(RunState.IN_PROGRESS if run.status == "cancelling" else state)
+            return
         messages: list[Message] = []
         if state in (RunState.COMPLETED, RunState.INCOMPLETE):
             messages = await self._run_messages(thread_id, run_id)
-        return self._finished(run, messages)
+        yield self._finished(run, messages, tools)
 
-    def _finished(self, run: Run, messages: Sequence[Message]) -> RunCheck:
+    def _finished(self, run: Run, messages: Sequence[Message], tools: TurnTools) -> RunCheck:
         """A run that ended, with the messages it wrote: the answer, or why there is none."""
         state = _STATES.get(run.status, RunState.FAILED)
         detail = run.last_error.message if run.last_error else None
@@ -146,7 +140,7 @@ class ThreadsBackend:
         text, files = "", 0
         if state in (RunState.COMPLETED, RunState.INCOMPLETE):
             text, files = answer_of(messages)
-            text = self._turns.pop(turn_key_of(run), TurnTools()).noted(text)
+            text = tools.noted(text)
         usage = run_usage(run)
         return RunCheck(state, text=text, detail=detail, produced_files=files, usage=usage)
 
@@ -158,19 +152,12 @@ class ThreadsBackend:
             return None
         return run_usage(run)
 
-    def forget(self, turn_key: str) -> None:
-        self._turns.pop(turn_key, None)
-
-    async def stream_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncIterator[StreamEvent]:
-        args, catalog = await self._run_args(text, turn_key, images, options)
+    async def _stream_run(
+        self, request: TurnRequest, tools: TurnTools
+    ) -> AsyncGenerator[StreamEvent | ToolCalls, None]:
+        thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
+        images, options = request.images, request.options
+        args, catalog = await self._run_args(text, turn_key, images, options, tools)
         for label in sorted(catalog.unreachable):
             yield server_down(label)
         written: list[Message] = []
@@ -180,24 +167,20 @@ class ThreadsBackend:
                 current, stream = stream, None
                 async for event in current:
                     if event.event == "thread.run.created":
-                        self._remember(turn_key, catalog, options)
+                        tools.left_out(catalog.unreachable)
                         yield StreamStarted(event.data.id)
                     elif event.event == "thread.message.delta":
                         for part in event.data.delta.content or []:
                             if part.type == "text" and part.text is not None and part.text.value:
                                 yield StreamDelta(part.text.value)
                     elif event.event == "thread.run.requires_action" and self._tools is not None:
-                        outputs: list[dict[str, str]] = []
-                        async for step in self._run_tools(event.data, outputs):
-                            if isinstance(step, ApprovalRequest):
-                                await current.close()
-                                yield RunCheck(RunState.NEEDS_APPROVAL, approval=step)
-                                return
-                            yield step
+                        asked = await self._asked(event.data, tools)
+                        await current.close()  # the run waits for the outputs
+                        yield asked
                         stream = await self._client.beta.threads.runs.submit_tool_outputs(
                             event.data.id,
                             thread_id=thread_id,
-                            tool_outputs=cast(Any, outputs),
+                            tool_outputs=_tool_outputs(asked),
                             stream=True,
                         )
                         break
@@ -205,7 +188,7 @@ class ThreadsBackend:
                         written.append(event.data)
                     elif event.event in _TERMINAL_EVENTS:
                         # the stream carried the run and its messages: nothing to read back
-                        yield self._finished(event.data, written)
+                        yield self._finished(event.data, written, tools)
                         return
                 await current.close()
 
@@ -243,34 +226,22 @@ class ThreadsBackend:
         turn_key: str,
         approval: ApprovalRequest,
         allowed: bool,
+        tools: TurnTools,
     ) -> str:
         """The run still waits (requires_action): the next check runs its calls with this
-        decision and the outputs found before it asked (stored in the request's state)."""
+        decision and the outputs found before it asked (kept with the turn's tools; a
+        request stored before that carries them in its state)."""
         state = json.loads(approval.state or "{}")
-        turn = self._turns.setdefault(turn_key, TurnTools())
-        turn.known_outputs = dict(state.get("outputs") or {})
-        turn.decisions[approval.call_id] = allowed
+        tools.known_outputs.update(state.get("outputs") or {})
+        tools.decisions[approval.call_id] = allowed
         return run_id
 
-    def _remember(self, turn_key: str, catalog: Catalog, options: TurnOptions) -> None:
-        """What a run's tool calls need later, when it asks for them."""
-        self._turns[turn_key] = TurnTools(
-            context=options.tool_context,
-            servers=options.mcp_servers,
-            unreachable=set(catalog.unreachable),
-        )
-
-    async def _run_tools(
-        self, run: Any, outputs: list[dict[str, str]]
-    ) -> AsyncIterator[ToolProgress | ApprovalRequest]:
-        """Run the function calls a `requires_action` run waits for, filling `outputs`, and
-        show each as it goes. Every call gets an output, errors included: the run needs one
-        for each before it carries on. A call that needs a person's approval ends this with
-        an ApprovalRequest (the outputs so far go in its state)."""
+    async def _asked(self, run: Any, turn: TurnTools) -> ToolCalls:
+        """The function calls a `requires_action` run waits for, for the turn's tool loop:
+        every call gets an output, errors included (the run needs one for each)."""
         assert self._tools is not None
         action = run.required_action
         calls = action.submit_tool_outputs.tool_calls if action is not None else []
-        turn = self._turns.setdefault(turn_key_of(run), TurnTools())
         catalog = Catalog()
         if calls:
             catalog = await self._tools.catalog(turn.context, turn.servers)
@@ -278,14 +249,7 @@ class ThreadsBackend:
         offered = {t.function.name for t in run.tools or [] if t.type == "function"}
         requested = [RequestedCall(c.id, c.function.name, c.function.arguments) for c in calls]
         box = Toolbox(self._tools, catalog, self._max_tool_calls, offered)
-        async for step in run_calls(requested, turn, box):
-            if not isinstance(step, CallResult):
-                yield step
-            elif step.step is CallStep.NEEDS_APPROVAL:
-                done = {output["tool_call_id"]: output["output"] for output in outputs}
-                yield step.approval(json.dumps({"outputs": done}))
-            else:
-                outputs.append({"tool_call_id": step.call.id, "output": step.output})
+        return ToolCalls(tuple(requested), box)
 
     async def _offered_tools(
         self, context: ToolContext | None, servers: Sequence[str] | None
@@ -311,7 +275,12 @@ class ThreadsBackend:
         return {"tools": [*self._assistant_tools, *functions]}, catalog
 
     async def _run_args(
-        self, text: str, turn_key: str, images: Sequence[Image], options: TurnOptions
+        self,
+        text: str,
+        turn_key: str,
+        images: Sequence[Image],
+        options: TurnOptions,
+        tools: TurnTools,
     ) -> tuple[dict[str, Any], Catalog]:
         content: str | list[dict[str, Any]] = text
         if images:
@@ -331,8 +300,8 @@ class ThreadsBackend:
             args["model"] = options.model
         if self._truncation is not None:
             args["truncation_strategy"] = self._truncation
-        tools, catalog = await self._offered_tools(options.tool_context, options.mcp_servers)
-        return {**args, **tools}, catalog
+        offered, catalog = await self._offered_tools(tools.context, tools.servers)
+        return {**args, **offered}, catalog
 
     async def _upload_image(self, image: Image) -> str:
         """The Assistants API takes images as uploaded files (purpose "vision")."""
@@ -348,3 +317,7 @@ class ThreadsBackend:
                 thread_id, run_id=run_id, order="asc", limit=100
             )
         return list(page.data)
+
+
+def _tool_outputs(asked: ToolCalls) -> Any:
+    return [{"tool_call_id": call, "output": output} for call, output in asked.answered().items()]

@@ -10,19 +10,19 @@ model gets back (errors included: the model needs an output for every call it ma
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from bot.assistants.base import (
     ApprovalRequest,
-    ToolContext,
+    AssistantRejected,
     ToolProgress,
     ToolSource,
     ToolStatus,
-    server_down_note,
+    Usage,
 )
+from bot.assistants.turn_tools import TurnTools
 from bot.tools.mcp_client import DENIED_TEXT, Catalog, McpTools, ToolOutcome, ToolSpec
 
 TOOL_LIMIT_TEXT = "error: the limit of tool calls for this answer is reached; answer without it"
@@ -52,53 +52,6 @@ class RequestedCall:
     id: str
     name: str
     arguments: str
-
-
-@dataclass
-class TurnTools:
-    """A turn's tool state: what its tools act with, the calls it made, the servers it went
-    without, the approval decisions made for it and the outputs found before it paused.
-    Held in memory for the turn (the chat backend also stores `stored()` with an approval
-    request); dropped when the turn ends."""
-
-    context: ToolContext | None = None
-    servers: tuple[str, ...] | None = None
-    """The MCP servers a channel chose for the turn; None: all configured."""
-    calls_made: int = 0
-    unreachable: set[str] = field(default_factory=set)
-    decisions: dict[str, bool] = field(default_factory=dict)
-    known_outputs: dict[str, str] = field(default_factory=dict)
-
-    def left_out(self, labels: Iterable[str]) -> None:
-        """The turn goes on without these tool servers (named above its answer)."""
-        self.unreachable.update(labels)
-
-    def may_call(self, max_calls: int) -> bool:
-        """Tools are still offered: the turn has calls left under its cap."""
-        return self.calls_made < max_calls
-
-    def noted(self, text: str, *, first: Iterable[str] = ()) -> str:
-        """The answer with a line above it for each server it went without."""
-        notes = [*first, *(server_down_note(label) for label in sorted(self.unreachable))]
-        return "\n\n".join([*notes, text]) if notes else text
-
-    def stored(self) -> dict[str, Any]:
-        """What survives a restart while the turn waits for an approval."""
-        return {
-            "calls_made": self.calls_made,
-            "unreachable": sorted(self.unreachable),
-            "servers": None if self.servers is None else list(self.servers),
-        }
-
-    @classmethod
-    def from_stored(cls, stored: Mapping[str, Any], context: ToolContext | None) -> TurnTools:
-        servers = stored.get("servers")
-        return cls(
-            context=context,
-            servers=None if servers is None else tuple(servers),
-            calls_made=int(stored.get("calls_made") or 0),
-            unreachable=set(stored.get("unreachable") or ()),
-        )
 
 
 @dataclass(frozen=True)
@@ -132,6 +85,27 @@ class CallResult:
         assert self.spec is not None
         call = self.call
         return ApprovalRequest(call.id, self.spec.server, self.spec.name, call.arguments, state)
+
+
+@dataclass
+class ToolCalls:
+    """The model asks for the bot's own tools (an event a backend yields): the turn's tool
+    loop (bot/turns/tool_loop.py) runs them with `box` and answers in `outputs` (call id →
+    output, one for every call, errors included) before the backend goes on. `state` is what
+    the backend needs to ask again after an approval; `usage`, what the request that asked
+    used."""
+
+    calls: tuple[RequestedCall, ...]
+    box: Toolbox
+    state: str = ""
+    usage: Usage | None = None
+    outputs: dict[str, str] | None = None
+
+    def answered(self) -> dict[str, str]:
+        """The outputs, in the order of the calls."""
+        if self.outputs is None:
+            raise AssistantRejected("tool calls were asked for and never answered")
+        return {call.id: self.outputs[call.id] for call in self.calls}
 
 
 def next_step(

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 """The newest migration's revision (a test checks it against Alembic's own head). A database
 already there starts without importing Alembic, which would cost every process ~12 MiB."""
 _MIGRATION_LOCK_KEY = 7_341_902_118

@@ -105,6 +105,9 @@ class Turn(Base):
     created_at: Mapped[float] = mapped_column(Float)
     deadline_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
+    tool_state: Mapped[str | None] = mapped_column(Text)
+    """The turn's tool state while it runs (bot.assistants.turn_tools.TurnTools.dump), since
+    0012; cleared when it is done."""
 
 
 class DmUser(Base):

@@ -44,13 +44,16 @@ def _fenced(*columns: str) -> Any:
     )
 
 
-_MARK_RUNNING = _fenced("status", "remote_run_id", "backend")
+_MARK_RUNNING = _fenced("status", "remote_run_id", "backend", "tool_state")
 _MARK_POSTING = _fenced("status", "outcome", "answer", "files_posted")
 _SET_STATUS = _fenced("status")
+_AWAIT_APPROVAL = _fenced("status", "tool_state")
 _NEW_DEADLINE = _fenced("deadline_at", "attempts")
 _PLACEHOLDER = _fenced("placeholder_ts")
 _CHUNKS = _fenced("chunks_posted", "reply_ts")
-_MARK_DONE = _fenced("status", "chunks_posted", "reply_ts", "files_posted", "finished_at")
+_MARK_DONE = _fenced(
+    "status", "chunks_posted", "reply_ts", "files_posted", "finished_at", "tool_state"
+)
 _FORGET_TOKENS = (
     update(_MESSAGES)
     .where(_MESSAGES.c.turn_id == bindparam("for_turn"), _MESSAGES.c.action_token.is_not(None))
@@ -153,7 +156,16 @@ class Turns:
 
     # Transitions, each one fenced UPDATE --------------------------------------------------
 
-    async def mark_running(self, turn_id: int, lease: Lease, *, run_id: str, backend: str) -> None:
+    async def mark_running(
+        self,
+        turn_id: int,
+        lease: Lease,
+        *,
+        run_id: str,
+        backend: str,
+        tool_state: str | None = None,
+    ) -> None:
+        """The run is known (and the turn's tool state as it stands)."""
         await self._move(
             _MARK_RUNNING,
             turn_id,
@@ -161,6 +173,7 @@ class Turns:
             new_status=TurnStatus.RUNNING,
             new_remote_run_id=run_id,
             new_backend=backend,
+            new_tool_state=tool_state,
         )
 
     async def mark_posting(
@@ -187,6 +200,16 @@ class Turns:
         """A move that changes only the status (waiting for, and coming back from, approval)."""
         await self._move(_SET_STATUS, turn_id, lease, new_status=status)
 
+    async def await_approval(self, turn_id: int, lease: Lease, *, tool_state: str) -> None:
+        """The turn waits for a person's click, its tool state stored to carry on with."""
+        await self._move(
+            _AWAIT_APPROVAL,
+            turn_id,
+            lease,
+            new_status=TurnStatus.AWAITING_APPROVAL,
+            new_tool_state=tool_state,
+        )
+
     async def new_deadline(self, turn_id: int, lease: Lease, *, deadline_at: float) -> None:
         """A fresh deadline and attempt count (the user came back to the turn)."""
         await self._move(_NEW_DEADLINE, turn_id, lease, new_deadline_at=deadline_at, new_attempts=1)
@@ -202,7 +225,8 @@ class Turns:
     async def mark_done(
         self, turn_id: int, lease: Lease, *, chunks_posted: int, reply_ts: str | None
     ) -> float:
-        """The turn ends; its messages forget their action tokens. Returns its end time."""
+        """The turn ends; its messages forget their action tokens, and it its tool state.
+        Returns its end time."""
         finished_at = time.time()
         await self._move(
             _MARK_DONE,
@@ -213,6 +237,7 @@ class Turns:
             new_reply_ts=reply_ts,
             new_files_posted=True,
             new_finished_at=finished_at,
+            new_tool_state=None,
             then=_FORGET_TOKENS,
         )
         return finished_at

@@ -70,11 +70,13 @@ class ActiveTurn:
     async def check_lease(self) -> None:
         await self.store.leases.ensure_held(self.lease)
 
-    async def mark_running(self, run_id: str, backend: str) -> None:
+    async def mark_running(self, run_id: str, backend: str, *, tool_state: str) -> None:
         await self.store.turns.mark_running(
-            self.turn.id, self.lease, run_id=run_id, backend=backend
+            self.turn.id, self.lease, run_id=run_id, backend=backend, tool_state=tool_state
         )
-        self._mirror(status=TurnStatus.RUNNING, remote_run_id=run_id, backend=backend)
+        self._mirror(
+            status=TurnStatus.RUNNING, remote_run_id=run_id, backend=backend, tool_state=tool_state
+        )
 
     async def mark_posting(
         self, outcome: Outcome, answer: str | None = None, *, files_posted: bool = False
@@ -88,8 +90,9 @@ class ActiveTurn:
             status=TurnStatus.POSTING, outcome=outcome, answer=answer, files_posted=files_posted
         )
 
-    async def mark_awaiting_approval(self) -> None:
-        await self._set_status(TurnStatus.AWAITING_APPROVAL)
+    async def mark_awaiting_approval(self, *, tool_state: str) -> None:
+        await self.store.turns.await_approval(self.turn.id, self.lease, tool_state=tool_state)
+        self._mirror(status=TurnStatus.AWAITING_APPROVAL, tool_state=tool_state)
 
     async def mark_resuming(self) -> None:
         await self._set_status(TurnStatus.RESUMING)
@@ -119,6 +122,7 @@ class ActiveTurn:
             reply_ts=reply_ts,
             files_posted=True,
             finished_at=finished_at,
+            tool_state=None,
         )
 
     async def _set_status(self, status: TurnStatus) -> None:

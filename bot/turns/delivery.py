@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from slack_sdk.errors import SlackApiError
 
@@ -30,8 +30,6 @@ INTERRUPTED_NOTE = "_(interrupted, will resume)_"
 """Ends a live answer when the bot stops before it is written; the next start replaces it."""
 INTERRUPT_TIMEOUT_S = 3.0
 STATUS_TEXT = "is thinking…"
-
-FetchImages = Callable[[], Awaitable[Sequence[Image]]]
 
 
 class Delivery:
@@ -158,9 +156,11 @@ class Delivery:
 
     # The answer -------------------------------------------------------------------------
 
-    async def deliver(self, active: ActiveTurn, *, after_ts: str, images: FetchImages) -> None:
-        """Post what is left of the turn's reply and the images the assistant made; the last
-        step is stored with "done"."""
+    async def deliver(
+        self, active: ActiveTurn, *, after_ts: str, images: Sequence[Image] = ()
+    ) -> None:
+        """Post what is left of the turn's reply and the images the assistant made (fetched
+        by the runner before); the last step is stored with "done"."""
         turn = active.turn
         outcome = turn.outcome or Outcome.FAILED
         answer = await self._slack.named_mentions(active.place.team, turn.answer or "")
@@ -200,13 +200,10 @@ class Delivery:
         self._live.pop(turn.id, None)
         return True
 
-    async def _upload_produced(self, active: ActiveTurn, images: FetchImages) -> None:
-        if active.turn.files_posted:
-            return
-        produced = await images()
-        if produced:
+    async def _upload_produced(self, active: ActiveTurn, images: Sequence[Image]) -> None:
+        if images and not active.turn.files_posted:
             await active.check_lease()
-            await self._slack.upload_images(active.place, produced)
+            await self._slack.upload_images(active.place, images)
 
     async def finish(self, active: ActiveTurn, *, chunks_posted: int, reply_ts: str | None) -> None:
         if active.place.surface == "assistant":

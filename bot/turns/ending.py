@@ -1,6 +1,6 @@
-"""What happens when a turn is over for this process: nothing of it stays in memory, and a
-finished turn writes one log line for operators (where, which backend and model, how it
-ended, what it used and how long it took; never the message text)."""
+"""What happens when a turn is over: a finished turn writes one log line for operators
+(where, which backend and model, how it ended, what it used and how long it took; never the
+message text)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import logging
 import time
 from typing import Any
 
-from bot import metrics
 from bot.assistants.base import AssistantBackend
 from bot.metrics import Timing
 from bot.turns.active import ActiveTurn
@@ -54,13 +53,6 @@ class TurnEnding:
     def __init__(self, backend: AssistantBackend, usage: UsageMeter) -> None:
         self._backend = backend
         self._usage = usage
-
-    def forget(self, active: ActiveTurn) -> None:
-        """The turn ended, or another process carries it on: drop what is held of it. (A
-        turn waiting for approval keeps it until it resumes or its request expires; one that
-        failed for now is retried here.)"""
-        self._backend.forget(active.key)
-        metrics.forget(active.turn.id)
 
     async def report(self, active: ActiveTurn) -> None:
         total = await self._usage.total(active.turn.id)

@@ -2,8 +2,10 @@
 until it ends, and the files a finished run produced.
 
 A run is followed by OpenAI's webhooks where they are set up (the wake-up ends the wait at
-once, polling only as a slow safety net) and by polling otherwise; past the turn's deadline
-the run is cancelled and the turn expires.
+once, polling only as a slow safety net) and by polling otherwise. Each check yields the
+run's tool calls since the last look (shown as they come), then where the run is; a check
+(which may read a whole answer, on the chat backend) ends at the turn's deadline. Past the
+deadline the run is cancelled and the turn expires.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
 from typing import TypeVar
 
 from bot.assistants.base import (
@@ -20,6 +23,8 @@ from bot.assistants.base import (
     AssistantUnavailable,
     RunCheck,
     RunState,
+    ToolProgress,
+    UsageReport,
     is_unreachable,
 )
 from bot.attachments import Image
@@ -28,11 +33,17 @@ from bot.settings import Settings
 from bot.turns.active import ActiveTurn
 from bot.turns.delivery import Delivery
 from bot.turns.retry import RetryPolicy
+from bot.turns.session import TurnSession
+from bot.turns.tool_loop import with_tools
 from bot.turns.usage import UsageMeter
 from bot.turns.wakeups import RunWakeups
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+CHECK_GRACE_S = 2.0
+"""How long a check may still take once the deadline has passed (a run that ended just
+then is still answered)."""
 
 
 async def retrying(
@@ -72,10 +83,13 @@ class RunWatch:
         self._usage = usage
         self._wakeups = wakeups  # OpenAI's webhooks wake the runs waiting here
 
-    async def until_finished(self, active: ActiveTurn, *, thread_id: str, run_id: str) -> RunCheck:
+    async def until_finished(
+        self, session: TurnSession, *, thread_id: str, run_id: str
+    ) -> RunCheck:
         """The run's end (or the turn's deadline). A run this process has just started is
         not checked before the first wait: nothing is there to see yet. A resumed turn
         checks at once (its webhook may have gone elsewhere)."""
+        active = session.active
         turn = active.turn
         webhooks = self._settings.openai_webhooks
         net_s = self._settings.webhook_poll_s
@@ -90,30 +104,50 @@ class RunWatch:
             await self._wakeups.wait(run_id, min(net_s, turn.deadline_at - time.time()))
         while True:
             try:
-                check = await self._backend.check_run(
-                    thread_id=thread_id,
-                    run_id=run_id,
-                    progress=lambda update: self._delivery.show_tool(active, update),
-                )
+                check = await self._check(session, thread_id=thread_id, run_id=run_id)
+            except TimeoutError:
+                check = None
             except AssistantUnavailable as exc:
                 log.warning("turn %s: checking the run failed (%s); still waiting", turn.id, exc)
             except AssistantRejected as exc:
                 log.error("turn %s: the run cannot be read: %s", turn.id, exc)
                 return RunCheck(RunState.FAILED, detail=str(exc))
             else:
-                if check.continued_as is not None:
+                if check is not None and check.continued_as is not None:
                     await self._usage.add(active, check.usage)
                     run_id = check.continued_as
-                    await active.mark_running(run_id, self._backend.name)
+                    await session.mark_running(run_id, self._backend.name)
                     continue
-                if check.state.finished:
+                if check is not None and check.state.finished:
                     return check
             remaining = turn.deadline_at - time.time()
             if remaining <= 0:
-                log.warning("turn %s: no answer within the deadline; cancelling the run", turn.id)
-                used = await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
-                return RunCheck(RunState.EXPIRED, detail="deadline", usage=used)
+                return await self.expire(active, thread_id=thread_id, run_id=run_id)
             await self._wakeups.wait(run_id, min(next(intervals), remaining))
+
+    async def expire(self, active: ActiveTurn, *, thread_id: str, run_id: str) -> RunCheck:
+        """No answer within the deadline: the run is cancelled."""
+        log.warning("turn %s: no answer within the deadline; cancelling the run", active.turn.id)
+        used = await self._backend.cancel_run(thread_id=thread_id, run_id=run_id)
+        return RunCheck(RunState.EXPIRED, detail="deadline", usage=used)
+
+    async def _check(self, session: TurnSession, *, thread_id: str, run_id: str) -> RunCheck:
+        """One look at the run, its tool calls run (the turn's tool loop) and shown as they
+        come; TimeoutError past the deadline (and its grace)."""
+        active = session.active
+        remaining = max(active.turn.deadline_at - time.time(), CHECK_GRACE_S)
+        checked = self._backend.check_run(thread_id=thread_id, run_id=run_id, tools=session.tools)
+        events = with_tools(checked, session.tools)
+        check = RunCheck(RunState.IN_PROGRESS)
+        async with asyncio.timeout(remaining), aclosing(events):
+            async for event in events:
+                if isinstance(event, ToolProgress):
+                    await self._delivery.show_tool(active, event)
+                elif isinstance(event, UsageReport):
+                    await self._usage.add(active, event.usage)
+                elif isinstance(event, RunCheck):
+                    check = event
+        return check
 
     async def produced_files(self, active: ActiveTurn) -> Sequence[Image]:
         """The images a finished run made (none when they cannot be read: the answer goes

@@ -3,12 +3,12 @@ whether workspace search may act for its newest message."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from bot.admin.channel_settings import ChannelSettings
+from bot.admin.policy import Asker
 from bot.admin.service import AdminService
-from bot.assistants.base import ToolContext, TurnOptions
+from bot.assistants.base import ToolContext
 from bot.store.inbox import Inbox
 from bot.turns.active import ActiveTurn
 from bot.turns.states import Outcome
@@ -16,22 +16,26 @@ from bot.turns.states import Outcome
 log = logging.getLogger(__name__)
 
 
-def with_tool_context(
-    active: ActiveTurn, options: TurnOptions, *, inbox: Inbox, search: bool
-) -> TurnOptions:
-    """Workspace search acts for the newest message, with the token Slack gave it."""
+def asker_of(active: ActiveTurn) -> Asker:
+    return Asker.of(active.conversation, [m.user_team_id for m in active.messages])
+
+
+def tool_context(active: ActiveTurn, *, inbox: Inbox, search: bool) -> ToolContext | None:
+    """Workspace search acts for the newest message, with the token Slack gave it (not for
+    Slack Connect users of another organisation)."""
     newest = active.messages[-1] if active.messages else None
-    token = None if newest is None else inbox.action_token(newest)
-    if not search or token is None:
-        return options
+    if not search or newest is None or asker_of(active).external_teams:
+        return None
+    token = inbox.action_token(newest)
+    if token is None:
+        return None
     conversation = active.conversation
-    context = ToolContext(
+    return ToolContext(
         token,
         conversation.channel_id,
         team_id=conversation.team_id,
         enterprise_id=conversation.enterprise_id,
     )
-    return dataclasses.replace(options, tool_context=context)
 
 
 async def over_budget(active: ActiveTurn, channel: ChannelSettings, admin: AdminService) -> bool:

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from bot.assistants.base import ToolProgress, ToolStatus, server_down_note
+from bot.assistants.base import ToolContext, ToolProgress, ToolStatus, server_down_note
 from bot.assistants.tool_calls import (
     TOOL_LIMIT_TEXT,
     CallResult,
     CallStep,
     RequestedCall,
     Toolbox,
-    TurnTools,
     next_step,
     no_such_tool_text,
     run_calls,
 )
+from bot.assistants.turn_tools import TurnTools
 from bot.tools.mcp_client import DENIED_TEXT, Catalog, ToolSpec
 
 LOOKUP = ToolSpec("orders", "lookup_order", "Look an order up", {})
@@ -124,10 +124,41 @@ def test_the_answer_names_each_server_it_went_without_once_in_order() -> None:
 
 
 def test_what_survives_a_restart_while_a_turn_waits() -> None:
-    turn = TurnTools(servers=("orders",), calls_made=2, unreachable={"wiki"}, decisions={"a": True})
-    again = TurnTools.from_stored(turn.stored(), context=None)
+    turn = TurnTools(
+        context=ToolContext("xoxp-action", "C1", team_id="T1"),
+        servers=("orders",),
+        calls_made=2,
+        unreachable={"wiki"},
+        decisions={"a": True},
+        known_outputs={"c1": "found"},
+        unsent_outputs={"resp_1": [{"call_id": "c1", "output": "found"}]},
+        unreached=True,
+    )
+    stored = turn.dump()
+    assert "xoxp-action" not in stored  # the action token is never stored
+    again = TurnTools.load(stored)
     assert (again.servers, again.calls_made, again.unreachable) == (("orders",), 2, {"wiki"})
+    assert again.known_outputs == {"c1": "found"}
     assert again.decisions == {}  # the decision comes with the click that resumes the turn
+    assert again.context is None and again.unsent_outputs == {} and not again.unreached
+
+
+@pytest.mark.parametrize("stored", [None, "", "not json", "[1, 2]"])
+def test_a_turn_without_readable_tool_state_starts_fresh(stored: str | None) -> None:
+    assert TurnTools.load(stored) == TurnTools()
+
+
+async def test_closing_a_turns_tools_lets_go_of_what_it_holds() -> None:
+    closed: list[str] = []
+
+    class Stream:
+        async def close(self) -> None:
+            closed.append("stream")
+
+    turn = TurnTools(held=Stream())
+    await turn.close()
+    await turn.close()  # once only
+    assert closed == ["stream"] and turn.held is None
 
 
 @pytest.mark.parametrize(("made", "offered"), [(0, True), (2, True), (3, False), (5, False)])

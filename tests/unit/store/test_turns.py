@@ -26,6 +26,7 @@ TRANSITIONS: dict[str, Transition] = {
         i, lease, outcome=Outcome.COMPLETED, answer="hi"
     ),
     "set_status": lambda t, i, lease: t.set_status(i, lease, TurnStatus.AWAITING_APPROVAL),
+    "await_approval": lambda t, i, lease: t.await_approval(i, lease, tool_state="{}"),
     "new_deadline": lambda t, i, lease: t.new_deadline(i, lease, deadline_at=1.0),
     "record_placeholder": lambda t, i, lease: t.record_placeholder(i, lease, "9.0"),
     "record_chunks": lambda t, i, lease: t.record_chunks(i, lease, posted=2, reply_ts="9.0"),
@@ -88,3 +89,23 @@ async def test_a_finished_turn_forgets_its_messages_action_tokens(store: Store) 
     assert status == TurnStatus.DONE
     assert await store.turns.next_turn(lease, deadline_s=60) is None
     assert await store.leases.release_if_idle(lease)
+
+
+async def test_a_turns_tool_state_is_stored_with_it_while_it_runs_and_dropped_when_done(
+    store: Store,
+) -> None:
+    turn_id, lease = await started_turn(store)
+    running = '{"calls_made": 1}'
+    await store.turns.mark_running(turn_id, lease, run_id="r", backend="chat", tool_state=running)
+    waiting = '{"calls_made": 2}'
+    await store.turns.await_approval(turn_id, lease, tool_state=waiting)
+    await store.turns.set_status(turn_id, lease, TurnStatus.RESUMING)  # a click: no new state
+
+    work = await store.turns.next_turn(lease, deadline_s=60)  # a restarted process takes it
+    assert work is not None and work.turn.tool_state == waiting
+
+    await store.turns.mark_posting(turn_id, lease, outcome=Outcome.COMPLETED, answer="hi")
+    await store.turns.mark_done(turn_id, lease, chunks_posted=1, reply_ts="2.0")
+    async with store.engine.connect() as connection:
+        stored = await connection.scalar(select(Turn.tool_state).where(Turn.id == turn_id))
+    assert stored is None

@@ -10,11 +10,12 @@ last step repeats once the script is used up:
     FakeModel([Fail(Failure.UNAVAILABLE), Say("x")]) the first attempt fails, the retry answers
     FakeModel([UseTools((ToolUse("lookup", needs_approval=True),), then="got {outputs}")])
 
-Tool calls go through the bot's shared tool handling (`bot.assistants.tool_calls.run_calls`):
-a call that needs a person's approval pauses the run with the `ApprovalRequest` it builds;
-a denied one gives the model the bot's own denial text; calls past the cap, the cap's text.
-The model's answer then quotes what it got back (`then`, with `{outputs}`), so a test reads
-what the model was told in the answer the user sees.
+Tool calls are asked for as a real backend asks (a `ToolCalls` event) and go through the
+bot's one tool loop (`bot.turns.tool_loop`): a call that needs a person's approval pauses the
+run with the `ApprovalRequest` it builds; a denied one gives the model the bot's own denial
+text; calls past the cap, the cap's text. The model's answer then quotes what it got back
+(`then`, with `{outputs}`), so a test reads what the model was told in the answer the user
+sees.
 
 What a real API keeps remotely (the runs, by id and turn key) lives in the instance: a
 "restarted" bot keeps the same `FakeModel`, as it would keep the same OpenAI.
@@ -24,17 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.assistants.base import (
-    NO_OPTIONS,
     ApprovalRequest,
     AssistantRejected,
     AssistantUnavailable,
     AssistantUnreachable,
-    ProgressSink,
+    CheckEvent,
+    ModelEvent,
     RunCheck,
     RunState,
     StreamDelta,
@@ -42,17 +43,11 @@ from bot.assistants.base import (
     StreamStarted,
     ToolContext,
     ToolProgress,
-    TurnOptions,
+    TurnRequest,
     Usage,
 )
-from bot.assistants.tool_calls import (
-    CallResult,
-    CallStep,
-    RequestedCall,
-    Toolbox,
-    TurnTools,
-    run_calls,
-)
+from bot.assistants.tool_calls import RequestedCall, Toolbox, ToolCalls
+from bot.assistants.turn_tools import TurnTools
 from bot.attachments import Image
 from bot.tools.mcp_client import Catalog, McpTools, ToolOutcome, ToolSpec
 from tests.unit.turns.crash import ProcessDied
@@ -114,7 +109,6 @@ class _Run:
     id: str
     turn_key: str
     step: Step
-    tools: TurnTools = field(default_factory=TurnTools)
     cancelled: bool = False
 
 
@@ -151,7 +145,6 @@ class FakeModel:
         self.resumed: list[tuple[str, bool]] = []
         """(tool, allowed) for each run carried on after an approval."""
         self.cancelled: list[str] = []
-        self.forgotten: list[str] = []
         self.open_runs: set[str] = set()
         self.most_open_at_once = 0
 
@@ -168,52 +161,42 @@ class FakeModel:
     async def create_thread(self, *, metadata: dict[str, str]) -> str:
         return f"thread-{next(self._ids)}"
 
-    async def start_run(
+    async def respond(
+        self, request: TurnRequest, tools: TurnTools
+    ) -> AsyncGenerator[ModelEvent, None]:
+        run = self._start(request.turn_key, request.text)
+        yield StreamStarted(run.id)
+        if request.streamed:
+            async for event in self._play(run, streamed=True):
+                yield event
+
+    async def find_run(
         self,
         *,
         thread_id: str,
-        text: str,
         turn_key: str,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> str:
-        return self._start(turn_key, text).id
-
-    async def find_run(
-        self, *, thread_id: str, turn_key: str, text: str, previous_run_id: str | None
+        text: str,
+        previous_run_id: str | None,
+        tools: TurnTools,
     ) -> str | None:
         found = [run.id for run in self._runs.values() if run.turn_key == turn_key]
         return found[-1] if found else None
 
     async def check_run(
-        self, *, thread_id: str, run_id: str, progress: ProgressSink | None = None
-    ) -> RunCheck:
-        final = RunCheck(RunState.IN_PROGRESS)
+        self, *, thread_id: str, run_id: str, tools: TurnTools
+    ) -> AsyncGenerator[CheckEvent | ToolCalls, None]:
+        seen = False
         async for event in self._play(self._runs[run_id], streamed=False):
-            if isinstance(event, ToolProgress) and progress is not None:
-                await progress(event)
-            elif isinstance(event, RunCheck):
-                final = event
-        return final
+            seen = seen or isinstance(event, RunCheck)
+            if isinstance(event, ToolProgress | RunCheck | ToolCalls):
+                yield event
+        if not seen:
+            yield RunCheck(RunState.IN_PROGRESS)
 
     async def cancel_run(self, *, thread_id: str, run_id: str) -> Usage | None:
         self._runs[run_id].cancelled = True
         self.cancelled.append(run_id)
         return None
-
-    async def stream_run(
-        self,
-        *,
-        thread_id: str,
-        text: str,
-        turn_key: str,
-        images: Sequence[Image] = (),
-        options: TurnOptions = NO_OPTIONS,
-    ) -> AsyncIterator[StreamEvent]:
-        run = self._start(turn_key, text)
-        yield StreamStarted(run.id)
-        async for event in self._play(run, streamed=True):
-            yield event
 
     async def resume_run(
         self,
@@ -223,17 +206,15 @@ class FakeModel:
         turn_key: str,
         approval: ApprovalRequest,
         allowed: bool,
+        tools: TurnTools,
     ) -> str:
         run = self._runs[approval.state]
-        run.tools.decisions[approval.call_id] = allowed
+        tools.decisions[approval.call_id] = allowed
         self.resumed.append((approval.tool, allowed))
         return run.id
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
         return []
-
-    def forget(self, turn_key: str) -> None:
-        self.forgotten.append(turn_key)
 
     async def delete_thread(self, thread_id: str) -> None:
         return None
@@ -258,14 +239,14 @@ class FakeModel:
             raise ProcessDied(run.id)
         return run
 
-    async def _play(self, run: _Run, *, streamed: bool) -> AsyncIterator[StreamEvent]:
+    async def _play(self, run: _Run, *, streamed: bool) -> AsyncIterator[StreamEvent | ToolCalls]:
         """What the run shows from where it is: words, tool calls, its end."""
         async for event in self._events(run, streamed=streamed):
             if isinstance(event, RunCheck) and event.state.finished:
                 self.open_runs.discard(run.id)
             yield event
 
-    def _events(self, run: _Run, *, streamed: bool) -> AsyncIterator[StreamEvent]:
+    def _events(self, run: _Run, *, streamed: bool) -> AsyncIterator[StreamEvent | ToolCalls]:
         step = run.step
         if run.cancelled or isinstance(step, Fail):
             return _cancelled()
@@ -286,34 +267,24 @@ class FakeModel:
                 await self._released.wait()
         yield RunCheck(RunState.COMPLETED, step.text)
 
-    async def _use_tools(self, run: _Run, step: UseTools) -> AsyncIterator[StreamEvent]:
+    async def _use_tools(self, run: _Run, step: UseTools) -> AsyncIterator[StreamEvent | ToolCalls]:
         specs = [
             ToolSpec(TOOL_SERVER, use.tool, use.tool, {}, use.needs_approval) for use in step.calls
         ]
         box = Toolbox(_ScriptedTools(step.calls), Catalog(tuple(specs)), self._max_tool_calls)
-        calls = [
+        calls = tuple(
             RequestedCall(f"{run.id}-call-{n}", spec.function_name, use.arguments)
             for n, (spec, use) in enumerate(zip(specs, step.calls, strict=True))
-        ]
-        async for event in run_calls(calls, run.tools, box):
-            if isinstance(event, ToolProgress):
-                yield event
-            elif event.step is CallStep.NEEDS_APPROVAL:
-                yield RunCheck(RunState.NEEDS_APPROVAL, approval=event.approval(run.id))
-                return
-            else:
-                _remember(run.tools, event)
-        outputs = " | ".join(run.tools.known_outputs[call.id] for call in calls)
+        )
+        # Asked again after an approval: the turn's tool loop sends what ran before.
+        asked = ToolCalls(calls, box, state=run.id)
+        yield asked
+        outputs = " | ".join(asked.answered().values())
         yield RunCheck(RunState.COMPLETED, step.then.format(outputs=outputs))
 
 
 async def _cancelled() -> AsyncIterator[StreamEvent]:
     yield RunCheck(RunState.CANCELLED)
-
-
-def _remember(tools: TurnTools, result: CallResult) -> None:
-    """A call's output is kept: the run re-played later sends it again, not re-runs it."""
-    tools.known_outputs[result.call.id] = result.output
 
 
 def _words(text: str) -> list[str]:
