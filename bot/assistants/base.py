@@ -106,6 +106,16 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """A person decided a tool call a run waits for: carry the run on with `allowed`."""
+
+    thread_id: str
+    run_id: str
+    approval: ApprovalRequest
+    allowed: bool
+
+
+@dataclass(frozen=True)
 class RunCheck:
     state: RunState
     text: str = ""
@@ -271,16 +281,7 @@ class AssistantBackend(Protocol):
         """Stop the run; what it used until then, where the API says."""
         ...
 
-    async def resume_run(
-        self,
-        *,
-        thread_id: str,
-        run_id: str,
-        turn_key: str,
-        approval: ApprovalRequest,
-        allowed: bool,
-        tools: TurnTools,
-    ) -> str:
+    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
         """Carry on a run that waited for `approval`: the call runs (or the model is told it
         was denied). Returns the run to wait for next (the same one, or a new one)."""
         ...

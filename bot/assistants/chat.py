@@ -35,10 +35,10 @@ from openai.types.chat import ChatCompletionChunk
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.assistants.base import (
-    ApprovalRequest,
     AssistantUnavailable,
     CheckEvent,
     ModelEvent,
+    Resume,
     RunCheck,
     RunState,
     StreamDelta,
@@ -207,27 +207,18 @@ class ChatBackend:
     async def close(self) -> None:
         await self._client.close()
 
-    async def resume_run(
-        self,
-        *,
-        thread_id: str,
-        run_id: str,
-        turn_key: str,
-        approval: ApprovalRequest,
-        allowed: bool,
-        tools: TurnTools,
-    ) -> str:
+    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
         """The stored loop goes with the turn's tools: the next check carries it on, the
         decided call first, then the model."""
-        loop, stored = ToolLoop.load(approval.state)
+        loop, stored = ToolLoop.load(resume.approval.state)
         if "calls_made" in stored and not tools.calls_made:
             legacy = TurnTools.from_stored(stored, tools.context)
             tools.calls_made, tools.unreachable = legacy.calls_made, legacy.unreachable
             tools.servers = legacy.servers
-        tools.decisions[approval.call_id] = allowed
+        tools.decisions[resume.approval.call_id] = resume.allowed
         await tools.close()
         tools.held = loop
-        return run_id
+        return resume.run_id
 
     # A turn ---------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ from openai import AsyncOpenAI, omit
 from openai.types.responses import Response
 
 from bot.assistants.base import (
-    ApprovalRequest,
     CheckEvent,
     ModelEvent,
+    Resume,
     RunCheck,
     RunState,
     StreamDelta,
@@ -88,25 +88,16 @@ class ResponsesBackend:
         tools.left_out(down)
         return str(response.id)
 
-    async def resume_run(
-        self,
-        *,
-        thread_id: str,
-        run_id: str,
-        turn_key: str,
-        approval: ApprovalRequest,
-        allowed: bool,
-        tools: TurnTools,
-    ) -> str:
+    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
         """A new response on the conversation answering the `mcp_approval_request`, with
         the model, instructions and tools of the response that asked."""
         answer = {
             "type": "mcp_approval_response",
-            "approval_request_id": approval.call_id,
-            "approve": allowed,
+            "approval_request_id": resume.approval.call_id,
+            "approve": resume.allowed,
         }
         with translated_errors("read the response that asked"):
-            asking = await self._client.responses.retrieve(run_id)
+            asking = await self._client.responses.retrieve(resume.run_id)
         response, down = await self._requests.create(
             await self._requests.following(asking, [answer], tools)
         )

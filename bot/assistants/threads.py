@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from openai import AsyncOpenAI
 
 from bot.assistants.base import (
-    ApprovalRequest,
     CheckEvent,
     ModelEvent,
+    Resume,
     RunCheck,
     RunState,
     StreamDelta,
@@ -218,23 +218,14 @@ class ThreadsBackend:
     async def close(self) -> None:
         await self._client.close()
 
-    async def resume_run(
-        self,
-        *,
-        thread_id: str,
-        run_id: str,
-        turn_key: str,
-        approval: ApprovalRequest,
-        allowed: bool,
-        tools: TurnTools,
-    ) -> str:
+    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
         """The run still waits (requires_action): the next check runs its calls with this
         decision and the outputs found before it asked (kept with the turn's tools; a
         request stored before that carries them in its state)."""
-        state = json.loads(approval.state or "{}")
+        state = json.loads(resume.approval.state or "{}")
         tools.known_outputs.update(state.get("outputs") or {})
-        tools.decisions[approval.call_id] = allowed
-        return run_id
+        tools.decisions[resume.approval.call_id] = resume.allowed
+        return resume.run_id
 
     async def _asked(self, run: Any, turn: TurnTools) -> ToolCalls:
         """The function calls a `requires_action` run waits for, for the turn's tool loop:

@@ -14,6 +14,7 @@ from bot.assistants.base import (
     AssistantBackend,
     AssistantRejected,
     AssistantUnavailable,
+    Resume,
 )
 from bot.settings import Settings
 from bot.tools.approvals import ApprovalStore, Decision, as_request
@@ -81,12 +82,8 @@ class ApprovalFlow:
             next_run = await retrying(
                 session,
                 lambda _: self._backend.resume_run(
-                    thread_id=thread_id,
-                    run_id=run_id,
-                    turn_key=active.key,
-                    approval=as_request(row),
-                    allowed=row.decision == Decision.ALLOW,
-                    tools=session.tools,
+                    Resume(thread_id, run_id, as_request(row), row.decision == Decision.ALLOW),
+                    session.tools,
                 ),
             )
         except AssistantUnavailable as exc:

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.assistants.base import (
-    ApprovalRequest,
     AssistantRejected,
     AssistantUnavailable,
     AssistantUnreachable,
     CheckEvent,
     ModelEvent,
+    Resume,
     RunCheck,
     RunState,
     StreamDelta,
@@ -198,19 +198,10 @@ class FakeModel:
         self.cancelled.append(run_id)
         return None
 
-    async def resume_run(
-        self,
-        *,
-        thread_id: str,
-        run_id: str,
-        turn_key: str,
-        approval: ApprovalRequest,
-        allowed: bool,
-        tools: TurnTools,
-    ) -> str:
-        run = self._runs[approval.state]
-        tools.decisions[approval.call_id] = allowed
-        self.resumed.append((approval.tool, allowed))
+    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
+        run = self._runs[resume.approval.state]
+        tools.decisions[resume.approval.call_id] = resume.allowed
+        self.resumed.append((resume.approval.tool, resume.allowed))
         return run.id
 
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
