@@ -13,7 +13,14 @@ from openai import AsyncOpenAI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.assistants.base import RunCheck, RunState, StreamStarted, TurnOptions, TurnRequest
+from bot.assistants.base import (
+    RunCheck,
+    RunLookup,
+    RunState,
+    StreamStarted,
+    TurnOptions,
+    TurnRequest,
+)
 from bot.assistants.chat import RUN_PREFIX, ChatBackend
 from bot.assistants.chat_history import SUMMARY_HEADING
 from bot.assistants.context import CUT_NOTE
@@ -126,9 +133,7 @@ async def test_the_stored_thread_is_sent_and_a_turn_is_stored_once(
     ]
     # Starting a turn again (a retried start) neither stores nor asks anything twice.
     again = TurnTools()  # a later attempt, maybe in another process
-    found = await backend.find_run(
-        thread_id=thread_id, turn_key="t2", text="", previous_run_id=None, tools=again
-    )
+    found = await backend.find_run(RunLookup(thread_id, "t2", "", None), again)
     assert found == second
     check = await checked(backend, thread_id, RUN_PREFIX + "t2", again)
     assert check.text == "Echo: who am I?"

@@ -106,6 +106,17 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True)
+class RunLookup:
+    """What finds the run an earlier attempt of a turn may have started: the turn's key
+    and question, and the run of the conversation's turn before it."""
+
+    thread_id: str
+    turn_key: str
+    text: str
+    previous_run_id: str | None
+
+
+@dataclass(frozen=True)
 class Resume:
     """A person decided a tool call a run waits for: carry the run on with `allowed`."""
 
@@ -256,15 +267,7 @@ class AssistantBackend(Protocol):
         deltas and tool calls as they come and a final RunCheck."""
         ...
 
-    async def find_run(
-        self,
-        *,
-        thread_id: str,
-        turn_key: str,
-        text: str,
-        previous_run_id: str | None,
-        tools: TurnTools,
-    ) -> str | None:
+    async def find_run(self, lookup: RunLookup, tools: TurnTools) -> str | None:
         """The run a failed or crashed attempt of this turn may have started, if the API can
         tell; `previous_run_id` is the run of the conversation's turn before this one."""
         ...

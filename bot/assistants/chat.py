@@ -40,6 +40,7 @@ from bot.assistants.base import (
     ModelEvent,
     Resume,
     RunCheck,
+    RunLookup,
     RunState,
     StreamDelta,
     StreamEvent,
@@ -125,15 +126,7 @@ class ChatBackend:
         tools.held = await self._opening(thread_id, turn_key, tools)
         return RUN_PREFIX + turn_key
 
-    async def find_run(
-        self,
-        *,
-        thread_id: str,
-        turn_key: str,
-        text: str,
-        previous_run_id: str | None,
-        tools: TurnTools,
-    ) -> str | None:
+    async def find_run(self, lookup: RunLookup, tools: TurnTools) -> str | None:
         """The run a crashed attempt of this turn started: its question is stored.
 
         Not when this turn's last attempt here could not reach the model: then the turn is
@@ -141,8 +134,8 @@ class ChatBackend:
         """
         if tools.unreached:
             return None
-        stored = await self._store.has_question(thread_id, turn_key)
-        return RUN_PREFIX + turn_key if stored else None
+        stored = await self._store.has_question(lookup.thread_id, lookup.turn_key)
+        return RUN_PREFIX + lookup.turn_key if stored else None
 
     async def check_run(
         self, *, thread_id: str, run_id: str, tools: TurnTools

@@ -16,6 +16,7 @@ from bot.assistants.base import (
     ModelEvent,
     Resume,
     RunCheck,
+    RunLookup,
     RunState,
     StreamDelta,
     StreamEvent,
@@ -104,15 +105,7 @@ class ResponsesBackend:
         tools.left_out(down)
         return str(response.id)
 
-    async def find_run(
-        self,
-        *,
-        thread_id: str,
-        turn_key: str,
-        text: str,
-        previous_run_id: str | None,
-        tools: TurnTools,
-    ) -> str | None:
+    async def find_run(self, lookup: RunLookup, tools: TurnTools) -> str | None:
         """A response whose id was lost (a failed-looking request, a crash), recognised by
         its input in the conversation.
 
@@ -122,15 +115,15 @@ class ResponsesBackend:
         waits for its answer to appear in the conversation, through a handle naming that
         input item.
         """
-        after = await self._last_item_of(previous_run_id)
+        after = await self._last_item_of(lookup.previous_run_id)
         with translated_errors("list conversation items"):
             page = await self._client.conversations.items.list(
-                thread_id, order="asc", limit=100, after=after or omit
+                lookup.thread_id, order="asc", limit=100, after=after or omit
             )
         mine = [
             item
             for item in page.data
-            if item.type == "message" and item.role == "user" and item_text(item) == text
+            if item.type == "message" and item.role == "user" and item_text(item) == lookup.text
         ]
         return f"{_AFTER_ITEM}{mine[-1].id}" if mine else None
 

@@ -17,6 +17,7 @@ from bot.assistants.base import (
     ModelEvent,
     Resume,
     RunCheck,
+    RunLookup,
     RunState,
     StreamDelta,
     StreamEvent,
@@ -92,19 +93,13 @@ class ThreadsBackend:
         tools.left_out(catalog.unreachable)
         return str(run.id)
 
-    async def find_run(
-        self,
-        *,
-        thread_id: str,
-        turn_key: str,
-        text: str,
-        previous_run_id: str | None,
-        tools: TurnTools,
-    ) -> str | None:
+    async def find_run(self, lookup: RunLookup, tools: TurnTools) -> str | None:
         with translated_errors("list runs"):
-            page = await self._client.beta.threads.runs.list(thread_id, limit=20, order="desc")
+            page = await self._client.beta.threads.runs.list(
+                lookup.thread_id, limit=20, order="desc"
+            )
         for run in page.data:
-            if (run.metadata or {}).get("turn_key") == turn_key:  # type: ignore[union-attr]
+            if (run.metadata or {}).get("turn_key") == lookup.turn_key:  # type: ignore[union-attr]
                 return run.id
         return None
 

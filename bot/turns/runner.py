@@ -28,6 +28,7 @@ from bot.assistants.base import (
     AssistantRejected,
     AssistantUnavailable,
     RunCheck,
+    RunLookup,
     RunState,
     StreamDelta,
     StreamStarted,
@@ -218,13 +219,8 @@ class TurnRunner:
         previous = await self._store.history.previous_run_id(
             active.conversation.id, turn_id=active.turn.id, backend=self._backend.name
         )
-        return await self._backend.find_run(
-            thread_id=thread_id,
-            turn_key=active.key,
-            text=text,
-            previous_run_id=previous,
-            tools=session.tools,
-        )
+        lookup = RunLookup(thread_id, active.key, text, previous)
+        return await self._backend.find_run(lookup, session.tools)
 
     async def _respond(
         self,

@@ -37,6 +37,7 @@ from bot.assistants.base import (
     ModelEvent,
     Resume,
     RunCheck,
+    RunLookup,
     RunState,
     StreamDelta,
     StreamEvent,
@@ -170,16 +171,8 @@ class FakeModel:
             async for event in self._play(run, streamed=True):
                 yield event
 
-    async def find_run(
-        self,
-        *,
-        thread_id: str,
-        turn_key: str,
-        text: str,
-        previous_run_id: str | None,
-        tools: TurnTools,
-    ) -> str | None:
-        found = [run.id for run in self._runs.values() if run.turn_key == turn_key]
+    async def find_run(self, lookup: RunLookup, tools: TurnTools) -> str | None:
+        found = [run.id for run in self._runs.values() if run.turn_key == lookup.turn_key]
         return found[-1] if found else None
 
     async def check_run(
