@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.budgets import Spent
@@ -22,6 +21,7 @@ from bot.admin.commands import Budget
 from bot.admin.report import UsageRow
 from bot.assistants.base import Usage
 from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
+from bot.store.database import dialect_insert
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 
 ERROR_OUTCOMES = (
@@ -60,8 +60,7 @@ class AdminStore:
         self.engine = engine
 
     def _insert(self, table: Any) -> Any:
-        dialect = self.engine.dialect.name
-        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        return dialect_insert(self.engine)(table)
 
     # Channel settings -----------------------------------------------------------------
 
