@@ -234,9 +234,7 @@ class Dispatcher:
                     lease, deadline_s=self._settings.answer_deadline_s
                 )
                 if work is None:
-                    if await self._store.leases.release_if_idle(lease):
-                        return
-                    continue
+                    return  # nothing left: next_turn gave the lease up
                 await self._take_turn(work)
                 self._failures.pop(conversation_id, None)
         except (asyncio.CancelledError, LeaseLost) as exc:

@@ -16,7 +16,7 @@ from sqlalchemy import BindParameter, Table, bindparam, exists, insert, select, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.database import Database
-from bot.store.leases import HELD, LOCK_HELD, Lease, awaiting_approval
+from bot.store.leases import HELD, LOCK_HELD, RELEASE_IDLE, Lease, awaiting_approval
 from bot.store.models import Conversation, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, Outcome, TurnStatus
 
@@ -97,10 +97,13 @@ class Turns:
         self._db = database
 
     async def next_turn(self, lease: Lease, *, deadline_s: float) -> TurnWork | None:
-        """The unfinished turn to resume, else a new turn for all waiting messages, else None.
+        """The unfinished turn to resume, else a new turn for all waiting messages, else None
+        with the lease given up (nothing is left to do until a new message flags the
+        conversation again).
 
-        One transaction returns everything a turn needs, and counts the attempt; it holds the
-        conversation's row while it does, and only while the lease is still this process's.
+        One transaction returns everything a turn needs, and counts the attempt, or finds
+        nothing and releases; it holds the conversation's row while it does, and only while
+        the lease is still this process's.
         """
         ids = {"for_conversation": lease.conversation_id}
         async with self._db.engine.begin() as connection:
@@ -110,10 +113,13 @@ class Turns:
             if turn_id is not None:
                 row = (await connection.execute(_COUNT_ATTEMPT, {"for_turn": turn_id})).one()
             elif await connection.scalar(_AWAITING_APPROVAL, ids):
-                return None  # the thread waits for a click; its new messages wait too
+                # The thread waits for a click; its new messages wait too (the click flags it).
+                await connection.execute(RELEASE_IDLE, ids)
+                return None
             else:
                 row = await self._open_turn(connection, lease.conversation_id, deadline_s)
                 if row is None:
+                    await connection.execute(RELEASE_IDLE, ids)
                     return None
             turn = Turn(**row._mapping)
             conversation = (await connection.execute(_CONVERSATION_ROW, ids)).one()
