@@ -75,13 +75,19 @@ _COUNT_ATTEMPT = (
     .values(attempts=_TURNS.c.attempts + 1)
     .returning(*_TURNS.c)
 )
-_AWAITING_APPROVAL = select(awaiting_approval(_CONVERSATION))
 _UNASSIGNED = (
     _MESSAGES.c.conversation_id == _CONVERSATION,
     _MESSAGES.c.turn_id.is_(None),
     _MESSAGES.c.refused.is_(False),
 )
-_ANY_WAITING = select(exists().where(*_UNASSIGNED))
+_WORK_STATE = select(
+    _OPEN_TURN.scalar_subquery().label("open_turn"),
+    awaiting_approval(_CONVERSATION).label("awaiting_approval"),
+    exists().where(*_UNASSIGNED).label("any_waiting"),
+)
+"""What the conversation has to do, in one statement: its unfinished turn, whether a turn
+waits for a click, whether messages wait for a turn. Sent after `LOCK_HELD` (on PostgreSQL,
+a statement of its own sees whatever was committed while the lock was awaited)."""
 _ADD_TURN = insert(_TURNS).returning(*_TURNS.c)
 _ASSIGN_WAITING = update(_MESSAGES).where(*_UNASSIGNED).values(turn_id=bindparam("for_turn"))
 _CONVERSATION_ROW = select(*_CONVERSATIONS.c).where(_CONVERSATIONS.c.id == _CONVERSATION)
@@ -109,18 +115,18 @@ class Turns:
         async with self._db.engine.begin() as connection:
             if await connection.scalar(LOCK_HELD, lease.params()) is None:
                 raise lease.lost()
-            turn_id = await connection.scalar(_OPEN_TURN, ids)
-            if turn_id is not None:
-                row = (await connection.execute(_COUNT_ATTEMPT, {"for_turn": turn_id})).one()
-            elif await connection.scalar(_AWAITING_APPROVAL, ids):
-                # The thread waits for a click; its new messages wait too (the click flags it).
+            state = (await connection.execute(_WORK_STATE, ids)).one()
+            if state.open_turn is not None:
+                row = (
+                    await connection.execute(_COUNT_ATTEMPT, {"for_turn": state.open_turn})
+                ).one()
+            elif state.awaiting_approval or not state.any_waiting:
+                # Nothing to do. A thread waiting for a click keeps its new messages waiting
+                # too (the click flags the conversation again).
                 await connection.execute(RELEASE_IDLE, ids)
                 return None
             else:
                 row = await self._open_turn(connection, lease.conversation_id, deadline_s)
-                if row is None:
-                    await connection.execute(RELEASE_IDLE, ids)
-                    return None
             turn = Turn(**row._mapping)
             conversation = (await connection.execute(_CONVERSATION_ROW, ids)).one()
             messages = await connection.execute(_TURN_MESSAGES, {"for_turn": turn.id})
@@ -135,10 +141,8 @@ class Turns:
     async def _open_turn(
         connection: AsyncConnection, conversation_id: int, deadline_s: float
     ) -> Any:
-        """A new turn (its first attempt counted) for the messages waiting; None if none."""
+        """A new turn (its first attempt counted) for the messages waiting."""
         ids = {"for_conversation": conversation_id}
-        if not await connection.scalar(_ANY_WAITING, ids):
-            return None
         now = time.time()
         row = (
             await connection.execute(
