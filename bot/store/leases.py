@@ -66,8 +66,6 @@ HELD = and_(
 """The conversation row, while the lease bound to it (`Lease.params`) is still current.
 Statements are built once with it, so their compiled form is cached and reused."""
 
-LOCK_HELD = select(Conversation.id).where(HELD).with_for_update()
-
 _CONVERSATION: BindParameter[int] = bindparam("for_conversation")
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import BindParameter, Table, bindparam, exists, insert, select, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.database import Database
-from bot.store.leases import HELD, LOCK_HELD, RELEASE_IDLE, Lease, awaiting_approval
+from bot.store.leases import HELD, RELEASE_IDLE, Lease, awaiting_approval
 from bot.store.models import Conversation, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, Outcome, TurnStatus
 
@@ -86,11 +86,12 @@ _WORK_STATE = select(
     exists().where(*_UNASSIGNED).label("any_waiting"),
 )
 """What the conversation has to do, in one statement: its unfinished turn, whether a turn
-waits for a click, whether messages wait for a turn. Sent after `LOCK_HELD` (on PostgreSQL,
+waits for a click, whether messages wait for a turn. Sent after the lock (on PostgreSQL,
 a statement of its own sees whatever was committed while the lock was awaited)."""
 _ADD_TURN = insert(_TURNS).returning(*_TURNS.c)
 _ASSIGN_WAITING = update(_MESSAGES).where(*_UNASSIGNED).values(turn_id=bindparam("for_turn"))
-_CONVERSATION_ROW = select(*_CONVERSATIONS.c).where(_CONVERSATIONS.c.id == _CONVERSATION)
+_LOCK_CONVERSATION = select(*_CONVERSATIONS.c).where(HELD).with_for_update()
+"""The conversation's row, locked, while the lease is still this process's (else no row)."""
 _TURN_MESSAGES = (
     select(*_MESSAGES.c)
     .where(_MESSAGES.c.turn_id == bindparam("for_turn"))
@@ -113,7 +114,8 @@ class Turns:
         """
         ids = {"for_conversation": lease.conversation_id}
         async with self._db.engine.begin() as connection:
-            if await connection.scalar(LOCK_HELD, lease.params()) is None:
+            conversation = (await connection.execute(_LOCK_CONVERSATION, lease.params())).first()
+            if conversation is None:
                 raise lease.lost()
             state = (await connection.execute(_WORK_STATE, ids)).one()
             if state.open_turn is not None:
@@ -128,7 +130,6 @@ class Turns:
             else:
                 row = await self._open_turn(connection, lease.conversation_id, deadline_s)
             turn = Turn(**row._mapping)
-            conversation = (await connection.execute(_CONVERSATION_ROW, ids)).one()
             messages = await connection.execute(_TURN_MESSAGES, {"for_turn": turn.id})
             return TurnWork(
                 conversation=Conversation(**conversation._mapping),
