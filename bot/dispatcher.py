@@ -110,6 +110,7 @@ class Dispatcher:
         self._active: dict[int, asyncio.Task[None]] = {}
         self._failures: dict[int, int] = {}
         self._last_scan = 0.0
+        self._last_sweep = 0.0
         self._scan_interval_s = min(1.0, settings.lease_s / 3)
         self._idle_scan_interval_s = max(
             self._scan_interval_s, min(IDLE_SCAN_MAX_S, settings.lease_s / 3)
@@ -222,7 +223,10 @@ class Dispatcher:
         interval = self._scan_interval_s if self._active else self._idle_scan_interval_s
         if now - self._last_scan >= interval and self._may_look_for_more():
             self._last_scan = now
-            if self._sweep is not None:
+            if self._sweep is not None and now - self._last_sweep >= self._idle_scan_interval_s:
+                # Approvals time out in minutes: sweeping at the idle pace is soon enough,
+                # and spares every second of work two queries.
+                self._last_sweep = now
                 candidates += await self._sweep()
             free = self._settings.max_concurrent_turns - len(self._active)
             candidates += await self._store.leases.conversations_needing_work(limit=free)
