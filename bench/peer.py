@@ -103,15 +103,20 @@ class PeerResults:
     baseline: PeerResult
     profiles: list[Path] = field(default_factory=list)
     profile_error: str | None = None
+    previous: PeerResult | None = None
+    """`--against <ref>`: the bot at that commit, measured the same way in the same run."""
     sql_per_answer: tuple[float, float] | None = None
     """The profiled burst: (statements, commits) per answer."""
 
 
 class ModuleProcess(BotProcess):
-    """`python -m <module>` with the harness's environment and log file handling."""
+    """`python -m <module>` with the harness's environment and log file handling; from
+    `source` (another commit's bot/, cwd and PYTHONPATH) when given."""
 
-    def __init__(self, env: Mapping[str, str], module: str) -> None:
-        super().__init__(env)
+    def __init__(self, env: Mapping[str, str], module: str, source: Path | None = None) -> None:
+        if source is not None:
+            env = {**env, "PYTHONPATH": str(source)}
+        super().__init__(env, cwd=source)
         self.module = module
 
     def start(self) -> None:
@@ -192,7 +197,7 @@ def process_cpu_s(pid: int) -> float:
 
 @contextlib.asynccontextmanager
 async def peer_rig(
-    module: str, extra_env: Mapping[str, str] | None = None
+    module: str, extra_env: Mapping[str, str] | None = None, source: Path | None = None
 ) -> AsyncIterator[PeerRig]:
     slack, openai = await start_fakes(FakeOptions(queue_s=0.0), (PEER_MODEL_S, PEER_MODEL_S))
     openai.stream_chunks = PEER_DELTAS
@@ -200,7 +205,7 @@ async def peer_rig(
         with tempfile.TemporaryDirectory(prefix="bench-peer-") as directory:
             env = peer_env(slack, openai, f"sqlite:///{directory}/bot.db")
             env.update(extra_env or {})
-            process = ModuleProcess(env, module)
+            process = ModuleProcess(env, module, source)
             process.start()
             rig = PeerRig(slack, openai, process)
             try:
@@ -235,10 +240,12 @@ async def warm_up(rig: PeerRig) -> None:
     await asyncio.sleep(1.0)  # trailing work of the warm-up is over before anything is measured
 
 
-async def measure(name: str, module: str, options: PeerOptions) -> PeerResult:
+async def measure(
+    name: str, module: str, options: PeerOptions, source: Path | None = None
+) -> PeerResult:
     result = PeerResult(name=name)
     try:
-        async with peer_rig(module) as rig:
+        async with peer_rig(module, source=source) as rig:
             sampler = ResourceSampler(rig.pid)
             with sampler:
                 await warm_up(rig)
@@ -329,12 +336,22 @@ async def wait_for_file(path: Path, timeout: float = 30.0) -> None:  # noqa: ASY
         await asyncio.sleep(0.1)
 
 
-async def run_peer(options: PeerOptions, progress: Callable[[str], None]) -> PeerResults:
+async def run_peer(
+    options: PeerOptions,
+    progress: Callable[[str], None],
+    against: tuple[str, Path | None] | None = None,
+) -> PeerResults:
+    """The bot, the baseline and (`against`: a name and the directory holding another
+    commit's bot/) the previous bot."""
     progress("peer workload: the bot (python -m bot, Socket Mode, Responses, stream)")
     bot = await measure("bot", "bot", options)
     progress("peer workload: the baseline bot (python -m bench.baseline_bot)")
     baseline = await measure("baseline", "bench.baseline_bot", options)
     results = PeerResults(bot=bot, baseline=baseline)
+    if against is not None:
+        name, source = against
+        progress(f"peer workload: the bot at {name}")
+        results.previous = await measure(name, "bot", options, source)
     if options.profile:
         progress("peer workload: profiling the bot (pyinstrument)")
         try:

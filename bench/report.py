@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.burst_report import burst_lines
 from bench.peer import (
     ACK_P99_GOAL_S,
     BURST_WALL_GOAL_S,
@@ -350,7 +351,33 @@ def notes_lines(results: Results) -> list[str]:
     return lines
 
 
+def burst_header(options: Options, runtime_s: float, results: Results) -> list[str]:
+    against = f" --against {options.against}" if options.against else ""
+    return [
+        f"# Benchmark: burst and scale-out ({time.strftime('%Y-%m-%d %H:%M')}, {runtime_s:.0f} s)",
+        "",
+        f"- Machine: {machine()}; load average at the start "
+        f"{', '.join(f'{x:.2f}' for x in results.load_average)} (see *Machine noise* below)",
+        f"- Bot: `python -m bot` (HTTP mode, its defaults), commit {bot_revision()}",
+        code_line(results.source_digests),
+        f"- Command: `python -m bench.run --workload burst --burst {options.burst} "
+        f"--burst-processes {','.join(map(str, options.burst_processes))} "
+        f"--steady-s {options.steady_s:g}{against}`",
+        "",
+    ]
+
+
 def report(results: Results, options: Options, plan: Plan, runtime_s: float) -> str:
+    if options.workload == "burst":
+        return "\n".join(
+            [
+                *burst_header(options, runtime_s, results),
+                *burst_lines(results.bursts, options),
+                *db_lines(results),
+                *noise_lines(results),
+                *notes_lines(results),
+            ]
+        )
     return "\n".join(
         [
             *header(options, plan, runtime_s, results),
@@ -358,6 +385,7 @@ def report(results: Results, options: Options, plan: Plan, runtime_s: float) -> 
             *answer_lines(results.answers, options),
             *calls_lines(results.answers),
             *scale_lines(results.scales, options, plan),
+            *burst_lines(results.bursts, options),
             *db_lines(results),
             *(peer_lines(results.peer, options.peer, results) if results.peer else []),
             *fake_cost_lines(results.fake_cost),
@@ -623,7 +651,52 @@ def peer_lines(
         ]
     if peer.profile_error:
         lines += [f"Profiling failed: {peer.profile_error}", ""]
-    return lines
+    return lines + previous_lines(peer)
+
+
+def previous_lines(peer: PeerResults) -> list[str]:
+    """`--against <ref>`: the bot beside the bot at that commit, as ratios."""
+    bot, old = peer.bot, peer.previous
+    if old is None:
+        return []
+    figures = [
+        ("CPU per answer, burst (ms)", 1000, bot.burst_cpu_per_answer, old.burst_cpu_per_answer),
+        (
+            "CPU per answer, one at a time (ms)",
+            1000,
+            bot.sequential_cpu_per_answer,
+            old.sequential_cpu_per_answer,
+        ),
+        ("idle CPU (ms per second)", 1000, bot.idle_cpu_s_per_s, old.idle_cpu_s_per_s),
+        ("peak RSS (MiB)", 1 / 2**20, float(bot.peak_rss or "nan"), float(old.peak_rss or "nan")),
+        ("burst wall (s)", 1, bot.burst_wall_s, old.burst_wall_s),
+        (
+            "event → answer p50, one at a time (s)",
+            1,
+            p50(bot.sequential_latencies),
+            p50(old.sequential_latencies),
+        ),
+        ("Slack calls per answer", 1, bot.calls_to("Slack"), old.calls_to("Slack")),
+        ("OpenAI calls per answer", 1, bot.calls_to("OpenAI"), old.calls_to("OpenAI")),
+    ]
+
+    def cell(value: float, scale: float) -> str:
+        return "–" if math.isnan(value) else f"{value * scale:.2f}"
+
+    lines = [
+        f"The bot beside itself at {old.name} (built from git, measured the same way in the "
+        "same run); *ratio* = this checkout ÷ previous, above 1× is worse:",
+        "",
+        f"| figure | this checkout | {old.name} | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {cell(ours, scale)} | {cell(theirs, scale)} | {_ratio(ours, theirs)} |"
+        for name, scale, ours, theirs in figures
+    ]
+    if old.error or old.missing:
+        lines.append(f"\n- {old.name}: {old.missing} unanswered; {old.error or ''}")
+    return [*lines, ""]
 
 
 def peer_report(

@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,7 +30,7 @@ from bot.turns.delivery import THINKING_TEXT
 from tests.fakes.events import event_envelope, mention, signed_headers
 from tests.fakes.openai_api import FakeOpenAI, new_webhook_secret
 from tests.fakes.slack import FakeSlack, SlackCall
-from tests.harness import SIGNING_SECRET, BotProcess, bot_env
+from tests.harness import SIGNING_SECRET, BotProcess, bot_env, free_port
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -52,11 +53,14 @@ class Config:
     delivery: str
     webhooks: bool = False
     """OPENAI_WEBHOOK_SECRET set and the fake OpenAI calling POST /openai/webhook (issue 12)."""
+    processes: int = 1
+    """Bot processes sharing the database, each on its own PORT; events go round-robin."""
 
     @property
     def label(self) -> str:
         hooked = "+webhooks" if self.webhooks else ""
-        return f"{self.backend}·{self.database}·{self.delivery}{hooked}"
+        several = f"×{self.processes}" if self.processes > 1 else ""
+        return f"{self.backend}·{self.database}·{self.delivery}{hooked}{several}"
 
 
 @dataclass(frozen=True)
@@ -237,21 +241,48 @@ class AnswerTracker:
         return missing
 
 
+class BenchBot(BotProcess):
+    """`python -m bot` with its metrics on a port of their own, run from `source` (another
+    commit's bot/, see bench.against) when given, else from this checkout."""
+
+    def __init__(self, env: dict[str, str], *, source: Path | None = None) -> None:
+        self.metrics_port = free_port()
+        env = {**env, "METRICS_PORT": str(self.metrics_port)}
+        if source is not None:
+            env["PYTHONPATH"] = str(source)
+        super().__init__(env, cwd=source)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+
 @dataclass
 class Rig:
-    """The fakes, one bot process against them, and an HTTP client to send events."""
+    """The fakes, the bot processes against them (`config.processes`, one database), and an
+    HTTP client to send events: round-robin over the processes, as Slack spreads them."""
 
     config: Config
     fakes: FakeOptions
     slack: FakeSlack
     openai: BenchOpenAI
-    bot: BotProcess
+    bots: list[BenchBot]
     http: aiohttp.ClientSession
     tracker: AnswerTracker
     log_notes: list[str] = field(default_factory=list)
     db_activity: dict[str, int] = field(default_factory=dict)
-    """PostgreSQL only: pg_stat_database counters over the bot process's life."""
+    """PostgreSQL only: pg_stat_database counters over the bot processes' life."""
     _serial: int = 0
+    _sent: int = 0
+
+    @property
+    def bot(self) -> BenchBot:
+        """The first bot process (the only one unless `config.processes` > 1)."""
+        return self.bots[0]
+
+    @property
+    def pids(self) -> list[int]:
+        return [bot.process.pid for bot in self.bots if bot.process is not None]
 
     @property
     def answered(self) -> int:
@@ -287,12 +318,20 @@ class Rig:
             questions.append(question)
         return questions
 
-    async def send(self, question: Question) -> None:
-        """POST one event; records when the POST started and when its response was read."""
+    async def send(
+        self,
+        question: Question,
+        http: aiohttp.ClientSession | None = None,
+        give_up: aiohttp.ClientTimeout | None = None,
+    ) -> None:
+        """POST one event to the next bot process; records when the POST started and when
+        its response was read (status -1: no response, or none within `give_up`)."""
+        target = self.bots[self._sent % len(self.bots)]
+        self._sent += 1
         question.sent_at = time.monotonic()
         try:
-            async with self.http.post(
-                self.bot.events_url, data=question.body, headers=question.headers
+            async with (http or self.http).post(
+                target.events_url, data=question.body, headers=question.headers, timeout=give_up
             ) as response:
                 await response.read()
                 question.status = response.status
@@ -323,9 +362,9 @@ async def warm_up(rig: Rig) -> None:
     first connections) are not measured as latency."""
     saved = rig.openai.model_s
     rig.use_model((rig.fakes.fast_model_s, rig.fakes.fast_model_s))
-    question = rig.prepare("W", 1)[0]
-    await rig.send(question)
-    await rig.tracker.wait([question.channel], timeout=15)
+    for question in rig.prepare("W", len(rig.bots)):  # one to each process
+        await rig.send(question)
+        await rig.tracker.wait([question.channel], timeout=15)
     rig.use_model(saved)
 
 
@@ -336,8 +375,10 @@ async def running_rig(
     *,
     model_s: tuple[float, float],
     extra_env: dict[str, str] | None = None,
+    source: Path | None = None,
 ) -> AsyncIterator[Rig]:
-    """Fresh fakes, a fresh database and a fresh, warmed-up bot process; all removed after."""
+    """Fresh fakes, a fresh database and fresh, warmed-up bot processes; all removed after.
+    `source`: a directory holding another commit's bot/ to run instead of this checkout's."""
     slack, openai = await start_fakes(fakes, model_s)
     try:
         async with fresh_database(config.database) as database_url:
@@ -345,22 +386,25 @@ async def running_rig(
             if config.webhooks:
                 env["OPENAI_WEBHOOK_SECRET"] = openai.webhook_secret = new_webhook_secret()
                 openai.webhook_delay_s = fakes.webhook_delay_s
-            bot = BotProcess(env)
+            bots = [BenchBot(env, source=source) for _ in range(config.processes)]
             if config.webhooks:
-                openai.webhook_url = f"http://127.0.0.1:{bot.port}/openai/webhook"
-            bot.start()
+                openai.webhook_url = f"http://127.0.0.1:{bots[0].port}/openai/webhook"
+            for bot in bots:
+                bot.start()
             connector = aiohttp.TCPConnector(limit=100)
             timeout = aiohttp.ClientTimeout(total=30)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                rig = Rig(config, fakes, slack, openai, bot, http, AnswerTracker(slack))
+                rig = Rig(config, fakes, slack, openai, bots, http, AnswerTracker(slack))
                 try:
-                    await bot.wait_ready(timeout=30)
+                    for bot in bots:
+                        await bot.wait_ready(timeout=30)
                     await warm_up(rig)
                     yield rig
                 finally:
-                    bot.stop()
-                    rig.log_notes.extend(log_summary(bot.output()))
-                    bot.log_path.unlink(missing_ok=True)
+                    for bot in bots:
+                        bot.stop()
+                        rig.log_notes.extend(log_summary(bot.output()))
+                        bot.log_path.unlink(missing_ok=True)
                     if config.database == "postgres":
                         await asyncio.sleep(0.5)  # the bot's server processes flush at exit
                         rig.db_activity = await postgres_activity(database_url)
@@ -402,12 +446,17 @@ class Noise:
 
 
 def log_summary(log: str, limit: int = 4) -> list[str]:
-    """The bot's most frequent WARNING/ERROR log lines (numbers masked), with counts."""
+    """The bot's most frequent WARNING/ERROR log lines (numbers masked), with counts; a
+    traceback by the exception it ends with."""
     counts: Counter[str] = Counter()
+    in_traceback = False
     for line in log.splitlines():
         match = re.search(r" (WARNING|ERROR|CRITICAL) (.*)", line)
         if match:
             counts[re.sub(r"\d+", "N", f"{match.group(1)} {match.group(2)}")[:160]] += 1
         elif line.startswith("Traceback"):
-            counts["Traceback"] += 1
+            in_traceback = True
+        elif in_traceback and line and not line[0].isspace():
+            in_traceback = False
+            counts[re.sub(r"\d+", "N", f"Traceback: {line}")[:160]] += 1
     return [f"{count}× {text}" for text, count in counts.most_common(limit)]

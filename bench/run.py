@@ -1,7 +1,8 @@
 """Benchmark: the real bot process (`python -m bot`, HTTP mode) against in-process fakes.
 
-    python -m bench.run [--quick] [--everything] [--out bench/results]
+    python -m bench.run [--quick] [--everything] [--out bench/results] [--against REF]
     python -m bench.run --workload peer [--profile]      # issue 12's workload alone, ~2 min
+    python -m bench.run --workload burst [--against REF] # issue 19's burst alone, ~6 min
 
 The fake Slack Web API and fake OpenAI API (tests/fakes) run in this process on asyncio; the
 bot runs as a subprocess exactly as a user starts it, configured by environment variables
@@ -24,6 +25,24 @@ Measurements (see bench/phases.py for the exact definitions):
    one after another then 30 at once, the bot beside a minimal baseline bot: CPU per answer,
    idle CPU, peak RSS, burst wall time, event → answer, calls per answer. `--workload peer`
    runs it alone (bench/results/peer.md); `--profile` adds pyinstrument profiles of the bot.
+7. Burst and scale-out (bench/burst.py, issue 19): one PostgreSQL database shared by one and
+   then two bot processes (each its own PORT and METRICS_PORT, events round-robin over them):
+   the steady rate (a closed loop of 40 askers, fast model), then 1,000 new conversations at
+   once (quick: 60) with a probe asking 1/s until the last answer: every conversation answered
+   exactly once (bot messages per thread in the fake Slack; events are redelivered as Slack
+   does when not acked with 200 within 3 s), burst answers/s and its ratio to
+   the steady rate (≥ 0.8), acks of the burst and of the probes ("throughout", p99 ≤ 100 ms),
+   CPU per answer summed over the processes (two ÷ one ≤ 1.1), and from each process's
+   /metrics: answers per process, lease claims by outcome (claimed / held elsewhere / lock
+   timeout), claims slower than 10 ms and leases lost. `--workload burst` runs it alone
+   (bench/results/burst.md). The two-process configuration also gets the ack phases of a full
+   run, for bench/results/ack-rates.png: ack p50/p99 against event rate for SQLite and
+   PostgreSQL, one and two processes.
+
+`--against REF` (bench/against.py) unpacks `git archive REF bot` into a temporary directory and
+runs that bot beside this checkout's in the same run, for the burst (interleaved: one process
+here, there; two processes here, there) and the peer workload, and reports this ÷ that as
+ratios, so a regression shows as a ratio on the same machine at the same load.
 
 Which configuration gets which measurement is decided by `build_plan` (printed in the report):
 the full matrix at the spec'd durations takes over 10 minutes on 2 cores, mostly because the
@@ -45,6 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.against import THIS_CHECKOUT, BotSource, checked_out
+from bench.burst import BurstResult, burst_phase
 from bench.peer import PeerOptions, PeerResults, run_peer
 from bench.phases import (
     ACK_GOAL_RATE,
@@ -63,6 +84,8 @@ from bench.rig import Config, FakeOptions, Noise, Rig, running_rig
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_ENV = {"POLL_INITIAL_MS": "1000", "POLL_MAX_MS": "1000"}
 LARGE_SCALE = Config("responses", "postgres", "poll")
+SCALE_OUT = Config("responses", "postgres", "poll", processes=2)
+"""Two processes on one PostgreSQL: the ack sweep (full run) and the burst."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,12 @@ class Options:
     fakes: FakeOptions
     workload: str = "all"
     peer: PeerOptions = field(default_factory=PeerOptions)
+    burst: int = 1000
+    burst_processes: tuple[int, ...] = (1, 2)
+    steady_s: float = 15.0
+    steady_concurrency: int = 40
+    probe_rate: float = 1.0
+    against: str | None = None
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -111,10 +140,16 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     add("--seed", type=int, default=1)
     add(
         "--workload",
-        choices=("all", "peer", "classic"),
+        choices=("all", "peer", "classic", "burst"),
         default="all",
-        help="peer: the peer workload alone; classic: everything but it",
+        help="peer: the peer workload alone; classic: everything but it; burst: the burst alone",
     )
+    add("--burst", type=int, help="burst: conversations at once (1000; quick 60)")
+    add("--burst-processes", default="1,2", help="burst: bot processes on one PostgreSQL")
+    add("--steady-s", type=float, help="burst: seconds of the steady-rate reference (15; quick 4)")
+    add("--steady-concurrency", type=int, default=40, help="burst: askers in the steady loop")
+    add("--probe-rate", type=float, default=1.0, help="burst: probe events/s during the burst")
+    add("--against", metavar="REF", help="also run the burst (and peer) on the bot at git REF")
     add("--webhook-delay-ms", type=float, default=20, help="fake OpenAI's webhook delay")
     add("--profile", action="store_true", help="peer workload: also profile the bot")
     add("--peer-sequential", type=int, default=20, help="peer: mentions one after another")
@@ -148,6 +183,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             webhook_delay_s=args.webhook_delay_ms / 1000,
         ),
         workload=args.workload,
+        burst=args.burst or (60 if quick else 1000),
+        burst_processes=_ints(args.burst_processes),
+        steady_s=args.steady_s or (4.0 if quick else 15.0),
+        steady_concurrency=args.steady_concurrency,
+        probe_rate=args.probe_rate,
+        against=args.against,
         peer=PeerOptions(
             sequential=args.peer_sequential,
             burst=args.peer_burst,
@@ -233,9 +274,18 @@ def build_plan(options: Options) -> Plan:
         for c in configs
         if c.backend == "responses" and c.delivery == "poll" and not options.quick
     )
+    # Issue 19: two processes on one PostgreSQL, for the ack-latency-against-rate plot.
+    two = (SCALE_OUT,) if LARGE_SCALE in configs and not options.quick else ()
     if options.everything:
         everything = frozenset(configs)
-        return Plan((*configs, *hooked), everything, poll, everything, LARGE_SCALE, tuple(skipped))
+        return Plan(
+            (*configs, *hooked, *two),
+            everything,
+            poll,
+            everything | frozenset(two),
+            LARGE_SCALE,
+            tuple(skipped),
+        )
     if options.quick:
         extras = frozenset({LARGE_SCALE if LARGE_SCALE in configs else configs[-1]})
         return Plan(tuple(configs), extras, extras & poll, frozenset(), LARGE_SCALE, tuple(skipped))
@@ -246,10 +296,10 @@ def build_plan(options: Options) -> Plan:
             "retired; `--everything` runs them)"
         )
     return Plan(
-        (*configs, *hooked),
+        (*configs, *hooked, *two),
         responses,
         responses & poll,
-        responses & poll,
+        (responses & poll) | frozenset(two),
         LARGE_SCALE,
         tuple(skipped),
     )
@@ -283,6 +333,7 @@ class Results:
     noise: list[tuple[str, tuple[float, float]]] = field(default_factory=list)
     """Per stage: CPU cores used by other processes (PostgreSQL included), and stolen."""
     fake_cost: FakeCost | None = None
+    bursts: list[BurstResult] = field(default_factory=list)
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
     source_digests: tuple[str, str] = ("", "")
     """Digest of bot/ at the start and at the end of the run: differ if it was edited."""
@@ -400,9 +451,50 @@ async def large_scale(options: Options, plan: Plan, results: Results) -> None:
                 results.scales.append(await scale_phase(rig, size, model_s=options.scale_model_s))
 
 
+async def burst_bots(options: Options, results: Results) -> None:
+    """The burst on one and on two processes, for this checkout and the `--against` bot,
+    interleaved so both see the same machine."""
+    with contextlib.ExitStack() as stack:
+        sources = [BotSource(THIS_CHECKOUT)]
+        if options.against:
+            sources.append(stack.enter_context(checked_out(options.against)))
+        for processes in options.burst_processes:
+            config = Config("responses", "postgres", "poll", processes=processes)
+            for source in sources:
+                fast = (options.fakes.fast_model_s, options.fakes.fast_model_s)
+                what = f"burst {options.burst} ({source.name})"
+                async with stage(
+                    results, config, what, options, model_s=fast, source=source.path
+                ) as rig:
+                    if rig is not None:
+                        results.bursts.append(
+                            await burst_phase(
+                                rig,
+                                options.burst,
+                                steady_s=options.steady_s,
+                                concurrency=options.steady_concurrency,
+                                probe_rate=options.probe_rate,
+                                bot=source.name,
+                            )
+                        )
+
+
+async def peer_workload(options: Options) -> PeerResults:
+    """The peer workload; with `--against`, the bot at that commit too."""
+    if not options.against:
+        return await run_peer(options.peer, progress)
+    with checked_out(options.against) as source:
+        return await run_peer(options.peer, progress, (source.name, source.path))
+
+
 async def run_all(options: Options, plan: Plan) -> Results:
     results = Results(unavailable=list(plan.skipped), load_average=os.getloadavg())
     first_digest = source_digest()
+    if options.workload == "burst":
+        results.unavailable.clear()
+        await burst_bots(options, results)
+        results.source_digests = (first_digest, source_digest())
+        return results
     results.fake_cost = await measure_fakes(options.fakes)
     for config in plan.configs:
         if not await main_bot(config, options, plan, results):
@@ -412,18 +504,26 @@ async def run_all(options: Options, plan: Plan) -> Results:
         if config in plan.sweep:
             await sweep_bots(config, options, results)
     await large_scale(options, plan, results)
+    await burst_bots(options, results)
     if options.workload == "all":
-        results.peer = await run_peer(options.peer, progress)
+        results.peer = await peer_workload(options)
     results.source_digests = (first_digest, source_digest())
     return results
 
 
-def result_paths(options: Options) -> tuple[Path, Path]:
-    """Where the report and the chart go. `--quick` writes `quick.md`/`quick-latency.png`
-    (git-ignored), so a quick run never overwrites the full results docs/benchmarks.md links to."""
-    if options.quick:
-        return options.out / "quick.md", options.out / "quick-latency.png"
-    return options.out / "latest.md", options.out / "latency.png"
+def result_paths(options: Options) -> tuple[Path, Path, Path]:
+    """Where the report and the charts go. `--quick` writes `quick.md`/`quick-*.png`
+    (git-ignored), so a quick run never overwrites the full results docs/benchmarks.md links
+    to; so does `--workload burst`."""
+    prefix = "quick-" if options.quick else ("burst-" if options.workload == "burst" else "")
+    if prefix:
+        report_name = f"{prefix.rstrip('-')}.md"
+        return (
+            options.out / report_name,
+            options.out / f"{prefix}latency.png",
+            options.out / f"{prefix}ack-rates.png",
+        )
+    return options.out / "latest.md", options.out / "latency.png", options.out / "ack-rates.png"
 
 
 def missing_extras(*, profile: bool = False) -> list[str]:
@@ -445,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"bench: needs {', '.join(missing)}: pip install -e '.[test,bench]'", file=sys.stderr)
         return 2
+    from bench.burst_report import plot_ack_rates
     from bench.report import plot, report
 
     if options.workload == "peer":
@@ -458,10 +559,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = time.monotonic() - started
     text = report(results, options, plan, runtime)
     print(text)
-    report_path, chart_path = result_paths(options)
+    report_path, chart_path, rates_path = result_paths(options)
     report_path.write_text(text + "\n", encoding="utf-8")
-    plot(results, chart_path)
-    progress(f"wrote {report_path} and {chart_path}")
+    written = [report_path]
+    if results.acks or results.answers:
+        plot(results, chart_path)
+        written.append(chart_path)
+    if plot_ack_rates(results.acks, rates_path):
+        written.append(rates_path)
+    progress(f"wrote {', '.join(map(str, written))}")
     if results.peer is not None and not options.quick:
         write_peer(results.peer, options, runtime, results.source_digests)
     return 1 if results.failures else 0
@@ -473,7 +579,7 @@ def main_peer(options: Options) -> int:
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     started = time.monotonic()
     first_digest = source_digest()
-    peer = asyncio.run(run_peer(options.peer, progress))
+    peer = asyncio.run(peer_workload(options))
     text = write_peer(peer, options, time.monotonic() - started, (first_digest, source_digest()))
     print(text)
     failed = peer.bot.error or peer.baseline.error or peer.profile_error

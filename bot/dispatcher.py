@@ -195,19 +195,21 @@ class Dispatcher:
         return [task for task in tasks if not task.done()]
 
     def _can_start_more(self) -> bool:
-        """Room for another conversation: under the cap, and the loop is not running late.
+        return self._room() > 0
 
-        With nothing active the loop's lag is not ours to fix, so work always starts; the
-        lag is measured only while there is work, so the next conversation waits for the
+    def _room(self) -> int:
+        """How many more conversations may start now: up to the cap while the loop is not
+        running late.
+
+        With nothing active the loop's lag is not ours to fix, so one conversation always
+        starts; the lag is measured only while there is work, so the next ones wait for the
         first measurement.
         """
         if not self._active:
-            return True
-        return (
-            len(self._active) < self._settings.max_concurrent_turns
-            and self._load.sampled
-            and self._load.lag_s < BUSY_LAG_S
-        )
+            return 1
+        if not self._load.sampled or self._load.lag_s >= BUSY_LAG_S:
+            return 0
+        return max(0, self._settings.max_concurrent_turns - len(self._active))
 
     def _may_look_for_more(self) -> bool:
         """Scan the database: under the cap, and the loop not measured running late (the
@@ -221,15 +223,20 @@ class Dispatcher:
         self._hints.clear()
         now = time.monotonic()
         interval = self._scan_interval_s if self._active else self._idle_scan_interval_s
-        if now - self._last_scan >= interval and self._may_look_for_more():
+        if now - self._last_scan >= interval and self._may_look_for_more() and not self.stopping:
             self._last_scan = now
             if self._sweep is not None and now - self._last_sweep >= self._idle_scan_interval_s:
                 # Approvals time out in minutes: sweeping at the idle pace is soon enough,
                 # and spares every second of work two queries.
                 self._last_sweep = now
                 candidates += await self._sweep()
-            free = self._settings.max_concurrent_turns - len(self._active)
-            candidates += await self._store.leases.conversations_needing_work(limit=free)
+            # Beside others with the loop not yet measured (no ticker: nothing contended
+            # yet), one more may start per scan; starting it starts the measuring.
+            room = self._room() or int(not self._load.sampled)
+            for lease in await self._store.leases.claim_waiting(
+                owner=self.owner, lease_s=self._settings.lease_s, limit=room
+            ):
+                self._start_work(lease)
         for conversation_id in dict.fromkeys(candidates):
             if conversation_id in self._active or self.stopping:
                 continue
@@ -238,11 +245,16 @@ class Dispatcher:
             if not self._can_start_more():
                 self._hints.add(conversation_id)
                 continue
-            lease = await self._store.leases.claim(
+            claimed = await self._store.leases.claim(
                 conversation_id, owner=self.owner, lease_s=self._settings.lease_s
             )
-            if lease is not None:
-                self._active[conversation_id] = asyncio.create_task(self._work_on(lease))
+            if claimed is not None:
+                self._start_work(claimed)
+
+    def _start_work(self, lease: Lease) -> None:
+        self._active[lease.conversation_id] = asyncio.create_task(self._work_on(lease))
+        if len(self._active) > 1:
+            self._load.measure(busy=True)  # conversations side by side: watch the loop
 
     async def _work_on(self, lease: Lease) -> None:
         conversation_id = lease.conversation_id
@@ -258,6 +270,7 @@ class Dispatcher:
                 self._failures.pop(conversation_id, None)
         except (asyncio.CancelledError, LeaseLost) as exc:
             if not self.stopping:
+                metrics.lease_lost()
                 log.warning(
                     "conversation %s: lease lost (%s), another process continues",
                     conversation_id,
@@ -277,7 +290,8 @@ class Dispatcher:
             )
         finally:
             heartbeat.cancel()
-            self._active.pop(conversation_id, None)
+            if self._active.get(conversation_id) is asyncio.current_task():
+                del self._active[conversation_id]  # not a newer claim's worker
             if not self._active:
                 self._load.measure(busy=False)
             self._wake.set()

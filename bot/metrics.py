@@ -84,6 +84,25 @@ TOKEN_REFRESHES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+LEASE_CLAIMS = Counter(
+    "bot_lease_claims",
+    "Attempts to lease a conversation, by outcome: claimed; held_elsewhere (another process "
+    "holds it: two processes went for the same work); lock_timeout (waited CLAIM_LOCK_WAIT on "
+    "the row and gave up: a lease this process may have been able to take)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+LEASE_CLAIM_WAIT = Histogram(
+    "bot_lease_claim_seconds",
+    "How long claiming a conversation's lease took, waiting on its row lock included",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+    registry=REGISTRY,
+)
+LEASES_LOST = Counter(
+    "bot_leases_lost",
+    "Conversations this process stopped working on because another process took the lease",
+    registry=REGISTRY,
+)
 LOOP_LAG = Gauge(
     "bot_event_loop_lag_seconds",
     "How late the event loop ran a ready callback, sampled at scrape time",
@@ -165,6 +184,15 @@ def no_token(reason: str) -> None:
 
 def token_refresh(outcome: str) -> None:
     TOKEN_REFRESHES.labels(outcome=outcome).inc()
+
+
+def lease_claim(outcome: str, seconds: float) -> None:
+    LEASE_CLAIMS.labels(outcome=outcome).inc()
+    LEASE_CLAIM_WAIT.observe(seconds)
+
+
+def lease_lost() -> None:
+    LEASES_LOST.inc()
 
 
 def ack_took(seconds: float) -> None:

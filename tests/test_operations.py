@@ -137,17 +137,18 @@ def test_non_outage_errors_keep_their_traceback(caplog: pytest.LogCaptureFixture
 
 
 @pytest.mark.parametrize(
-    ("argv", "report", "chart"),
+    ("argv", "report", "chart", "rates"),
     [
-        ([], "latest.md", "latency.png"),
-        (["--quick"], "quick.md", "quick-latency.png"),
+        ([], "latest.md", "latency.png", "ack-rates.png"),
+        (["--quick"], "quick.md", "quick-latency.png", "quick-ack-rates.png"),
+        (["--workload", "burst"], "burst.md", "burst-latency.png", "burst-ack-rates.png"),
     ],
 )
 def test_a_quick_bench_run_leaves_the_committed_results_alone(
-    argv: list[str], report: str, chart: str
+    argv: list[str], report: str, chart: str, rates: str
 ) -> None:
     paths = result_paths(parse_options(argv))
-    assert [p.name for p in paths] == [report, chart]
+    assert [p.name for p in paths] == [report, chart, rates]
     ignored = (ROOT / ".gitignore").read_text(encoding="utf-8")
     quick = argv == ["--quick"]
     assert all((f"bench/results/{p.name}" in ignored) is quick for p in paths)

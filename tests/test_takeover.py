@@ -47,9 +47,8 @@ async def test_a_write_under_an_old_lease_fails_after_a_takeover(database_url: s
         await store.inbox.record_message(
             NewMessage("T1", "C1", "1.0", "1.0", "U1", "hello", surface="channel")
         )
-        (conversation_id,) = await store.leases.conversations_needing_work(limit=10)
-        lease_a = await store.leases.claim(conversation_id, owner="a", lease_s=30)
-        assert lease_a is not None
+        (lease_a,) = await store.leases.claim_waiting(owner="a", lease_s=30, limit=10)
+        conversation_id = lease_a.conversation_id
         work = await store.turns.next_turn(lease_a, deadline_s=60)
         assert work is not None
         await store.turns.mark_running(work.turn.id, lease_a, run_id="run_a", backend="threads")

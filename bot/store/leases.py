@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BindParameter, and_, bindparam, exists, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from bot import metrics
 from bot.store.database import Database
 from bot.store.models import Conversation, Turn
 from bot.turns.states import TurnStatus
 
 CLAIM_LOCK_WAIT = "500ms"
+
+
+class ClaimOutcome(StrEnum):
+    """How an attempt to lease a conversation ended (counted in `bot_lease_claims`)."""
+
+    CLAIMED = "claimed"
+    HELD_ELSEWHERE = "held_elsewhere"
+    """Another process holds a live lease (or just took it): two processes wanted the work."""
+    LOCK_TIMEOUT = "lock_timeout"
+    """The row stayed locked for `CLAIM_LOCK_WAIT`: the lease may have been free to take."""
 
 
 class LeaseLost(Exception):
@@ -105,15 +117,44 @@ class Leases:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def conversations_needing_work(self, *, limit: int) -> list[int]:
-        async with self._db.engine.connect() as connection:
-            rows = await connection.scalars(
-                select(Conversation.id)
-                .where(Conversation.needs_attention.is_(True), _lease_free(time.time()))
-                .order_by(Conversation.updated_at)
-                .limit(limit)
+    async def claim_waiting(self, *, owner: str, lease_s: float, limit: int) -> list[Lease]:
+        """Lease up to `limit` conversations that have work and no live lease, oldest first,
+        in one statement.
+
+        On PostgreSQL rows another transaction holds are skipped (`SKIP LOCKED`), so two
+        processes scanning at once share the waiting work instead of both going for the
+        oldest and one losing each race; a skipped row is being written (a message stored,
+        which hints the storing process) or claimed by the other process.
+        """
+        now = time.time()
+        started = time.monotonic()
+        waiting = (
+            select(Conversation.id)
+            .where(Conversation.needs_attention.is_(True), _lease_free(now))
+            .order_by(Conversation.updated_at)
+            .limit(limit)
+        )
+        if self._db.dialect == "postgresql":
+            waiting = waiting.with_for_update(skip_locked=True)
+        statement = (
+            update(Conversation)
+            .where(Conversation.id.in_(waiting.scalar_subquery()), _lease_free(now))
+            .values(
+                lease_owner=owner,
+                lease_until=now + lease_s,
+                lease_generation=Conversation.lease_generation + 1,
             )
-            return list(rows)
+            .returning(Conversation.id, Conversation.lease_generation)
+        )
+        async with self._db.engine.begin() as connection:
+            rows = (await connection.execute(statement)).all()
+        took = time.monotonic() - started
+        for _ in rows:
+            metrics.lease_claim(ClaimOutcome.CLAIMED, took)
+        return [
+            Lease(int(conversation_id), owner, int(generation), lease_s, started + lease_s)
+            for conversation_id, generation in rows
+        ]
 
     async def claim(self, conversation_id: int, *, owner: str, lease_s: float) -> Lease | None:
         """Take the conversation's lease if nobody holds a live one (compare-and-set).
@@ -139,7 +180,10 @@ class Leases:
         except DBAPIError as exc:
             if "lock timeout" not in str(exc.orig).lower():
                 raise
+            metrics.lease_claim(ClaimOutcome.LOCK_TIMEOUT, time.monotonic() - started)
             return None
+        claimed = ClaimOutcome.HELD_ELSEWHERE if generation is None else ClaimOutcome.CLAIMED
+        metrics.lease_claim(claimed, time.monotonic() - started)
         if generation is None:
             return None
         return Lease(conversation_id, owner, int(generation), lease_s, started + lease_s)

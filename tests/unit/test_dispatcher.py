@@ -11,11 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from bot.dispatcher import Dispatcher
+from bot.metrics import REGISTRY
 from bot.settings import Settings
 from bot.store.db import create_engine, migrate
 from bot.store.inbox import NewMessage
+from bot.store.models import Conversation
 from bot.store.repository import Store
 from bot.store.turns import TurnWork
 from bot.turns.retry import RetryPolicy
@@ -164,3 +167,31 @@ async def test_shutdown_lets_running_turns_finish_and_frees_their_leases(store: 
         retry=RetryPolicy(),
     )
     assert await store.leases.claim(conversation, owner=other.owner, lease_s=30) is not None
+
+
+async def test_a_conversation_another_process_took_over_is_counted_as_a_lost_lease(
+    store: Store,
+) -> None:
+    """Two processes fighting over work show on /metrics (bot_leases_lost_total)."""
+
+    def lost() -> float:
+        return REGISTRY.get_sample_value("bot_leases_lost_total") or 0.0
+
+    async def taken_over(turn: TurnWork) -> None:  # paused past the lease; another takes it
+        async with store.engine.begin() as connection:
+            await connection.execute(update(Conversation).values(lease_until=time.time() - 1))
+        assert await store.leases.claim(turn.conversation.id, owner="other", lease_s=30)
+
+    before = lost()
+    engine = Engine(store, taken_over)
+    dispatcher = Dispatcher(
+        store=store, settings=SETTINGS, take_turn=engine, retry=RetryPolicy(base_s=0.05)
+    )
+    task = asyncio.create_task(dispatcher.run())
+    dispatcher.hint((await ask(store, 1))[0])
+    try:
+        await until(lambda: lost() == before + 1)
+    finally:
+        await dispatcher.shutdown()
+        await task
+    assert engine.answered == []
