@@ -230,13 +230,7 @@ class Dispatcher:
                 # and spares every second of work two queries.
                 self._last_sweep = now
                 candidates += await self._sweep()
-            # Beside others with the loop not yet measured (no ticker: nothing contended
-            # yet), one more may start per scan; starting it starts the measuring.
-            room = self._room() or int(not self._load.sampled)
-            for lease in await self._store.leases.claim_waiting(
-                owner=self.owner, lease_s=self._settings.lease_s, limit=room
-            ):
-                self._start_work(lease)
+            await self._claim_waiting()
         for conversation_id in dict.fromkeys(candidates):
             if conversation_id in self._active or self.stopping:
                 continue
@@ -250,6 +244,19 @@ class Dispatcher:
             )
             if claimed is not None:
                 self._start_work(claimed)
+
+    async def _claim_waiting(self) -> None:
+        """Lease what waits, as the room allows. Beside others with the loop not measured
+        (the ticker runs only once conversations are side by side), work found waiting
+        starts the measuring and is claimed at the next scan."""
+        room = self._room()
+        if room:
+            for lease in await self._store.leases.claim_waiting(
+                owner=self.owner, lease_s=self._settings.lease_s, limit=room
+            ):
+                self._start_work(lease)
+        elif not self._load.sampled and await self._store.leases.any_waiting():
+            self._load.measure(busy=True)
 
     def _start_work(self, lease: Lease) -> None:
         self._active[lease.conversation_id] = asyncio.create_task(self._work_on(lease))

@@ -117,6 +117,12 @@ class Leases:
     def __init__(self, database: Database) -> None:
         self._db = database
 
+    async def any_waiting(self) -> bool:
+        """Whether a conversation has work and no live lease (what `claim_waiting` would take)."""
+        waiting = exists().where(Conversation.needs_attention.is_(True), _lease_free(time.time()))
+        async with self._db.engine.connect() as connection:
+            return bool(await connection.scalar(select(waiting)))
+
     async def claim_waiting(self, *, owner: str, lease_s: float, limit: int) -> list[Lease]:
         """Lease up to `limit` conversations that have work and no live lease, oldest first,
         in one statement.
