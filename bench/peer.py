@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import signal
 import subprocess
@@ -104,6 +105,8 @@ class PeerResults:
     profile_error: str | None = None
     previous: PeerResult | None = None
     """`--against <ref>`: the bot at that commit, measured the same way in the same run."""
+    sql_per_answer: tuple[float, float] | None = None
+    """The profiled burst: (statements, commits) per answer."""
 
 
 class ModuleProcess(BotProcess):
@@ -319,6 +322,12 @@ async def profile_bot(options: PeerOptions) -> list[Path]:
     return paths
 
 
+def sql_per_answer(options: PeerOptions) -> tuple[float, float]:
+    """Statements and commits per answer in the profiled burst (bench/profiled_bot.py)."""
+    counted = json.loads((options.profile_dir.resolve() / "sql-answers.json").read_text())
+    return counted["statements"] / options.burst, counted["commits"] / options.burst
+
+
 async def wait_for_file(path: Path, timeout: float = 30.0) -> None:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while not path.exists():  # noqa: ASYNC240
@@ -347,6 +356,7 @@ async def run_peer(
         progress("peer workload: profiling the bot (pyinstrument)")
         try:
             results.profiles = await profile_bot(options)
+            results.sql_per_answer = sql_per_answer(options)
         except Exception as exc:
             results.profile_error = f"{type(exc).__name__}: {exc}"[:600]
     return results

@@ -642,6 +642,13 @@ def peer_lines(
             f"{peer_options.idle_s:g} s idle and the burst): {links}.",
             "",
         ]
+    if peer.sql_per_answer is not None:
+        statements, commits = peer.sql_per_answer
+        lines += [
+            f"SQL per answer (the profiled burst, every engine): {statements:.1f} statements, "
+            f"{commits:.1f} commits.",
+            "",
+        ]
     if peer.profile_error:
         lines += [f"Profiling failed: {peer.profile_error}", ""]
     return lines + previous_lines(peer)

@@ -9,18 +9,22 @@ setting, the key is derived from SLACK_BOT_TOKEN (the only secret stored then is
 token, which lives minutes).
 
 Values stored before encryption (an upgrade) are read as they are and re-encrypted at start.
+
+`cryptography` (7 MiB once imported) is imported on the first secret encrypted or decrypted,
+or when TOKEN_ENCRYPTION_KEYS is set: a single-token bot answering mentions stores no secret.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
-from typing import Any
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet, MultiFernet
 
 FERNET_PREFIX = "gAAAAA"
 """How every Fernet token starts (version byte 0x80 and a timestamp's zero high bytes); no
@@ -41,6 +45,10 @@ def parse_keys(raw: str) -> tuple[str, ...]:
     """The keys of TOKEN_ENCRYPTION_KEYS, checked; `ValueError` with one line if one is not
     a Fernet key."""
     keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not keys:
+        return keys
+    from cryptography.fernet import Fernet
+
     for number, key in enumerate(keys, start=1):
         try:
             Fernet(key)
@@ -54,6 +62,9 @@ def parse_keys(raw: str) -> tuple[str, ...]:
 
 def derived_key(secret: str) -> str:
     """A Fernet key derived from another secret the bot is given (HKDF-SHA256)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     raw = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"slack-assistant-bot tokens"
     ).derive(secret.encode())
@@ -62,23 +73,42 @@ def derived_key(secret: str) -> str:
 
 def token_cipher(keys: Sequence[str], *, bot_token: str) -> TokenCipher:
     """The configured keys; without any (single-token mode only), one derived from the bot
-    token."""
-    return TokenCipher(keys or [derived_key(bot_token)])
+    token (when first needed)."""
+    if keys:
+        return TokenCipher(keys)
+    return TokenCipher(lambda: [derived_key(bot_token)])
 
 
 class TokenCipher:
-    """Encrypts with the first key, decrypts with any."""
+    """Encrypts with the first key, decrypts with any. The keys (or what makes them) are
+    turned into ciphers on first use."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
-        if not keys:
+    def __init__(self, keys: Sequence[str] | Callable[[], Sequence[str]]) -> None:
+        if not callable(keys) and not keys:
             raise ValueError("at least one key is needed")
-        self._current = Fernet(keys[0])
-        self._all = MultiFernet([Fernet(key) for key in keys])
+        self._keys = keys
+        self._ciphers: tuple[Fernet, MultiFernet] | None = None
 
     @classmethod
     def ephemeral(cls) -> TokenCipher:
         """A key of this process alone: what it stores, only it can read."""
-        return cls([Fernet.generate_key().decode()])
+        return cls([base64.urlsafe_b64encode(os.urandom(32)).decode()])  # Fernet.generate_key
+
+    @property
+    def _current(self) -> Fernet:
+        return self._built()[0]
+
+    @property
+    def _all(self) -> MultiFernet:
+        return self._built()[1]
+
+    def _built(self) -> tuple[Fernet, MultiFernet]:
+        if self._ciphers is None:
+            from cryptography.fernet import Fernet, MultiFernet
+
+            keys = self._keys() if callable(self._keys) else self._keys
+            self._ciphers = (Fernet(keys[0]), MultiFernet([Fernet(key) for key in keys]))
+        return self._ciphers
 
     def encrypt(self, plain: str) -> str:
         return self._current.encrypt(plain.encode()).decode()
@@ -86,6 +116,8 @@ class TokenCipher:
     def decrypt(self, stored: str) -> str:
         """The plain value: decrypted, or as stored when it was stored before encryption;
         `UnreadableSecret` when it is encrypted with a key that is not configured."""
+        from cryptography.fernet import InvalidToken
+
         if not is_encrypted(stored):
             return stored
         try:
@@ -95,6 +127,8 @@ class TokenCipher:
 
     def is_current(self, stored: str) -> bool:
         """Whether `stored` is encrypted with the first key (nothing to re-encrypt)."""
+        from cryptography.fernet import InvalidToken
+
         if not is_encrypted(stored):
             return False
         try:

@@ -22,12 +22,12 @@ from typing import Any
 import openai
 from aiohttp import web
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.http_outcomes import HttpOutcome
 from bot.settings import Settings
+from bot.store.database import dialect_insert
 from bot.store.db import database_health
 from bot.store.webhook_models import WebhookEvent
 from bot.turns.wakeups import RunWakeups
@@ -123,7 +123,7 @@ class WebhookReceiver:
     async def _record(self, webhook_id: str, event_type: str, object_id: str | None) -> bool:
         """Store the event's id; False if it was stored before (by any process)."""
         now = time.time()
-        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(self._engine)
         statement = (
             insert(WebhookEvent)
             .values(

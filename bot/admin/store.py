@@ -12,8 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Integer, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.budgets import Spent
@@ -22,6 +21,7 @@ from bot.admin.commands import Budget
 from bot.admin.report import UsageRow
 from bot.assistants.base import Usage
 from bot.store.admin_models import ChannelSetting, SettingsChange, TurnUsage
+from bot.store.database import dialect_insert
 from bot.store.models import Conversation, Feedback, InboxMessage, Turn
 
 ERROR_OUTCOMES = (
@@ -55,13 +55,24 @@ class ErrorSummary:
     most_common: str | None
 
 
+_USAGE_FIELDS = (
+    "model",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "at",
+)
+
+
 class AdminStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._record_usage: Any = None
 
     def _insert(self, table: Any) -> Any:
-        dialect = self.engine.dialect.name
-        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        return dialect_insert(self.engine)(table)
 
     # Channel settings -----------------------------------------------------------------
 
@@ -158,53 +169,67 @@ class AdminStore:
         self, *, turn_id: int, conversation_id: int, usage: Usage, cost_usd: float | None
     ) -> bool:
         """Add what one or more of a turn's model requests used to the turn's row (the first
-        report creates it); True if stored."""
+        report creates it); True if stored (False when the conversation is gone).
+
+        One statement: the turn's place (team, channel) and asker (its first message's
+        author) are read by the INSERT itself."""
         async with self.engine.begin() as connection:
-            place = (
-                await connection.execute(
-                    select(Conversation.team_id, Conversation.channel_id).where(
-                        Conversation.id == conversation_id
-                    )
-                )
-            ).first()
-            if place is None:
-                return False
-            user_id = await connection.scalar(
+            result = await connection.execute(
+                self._record_usage_statement(),
+                {
+                    "for_turn": turn_id,
+                    "for_conversation": conversation_id,
+                    "model": usage.model,
+                    "input_tokens": usage.input_tokens,
+                    "cached_input_tokens": usage.cached_input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    "reasoning_tokens": usage.reasoning_tokens,
+                    "cost_usd": cost_usd,
+                    "at": time.time(),
+                },
+            )
+            return bool(result.rowcount)
+
+    def _record_usage_statement(self) -> Any:
+        """Built once per store (its compiled form is then cached): INSERT … SELECT from the
+        conversation, adding to the turn's row when it exists."""
+        if self._record_usage is None:
+            asker = (
                 select(InboxMessage.user_id)
-                .where(InboxMessage.turn_id == turn_id)
+                .where(InboxMessage.turn_id == bindparam("for_turn"))
                 .order_by(InboxMessage.ts)
                 .limit(1)
+                .scalar_subquery()
             )
-            insert = self._insert(TurnUsage).values(
-                turn_id=turn_id,
-                team_id=place.team_id,
-                channel_id=place.channel_id,
-                user_id=user_id or "",
-                model=usage.model,
-                input_tokens=usage.input_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-                output_tokens=usage.output_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                cost_usd=cost_usd,
-                at=time.time(),
+            values = {
+                "turn_id": bindparam("for_turn", type_=Integer),
+                "team_id": Conversation.team_id,
+                "channel_id": Conversation.channel_id,
+                "user_id": func.coalesce(asker, ""),
+                **{
+                    name: bindparam(name, type_=TurnUsage.__table__.c[name].type)
+                    for name in _USAGE_FIELDS
+                },
+            }
+            insert = self._insert(TurnUsage).from_select(
+                list(values),
+                select(*values.values()).where(Conversation.id == bindparam("for_conversation")),
             )
             added = insert.excluded
             row = TurnUsage.__table__.c
-            result = await connection.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["turn_id"],
-                    set_={
-                        "input_tokens": row.input_tokens + added.input_tokens,
-                        "cached_input_tokens": row.cached_input_tokens + added.cached_input_tokens,
-                        "output_tokens": row.output_tokens + added.output_tokens,
-                        "reasoning_tokens": row.reasoning_tokens + added.reasoning_tokens,
-                        "cost_usd": func.coalesce(
-                            row.cost_usd + added.cost_usd, row.cost_usd, added.cost_usd
-                        ),
-                    },
-                )
+            self._record_usage = insert.on_conflict_do_update(
+                index_elements=["turn_id"],
+                set_={
+                    "input_tokens": row.input_tokens + added.input_tokens,
+                    "cached_input_tokens": row.cached_input_tokens + added.cached_input_tokens,
+                    "output_tokens": row.output_tokens + added.output_tokens,
+                    "reasoning_tokens": row.reasoning_tokens + added.reasoning_tokens,
+                    "cost_usd": func.coalesce(
+                        row.cost_usd + added.cost_usd, row.cost_usd, added.cost_usd
+                    ),
+                },
             )
-            return bool(result.rowcount)
+        return self._record_usage
 
     async def spent(
         self,

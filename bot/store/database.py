@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Executable
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+
+def dialect_insert(engine: AsyncEngine) -> Callable[[Any], Any]:
+    """The engine's dialect's own INSERT (with `on_conflict_…`), PostgreSQL's or SQLite's.
+    Only that dialect's module is imported: a SQLite bot never loads PostgreSQL's."""
+    name = "postgresql" if engine.dialect.name == "postgresql" else "sqlite"
+    insert: Callable[[Any], Any] = importlib.import_module(f"sqlalchemy.dialects.{name}").insert
+    return insert
 
 
 class Database:
@@ -23,9 +32,10 @@ class Database:
             engine, expire_on_commit=False
         )
         self.dialect = engine.dialect.name
+        self._insert = dialect_insert(engine)
 
     def insert(self, table: Any) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+        return self._insert(table)
 
     async def write(self, statement: Executable, params: dict[str, Any] | None = None) -> bool:
         """One statement in its own transaction on a plain connection; True if it hit a row."""

@@ -17,8 +17,8 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import metrics
 from bot.store.database import Database
-from bot.store.models import Conversation, InboxMessage, Turn
-from bot.turns.states import OPEN_STATUSES, TurnStatus
+from bot.store.models import Conversation, Turn
+from bot.turns.states import TurnStatus
 
 CLAIM_LOCK_WAIT = "500ms"
 
@@ -78,8 +78,6 @@ HELD = and_(
 """The conversation row, while the lease bound to it (`Lease.params`) is still current.
 Statements are built once with it, so their compiled form is cached and reused."""
 
-LOCK_HELD = select(Conversation.id).where(HELD).with_for_update()
-
 _CONVERSATION: BindParameter[int] = bindparam("for_conversation")
 
 
@@ -95,22 +93,13 @@ def _lease_free(now: Any) -> Any:
     return or_(Conversation.lease_until.is_(None), Conversation.lease_until < now)
 
 
-_PENDING = select(
-    (
-        exists().where(
-            InboxMessage.conversation_id == _CONVERSATION,
-            InboxMessage.turn_id.is_(None),
-            InboxMessage.refused.is_(False),
-        )
-        & ~awaiting_approval(_CONVERSATION)
-    )
-    | exists().where(Turn.conversation_id == _CONVERSATION, Turn.status.in_(OPEN_STATUSES))
-)
-_RELEASE = (
+RELEASE_IDLE = (
     update(Conversation)
     .where(Conversation.id == _CONVERSATION)
     .values(lease_owner=None, lease_until=None, needs_attention=False)
 )
+"""Give the conversation up with nothing left to do: `Turns.next_turn`, in the transaction
+that found no turn to work on."""
 _RENEW = update(Conversation).where(HELD).values(lease_until=bindparam("until"))
 _CLAIM = (
     update(Conversation)
@@ -127,6 +116,12 @@ _CLAIM = (
 class Leases:
     def __init__(self, database: Database) -> None:
         self._db = database
+
+    async def any_waiting(self) -> bool:
+        """Whether a conversation has work and no live lease (what `claim_waiting` would take)."""
+        waiting = exists().where(Conversation.needs_attention.is_(True), _lease_free(time.time()))
+        async with self._db.engine.connect() as connection:
+            return bool(await connection.scalar(select(waiting)))
 
     async def claim_waiting(self, *, owner: str, lease_s: float, limit: int) -> list[Lease]:
         """Lease up to `limit` conversations that have work and no live lease, oldest first,
@@ -223,17 +218,6 @@ class Leases:
             .values(lease_owner=None, lease_until=time.time() + delay_s, needs_attention=True),
             lease.params(),
         )
-
-    async def release_if_idle(self, lease: Lease) -> bool:
-        """Give the lease up if nothing is left to do; False when new work arrived meanwhile."""
-        ids = {"for_conversation": lease.conversation_id}
-        async with self._db.engine.begin() as connection:
-            if await connection.scalar(LOCK_HELD, lease.params()) is None:
-                return True
-            if await connection.scalar(_PENDING, ids):
-                return False
-            await connection.execute(_RELEASE, ids)
-            return True
 
     async def release_all(self, *, owner: str) -> None:
         """On shutdown: hand every held conversation to whichever process scans next."""

@@ -16,7 +16,7 @@ from sqlalchemy import BindParameter, Table, bindparam, exists, insert, select, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.database import Database
-from bot.store.leases import HELD, LOCK_HELD, Lease, awaiting_approval
+from bot.store.leases import HELD, RELEASE_IDLE, Lease, awaiting_approval
 from bot.store.models import Conversation, InboxMessage, Turn
 from bot.turns.states import OPEN_STATUSES, Outcome, TurnStatus
 
@@ -78,16 +78,23 @@ _COUNT_ATTEMPT = (
     .values(attempts=_TURNS.c.attempts + 1)
     .returning(*_TURNS.c)
 )
-_AWAITING_APPROVAL = select(awaiting_approval(_CONVERSATION))
 _UNASSIGNED = (
     _MESSAGES.c.conversation_id == _CONVERSATION,
     _MESSAGES.c.turn_id.is_(None),
     _MESSAGES.c.refused.is_(False),
 )
-_ANY_WAITING = select(exists().where(*_UNASSIGNED))
+_WORK_STATE = select(
+    _OPEN_TURN.scalar_subquery().label("open_turn"),
+    awaiting_approval(_CONVERSATION).label("awaiting_approval"),
+    exists().where(*_UNASSIGNED).label("any_waiting"),
+)
+"""What the conversation has to do, in one statement: its unfinished turn, whether a turn
+waits for a click, whether messages wait for a turn. Sent after the lock (on PostgreSQL,
+a statement of its own sees whatever was committed while the lock was awaited)."""
 _ADD_TURN = insert(_TURNS).returning(*_TURNS.c)
 _ASSIGN_WAITING = update(_MESSAGES).where(*_UNASSIGNED).values(turn_id=bindparam("for_turn"))
-_CONVERSATION_ROW = select(*_CONVERSATIONS.c).where(_CONVERSATIONS.c.id == _CONVERSATION)
+_LOCK_CONVERSATION = select(*_CONVERSATIONS.c).where(HELD).with_for_update()
+"""The conversation's row, locked, while the lease is still this process's (else no row)."""
 _TURN_MESSAGES = (
     select(*_MESSAGES.c)
     .where(_MESSAGES.c.turn_id == bindparam("for_turn"))
@@ -100,26 +107,32 @@ class Turns:
         self._db = database
 
     async def next_turn(self, lease: Lease, *, deadline_s: float) -> TurnWork | None:
-        """The unfinished turn to resume, else a new turn for all waiting messages, else None.
+        """The unfinished turn to resume, else a new turn for all waiting messages, else None
+        with the lease given up (nothing is left to do until a new message flags the
+        conversation again).
 
-        One transaction returns everything a turn needs, and counts the attempt; it holds the
-        conversation's row while it does, and only while the lease is still this process's.
+        One transaction returns everything a turn needs, and counts the attempt, or finds
+        nothing and releases; it holds the conversation's row while it does, and only while
+        the lease is still this process's.
         """
         ids = {"for_conversation": lease.conversation_id}
         async with self._db.engine.begin() as connection:
-            if await connection.scalar(LOCK_HELD, lease.params()) is None:
+            conversation = (await connection.execute(_LOCK_CONVERSATION, lease.params())).first()
+            if conversation is None:
                 raise lease.lost()
-            turn_id = await connection.scalar(_OPEN_TURN, ids)
-            if turn_id is not None:
-                row = (await connection.execute(_COUNT_ATTEMPT, {"for_turn": turn_id})).one()
-            elif await connection.scalar(_AWAITING_APPROVAL, ids):
-                return None  # the thread waits for a click; its new messages wait too
+            state = (await connection.execute(_WORK_STATE, ids)).one()
+            if state.open_turn is not None:
+                row = (
+                    await connection.execute(_COUNT_ATTEMPT, {"for_turn": state.open_turn})
+                ).one()
+            elif state.awaiting_approval or not state.any_waiting:
+                # Nothing to do. A thread waiting for a click keeps its new messages waiting
+                # too (the click flags the conversation again).
+                await connection.execute(RELEASE_IDLE, ids)
+                return None
             else:
                 row = await self._open_turn(connection, lease.conversation_id, deadline_s)
-                if row is None:
-                    return None
             turn = Turn(**row._mapping)
-            conversation = (await connection.execute(_CONVERSATION_ROW, ids)).one()
             messages = await connection.execute(_TURN_MESSAGES, {"for_turn": turn.id})
             return TurnWork(
                 conversation=Conversation(**conversation._mapping),
@@ -132,10 +145,8 @@ class Turns:
     async def _open_turn(
         connection: AsyncConnection, conversation_id: int, deadline_s: float
     ) -> Any:
-        """A new turn (its first attempt counted) for the messages waiting; None if none."""
+        """A new turn (its first attempt counted) for the messages waiting."""
         ids = {"for_conversation": conversation_id}
-        if not await connection.scalar(_ANY_WAITING, ids):
-            return None
         now = time.time()
         row = (
             await connection.execute(

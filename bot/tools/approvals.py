@@ -23,7 +23,7 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
     SectionBlock,
 )
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -157,8 +157,19 @@ def as_request(row: ToolApproval) -> ApprovalRequest:
     return ApprovalRequest(row.call_id, row.server, row.tool, row.arguments, row.state)
 
 
+_EXPIRED_TOOLS = (
+    select(ToolApproval.tool)
+    .where(
+        ToolApproval.turn_id == bindparam("for_turn"),
+        ToolApproval.decision == Decision.EXPIRED,
+    )
+    .order_by(ToolApproval.id)
+)
+
+
 class ApprovalStore:
     def __init__(self, engine: AsyncEngine, *, timeout_s: float) -> None:
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.timeout_s = timeout_s
 
@@ -267,16 +278,12 @@ class ApprovalStore:
 
     async def with_expiry_notes(self, turn_id: int, answer: str) -> str:
         """The answer, led by a line for each of the turn's tool calls whose request expired
-        (answered to the model as denied)."""
-        async with self._sessions() as session:
-            tools = await session.scalars(
-                select(ToolApproval.tool)
-                .where(
-                    ToolApproval.turn_id == turn_id,
-                    ToolApproval.decision == Decision.EXPIRED,
-                )
-                .order_by(ToolApproval.id)
-            )
+        (answered to the model as denied). Once per answer: Core on a plain connection, a
+        statement built once."""
+        if not answer:
+            return answer
+        async with self._engine.connect() as connection:
+            tools = await connection.scalars(_EXPIRED_TOOLS, {"for_turn": turn_id})
             notes = [expired_note(tool, timeout_s=self.timeout_s) for tool in tools]
         return "\n\n".join([*notes, answer]) if notes and answer else answer
 

@@ -88,7 +88,6 @@ async def test_a_finished_turn_forgets_its_messages_action_tokens(store: Store) 
         status = await connection.scalar(select(Turn.status).where(Turn.id == turn_id))
     assert status == TurnStatus.DONE
     assert await store.turns.next_turn(lease, deadline_s=60) is None
-    assert await store.leases.release_if_idle(lease)
 
 
 async def test_a_turns_tool_state_is_stored_with_it_while_it_runs_and_dropped_when_done(
@@ -109,3 +108,15 @@ async def test_a_turns_tool_state_is_stored_with_it_while_it_runs_and_dropped_wh
     async with store.engine.connect() as connection:
         stored = await connection.scalar(select(Turn.tool_state).where(Turn.id == turn_id))
     assert stored is None
+
+
+async def test_finding_nothing_to_do_gives_the_lease_up_in_the_same_step(store: Store) -> None:
+    turn_id, lease = await started_turn(store)
+    await store.turns.mark_done(turn_id, lease, chunks_posted=1, reply_ts="2.0")
+
+    assert await store.turns.next_turn(lease, deadline_s=60) is None
+
+    async with store.engine.connect() as connection:
+        row = (await connection.execute(select(Conversation))).one()
+    assert (row.lease_owner, row.lease_until, row.needs_attention) == (None, None, False)
+    assert await store.leases.claim(lease.conversation_id, owner="b", lease_s=30) is not None

@@ -1,0 +1,73 @@
+"""A single-token bot on SQLite loads neither cryptography nor PostgreSQL's dialect (issue 19:
+peak RSS). Each is several MiB that stays for the life of the process; they are imported when
+a secret is first encrypted or read, or when the database is PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+from bot.crypto import token_cipher
+
+START = textwrap.dedent(
+    """
+    import sys
+    import bot.bootstrap, bot.runtime
+    from bot.crypto import token_cipher
+    from bot.settings import load_settings
+    from bot.store.database import Database
+    from bot.store.db import create_engine
+
+    settings = load_settings()
+    token_cipher(settings.token_encryption_keys, bot_token=settings.slack_bot_token)
+    Database(create_engine(settings.database_url)).insert(bot.store.models.Conversation)
+    print(sorted({m.split(".")[0] for m in sys.modules} & {"cryptography", "alembic"}),
+          "sqlalchemy.dialects.postgresql" in sys.modules)
+    """
+)
+
+
+def started(env: dict[str, str], directory: Path) -> str:
+    full = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "SLACK_BOT_TOKEN": "xoxb-1-lean",
+        "SLACK_SIGNING_SECRET": "s" * 32,
+        "OPENAI_API_KEY": "sk-lean",
+        "ASSISTANT_API": "responses",
+        "DATABASE_URL": "sqlite:///lean.db",
+        **env,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", START],
+        env=full,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_a_single_token_sqlite_bot_imports_no_cryptography_and_no_postgresql(
+    tmp_path: Path,
+) -> None:
+    assert started({}, tmp_path) == "[] False"
+
+
+def test_encryption_keys_still_import_cryptography_when_set(tmp_path: Path) -> None:
+    keys = {"TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
+    assert started(keys, tmp_path) == ("['cryptography'] False")
+
+
+def test_the_derived_key_encrypts_and_reads_back_on_first_use() -> None:
+    cipher = token_cipher((), bot_token="xoxb-1-lean")
+    stored = cipher.encrypt("action-token")
+    assert stored != "action-token"
+    assert token_cipher((), bot_token="xoxb-1-lean").decrypt(stored) == "action-token"
