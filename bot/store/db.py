@@ -26,8 +26,9 @@ DEFAULT_POOL_TIMEOUT_S = 2.0
 """How long a unit of work waits for a pooled connection. Slack wants its ack within 3 s, so
 an ack that cannot get a connection fails (Slack redelivers) instead of queueing for 30 s."""
 INTAKE_POOL_SIZE = 2
-"""PostgreSQL connections intake keeps (as many again in bursts): an ack's transaction is
-three statements long, so a few serve hundreds of events a second."""
+"""Connections intake keeps (on PostgreSQL as many again in bursts): one for its writer,
+which stores a batch of messages per transaction, the others for the reads an ack makes
+(the channel's off switch, whether a thread is known), which on SQLite run beside a write."""
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long a SQLite write waits for the other connection's (intake's or answer work's)
 write transaction; such transactions last milliseconds."""
@@ -46,7 +47,7 @@ def create_engine(
     """An async engine tuned for the bot's short transactions.
 
     SQLite gets one pooled connection: this process's answer work queues for it inside the
-    process. Intake has a connection of its own (`create_intake_engine`); WAL keeps readers
+    process. Intake has connections of its own (`create_intake_engine`); WAL keeps readers
     off the writer's back, and every transaction that may write starts with `BEGIN
     IMMEDIATE` (bot.store.sqlite_locking), so the two wait for each other's writes rather
     than fail with "database is locked". `synchronous=FULL` makes every commit durable
@@ -55,8 +56,7 @@ def create_engine(
 
     PostgreSQL gets `pool_size` connections kept open (each new one costs a TLS handshake, a
     login and a cold statement cache) plus half as many again for bursts. Every process holds
-    up to 1.5 × `pool_size`, plus intake's `INTAKE_POOL_SIZE` × 2, which must fit the
-    server's connection limit.
+    up to 1.5 × `pool_size`, plus intake's 4, which must fit the server's connection limit.
     """
     if url.startswith("sqlite"):
         engine = _sqlite_engine(url)
@@ -71,9 +71,12 @@ def create_engine(
 def create_intake_engine(url: str, *, beside: AsyncEngine) -> AsyncEngine:
     """Intake's own engine, `beside` the bot's (whose outage tracker it shares): storing a
     message before Slack's ack never waits for a connection that answer work holds. On
-    SQLite a second connection to the same file; on PostgreSQL a small pool of its own."""
+    SQLite and on PostgreSQL a small pool of its own. (An in-memory SQLite database exists
+    only on its one connection: intake then shares it.)"""
     if url.startswith("sqlite"):
-        engine = _sqlite_engine(url)
+        if beside.url.database in (None, "", ":memory:"):
+            return beside
+        engine = _sqlite_engine(url, connections=INTAKE_POOL_SIZE)
     else:
         engine = _postgres_engine(
             url,
@@ -85,9 +88,9 @@ def create_intake_engine(url: str, *, beside: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-def _sqlite_engine(url: str) -> AsyncEngine:
+def _sqlite_engine(url: str, *, connections: int = 1) -> AsyncEngine:
     engine = create_async_engine(
-        url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
+        url, pool_size=connections, max_overflow=0, pool_timeout=60, hide_parameters=True
     )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     sqlite_locking.install(engine.sync_engine)
