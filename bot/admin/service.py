@@ -30,6 +30,7 @@ from bot.assistants.base import TurnOptions, Usage
 from bot.escape import escape_mrkdwn
 from bot.settings import Settings
 from bot.slack.errors import error_code
+from bot.store.database import single_statement_reads
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,9 @@ class AdminService:
         """`intake_engine`, if given, is what the off switch reads inside Slack's ack (so
         the ack never waits for a connection answer work holds)."""
         self.store = AdminStore(engine)
-        self._switch = self.store if intake_engine is None else AdminStore(intake_engine)
+        self._switch = self.store
+        if intake_engine is not None:
+            self._switch = AdminStore(single_statement_reads(intake_engine))
         self._settings = settings
         self.prices = prices or load_price_table(settings.prices_file)
         # (team, user) → (until, admin): on Enterprise Grid one person is an admin of one

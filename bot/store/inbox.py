@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.crypto import TokenCipher, UnreadableSecret
-from bot.store.database import Database
+from bot.store.database import Database, single_statement_reads
 from bot.store.inbox_types import NewMessage as NewMessage
 from bot.store.inbox_types import Recorded as Recorded
 from bot.store.inbox_types import RecordStatus as RecordStatus
@@ -30,6 +30,8 @@ class Inbox:
         self._db = database
         self._engine = engine or database.engine
         self.engine = self._engine
+        """Where messages are stored: intake's own engine when it has one."""
+        self._reader = single_statement_reads(self._engine)
         """Where messages are stored: intake's own engine when it has one."""
         self._cipher = cipher
         self._find_conversation = select(Conversation.id).where(
@@ -50,7 +52,7 @@ class Inbox:
         return await self._writer.record(message, per_minute=per_minute)
 
     async def is_known_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             found = await connection.scalar(
                 self._find_conversation,
                 {"thread_team": team_id, "thread_channel": channel_id, "thread_ts_": thread_ts},
@@ -134,7 +136,7 @@ class Inbox:
             )
 
     async def user_context(self, team_id: str, user_id: str) -> str | None:
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             found = await connection.scalar(
                 select(DmUser.context_channel_id).where(
                     DmUser.team_id == team_id, DmUser.user_id == user_id
