@@ -41,6 +41,7 @@ from bot.store.db import (
     DatabaseHealth,
     ForeignKeyViolation,
     create_engine,
+    create_intake_engine,
     database_health,
     migrate,
 )
@@ -102,8 +103,10 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
             settings, engine, search_client=search_clients(slack.gateway.workspaces)
         )
         opened.push_async_callback(backend.close)
-        store = Store(engine, cipher=cipher)
-        admin = AdminService(engine, settings)
+        intake_engine = create_intake_engine(settings.database_url, beside=engine)
+        opened.push_async_callback(intake_engine.dispose)
+        store = Store(engine, cipher=cipher, intake_engine=intake_engine)
+        admin = AdminService(engine, settings, intake_engine=intake_engine)
         wakeups = RunWakeups()
         service = _conversation_service(settings, store, slack.gateway, backend, admin, wakeups)
         bolt = build_bolt_app(

@@ -3,18 +3,21 @@ the policies applied before a message is taken (allow-lists, per-user rate limit
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text, update
 
 from bot.app import Rejection, check_request
 from bot.listeners.messages import team_of, user_team_of
+from bot.store.models import Conversation
 from tests.conftest import ON_ONE_BACKEND, ON_SQLITE, BotFactory
 from tests.fakes.events import channel_message, event_envelope, mention, post_event
 from tests.harness import SIGNING_SECRET, BotUnderTest
@@ -71,6 +74,53 @@ class TestRequests:
             bot.http, bot.events_url, body.encode(), signing_secret=SIGNING_SECRET
         )
         assert status == 200 and "abc123" in text
+
+
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_an_ack_does_not_wait_for_the_connections_answer_work_holds(
+    make_bot: BotFactory,
+) -> None:
+    """Every connection of the answer path is held in an open transaction (as when many
+    turns run at once): a message is still acked while they are held, and answered once they
+    are free. Before intake had connections of its own, the ack waited for one (SQLite) or
+    failed after the pool's 2 s (PostgreSQL)."""
+    async with make_bot(DB_POOL_SIZE="1") as bot:
+        assert bot.bot is not None
+        engine = bot.bot.engine
+        capacity = 1 if engine.dialect.name == "sqlite" else 2  # DB_POOL_SIZE=1, +1 in bursts
+        async with AsyncExitStack() as held:
+            for _ in range(capacity):
+                connection = await held.enter_async_context(engine.connect())
+                await connection.scalar(select(func.count()).select_from(Conversation))
+            question = await asyncio.wait_for(bot.mention("are you there?"), timeout=10)
+            assert bot.statuses == [200]
+        await bot.wait_for_answers("C0001", question.ts)
+
+
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_a_write_answer_work_holds_delays_no_ack_or_fails_none(
+    make_bot: BotFactory,
+) -> None:
+    """Answer work holds a write transaction: on PostgreSQL (row locks) a message in
+    another thread is acked meanwhile; on SQLite (one writer at a time) the ack waits for
+    the commit instead of failing with "database is locked"."""
+    async with make_bot() as bot:
+        assert bot.bot is not None
+        engine = bot.bot.engine
+        first = await bot.mention("hello")
+        await bot.wait_for_answers("C0001", first.ts)
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(Conversation).values(updated_at=Conversation.updated_at)
+            )
+            ack = asyncio.ensure_future(bot.mention("and now?", channel="C0002"))
+            if engine.dialect.name == "postgresql":
+                await asyncio.wait_for(asyncio.shield(ack), timeout=10)
+            else:
+                await asyncio.sleep(1.0)  # the ack's write waits for this one meanwhile
+        question = await asyncio.wait_for(ack, timeout=10)
+        assert bot.statuses == [200, 200]
+        await bot.wait_for_answers("C0002", question.ts)
 
 
 @ON_SQLITE

@@ -13,6 +13,8 @@ from sqlalchemy import Engine, event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bot.store import sqlite_locking
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SCHEMA_HEAD = "0012"
 """The newest migration's revision (a test checks it against Alembic's own head). A database
@@ -23,6 +25,13 @@ DEFAULT_POOL_SIZE = 20
 DEFAULT_POOL_TIMEOUT_S = 2.0
 """How long a unit of work waits for a pooled connection. Slack wants its ack within 3 s, so
 an ack that cannot get a connection fails (Slack redelivers) instead of queueing for 30 s."""
+INTAKE_POOL_SIZE = 2
+"""Connections intake keeps (on PostgreSQL as many again in bursts): one for its writer,
+which stores a batch of messages per transaction, the others for the reads an ack makes
+(the channel's off switch, whether a thread is known), which on SQLite run beside a write."""
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite write waits for the other connection's (intake's or answer work's)
+write transaction; such transactions last milliseconds."""
 CONNECT_TIMEOUT_S = 5.0
 """How long opening a PostgreSQL connection may take (asyncpg waits 60 s by default)."""
 
@@ -37,35 +46,73 @@ def create_engine(
 ) -> AsyncEngine:
     """An async engine tuned for the bot's short transactions.
 
-    SQLite gets one pooled connection: transactions then queue inside the process instead of
-    failing with "database is locked", and WAL keeps readers off the writer's back.
-    `synchronous=FULL` makes every commit durable before it returns: a message Slack got an
-    ack for survives a power cut, not only a crash of the process.
+    SQLite gets one pooled connection: this process's answer work queues for it inside the
+    process. Intake has connections of its own (`create_intake_engine`); WAL keeps readers
+    off the writer's back, and every transaction that may write starts with `BEGIN
+    IMMEDIATE` (bot.store.sqlite_locking), so the two wait for each other's writes rather
+    than fail with "database is locked". `synchronous=FULL` makes every commit durable
+    before it returns: a message Slack got an ack for survives a power cut, not only a
+    crash of the process.
 
     PostgreSQL gets `pool_size` connections kept open (each new one costs a TLS handshake, a
     login and a cold statement cache) plus half as many again for bursts. Every process holds
-    up to 1.5 × `pool_size`, which must fit the server's connection limit.
+    up to 1.5 × `pool_size`, plus intake's 4, which must fit the server's connection limit.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(
-            url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
-        )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = _sqlite_engine(url)
     else:
-        engine = create_async_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=max(1, pool_size // 2),
-            pool_timeout=pool_timeout_s,
-            pool_recycle=1800,
-            hide_parameters=True,
-            connect_args={
-                "timeout": CONNECT_TIMEOUT_S,
-                # A process frozen inside a transaction must not hold row locks for long.
-                "server_settings": {"idle_in_transaction_session_timeout": "15000"},
-            },
+        engine = _postgres_engine(
+            url, pool_size=pool_size, max_overflow=max(1, pool_size // 2), timeout_s=pool_timeout_s
         )
     database_health(engine)
+    return engine
+
+
+def create_intake_engine(url: str, *, beside: AsyncEngine) -> AsyncEngine:
+    """Intake's own engine, `beside` the bot's (whose outage tracker it shares): storing a
+    message before Slack's ack never waits for a connection that answer work holds. On
+    SQLite and on PostgreSQL a small pool of its own. (An in-memory SQLite database exists
+    only on its one connection: intake then shares it.)"""
+    if url.startswith("sqlite"):
+        if beside.url.database in (None, "", ":memory:"):
+            return beside
+        engine = _sqlite_engine(url, connections=INTAKE_POOL_SIZE)
+    else:
+        engine = _postgres_engine(
+            url,
+            pool_size=INTAKE_POOL_SIZE,
+            max_overflow=INTAKE_POOL_SIZE,
+            timeout_s=DEFAULT_POOL_TIMEOUT_S,
+        )
+    database_health(engine, shared=database_health(beside))
+    return engine
+
+
+def _sqlite_engine(url: str, *, connections: int = 1) -> AsyncEngine:
+    engine = create_async_engine(
+        url, pool_size=connections, max_overflow=0, pool_timeout=60, hide_parameters=True
+    )
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    sqlite_locking.install(engine.sync_engine)
+    return engine
+
+
+def _postgres_engine(
+    url: str, *, pool_size: int, max_overflow: int, timeout_s: float
+) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=timeout_s,
+        pool_recycle=1800,
+        hide_parameters=True,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_S,
+            # A process frozen inside a transaction must not hold row locks for long.
+            "server_settings": {"idle_in_transaction_session_timeout": "15000"},
+        },
+    )
     return engine
 
 
@@ -73,7 +120,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -242,12 +289,13 @@ class DatabaseHealth:
 _HEALTH: weakref.WeakKeyDictionary[Engine, DatabaseHealth] = weakref.WeakKeyDictionary()
 
 
-def database_health(engine: AsyncEngine) -> DatabaseHealth:
-    """The one tracker of this engine's database (created with the engine)."""
+def database_health(engine: AsyncEngine, *, shared: DatabaseHealth | None = None) -> DatabaseHealth:
+    """The one tracker of this engine's database (created with the engine); `shared`: the
+    tracker of another engine on the same database (intake's engine shares the bot's)."""
     sync_engine = engine.sync_engine
     health = _HEALTH.get(sync_engine)
     if health is None:
-        health = _HEALTH[sync_engine] = DatabaseHealth()
+        health = _HEALTH[sync_engine] = shared or DatabaseHealth()
 
         def answered(*_: Any) -> None:
             health.answered()
