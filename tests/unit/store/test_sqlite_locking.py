@@ -16,10 +16,10 @@ from sqlalchemy.util import await_
 
 from bot.store.db import create_engine, create_intake_engine, migrate
 from bot.store.inbox import NewMessage
-from bot.store.leases import _PENDING
 from bot.store.models import Conversation
 from bot.store.repository import Store
 from bot.store.sqlite_locking import Begin, begin_statement
+from bot.store.turns import _WORK_STATE
 
 CONVERSATIONS = Conversation.__table__
 
@@ -63,9 +63,10 @@ def message(ts: str) -> NewMessage:
 async def test_a_message_stored_while_the_lease_is_released_is_not_stranded(
     engines: tuple[AsyncEngine, AsyncEngine],
 ) -> None:
-    """The race `release_if_idle` guards against, across two connections: a message stored
-    between its "anything left?" read and its release. Intake waits for the release (or the
-    release would clear the flag the new message set, and nobody would answer it)."""
+    """The race `next_turn` guards against, across two connections: a message stored
+    between its "anything left?" read and its release of the lease. Intake waits for the
+    release (or the release would clear the flag the new message set, and nobody would
+    answer it)."""
     engine, intake = engines
     store = Store(engine, intake_engine=intake)
     conversation = (await store.inbox.record_message(message("1.0"))).conversation_id
@@ -79,13 +80,18 @@ async def test_a_message_stored_while_the_lease_is_released_is_not_stranded(
     def store_a_message_meanwhile(
         _c: Any, _cur: Any, _s: Any, _p: Any, context: Any, _m: Any
     ) -> None:
-        if context.compiled is not None and context.compiled.statement is _PENDING and not stored:
+        if (
+            context.compiled is not None
+            and context.compiled.statement is _WORK_STATE
+            and not stored
+        ):
             stored.append(asyncio.ensure_future(store.inbox.record_message(message("2.0"))))
             await_(asyncio.sleep(0.3))  # intake's try: it must wait for the write lock
 
     event.listen(engine.sync_engine, "after_cursor_execute", store_a_message_meanwhile)
-    released = await store.leases.release_if_idle(lease)
+    released = await store.turns.next_turn(lease, deadline_s=60) is None
     event.remove(engine.sync_engine, "after_cursor_execute", store_a_message_meanwhile)
     await stored[0]
     assert released, "nothing was left when the release read"
-    assert await store.leases.conversations_needing_work(limit=10) == [conversation]
+    (taken,) = await store.leases.claim_waiting(owner="b", lease_s=30, limit=10)
+    assert taken.conversation_id == conversation
