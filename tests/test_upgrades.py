@@ -219,11 +219,12 @@ async def test_an_upgrade_that_would_leave_broken_links_is_rolled_back(tmp_path:
     engine = create_engine(url)
     try:
         async with engine.connect() as connection:
+            # PRAGMA foreign_keys changes nothing inside a transaction: run outside one.
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
             await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             await connection.exec_driver_sql(
                 "DELETE FROM turns WHERE id = (SELECT MIN(id) FROM turns)"
             )
-            await connection.commit()
             await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
         before = await _read_back(engine, {k: v for k, v in written.items() if k != "turns"})
         with pytest.raises(ForeignKeyViolation, match=r"feedback → turns.*rolled back"):
