@@ -22,8 +22,12 @@ already there starts without importing Alembic, which would cost every process ~
 _MIGRATION_LOCK_KEY = 7_341_902_118
 
 DEFAULT_POOL_SIZE = 20
-DEFAULT_POOL_TIMEOUT_S = 2.0
-"""How long a unit of work waits for a pooled connection. Slack wants its ack within 3 s, so
+DEFAULT_POOL_TIMEOUT_S = 30.0
+"""How long answer work waits for a pooled connection. Acks never use this pool, so a burst
+of turns (up to MAX_CONCURRENT_TURNS, far more than connections) queues for connections
+instead of failing steps and retrying them (usage included) after a 2 s wait."""
+INTAKE_POOL_TIMEOUT_S = 2.0
+"""How long an ack waits for one of intake's connections. Slack wants its ack within 3 s, so
 an ack that cannot get a connection fails (Slack redelivers) instead of queueing for 30 s."""
 INTAKE_POOL_SIZE = 2
 """Connections intake keeps (on PostgreSQL as many again in bursts): one for its writer,
@@ -82,7 +86,7 @@ def create_intake_engine(url: str, *, beside: AsyncEngine) -> AsyncEngine:
             url,
             pool_size=INTAKE_POOL_SIZE,
             max_overflow=INTAKE_POOL_SIZE,
-            timeout_s=DEFAULT_POOL_TIMEOUT_S,
+            timeout_s=INTAKE_POOL_TIMEOUT_S,
         )
     database_health(engine, shared=database_health(beside))
     return engine
