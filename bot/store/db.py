@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
@@ -308,11 +309,19 @@ def database_health(engine: AsyncEngine, *, shared: DatabaseHealth | None = None
     return health
 
 
+HEALTH_CHECK_TIMEOUT_S = 2.0
+"""How long a health check waits for the database (a pooled connection included): answer work
+may queue up to 30 s for a connection, a health probe must not."""
+
+
 async def database_answers(engine: AsyncEngine) -> bool:
     """`SELECT 1` for health checks; a failure is told to the tracker, not logged each time."""
     try:
-        async with engine.connect() as connection:
+        async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_S), engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
+    except TimeoutError as error:
+        database_health(engine).failed(error, where="health check")
+        return False
     except Exception as error:
         if not is_database_outage(error):
             log.exception("health check: the database query failed")

@@ -3,6 +3,7 @@ HEALTH_PORT in Socket Mode, METRICS_PORT. A monitor gets the same answer on each
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -77,3 +78,18 @@ async def test_healthz_is_503_when_the_database_does_not(port: str, gone: AsyncE
         503,
         {"ok": False, "database": "unreachable"},
     )
+
+
+async def test_healthz_answers_503_at_once_while_answer_work_holds_every_connection(
+    database: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answer work may queue 30 s for a pooled connection; a monitor's probe may not: it
+    is told the database does not answer after HEALTH_CHECK_TIMEOUT_S."""
+    monkeypatch.setattr("bot.store.db.HEALTH_CHECK_TIMEOUT_S", 0.2)
+    async with database.connect() as held:  # SQLite's one answer-work connection, taken
+        await held.exec_driver_sql("SELECT 1")
+        assert await asyncio.wait_for(healthz(health_app(database)), timeout=10) == (
+            503,
+            {"ok": False, "database": "unreachable"},
+        )
+    assert await healthz(health_app(database)) == (200, {"ok": True, "database": "ok"})
