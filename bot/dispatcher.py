@@ -207,7 +207,7 @@ class Dispatcher:
         """
         if not self._active:
             return 1
-        if not self._load.sampled or self._load.lag_s >= BUSY_LAG_S:
+        if not self._load.sampled or self._load.late:
             return 0
         return max(0, self._settings.max_concurrent_turns - len(self._active))
 

@@ -93,6 +93,11 @@ def _lease_free(now: Any) -> Any:
     return or_(Conversation.lease_until.is_(None), Conversation.lease_until < now)
 
 
+def _has_work_and_no_lease(now: float) -> Any:
+    """A conversation with work waiting that no process holds a live lease on."""
+    return and_(Conversation.needs_attention.is_(True), _lease_free(now))
+
+
 RELEASE_IDLE = (
     update(Conversation)
     .where(Conversation.id == _CONVERSATION)
@@ -119,7 +124,7 @@ class Leases:
 
     async def any_waiting(self) -> bool:
         """Whether a conversation has work and no live lease (what `claim_waiting` would take)."""
-        waiting = exists().where(Conversation.needs_attention.is_(True), _lease_free(time.time()))
+        waiting = exists().where(_has_work_and_no_lease(time.time()))
         async with self._db.engine.connect() as connection:
             return bool(await connection.scalar(select(waiting)))
 
@@ -136,7 +141,7 @@ class Leases:
         started = time.monotonic()
         waiting = (
             select(Conversation.id)
-            .where(Conversation.needs_attention.is_(True), _lease_free(now))
+            .where(_has_work_and_no_lease(now))
             .order_by(Conversation.updated_at)
             .limit(limit)
         )
