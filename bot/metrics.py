@@ -1,15 +1,13 @@
 """Prometheus metrics (`GET /metrics`): answers, latencies, tokens and cost, errors, lag.
 
-One registry for the process. Call sites in the engine are single lines
-(`metrics.answered(turn.id, outcome)`); the timing state they need lives here.
+One registry for the process. Call sites are single lines that hand over what they measured
+(`metrics.answered(outcome, complete_s)`); no state of a turn is kept here (a turn's timings
+are its session's, `bot.turns.session.TurnTimings`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import (
@@ -109,53 +107,17 @@ LOOP_LAG = Gauge(
     registry=REGISTRY,
 )
 
-# turn id → (when its first message arrived, whether first words were already counted, and
-# how long after the event they were)
-_started: dict[int, list[float | bool]] = {}
-_MAX_TRACKED = 100_000
+
+def first_words(seconds: float) -> None:
+    """The first words of an answer are on their way to Slack, `seconds` after the event."""
+    FIRST_WORDS.observe(seconds)
 
 
-def turn_began(turn_id: int, received_at: Sequence[float]) -> None:
-    if turn_id not in _started and received_at and len(_started) < _MAX_TRACKED:
-        _started[turn_id] = [min(received_at), False, 0.0]
-
-
-def first_words(turn_id: int) -> None:
-    """The first piece of the answer is on its way to Slack (streamed delivery)."""
-    entry = _started.get(turn_id)
-    if entry is not None and not entry[1]:
-        entry[1] = True
-        entry[2] = max(0.0, time.time() - float(entry[0]))
-        FIRST_WORDS.observe(entry[2])
-
-
-@dataclass(frozen=True)
-class Timing:
-    """From the Slack event to the first words of the answer, and to its end (seconds)."""
-
-    first_words_s: float
-    complete_s: float
-
-
-def answered(turn_id: int, outcome: str) -> Timing | None:
-    """Count a finished turn; its latencies, where this process saw its start."""
+def answered(outcome: str, complete_s: float | None) -> None:
+    """Count a finished turn, and how long after the event it was complete, where known."""
     ANSWERS.labels(outcome=outcome).inc()
-    entry = _started.pop(turn_id, None)
-    if entry is None:
-        return None
-    elapsed = max(0.0, time.time() - float(entry[0]))
-    first_words_s = elapsed  # posted at once: the first words are the whole answer
-    if not entry[1]:
-        FIRST_WORDS.observe(elapsed)
-    else:
-        first_words_s = float(entry[2])
-    COMPLETE.observe(elapsed)
-    return Timing(first_words_s, elapsed)
-
-
-def forget(turn_id: int) -> None:
-    """The turn is over here without an answer from this process (handed over, cancelled)."""
-    _started.pop(turn_id, None)
+    if complete_s is not None:
+        COMPLETE.observe(complete_s)
 
 
 def usage(report: Usage, cost_usd: float | None) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.metrics import Timing
 from bot.turns.ending import turn_fields
+from bot.turns.session import TurnTimings
 from bot.turns.states import Outcome
 from bot.turns.usage import TurnTotal
 from tests.fakes.openai_api import FakeOpenAI
@@ -81,6 +81,9 @@ async def test_every_finished_turn_writes_one_json_line_at_info(
 
 def test_the_turn_line_fields() -> None:
     usage = TurnTotal("gpt-5-mini", 1_117, 231, 0.0012345678)
+    timings = TurnTimings(received_at=100.0)
+    timings.words_out(100.81234)
+    timings.answered(102.5)
     fields = turn_fields(
         turn_id=7,
         team="T1",
@@ -88,9 +91,7 @@ def test_the_turn_line_fields() -> None:
         backend="responses",
         outcome=Outcome.COMPLETED,
         usage=usage,
-        timing=Timing(first_words_s=0.81234, complete_s=2.5),
-        received_at=100.0,
-        now=103.0,
+        timings=timings,
     )
     assert fields == {
         "turn_id": 7,
@@ -105,20 +106,18 @@ def test_the_turn_line_fields() -> None:
         "first_words_s": 0.812,
         "complete_s": 2.5,
     }
-    # Started by another process: the end is known from the stored message, not the rest.
-    elsewhere = turn_fields(
+    # No message stored (nothing to measure from): no latencies, the rest as usual.
+    unknown = turn_fields(
         turn_id=7,
         team="T1",
         channel="C1",
         backend="chat",
         outcome=Outcome.OVER_BUDGET,
         usage=TurnTotal(),
-        timing=None,
-        received_at=100.0,
-        now=103.0,
+        timings=TurnTimings.since([]),
     )
-    assert (elsewhere["complete_s"], elsewhere["first_words_s"]) == (3.0, None)
-    assert (elsewhere["input_tokens"], elsewhere["cost_usd"], elsewhere["model"]) == (0, None, None)
+    assert (unknown["complete_s"], unknown["first_words_s"]) == (None, None)
+    assert (unknown["input_tokens"], unknown["cost_usd"], unknown["model"]) == (0, None, None)
 
 
 def test_text_logs_put_the_fields_after_the_message() -> None:

@@ -1,5 +1,6 @@
 """Nothing of a turn stays in memory once it is over (issue 17): the backends' per-turn maps
-and the latency clock are dropped when a turn ends, however it ended."""
+are dropped when a turn ends, however it ended. (The live message and the latency clock are
+the turn's session's, closed with it: tests/unit/turns/test_turn_session.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from bot import metrics
 from tests.conftest import BotFactory
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.harness import BotUnderTest
@@ -85,4 +85,3 @@ async def test_finished_failed_expired_and_denied_turns_leave_nothing_in_memory(
         await bot.wait_for_answers("C0001", expired.ts)
 
         assert held(bot) == {}
-        assert metrics._started == {}

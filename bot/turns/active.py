@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import logs
-from bot.metrics import Timing
 from bot.slack.gateway import Place
 from bot.store.leases import Lease
 from bot.store.models import Conversation, InboxMessage, Turn
@@ -25,8 +24,6 @@ class ActiveTurn:
 
     store: Store
     work: TurnWork
-    timing: Timing | None = None
-    """Set when the turn is answered, if this process saw it start."""
 
     @property
     def turn(self) -> Turn:

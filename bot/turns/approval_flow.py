@@ -54,7 +54,7 @@ class ApprovalFlow:
         )
         if row.message_ts is None:
             ts = await self._delivery.ask_approval(
-                active, request, approval_id=row.id, requester=requester
+                session, request, approval_id=row.id, requester=requester
             )
             await self._approvals.set_message(row.id, ts)
         log.info("turn %s: %s (%s) waits for approval", turn.id, request.tool, request.server)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from slack_sdk.errors import SlackApiError
@@ -21,6 +22,7 @@ from bot.text.mentions import unping_markdown
 from bot.text.slack_markup import slack_to_plain
 from bot.tools.approvals import approval_blocks, approval_text, as_request, expired_blocks
 from bot.turns.active import ActiveTurn
+from bot.turns.session import TurnExit, TurnSession
 from bot.turns.states import Outcome
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,11 @@ STATUS_TEXT = "is thinking…"
 
 
 class Delivery:
+    """Holds nothing of a turn: its live message and timings are the turn's session's."""
+
     def __init__(self, slack: SlackGateway, *, streamed: bool) -> None:
         self._slack = slack
         self._streamed = streamed
-        self._live: dict[int, LiveMessage] = {}
 
     # Before the answer ------------------------------------------------------------------
 
@@ -71,18 +74,19 @@ class Delivery:
         await active.record_placeholder(ts)
         return True
 
-    async def show_words(self, active: ActiveTurn, text: str) -> None:
+    async def show_words(self, session: TurnSession, text: str) -> None:
         """More of the answer, as the model writes it (streamed delivery only): the first
         words start the live message, whose ts is stored at once as the placeholder."""
-        turn = active.turn
-        metrics.first_words(turn.id)
-        live = self._live.get(turn.id)
-        if live is not None:
+        active = session.active
+        first_words_s = session.timings.words_out(time.time())
+        if first_words_s is not None:
+            metrics.first_words(first_words_s)
+        if session.live is not None:
             await active.check_lease()
-            await live.append(text)
+            await session.live.append(text)
             return
         if text and self._may_open_live(active):
-            await self._open_live(active, first_words=text)
+            await self._open_live(session, first_words=text)
 
     def _may_open_live(self, active: ActiveTurn) -> bool:
         """Only a turn's first attempt opens a live message. An earlier attempt may have
@@ -91,8 +95,9 @@ class Delivery:
         than streaming a second one beside it."""
         return self._streamed and active.first_attempt and active.turn.placeholder_ts is None
 
-    async def _open_live(self, active: ActiveTurn, *, first_words: str) -> LiveMessage:
+    async def _open_live(self, session: TurnSession, *, first_words: str) -> LiveMessage:
         """Start the turn's live message and store its ts at once as the placeholder."""
+        active = session.active
         await active.check_lease()
         messages = active.messages
         live = await open_live_message(
@@ -102,17 +107,18 @@ class Delivery:
             team_id=active.conversation.team_id,
             user_id=messages[0].user_id if messages else "",
         )
-        self._live[active.turn.id] = live
+        session.live = live
         await active.record_placeholder(live.ts)
         return live
 
-    async def show_tool(self, active: ActiveTurn, progress: ToolProgress) -> None:
+    async def show_tool(self, session: TurnSession, progress: ToolProgress) -> None:
         """A tool call starting or ending: a task in the streamed answer, and in the
         assistant pane the status line names the tool while it runs."""
+        active = session.active
         await active.check_lease()
-        live = self._live.get(active.turn.id)
+        live = session.live
         if live is None and self._may_open_live(active):
-            live = await self._open_live(active, first_words="")
+            live = await self._open_live(session, first_words="")
         if live is not None:
             await live.task(progress)
         if active.place.surface == "assistant":
@@ -121,11 +127,12 @@ class Delivery:
             await self._slack.set_status(active.place, status)
 
     async def ask_approval(
-        self, active: ActiveTurn, request: ApprovalRequest, *, approval_id: int, requester: str
+        self, session: TurnSession, request: ApprovalRequest, *, approval_id: int, requester: str
     ) -> str:
         """Stop the live message where it is and ask, with Allow/Deny buttons, in the thread.
         The answer later replaces the placeholder as usual."""
-        await self._end_live_message(active)
+        active = session.active
+        await self._end_live_message(session)
         if active.place.surface == "assistant":
             await self._slack.set_status(active.place, "")
         await active.check_lease()
@@ -157,23 +164,24 @@ class Delivery:
     # The answer -------------------------------------------------------------------------
 
     async def deliver(
-        self, active: ActiveTurn, *, after_ts: str, images: Sequence[Image] = ()
+        self, session: TurnSession, *, after_ts: str, images: Sequence[Image] = ()
     ) -> None:
         """Post what is left of the turn's reply and the images the assistant made (fetched
         by the runner before); the last step is stored with "done"."""
+        active = session.active
         turn = active.turn
         outcome = turn.outcome or Outcome.FAILED
         answer = await self._slack.named_mentions(active.place.team, turn.answer or "")
         chunks = replies_for(outcome=outcome, answer=answer, turn_id=turn.id)
         reply_ts = turn.reply_ts
         try:
-            if await self._complete_live_message(active):
+            if await self._complete_live_message(session):
                 await self._upload_produced(active, images)
-                await self.finish(active, chunks_posted=len(chunks), reply_ts=turn.placeholder_ts)
+                await self.finish(session, chunks_posted=len(chunks), reply_ts=turn.placeholder_ts)
                 return
             for index in range(turn.chunks_posted, len(chunks)):
                 reply_ts = await self._post_chunk(
-                    active, chunks[index], first=index == 0, after_ts=reply_ts or after_ts
+                    session, chunks[index], first=index == 0, after_ts=reply_ts or after_ts
                 )
                 if index < len(chunks) - 1:
                     await active.record_chunks(index + 1, reply_ts)
@@ -185,19 +193,19 @@ class Delivery:
                 raise
             error = error_code(exc)
             log.error("turn %s: Slack refused the answer (%s); dropping it", turn.id, error)
-        await self.finish(active, chunks_posted=len(chunks), reply_ts=reply_ts)
+        await self.finish(session, chunks_posted=len(chunks), reply_ts=reply_ts)
 
-    async def _complete_live_message(self, active: ActiveTurn) -> bool:
-        """A completed answer streamed by this process ends its own stream: the rest of its
+    async def _complete_live_message(self, session: TurnSession) -> bool:
+        """A completed answer streamed by this attempt ends its own stream: the rest of its
         words and the feedback buttons in one call, nothing re-rendered."""
+        active, live = session.active, session.live
         turn = active.turn
-        live = self._live.get(turn.id)
         if live is None or turn.outcome != Outcome.COMPLETED or not turn.answer:
             return False
         await active.check_lease()
         if not await live.complete(turn.answer, blocks=[feedback_block(turn.id)]):
             return False
-        self._live.pop(turn.id, None)
+        session.take_live()
         return True
 
     async def _upload_produced(self, active: ActiveTurn, images: Sequence[Image]) -> None:
@@ -205,22 +213,32 @@ class Delivery:
             await active.check_lease()
             await self._slack.upload_images(active.place, images)
 
-    async def finish(self, active: ActiveTurn, *, chunks_posted: int, reply_ts: str | None) -> None:
+    async def finish(
+        self, session: TurnSession, *, chunks_posted: int, reply_ts: str | None
+    ) -> None:
+        """The turn is done; it is counted, with its latencies (posted at once, an answer's
+        first words are the whole answer)."""
+        active = session.active
         if active.place.surface == "assistant":
             await self._slack.set_status(active.place, "")
         await active.mark_done(chunks_posted=chunks_posted, reply_ts=reply_ts)
-        active.timing = metrics.answered(active.turn.id, active.turn.outcome or Outcome.FAILED)
+        now = time.time()
+        first_words_s = session.timings.words_out(now)
+        if first_words_s is not None:
+            metrics.first_words(first_words_s)
+        metrics.answered(active.turn.outcome or Outcome.FAILED, session.timings.answered(now))
 
     async def _post_chunk(
-        self, active: ActiveTurn, reply: Reply, *, first: bool, after_ts: str
+        self, session: TurnSession, reply: Reply, *, first: bool, after_ts: str
     ) -> str:
         """Post one chunk exactly once: the first replaces the placeholder; on a resumed turn,
         a chunk already in the thread (posted just before a crash) is not posted again."""
+        active = session.active
         turn, place = active.turn, active.place
         if first and turn.placeholder_ts is None and not active.first_attempt and self._streamed:
             await self._adopt_stream(active, after_ts)
         if first and turn.placeholder_ts is not None:
-            await self._end_live_message(active)
+            await self._end_live_message(session)
             await active.check_lease()
             try:
                 await self._slack.update(
@@ -253,38 +271,41 @@ class Delivery:
         if ts is not None:
             await active.record_placeholder(ts)
 
-    async def _end_live_message(self, active: ActiveTurn) -> None:
+    async def _end_live_message(self, session: TurnSession) -> None:
         """A streamed placeholder must stop streaming before the answer can replace it."""
+        active = session.active
         turn = active.turn
-        live = self._live.pop(turn.id, None)
+        live = session.take_live()
         if live is not None:
             await active.check_lease()
             await live.finish()
         elif self._streamed and not active.first_attempt and turn.placeholder_ts:
             await self._slack.stop_stream(active.place, turn.placeholder_ts)
 
-    async def interrupt(self, active: ActiveTurn) -> None:
-        """The process stops now with the answer half-written: its live message ends with a
-        short note instead of streaming for ever; the resumed turn replaces it in place."""
-        live = self._live.pop(active.turn.id, None)
+    async def let_go(self, session: TurnSession, how: TurnExit) -> None:
+        """The attempt ends: what becomes of a live message it still has open."""
+        live = session.take_live()
         if live is None:
             return
+        if how is TurnExit.STOPPING:
+            await self._interrupt(session.active, live)
+        elif how is TurnExit.LEASE_LOST:
+            await self._abandon(session.active, live)
+
+    async def _interrupt(self, active: ActiveTurn, live: LiveMessage) -> None:
+        """The process stops now with the answer half-written: its live message ends with a
+        short note instead of streaming for ever; the resumed turn replaces it in place."""
         try:
             async with asyncio.timeout(INTERRUPT_TIMEOUT_S):
                 await live.interrupt(INTERRUPTED_NOTE)
         except (SlackApiError, TimeoutError, OSError) as exc:
             log.warning("turn %s: could not mark the answer interrupted (%r)", active.turn.id, exc)
 
-    def forget(self, active: ActiveTurn) -> None:
-        """Drop what this process holds of a turn it stops working on."""
-        self._live.pop(active.turn.id, None)
-
-    async def abandon(self, active: ActiveTurn) -> None:
+    async def _abandon(self, active: ActiveTurn, live: LiveMessage) -> None:
         """The lease was lost. A live message this process started but could not store (it
         was paused between checking its lease and Slack's reply) belongs to no attempt: unless
         the process that took over adopted it, it is deleted rather than left streaming."""
-        live = self._live.pop(active.turn.id, None)
-        if live is None or live.ts == active.turn.placeholder_ts:
+        if live.ts == active.turn.placeholder_ts:
             return
         if await active.store.turns.turn_shows(active.turn.id, live.ts):
             return

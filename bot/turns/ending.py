@@ -5,12 +5,10 @@ message text)."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from bot.assistants.base import AssistantBackend
-from bot.metrics import Timing
-from bot.turns.active import ActiveTurn
+from bot.turns.session import TurnSession, TurnTimings
 from bot.turns.states import Outcome
 from bot.turns.usage import TurnTotal, UsageMeter
 
@@ -25,15 +23,11 @@ def turn_fields(
     backend: str,
     outcome: Outcome,
     usage: TurnTotal,
-    timing: Timing | None,
-    received_at: float | None,
-    now: float,
+    timings: TurnTimings,
 ) -> dict[str, Any]:
-    """The line's fields (pure). Latency to the end is known from the stored messages even
-    when another process started the turn; to the first words only where it was seen."""
-    complete_s = timing.complete_s if timing is not None else None
-    if complete_s is None and received_at is not None:
-        complete_s = max(0.0, now - received_at)
+    """The line's fields (pure). The latencies are measured from the stored messages, so
+    they are known even when another process or an earlier attempt started the turn."""
+    first_words_s, complete_s = timings.first_words_s, timings.complete_s
     return {
         "turn_id": turn_id,
         "team": team,
@@ -44,7 +38,7 @@ def turn_fields(
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cost_usd": None if usage.cost_usd is None else round(usage.cost_usd, 6),
-        "first_words_s": None if timing is None else round(timing.first_words_s, 3),
+        "first_words_s": None if first_words_s is None else round(first_words_s, 3),
         "complete_s": None if complete_s is None else round(complete_s, 3),
     }
 
@@ -54,14 +48,13 @@ class TurnEnding:
         self._backend = backend
         self._usage = usage
 
-    async def report(self, active: ActiveTurn) -> None:
-        total = await self._usage.total(active.turn.id)
-        log_finished(active, backend=self._backend.name, usage=total)
+    async def report(self, session: TurnSession) -> None:
+        total = await self._usage.total(session.active.turn.id)
+        log_finished(session, backend=self._backend.name, usage=total)
 
 
-def log_finished(active: ActiveTurn, *, backend: str, usage: TurnTotal) -> None:
-    turn, conversation = active.turn, active.conversation
-    received = [message.received_at for message in active.messages]
+def log_finished(session: TurnSession, *, backend: str, usage: TurnTotal) -> None:
+    turn, conversation = session.active.turn, session.active.conversation
     fields = turn_fields(
         turn_id=turn.id,
         team=conversation.team_id,
@@ -69,8 +62,6 @@ def log_finished(active: ActiveTurn, *, backend: str, usage: TurnTotal) -> None:
         backend=turn.backend or backend,
         outcome=Outcome(turn.outcome or Outcome.FAILED),
         usage=usage,
-        timing=active.timing,
-        received_at=min(received) if received else None,
-        now=time.time(),
+        timings=session.timings,
     )
     log.info("turn finished", extra={"fields": fields})

@@ -142,7 +142,7 @@ class RunWatch:
         async with asyncio.timeout(remaining), aclosing(events):
             async for event in events:
                 if isinstance(event, ToolProgress):
-                    await self._delivery.show_tool(active, event)
+                    await self._delivery.show_tool(session, event)
                 elif isinstance(event, UsageReport):
                     await self._usage.add(active, event.usage)
                 elif isinstance(event, RunCheck):

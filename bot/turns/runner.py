@@ -49,7 +49,7 @@ from bot.turns.ending import TurnEnding
 from bot.turns.prompt import Prompt, PromptBuilder
 from bot.turns.retry import RetryPolicy
 from bot.turns.run_watch import RunWatch, retrying
-from bot.turns.session import TurnSession
+from bot.turns.session import TurnExit, TurnSession
 from bot.turns.states import Outcome, TurnStatus
 from bot.turns.tool_loop import with_tools
 from bot.turns.turn_limits import asker_of, over_budget, tool_context
@@ -103,32 +103,34 @@ class TurnRunner:
         )
 
     async def take_turn(self, work: TurnWork) -> None:
-        active = ActiveTurn(self._store, work)
-        metrics.turn_began(work.turn.id, [m.received_at for m in work.messages])
         logs.bind_turn(work.turn.id, work.conversation.team_id, work.conversation.channel_id)
-        session = TurnSession.open(active)
-        handed_over = False
+        session = TurnSession.open(ActiveTurn(self._store, work))
+        how = TurnExit.FAILED
         try:
             await self._advance(session)
+            how = TurnExit.RETURNED
         except LeaseLost:
-            handed_over = True
-            await self._delivery.abandon(active)
+            how = TurnExit.LEASE_LOST
             raise
         except asyncio.CancelledError:
-            if self.interrupting:  # the process stops now: end the live answer with a note
-                await self._delivery.interrupt(active)
-            handed_over = True
-            self._delivery.forget(active)
+            # The process stops now: the live answer ends with a note; or it dies.
+            how = TurnExit.STOPPING if self.interrupting else TurnExit.CANCELLED
             raise
         finally:
-            # A turn waiting for approval, or failed for now, keeps only what is stored.
-            await session.close(over_here=handed_over or active.status is TurnStatus.DONE)
-        if active.status is TurnStatus.DONE:
-            await self._ending.report(active)
+            # Whatever the way out, nothing of the attempt stays but what is stored.
+            await self._close(session, how)
+        if session.active.status is TurnStatus.DONE:
+            await self._ending.report(session)
+
+    async def _close(self, session: TurnSession, how: TurnExit) -> None:
+        try:
+            await self._delivery.let_go(session, how)
+        finally:
+            await session.close()
 
     async def _advance(self, session: TurnSession) -> None:
         active = session.active
-        await self._enforce_attempt_caps(active)
+        await self._enforce_attempt_caps(session)
         if active.status in (TurnStatus.QUEUED, TurnStatus.RESUMING, TurnStatus.RUNNING):
             session.tools.context = tool_context(
                 active, inbox=self._store.inbox, search=self._settings.slack_search
@@ -143,9 +145,10 @@ class TurnRunner:
             messages = active.messages
             newest_ts = messages[-1].ts if messages else active.conversation.thread_ts
             images = [] if active.turn.files_posted else await self._watch.produced_files(active)
-            await self._delivery.deliver(active, after_ts=newest_ts, images=images)
+            await self._delivery.deliver(session, after_ts=newest_ts, images=images)
 
-    async def _enforce_attempt_caps(self, active: ActiveTurn) -> None:
+    async def _enforce_attempt_caps(self, session: TurnSession) -> None:
+        active = session.active
         turn = active.turn
         if turn.attempts > MAX_ATTEMPTS and active.status in (
             TurnStatus.QUEUED,
@@ -156,7 +159,7 @@ class TurnRunner:
         elif turn.attempts > MAX_ATTEMPTS + MAX_POSTING_ATTEMPTS:
             log.error("turn %s: Slack kept refusing the answer; giving it up", turn.id)
             await self._delivery.finish(
-                active, chunks_posted=turn.chunks_posted, reply_ts=turn.reply_ts
+                session, chunks_posted=turn.chunks_posted, reply_ts=turn.reply_ts
             )
 
     # queued → running ---------------------------------------------------------------------
@@ -259,9 +262,9 @@ class TurnRunner:
                     if isinstance(event, StreamStarted):
                         await session.mark_running(event.run_id, self._backend.name)
                     elif isinstance(event, StreamDelta):
-                        await self._delivery.show_words(active, event.text)
+                        await self._delivery.show_words(session, event.text)
                     elif isinstance(event, ToolProgress):
-                        await self._delivery.show_tool(active, event)
+                        await self._delivery.show_tool(session, event)
                     elif isinstance(event, UsageReport):
                         await self._usage.add(active, event.usage)
                     else:
