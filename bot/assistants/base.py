@@ -77,7 +77,8 @@ NO_OPTIONS = TurnOptions()
 
 @dataclass(frozen=True)
 class TurnRequest:
-    """What a turn asks of the model."""
+    """What a turn asks of the model: its question, or (`resume`) a person's decision on a
+    tool call the turn's run waits for."""
 
     thread_id: str
     text: str
@@ -87,6 +88,13 @@ class TurnRequest:
     streamed: bool = True
     """False: the run starts in the background and only its id is yielded (polled delivery
     follows it with `check_run`)."""
+    resume: Resume | None = None
+    """Carry the waiting run on with this decision: only the run to follow is yielded."""
+
+    @classmethod
+    def resuming(cls, resume: Resume, *, turn_key: str) -> TurnRequest:
+        """The decided tool call goes back to the run; nothing new is asked."""
+        return cls(resume.thread_id, "", turn_key, streamed=False, resume=resume)
 
 
 @dataclass(frozen=True)
@@ -264,7 +272,10 @@ class AssistantBackend(Protocol):
 
     def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
         """Ask the model: the run's id first (StreamStarted), then, streamed, its text
-        deltas and tool calls as they come and a final RunCheck."""
+        deltas and tool calls as they come and a final RunCheck. With `request.resume`, a
+        run that waited for a person's decision carries on (the call runs, or the model is
+        told it was denied): only the run to follow is yielded (the same one, or a new
+        one), which `check_run` follows."""
         ...
 
     async def find_run(self, lookup: RunLookup, tools: TurnTools) -> str | None:
@@ -284,11 +295,6 @@ class AssistantBackend(Protocol):
         """Stop the run; what it used until then, where the API says."""
         ...
 
-    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
-        """Carry on a run that waited for `approval`: the call runs (or the model is told it
-        was denied). Returns the run to wait for next (the same one, or a new one)."""
-        ...
-
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
         """Images the assistant made during the run, to upload into the Slack thread."""
         ...
@@ -303,12 +309,22 @@ class AssistantBackend(Protocol):
 
 StartRun: TypeAlias = "Callable[[TurnRequest, TurnTools], Awaitable[str]]"
 StreamRun: TypeAlias = "Callable[[TurnRequest, TurnTools], AsyncGenerator[ModelEvent, None]]"
+ResumeRun: TypeAlias = "Callable[[Resume, TurnTools], Awaitable[str]]"
 
 
 async def responded(
-    request: TurnRequest, tools: TurnTools, *, start: StartRun, stream: StreamRun
+    request: TurnRequest,
+    tools: TurnTools,
+    *,
+    start: StartRun,
+    stream: StreamRun,
+    resume: ResumeRun,
 ) -> AsyncGenerator[ModelEvent, None]:
-    """`respond` for a backend with a background start and a streamed one."""
+    """`respond` for a backend with a background start, a streamed one, and a way to carry
+    a waiting run on (which returns the run to follow)."""
+    if request.resume is not None:
+        yield StreamStarted(await resume(request.resume, tools))
+        return
     if not request.streamed:
         yield StreamStarted(await start(request, tools))
         return

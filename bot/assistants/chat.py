@@ -111,7 +111,13 @@ class ChatBackend:
         return f"chat_{uuid.uuid4().hex}"
 
     def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
-        return responded(request, tools, start=self._start_run, stream=self._stream_run)
+        return responded(
+            request,
+            tools,
+            start=self._start_run,
+            stream=self._stream_run,
+            resume=self._resume_run,
+        )
 
     async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
         """Store the question and send it; `check_run` reads the answer.
@@ -200,7 +206,7 @@ class ChatBackend:
     async def close(self) -> None:
         await self._client.close()
 
-    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
+    async def _resume_run(self, resume: Resume, tools: TurnTools) -> str:
         """The stored loop goes with the turn's tools: the next check carries it on, the
         decided call first, then the model."""
         loop, stored = ToolLoop.load(resume.approval.state)
@@ -283,7 +289,7 @@ class ChatBackend:
         """While the model asks for tools, the turn's tool loop runs them (ToolCalls) and
         the model is sent their outputs, within the cap on calls per turn (past it, no tools
         are offered). A call that needs a person's approval ends the events there; the loop's
-        state goes with the request, and `resume_run` carries on from there (`stream` None:
+        state goes with the request, and `_resume_run` carries on from there (`stream` None:
         the pending calls first)."""
         reply: Reply | None = None
         while True:

@@ -79,7 +79,13 @@ class ResponsesBackend:
         return str(conversation.id)
 
     def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
-        return responded(request, tools, start=self._start_run, stream=self._stream_run)
+        return responded(
+            request,
+            tools,
+            start=self._start_run,
+            stream=self._stream_run,
+            resume=self._resume_run,
+        )
 
     async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
         thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
@@ -89,7 +95,7 @@ class ResponsesBackend:
         tools.left_out(down)
         return str(response.id)
 
-    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
+    async def _resume_run(self, resume: Resume, tools: TurnTools) -> str:
         """A new response on the conversation answering the `mcp_approval_request`, with
         the model, instructions and tools of the response that asked."""
         answer = {

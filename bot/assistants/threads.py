@@ -82,7 +82,13 @@ class ThreadsBackend:
         return str(thread.id)
 
     def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
-        return responded(request, tools, start=self._start_run, stream=self._stream_run)
+        return responded(
+            request,
+            tools,
+            start=self._start_run,
+            stream=self._stream_run,
+            resume=self._resume_run,
+        )
 
     async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
         thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
@@ -213,7 +219,7 @@ class ThreadsBackend:
     async def close(self) -> None:
         await self._client.close()
 
-    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
+    async def _resume_run(self, resume: Resume, tools: TurnTools) -> str:
         """The run still waits (requires_action): the next check runs its calls with this
         decision and the outputs found before it asked (kept with the turn's tools; a
         request stored before that carries them in its state)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from typing import TypeVar
 
 from bot.assistants.base import (
@@ -15,6 +16,8 @@ from bot.assistants.base import (
     AssistantRejected,
     AssistantUnavailable,
     Resume,
+    StreamStarted,
+    TurnRequest,
 )
 from bot.settings import Settings
 from bot.tools.approvals import ApprovalStore, Decision, as_request
@@ -77,15 +80,15 @@ class ApprovalFlow:
             log.info("turn %s: nobody answered the approval in time; denied", turn.id)
             await self._delivery.approval_expired(active, row, self._approvals.timeout_s)
         await self._delivery.show_working(active)
-        thread_id, run_id = conversation.remote_id, turn.remote_run_id
+        decided = Resume(
+            conversation.remote_id,
+            turn.remote_run_id,
+            as_request(row),
+            row.decision == Decision.ALLOW,
+        )
+        request = TurnRequest.resuming(decided, turn_key=active.key)
         try:
-            next_run = await retrying(
-                session,
-                lambda _: self._backend.resume_run(
-                    Resume(thread_id, run_id, as_request(row), row.decision == Decision.ALLOW),
-                    session.tools,
-                ),
-            )
+            next_run = await retrying(session, lambda _: self._run_to_follow(session, request))
         except AssistantUnavailable as exc:
             log.warning("turn %s: could not carry on after approval: %s", turn.id, exc)
             await active.mark_posting(Outcome.UNAVAILABLE)
@@ -96,3 +99,12 @@ class ApprovalFlow:
             return
         await self._approvals.mark_resumed(row.id)
         await session.mark_running(next_run, self._backend.name)
+
+    async def _run_to_follow(self, session: TurnSession, request: TurnRequest) -> str:
+        """Hand the decision to the model; the run the turn follows from now on."""
+        events = self._backend.respond(request, session.tools)
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, StreamStarted):
+                    return event.run_id
+        raise AssistantUnavailable("carrying on after approval gave no run to follow")

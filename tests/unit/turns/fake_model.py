@@ -165,6 +165,9 @@ class FakeModel:
     async def respond(
         self, request: TurnRequest, tools: TurnTools
     ) -> AsyncGenerator[ModelEvent, None]:
+        if request.resume is not None:
+            yield StreamStarted(self._resume(request.resume, tools))
+            return
         run = self._start(request.turn_key, request.text)
         yield StreamStarted(run.id)
         if request.streamed:
@@ -191,12 +194,6 @@ class FakeModel:
         self.cancelled.append(run_id)
         return None
 
-    async def resume_run(self, resume: Resume, tools: TurnTools) -> str:
-        run = self._runs[resume.approval.state]
-        tools.decisions[resume.approval.call_id] = resume.allowed
-        self.resumed.append((resume.approval.tool, resume.allowed))
-        return run.id
-
     async def produced_files(self, *, thread_id: str, run_id: str) -> list[Image]:
         return []
 
@@ -222,6 +219,13 @@ class FakeModel:
             self._died = True
             raise ProcessDied(run.id)
         return run
+
+    def _resume(self, resume: Resume, tools: TurnTools) -> str:
+        """The run that asked carries on with the decision."""
+        run = self._runs[resume.approval.state]
+        tools.decisions[resume.approval.call_id] = resume.allowed
+        self.resumed.append((resume.approval.tool, resume.allowed))
+        return run.id
 
     async def _play(self, run: _Run, *, streamed: bool) -> AsyncIterator[StreamEvent | ToolCalls]:
         """What the run shows from where it is: words, tool calls, its end."""
