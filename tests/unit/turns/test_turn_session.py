@@ -116,7 +116,7 @@ async def test_a_turn_stopped_mid_stream_ends_its_live_message_and_resumes_in_it
     stopping = bench.start_process()
     before = Counts.now()
     turn = asyncio.create_task(bench.take_turn(stopping, conversation))
-    await until(lambda: any(m.text.startswith("Half") for m in bench.messages()))
+    await until(lambda: _shown_and_stored(bench, conversation))
 
     stopping.runner.interrupting = True  # the process stops with the turn in hand
     turn.cancel()
@@ -174,3 +174,10 @@ async def test_a_turn_paused_for_approval_is_timed_from_its_message(
 
 async def _running(bench: Bench, conversation: int) -> bool:
     return await bench.stored_status(conversation) == "running"
+
+
+async def _shown_and_stored(bench: Bench, conversation: int) -> bool:
+    """The first words are in Slack and their message is stored as the turn's."""
+    turn = await bench.turn(conversation)
+    shown = any(m.text.startswith("Half") for m in bench.messages())
+    return shown and turn is not None and turn.placeholder_ts is not None
