@@ -78,9 +78,7 @@ class Delivery:
         """More of the answer, as the model writes it (streamed delivery only): the first
         words start the live message, whose ts is stored at once as the placeholder."""
         active = session.active
-        first_words_s = session.timings.words_out(time.time())
-        if first_words_s is not None:
-            metrics.first_words(first_words_s)
+        _first_words_out(session, time.time())
         if session.live is not None:
             await active.check_lease()
             await session.live.append(text)
@@ -223,9 +221,7 @@ class Delivery:
             await self._slack.set_status(active.place, "")
         await active.mark_done(chunks_posted=chunks_posted, reply_ts=reply_ts)
         now = time.time()
-        first_words_s = session.timings.words_out(now)
-        if first_words_s is not None:
-            metrics.first_words(first_words_s)
+        _first_words_out(session, now)
         metrics.answered(active.turn.outcome or Outcome.FAILED, session.timings.answered(now))
 
     async def _post_chunk(
@@ -314,3 +310,10 @@ class Delivery:
         )
         await self._slack.stop_stream(active.place, live.ts)
         await self._slack.delete(active.place, live.ts)
+
+
+def _first_words_out(session: TurnSession, now: float) -> None:
+    """The answer's first words go out: counted the first time in the turn's session."""
+    first_words_s = session.timings.words_out(now)
+    if first_words_s is not None:
+        metrics.first_words(first_words_s)
