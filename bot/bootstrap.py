@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.service import AdminService
 from bot.app import build_bolt_app
-from bot.assistants import make_backend
 from bot.assistants.base import AssistantBackend
+from bot.assistants.factory import make_backend
 from bot.conversation import ConversationService
 from bot.crypto import TokenCipher, UnreadableSecret, token_cipher
 from bot.dispatcher import Dispatcher

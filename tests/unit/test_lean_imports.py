@@ -1,6 +1,10 @@
 """A single-token bot on SQLite loads neither cryptography nor PostgreSQL's dialect (issue 19:
 peak RSS). Each is several MiB that stays for the life of the process; they are imported when
-a secret is first encrypted or read, or when the database is PostgreSQL."""
+a secret is first encrypted or read, or when the database is PostgreSQL.
+
+The command line imports only what each command uses (issue 18: the tests start it often):
+`--version` and `--help` no library at all, `usage` and `purge` no OpenAI SDK unless purge
+deletes threads there."""
 
 from __future__ import annotations
 
@@ -33,6 +37,10 @@ START = textwrap.dedent(
 
 
 def started(env: dict[str, str], directory: Path) -> str:
+    return _run(START, env, directory)
+
+
+def _run(script: str, env: dict[str, str], directory: Path) -> str:
     full = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(sys.path),
@@ -44,7 +52,7 @@ def started(env: dict[str, str], directory: Path) -> str:
         **env,
     }
     done = subprocess.run(
-        [sys.executable, "-c", START],
+        [sys.executable, "-c", script],
         env=full,
         cwd=directory,
         capture_output=True,
@@ -64,6 +72,45 @@ def test_a_single_token_sqlite_bot_imports_no_cryptography_and_no_postgresql(
 def test_encryption_keys_still_import_cryptography_when_set(tmp_path: Path) -> None:
     keys = {"TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
     assert started(keys, tmp_path) == ("['cryptography'] False")
+
+
+HEAVY = ("sqlalchemy", "alembic", "openai", "slack_bolt", "slack_sdk", "aiohttp", "cryptography")
+
+COMMANDS = textwrap.dedent(
+    """
+    import contextlib, io, sys
+    from bot.__main__ import main
+
+    HEAVY = set(sys.argv[1].split(","))
+
+    def loaded() -> list[str]:
+        return sorted({m.split(".")[0] for m in sys.modules} & HEAVY)
+
+    def run(*argv: str) -> None:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                main(list(argv))
+            except SystemExit:
+                pass
+
+    for argv in (["--version"], ["--help"], ["usage", "--help"], ["purge", "--help"]):
+        run(*argv)
+    print(loaded())
+    run("usage")  # the database is missing: one line, after its modules are imported
+    print(loaded())
+    run("purge", "--older-than-days", "1")
+    print(loaded())
+    """
+)
+
+
+def test_the_command_line_imports_only_what_each_command_uses(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "sqlite:///missing.db", "OPENAI_API_KEY": ""}
+    script = COMMANDS.replace("sys.argv[1]", repr(",".join(HEAVY)))
+    help_only, usage, purge = _run(script, env, tmp_path).splitlines()
+    assert help_only == "[]"  # --version and every --help: no library at all
+    assert usage == "['sqlalchemy']"  # usage: the database only
+    assert "openai" not in purge and "slack" not in purge  # purge without OpenAI settings
 
 
 def test_the_derived_key_encrypts_and_reads_back_on_first_use() -> None:
