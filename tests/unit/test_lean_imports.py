@@ -1,6 +1,7 @@
-"""A single-token bot on SQLite loads neither cryptography nor PostgreSQL's dialect (issue 19:
-peak RSS). Each is several MiB that stays for the life of the process; they are imported when
-a secret is first encrypted or read, or when the database is PostgreSQL.
+"""A single-token bot on SQLite loads neither cryptography nor PostgreSQL's dialect nor Alembic
+(issue 19: peak RSS). Each is several MiB that stays for the life of the process; they are
+imported when a secret is first encrypted or read, or when the database is PostgreSQL, and a
+database not yet at the schema head is migrated by a child process.
 
 The command line imports only what each command uses (issue 18: the tests start it often):
 `--version` and `--help` no library at all, `usage` and `purge` no OpenAI SDK unless purge
@@ -9,6 +10,7 @@ deletes threads there."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,20 +19,31 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from bot.crypto import token_cipher
+from bot.store.db import SCHEMA_HEAD
 
 START = textwrap.dedent(
     """
-    import sys
+    import asyncio, sys
     import bot.bootstrap, bot.runtime
     from bot.crypto import token_cipher
     from bot.settings import load_settings
     from bot.store.database import Database
-    from bot.store.db import create_engine
+    from bot.store.db import create_engine, schema_revision
+    from bot.store.migrate import upgrade_schema
+
+    async def opened() -> str | None:
+        engine = create_engine(settings.database_url)
+        await upgrade_schema(engine)
+        try:
+            return await schema_revision(engine)
+        finally:
+            await engine.dispose()
 
     settings = load_settings()
     token_cipher(settings.token_encryption_keys, bot_token=settings.slack_bot_token)
     Database(create_engine(settings.database_url)).insert(bot.store.models.Conversation)
-    print(sorted({m.split(".")[0] for m in sys.modules} & {"cryptography", "alembic"}),
+    revision = asyncio.run(opened())
+    print(revision, sorted({m.split(".")[0] for m in sys.modules} & {"cryptography", "alembic"}),
           "sqlalchemy.dialects.postgresql" in sys.modules)
     """
 )
@@ -63,15 +76,18 @@ def _run(script: str, env: dict[str, str], directory: Path) -> str:
     return done.stdout.strip()
 
 
-def test_a_single_token_sqlite_bot_imports_no_cryptography_and_no_postgresql(
+def test_a_single_token_sqlite_bot_on_a_new_database_imports_no_cryptography_postgresql_or_alembic(
     tmp_path: Path,
 ) -> None:
-    assert started({}, tmp_path) == "[] False"
+    assert started({}, tmp_path) == f"{SCHEMA_HEAD} [] False"
 
 
-def test_encryption_keys_still_import_cryptography_when_set(tmp_path: Path) -> None:
+def test_encryption_keys_still_import_cryptography_when_set(
+    tmp_path: Path, _migrated_sqlite: Path
+) -> None:
+    shutil.copyfile(_migrated_sqlite, tmp_path / "lean.db")
     keys = {"TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
-    assert started(keys, tmp_path) == ("['cryptography'] False")
+    assert started(keys, tmp_path) == f"{SCHEMA_HEAD} ['cryptography'] False"
 
 
 HEAVY = ("sqlalchemy", "alembic", "openai", "slack_bolt", "slack_sdk", "aiohttp", "cryptography")
