@@ -1,7 +1,8 @@
-"""A single-token bot on SQLite loads neither cryptography nor PostgreSQL's dialect nor Alembic
-(issue 19: peak RSS). Each is several MiB that stays for the life of the process; they are
-imported when a secret is first encrypted or read, or when the database is PostgreSQL, and a
-database not yet at the schema head is migrated by a child process.
+"""A single-token bot on SQLite loads neither cryptography nor PostgreSQL's dialect nor Alembic,
+nor the assistant backends it is not configured for (issue 19: peak RSS). Each stays in memory
+for the life of the process: cryptography is imported when a secret is first encrypted or read,
+PostgreSQL's dialect when the database is PostgreSQL; a database not yet at the schema head is
+migrated by a child process.
 
 The command line imports only what each command uses (issue 18: the tests start it often):
 `--version` and `--help` no library at all, `usage` and `purge` no OpenAI SDK unless purge
@@ -25,6 +26,7 @@ START = textwrap.dedent(
     """
     import asyncio, sys
     import bot.bootstrap, bot.runtime
+    from bot.assistants.factory import make_backend
     from bot.crypto import token_cipher
     from bot.settings import load_settings
     from bot.store.database import Database
@@ -34,17 +36,22 @@ START = textwrap.dedent(
     async def opened() -> str | None:
         engine = create_engine(settings.database_url)
         await upgrade_schema(engine)
+        backend = make_backend(settings, engine)
         try:
             return await schema_revision(engine)
         finally:
+            await backend.close()
             await engine.dispose()
 
     settings = load_settings()
     token_cipher(settings.token_encryption_keys, bot_token=settings.slack_bot_token)
     Database(create_engine(settings.database_url)).insert(bot.store.models.Conversation)
     revision = asyncio.run(opened())
+    backends = sorted(m.split(".")[-1] for m in sys.modules
+                      if m in ("bot.assistants.chat", "bot.assistants.threads",
+                               "bot.assistants.responses"))
     print(revision, sorted({m.split(".")[0] for m in sys.modules} & {"cryptography", "alembic"}),
-          "sqlalchemy.dialects.postgresql" in sys.modules)
+          "sqlalchemy.dialects.postgresql" in sys.modules, backends)
     """
 )
 
@@ -76,10 +83,11 @@ def _run(script: str, env: dict[str, str], directory: Path) -> str:
     return done.stdout.strip()
 
 
-def test_a_single_token_sqlite_bot_on_a_new_database_imports_no_cryptography_postgresql_or_alembic(
+def test_a_single_token_sqlite_bot_on_a_new_database_imports_only_what_it_uses(
     tmp_path: Path,
 ) -> None:
-    assert started({}, tmp_path) == f"{SCHEMA_HEAD} [] False"
+    # The Responses backend only: the chat and threads backends' modules are not imported.
+    assert started({}, tmp_path) == f"{SCHEMA_HEAD} [] False ['responses']"
 
 
 def test_encryption_keys_still_import_cryptography_when_set(
@@ -87,7 +95,7 @@ def test_encryption_keys_still_import_cryptography_when_set(
 ) -> None:
     shutil.copyfile(_migrated_sqlite, tmp_path / "lean.db")
     keys = {"TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
-    assert started(keys, tmp_path) == f"{SCHEMA_HEAD} ['cryptography'] False"
+    assert started(keys, tmp_path) == f"{SCHEMA_HEAD} ['cryptography'] False ['responses']"
 
 
 HEAVY = ("sqlalchemy", "alembic", "openai", "slack_bolt", "slack_sdk", "aiohttp", "cryptography")
