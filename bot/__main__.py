@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bot import __version__
-from bot.settings import SettingsError, load_settings
+from bot.cli_arguments import add_purge_arguments, add_usage_arguments
 
 Environment = Mapping[str, str]
 
@@ -34,12 +34,6 @@ class Command:
     run: Callable[[Environment, argparse.Namespace], int]
 
 
-def _purge_arguments(parser: argparse.ArgumentParser) -> None:
-    from bot.retention import add_purge_arguments
-
-    add_purge_arguments(parser)
-
-
 def _purge(env: Environment, args: argparse.Namespace) -> int:
     from bot.maintenance import database_url_from, one_line_errors, openai_settings_from
     from bot.retention import purge_database
@@ -51,12 +45,6 @@ def _purge(env: Environment, args: argparse.Namespace) -> int:
         return 0
 
     return one_line_errors(job)
-
-
-def _usage_arguments(parser: argparse.ArgumentParser) -> None:
-    from bot.admin.cli import add_usage_arguments
-
-    add_usage_arguments(parser)
 
 
 def _usage(env: Environment, args: argparse.Namespace) -> int:
@@ -74,13 +62,13 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         name="purge",
         help="delete conversations idle for longer than N days, here and at OpenAI",
-        add_arguments=_purge_arguments,
+        add_arguments=add_purge_arguments,
         run=_purge,
     ),
     Command(
         name="usage",
         help="print answers, tokens and estimated cost, by team, channel, user, model or day",
-        add_arguments=_usage_arguments,
+        add_arguments=add_usage_arguments,
         run=_usage,
     ),
 )
@@ -108,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     run: Callable[[Environment, argparse.Namespace], int] | None = getattr(args, "run", None)
     if run is not None:
         return _run_command(run, args)
+    return _serve()
+
+
+def _serve() -> int:
+    """The bot itself. Its settings (and with them SQLAlchemy) are imported here, not at the
+    top: `--version`, `--help` and the maintenance commands do not need them."""
+    from bot.settings import SettingsError, load_settings
+
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.service import AdminService
 from bot.app import build_bolt_app
-from bot.assistants import make_backend
 from bot.assistants.base import AssistantBackend
+from bot.assistants.factory import make_backend
 from bot.conversation import ConversationService
 from bot.crypto import TokenCipher, UnreadableSecret, token_cipher
 from bot.dispatcher import Dispatcher
@@ -43,8 +43,8 @@ from bot.store.db import (
     create_engine,
     create_intake_engine,
     database_health,
-    migrate,
 )
+from bot.store.migrate import cannot_open, upgrade_schema
 from bot.store.repository import Store
 from bot.store.schema import DatabaseNotReady
 from bot.store.secrets_at_rest import ensure_encrypted
@@ -215,17 +215,13 @@ def _conversation_service(
 async def _open_database(settings: Settings) -> AsyncEngine:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     try:
-        await migrate(engine)
+        await upgrade_schema(engine, log_level=settings.log_level, log_format=settings.log_format)
     except (DatabaseNotReady, ForeignKeyViolation) as exc:
         await engine.dispose()
         raise StartupError(str(exc)) from None
     except (OSError, SQLAlchemyError) as exc:
         await engine.dispose()
-        reason = getattr(exc, "orig", None) or exc
-        raise StartupError(
-            f"cannot open the database in DATABASE_URL ({type(reason).__name__}: "
-            f"{str(reason).splitlines()[0][:160] if str(reason) else 'no detail'})"
-        ) from None
+        raise StartupError(cannot_open(exc)) from None
     return engine
 
 

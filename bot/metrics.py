@@ -2,28 +2,15 @@
 
 One registry for the process. Call sites are single lines that hand over what they measured
 (`metrics.answered(outcome, complete_s)`); no state of a turn is kept here (a turn's timings
-are its session's, `bot.turns.session.TurnTimings`).
+are its session's, `bot.turns.session.TurnTimings`). The site that serves them is
+`bot.metrics_server` (aiohttp), which the maintenance commands do not import.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bot.assistants.base import Usage
-from bot.health import health_app
-from bot.store.models import Conversation
 
 REGISTRY = CollectorRegistry()
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
@@ -159,36 +146,3 @@ def lease_lost() -> None:
 
 def ack_took(seconds: float) -> None:
     ACK.observe(seconds)
-
-
-async def scrape(engine: AsyncEngine) -> bytes:
-    """The exposition text, with the gauges that are measured at scrape time brought up to date."""
-    loop = asyncio.get_running_loop()
-    before = loop.time()
-    await asyncio.sleep(0)
-    LOOP_LAG.set(loop.time() - before)
-    try:
-        async with engine.connect() as connection:
-            waiting = await connection.scalar(
-                select(func.count())
-                .select_from(Conversation)
-                .where(Conversation.needs_attention.is_(True))
-            )
-        WAITING.set(int(waiting or 0))
-    except Exception:  # the database being down shows in /healthz; keep serving the rest
-        pass
-    return generate_latest(REGISTRY)
-
-
-def route(engine: AsyncEngine) -> web.RouteDef:
-    async def serve_metrics(_: web.Request) -> web.Response:
-        body = await scrape(engine)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    return web.get("/metrics", serve_metrics)
-
-
-def metrics_app(engine: AsyncEngine) -> web.Application:
-    """The site on METRICS_PORT (HTTP and Socket Mode alike): /metrics, and /healthz for a
-    monitor that may reach only this port."""
-    return health_app(engine, route(engine))

@@ -19,8 +19,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot import setup_rules
-from bot.assistants import make_client
 from bot.assistants.errors import connection_refused
+from bot.assistants.factory import make_client
 from bot.settings import Settings
 from bot.slack.client import SLACK_TIMEOUT_S
 

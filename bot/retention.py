@@ -7,43 +7,25 @@ OpenAI that failed before (an uninstall's too: `remote_deletions`).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.assistants import make_backend
 from bot.remote_deletions import delete_recorded
-from bot.settings import Settings
 from bot.store.chat_models import ChatMessage, ChatSummary
 from bot.store.models import Conversation
 from bot.store.repository import Store
 from bot.store.schema import open_existing_database
 
+if TYPE_CHECKING:
+    from bot.assistants.base import AssistantBackend
+    from bot.settings import Settings
+
 log = logging.getLogger(__name__)
-
-
-def add_purge_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--older-than-days",
-        type=_days,
-        required=True,
-        metavar="N",
-        help="delete conversations with no activity for more than N days (may be fractional)",
-    )
-
-
-def _days(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
 
 
 REMOTE_BACKENDS = ("threads", "responses")
@@ -83,7 +65,7 @@ async def purge_database(
     (never creating or migrating one), and their threads at OpenAI with the `openai` settings.
     Without them, conversations whose threads are at OpenAI are kept, not orphaned there."""
     engine = await open_existing_database(url)
-    backend = make_backend(openai, engine) if openai is not None else None
+    backend = _remote_backend(openai, engine)
     try:
         cutoff = time.time() - older_than_days * 86400
         kept = 0 if backend is not None else await _idle_at_openai(engine, cutoff)
@@ -102,6 +84,16 @@ async def purge_database(
         if backend is not None:
             await backend.close()
         await engine.dispose()
+
+
+def _remote_backend(openai: Settings | None, engine: AsyncEngine) -> AssistantBackend | None:
+    """The backend that deletes threads at OpenAI; the SDK is imported only when it is needed
+    (a purge without OPENAI_API_KEY, and `purge --help`, start quicker without it)."""
+    if openai is None:
+        return None
+    from bot.assistants.factory import make_backend
+
+    return make_backend(openai, engine)
 
 
 async def _idle_at_openai(engine: AsyncEngine, cutoff: float) -> int:

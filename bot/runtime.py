@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from bot import metrics
 from bot.app import build_web_app
 from bot.bootstrap import Bot, running_bot
 from bot.conversation import ConversationService
 from bot.health import health_app
+from bot.metrics_server import metrics_app
 from bot.preflight import StartupError, check_openai, check_ports, open_socket_url
 from bot.settings import Settings
 from bot.webhooks import unused_secret
@@ -186,6 +186,6 @@ async def _metrics_server(bot: Bot) -> AsyncIterator[None]:
     if port is None:
         yield
         return
-    async with _http_server(metrics.metrics_app(bot.engine), port, setting="METRICS_PORT"):
+    async with _http_server(metrics_app(bot.engine), port, setting="METRICS_PORT"):
         log.info("metrics: GET /metrics and /healthz on port %s", port)
         yield

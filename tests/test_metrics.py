@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
-from bot.metrics import metrics_app
+from bot.metrics_server import metrics_app
 from tests.conftest import BotFactory
 from tests.harness import BotUnderTest
 

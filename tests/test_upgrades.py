@@ -27,6 +27,7 @@ from bot.store.db import (
     migrate,
     schema_revision,
 )
+from bot.store.migrate import MigrationStopped, upgrade_schema
 from bot.store.schema import alembic_config, known_revisions
 
 pytestmark = pytest.mark.empty_database  # each test migrates an empty database itself
@@ -195,10 +196,7 @@ def _cleared_on_purpose(rows: Rows, *, since: str) -> Rows:
     cleared = {column for column, by in CLEARED_ON_PURPOSE.items() if by > since}
     return {
         table: [
-            {
-                column: None if (table, column) in cleared else value
-                for column, value in row.items()
-            }
+            {column: None if (table, column) in cleared else value for column, value in row.items()}
             for row in table_rows
         ]
         for table, table_rows in rows.items()
@@ -210,10 +208,14 @@ def test_every_revision_is_covered() -> None:
     assert len(EARLIER) == len(known_revisions()) - 1
 
 
-async def test_an_upgrade_that_would_leave_broken_links_is_rolled_back(tmp_path: object) -> None:
+@pytest.mark.parametrize("in_child", [False, True], ids=["in-process", "as-the-bot-starts"])
+async def test_an_upgrade_that_would_leave_broken_links_is_rolled_back(
+    tmp_path: object, in_child: bool
+) -> None:
     """`PRAGMA foreign_key_check` after the SQLite migration: a vote for a turn that does not
     exist (as a migration that lost its parent rows would leave) stops the upgrade, loudly,
-    and leaves the database at its old revision with every row as it was."""
+    and leaves the database at its old revision with every row as it was. The bot migrates
+    in a child process (`upgrade_schema`): the same line comes back from it."""
     url = async_database_url(f"sqlite:///{tmp_path}/bot.db")
     written = await _database_at(url, "0006")
     engine = create_engine(url)
@@ -227,8 +229,12 @@ async def test_an_upgrade_that_would_leave_broken_links_is_rolled_back(tmp_path:
             )
             await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
         before = await _read_back(engine, {k: v for k, v in written.items() if k != "turns"})
-        with pytest.raises(ForeignKeyViolation, match=r"feedback → turns.*rolled back"):
-            await migrate(engine)
+        with pytest.raises(
+            MigrationStopped if in_child else ForeignKeyViolation,
+            match=r"^the schema migration left \d+ row\(s\) pointing at missing rows "
+            r"\(feedback → turns.*\); it was rolled back and the database is unchanged$",
+        ):
+            await (upgrade_schema(engine) if in_child else migrate(engine))
         assert await schema_revision(engine) == "0006"
         assert (
             await _read_back(engine, {k: v for k, v in written.items() if k != "turns"}) == before

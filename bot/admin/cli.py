@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import column, select, table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.admin.report import Format, GroupBy, aggregate, render
+from bot.admin.report import GroupBy, aggregate, render
 from bot.admin.store import AdminStore
 from bot.maintenance import CommandError
 from bot.store.schema import open_existing_database
-
-
-def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", type=_date, help="first day, YYYY-MM-DD (UTC), inclusive")
-    parser.add_argument("--until", type=_date, help="last day, YYYY-MM-DD (UTC), inclusive")
-    parser.add_argument(
-        "--by", type=GroupBy, choices=list(GroupBy), default=GroupBy.CHANNEL, help="group by"
-    )
-    parser.add_argument(
-        "--format", type=Format, choices=list(Format), default=Format.TABLE, dest="fmt"
-    )
-
-
-def _date(text: str) -> datetime:
-    try:
-        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from None
 
 
 async def usage_report(url: str, args: argparse.Namespace) -> str:

@@ -1,4 +1,5 @@
-"""Engine creation, schema migrations (Alembic, applied at start) and database health."""
+"""Engine creation, schema migrations (Alembic; at start in a child process: bot.store.migrate)
+and database health."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Which schema revision a database is at, compared with the revisions this code knows.
 
-The bot migrates at start (`bot.store.db.migrate`); the maintenance commands open an existing
-database without creating or migrating it (`open_existing_database`). A database newer than
-the code (after a rollback of the bot) is refused by both, in one line.
+The bot migrates at start (`bot.store.migrate.upgrade_schema`, in a child process); the
+maintenance commands open an existing database without creating or migrating it
+(`open_existing_database`). A database newer than the code (after a rollback of the bot) is
+refused by both, in one line.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_web_app
 from bot.health import health_app
-from bot.metrics import metrics_app
+from bot.metrics_server import metrics_app
 from bot.settings import Settings
 from bot.store.db import create_engine, migrate
 
