@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, TypeAlias
@@ -307,30 +308,39 @@ class AssistantBackend(Protocol):
     async def close(self) -> None: ...
 
 
-StartRun: TypeAlias = "Callable[[TurnRequest, TurnTools], Awaitable[str]]"
-StreamRun: TypeAlias = "Callable[[TurnRequest, TurnTools], AsyncGenerator[ModelEvent, None]]"
-ResumeRun: TypeAlias = "Callable[[Resume, TurnTools], Awaitable[str]]"
+class RunResponder(ABC):
+    """`respond` for a backend with a background start, a streamed one, and a way to carry a
+    waiting run on (which returns the run to follow): the three backends share it."""
 
+    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
+        return self._responded(request, tools)
 
-async def responded(
-    request: TurnRequest,
-    tools: TurnTools,
-    *,
-    start: StartRun,
-    stream: StreamRun,
-    resume: ResumeRun,
-) -> AsyncGenerator[ModelEvent, None]:
-    """`respond` for a backend with a background start, a streamed one, and a way to carry
-    a waiting run on (which returns the run to follow)."""
-    if request.resume is not None:
-        yield StreamStarted(await resume(request.resume, tools))
-        return
-    if not request.streamed:
-        yield StreamStarted(await start(request, tools))
-        return
-    events = stream(request, tools)
-    try:
-        async for event in events:
-            yield event
-    finally:
-        await events.aclose()
+    async def _responded(
+        self, request: TurnRequest, tools: TurnTools
+    ) -> AsyncGenerator[ModelEvent, None]:
+        if request.resume is not None:
+            yield StreamStarted(await self._resume_run(request.resume, tools))
+            return
+        if not request.streamed:
+            yield StreamStarted(await self._start_run(request, tools))
+            return
+        events = self._stream_run(request, tools)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+
+    @abstractmethod
+    async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
+        """Start the run in the background; its id."""
+
+    @abstractmethod
+    def _stream_run(
+        self, request: TurnRequest, tools: TurnTools
+    ) -> AsyncGenerator[ModelEvent, None]:
+        """The run streamed: its id first (StreamStarted), then its events."""
+
+    @abstractmethod
+    async def _resume_run(self, resume: Resume, tools: TurnTools) -> str:
+        """Carry on a run that waited for an approval; the run to follow."""

@@ -37,10 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from bot.assistants.base import (
     AssistantUnavailable,
     CheckEvent,
-    ModelEvent,
     Resume,
     RunCheck,
     RunLookup,
+    RunResponder,
     RunState,
     StreamDelta,
     StreamEvent,
@@ -48,7 +48,6 @@ from bot.assistants.base import (
     ToolProgress,
     TurnRequest,
     Usage,
-    responded,
     server_down,
 )
 from bot.assistants.chat_history import CONTEXT_TOO_LONG, ChatHistory, ContextTooLong
@@ -78,7 +77,7 @@ ChatEvent = str | ToolProgress | ToolCalls | RunCheck
 the model asks for, then its end."""
 
 
-class ChatBackend:
+class ChatBackend(RunResponder):
     name = "chat"
 
     def __init__(
@@ -109,15 +108,6 @@ class ChatBackend:
 
     async def create_thread(self, *, metadata: dict[str, str]) -> str:
         return f"chat_{uuid.uuid4().hex}"
-
-    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
-        return responded(
-            request,
-            tools,
-            start=self._start_run,
-            stream=self._stream_run,
-            resume=self._resume_run,
-        )
 
     async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
         """Store the question and send it; `check_run` reads the answer.

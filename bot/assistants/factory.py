@@ -77,19 +77,12 @@ def make_client(
     timeout = settings.openai_timeout_s if timeout_s is None else timeout_s
     if settings.azure_openai_endpoint:
         version = azure_api_version(settings.assistant_api, settings.openai_api_version)
-        if settings.azure_auth == "entra":
-            return AsyncAzureOpenAI(
-                http_client=DefaultAioHttpClient(),
-                azure_endpoint=settings.azure_openai_endpoint,
-                azure_ad_token_provider=entra_token_provider(),
-                api_version=version,
-                max_retries=retries,
-                timeout=timeout,
-            )
+        entra = settings.azure_auth == "entra"
         return AsyncAzureOpenAI(
             http_client=DefaultAioHttpClient(),
             azure_endpoint=settings.azure_openai_endpoint,
-            api_key=settings.openai_api_key,
+            azure_ad_token_provider=entra_token_provider() if entra else None,
+            api_key=None if entra else settings.openai_api_key,
             api_version=version,
             max_retries=retries,
             timeout=timeout,

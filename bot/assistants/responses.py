@@ -13,10 +13,10 @@ from openai.types.responses import Response
 
 from bot.assistants.base import (
     CheckEvent,
-    ModelEvent,
     Resume,
     RunCheck,
     RunLookup,
+    RunResponder,
     RunState,
     StreamDelta,
     StreamEvent,
@@ -24,7 +24,6 @@ from bot.assistants.base import (
     TurnRequest,
     Usage,
     UsageReport,
-    responded,
     server_down,
 )
 from bot.assistants.errors import gone_is_done, translated_errors
@@ -48,7 +47,7 @@ log = logging.getLogger(__name__)
 _TERMINAL_EVENTS = {"response.completed", "response.failed", "response.incomplete"}
 
 
-class ResponsesBackend:
+class ResponsesBackend(RunResponder):
     name = "responses"
 
     def __init__(
@@ -77,15 +76,6 @@ class ResponsesBackend:
         with translated_errors("create conversation"):
             conversation = await self._client.conversations.create(metadata=metadata)
         return str(conversation.id)
-
-    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
-        return responded(
-            request,
-            tools,
-            start=self._start_run,
-            stream=self._stream_run,
-            resume=self._resume_run,
-        )
 
     async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
         thread_id, text, turn_key = request.thread_id, request.text, request.turn_key

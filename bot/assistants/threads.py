@@ -14,10 +14,10 @@ from openai import AsyncOpenAI
 
 from bot.assistants.base import (
     CheckEvent,
-    ModelEvent,
     Resume,
     RunCheck,
     RunLookup,
+    RunResponder,
     RunState,
     StreamDelta,
     StreamEvent,
@@ -27,7 +27,6 @@ from bot.assistants.base import (
     TurnRequest,
     Usage,
     joined_instructions,
-    responded,
     server_down,
 )
 from bot.assistants.errors import gone_is_done, translated_errors
@@ -52,7 +51,7 @@ _TERMINAL_EVENTS = {
 }
 
 
-class ThreadsBackend:
+class ThreadsBackend(RunResponder):
     name = "threads"
 
     def __init__(
@@ -80,15 +79,6 @@ class ThreadsBackend:
         with translated_errors("create thread"):
             thread = await self._client.beta.threads.create(metadata=metadata)
         return str(thread.id)
-
-    def respond(self, request: TurnRequest, tools: TurnTools) -> AsyncGenerator[ModelEvent, None]:
-        return responded(
-            request,
-            tools,
-            start=self._start_run,
-            stream=self._stream_run,
-            resume=self._resume_run,
-        )
 
     async def _start_run(self, request: TurnRequest, tools: TurnTools) -> str:
         thread_id, text, turn_key = request.thread_id, request.text, request.turn_key
