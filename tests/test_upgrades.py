@@ -195,10 +195,7 @@ def _cleared_on_purpose(rows: Rows, *, since: str) -> Rows:
     cleared = {column for column, by in CLEARED_ON_PURPOSE.items() if by > since}
     return {
         table: [
-            {
-                column: None if (table, column) in cleared else value
-                for column, value in row.items()
-            }
+            {column: None if (table, column) in cleared else value for column, value in row.items()}
             for row in table_rows
         ]
         for table, table_rows in rows.items()
