@@ -28,6 +28,7 @@ from bot.store.schema import alembic_config
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.harness import bot_env
+from tests.test_process import refused_start
 from tests.test_usage import usage_of
 
 pytestmark = pytest.mark.slow  # runs `python -m bot` and its commands
@@ -111,11 +112,13 @@ async def test_a_database_newer_than_the_code_stops_the_bot_and_the_commands_in_
     )
     only_database = {"DATABASE_URL": database_url}
     commands = (["usage"], ["purge", "--older-than-days", "30"])
-    started, *results = await asyncio.gather(  # side by side: none of them may write
-        asyncio.to_thread(run, [], env),
+    # Side by side, none of them may write. The bot's start runs in this process
+    # (`refused_start`); the commands are real processes.
+    started, *results = await asyncio.gather(
+        refused_start(env),
         *(asyncio.to_thread(run, argv, only_database) for argv in commands),
     )
-    assert one_line(started) == TOO_NEW
+    assert started == TOO_NEW
     for argv, result in zip(commands, results, strict=True):
         assert one_line(result) == TOO_NEW, argv
     assert await revision_of(database_url) == NEWER  # nobody touched it
