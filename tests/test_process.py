@@ -496,7 +496,7 @@ async def test_kill_9_mid_stream_replaces_the_half_streamed_answer(
         assistant_api=assistant_api,
         DELIVERY="stream",
     )
-    openai_fake.run_s = 3.0
+    openai_fake.run_s = 2.0  # killed at its first words, a third of a second in
     openai_fake.stream_chunks = 6
     async with crashable_bot(env, slack, openai_fake) as bot:
         question = await bot.talk.mention("stream through a crash")
