@@ -317,7 +317,7 @@ async def test_second_ctrl_c_ends_the_live_answer_and_the_next_start_replaces_it
         DELIVERY="stream",
         SHUTDOWN_GRACE_S="60",
     )
-    openai_fake.run_s = 6.0
+    openai_fake.run_s = 4.0  # both Ctrl-Cs come within a second of its first words
     openai_fake.stream_chunks = 8
     process = await start_process(env)
     async with aiohttp.ClientSession() as http:

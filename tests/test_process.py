@@ -374,7 +374,7 @@ async def test_sigterm_leaves_long_work_for_the_next_start(
         assistant_api="responses",
         SHUTDOWN_GRACE_S="0.5",
     )
-    openai_fake.run_s = 4.0
+    openai_fake.run_s = 3.0  # SIGTERM at once, gone 0.5 s later: well before it ends
     process = await start_process(env)
     async with aiohttp.ClientSession() as http:
         talk = Conversations(process.events_url, slack, openai_fake, http)
