@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -417,8 +418,10 @@ def free_port() -> int:
 class BotProcess:
     """`python -m bot` in a subprocess, as a user (or a platform) runs it."""
 
-    def __init__(self, env: Mapping[str, str], *, cwd: Path | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: Mapping[str, str], *, cwd: Path | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))},
             **env,
@@ -427,9 +430,8 @@ class BotProcess:
         }
         self.cwd = cwd or ROOT
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = (
-            self.cwd / f"bot-{self.port}.log" if cwd else Path(f"/tmp/bot-{self.port}.log")
-        )
+        name = f"bot-{self.port}-{uuid.uuid4().hex[:8]}.log"  # a restart may reuse the port
+        self.log_path = self.cwd / name if cwd else Path("/tmp") / name
 
     @property
     def events_url(self) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot.admin.home_view import REASON_ACTION, REASON_BLOCK
 from bot.store.admin_models import SettingsChange
 from bot.store.models import Feedback
-from tests.conftest import ON_ONE_BACKEND, BotFactory
+from tests.conftest import ON_ONE_BACKEND, ON_SQLITE, BotFactory
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.harness import RUN_STARTS, BotUnderTest, bot_env
@@ -47,7 +47,10 @@ async def ask(bot: BotUnderTest, text: str, *, channel: str, user: str = "UALICE
     return answer.text
 
 
+# How a channel's instructions and model reach the model is each backend's; they are stored
+# and read as any other row (on PostgreSQL: test_two_processes_share_settings_and_budgets).
 @pytest.mark.both_slack_modes
+@ON_SQLITE
 async def test_an_admin_gives_one_channel_its_own_instructions_and_model(
     admins: FakeSlack, make_bot: BotFactory
 ) -> None:
@@ -150,7 +153,10 @@ async def test_off_silences_a_channel_with_one_note_per_mention(
         assert len(bot.slack.ephemerals) == 1
 
 
+# A budget refuses before any backend plays a part, and what each backend reports as a
+# turn's usage is tests/test_turn_usage.py's; the sums per day and month are SQL (both).
 @pytest.mark.both_slack_modes
+@ON_ONE_BACKEND
 async def test_a_budget_refuses_the_message_over_it_without_calling_openai(
     admins: FakeSlack, make_bot: BotFactory
 ) -> None:

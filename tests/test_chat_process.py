@@ -13,7 +13,7 @@ from bot.store.chat_models import ChatMessage
 from bot.store.db import create_engine
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import bot_env
+from tests.harness import bot_env, nothing_left
 from tests.test_process import crashable_bot
 
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ async def test_kill_9_between_the_answer_and_posting_it_posts_the_stored_answer(
         bot.kill()
         await bot.restart()
         await bot.talk.wait_for_answers("C0001", question.ts, timeout=60)
-        await asyncio.sleep(0.5)
+        await nothing_left(database_url)
         texts = [a.text for a in bot.talk.answers("C0001", question.ts)]
         assert texts == ["Echo: Alice: answer me once"]
         assert len(openai_fake.requests_to("POST", r"/v1/chat/completions")) == 1

@@ -416,10 +416,12 @@ async def test_huge_message_is_answered(bot: BotUnderTest) -> None:
 
 @ON_ONE_BACKEND
 async def test_conversations_run_in_parallel(bot: BotUnderTest) -> None:
-    # long enough that five mentions sent one by one all start before the first run ends,
-    # even on a loaded machine
-    bot.openai.run_s = 5.0
-    questions = [await bot.mention(f"question {i}", channel=f"CPAR{i}") for i in range(5)]
+    # Five mentions at once, each run long enough that all five start before the first ends
+    # even on a loaded machine, unless a conversation waits for another.
+    bot.openai.run_s = 2.5
+    questions = await asyncio.gather(
+        *(bot.mention(f"question {i}", channel=f"CPAR{i}") for i in range(5))
+    )
     for i, question in enumerate(questions):
         await bot.wait_for_answers(f"CPAR{i}", question.ts)
     starts = bot.openai.requests_to("POST", RUN_STARTS)

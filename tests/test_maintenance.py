@@ -28,6 +28,8 @@ from bot.store.schema import alembic_config
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.harness import bot_env
+from tests.test_process import refused_start
+from tests.test_usage import usage_of
 
 pytestmark = pytest.mark.slow  # runs `python -m bot` and its commands
 
@@ -110,11 +112,13 @@ async def test_a_database_newer_than_the_code_stops_the_bot_and_the_commands_in_
     )
     only_database = {"DATABASE_URL": database_url}
     commands = (["usage"], ["purge", "--older-than-days", "30"])
-    started, *results = await asyncio.gather(  # side by side: none of them may write
-        asyncio.to_thread(run, [], env),
+    # Side by side, none of them may write. The bot's start runs in this process
+    # (`refused_start`); the commands are real processes.
+    started, *results = await asyncio.gather(
+        refused_start(env),
         *(asyncio.to_thread(run, argv, only_database) for argv in commands),
     )
-    assert one_line(started) == TOO_NEW
+    assert started == TOO_NEW
     for argv, result in zip(commands, results, strict=True):
         assert one_line(result) == TOO_NEW, argv
     assert await revision_of(database_url) == NEWER  # nobody touched it
@@ -274,24 +278,20 @@ async def test_usage_names_workspaces_and_reads_as_csv_and_prometheus(database_u
             )
         )
     await engine.dispose()
-    env = {"DATABASE_URL": database_url}
-
-    def usage_of(*argv: str) -> str:
-        result = run(["usage", "--by", "team", *argv], env)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    table_out = await asyncio.to_thread(usage_of)
-    assert [line.split("  ")[0] for line in table_out.splitlines()[2:4]] == [
+    result = await asyncio.to_thread(run, ["usage", "--by", "team"], {"DATABASE_URL": database_url})
+    assert result.returncode == 0, result.stderr
+    assert [line.split("  ")[0] for line in result.stdout.splitlines()[2:4]] == [
         "T0001 (Acme Ops)",
         "T0002",
     ]
-    rows = list(csv.DictReader(io.StringIO(await asyncio.to_thread(usage_of, "--format", "csv"))))
+    # The other formats of the same report, made in this process.
+    csv_out = await usage_of(database_url, "--by", "team", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(csv_out)))
     assert [(r["team"], r["name"], r["answers"], r["cost_usd"]) for r in rows] == [
         ("T0001", "Acme Ops", "2", "0.000030"),
         ("T0002", "", "1", "0.000000"),
     ]
-    metrics = await asyncio.to_thread(usage_of, "--format", "prometheus")
+    metrics = await usage_of(database_url, "--by", "team", "--format", "prometheus")
     assert 'bot_usage_answers{name="Acme Ops",team="T0001"} 2.0' in metrics.splitlines()
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from bot.__main__ import main
 from bot.settings import database_url as async_database_url
+from bot.settings import load_settings
 from bot.store.db import create_engine
 from bot.store.models import Conversation, Turn
 from bot.turns.delivery import INTERRUPTED_NOTE
@@ -71,6 +72,25 @@ def refused_settings(
     code = main([])
     printed = capsys.readouterr()
     return subprocess.CompletedProcess(["python", "-m", "bot"], code, printed.out, printed.err)
+
+
+async def refused_start(env: dict[str, str]) -> str:
+    """The line `python -m bot` prints before it exits with code 1, for a start it refuses
+    once its settings are read (Slack, OpenAI or Azure say no, a port clashes): the start
+    `bot.__main__.main` runs (`bot.runtime.serve`), run in this process against the same
+    fakes. A table of such starts then costs no interpreter start each; that a real process
+    prints the one line and exits with code 1 is
+    `test_rejected_token_and_unreachable_database_are_one_line`."""
+    from bot.preflight import StartupError
+    from bot.runtime import serve
+
+    settings = load_settings({"PORT": str(free_port()), **env}, dotenv_path=None)
+    with pytest.raises(StartupError) as refused:
+        async with asyncio.timeout(30):  # a start that is not refused fails, not hangs
+            await serve(settings)
+    line = f"bot: {refused.value}"
+    assert "\n" not in line, line
+    return line
 
 
 def test_a_settings_mistake_stops_the_real_process_with_one_line() -> None:
@@ -199,8 +219,8 @@ async def wait_for_stored_run(url: str, timeout: float = 15.0) -> None:
         await engine.dispose()
 
 
-async def start_process(env: dict[str, str]) -> BotProcess:
-    process = BotProcess(env)
+async def start_process(env: dict[str, str], *, port: int | None = None) -> BotProcess:
+    process = BotProcess(env, port=port)
     process.start()
     await process.wait_ready()
     return process
@@ -218,8 +238,12 @@ class CrashScene:
     def kill(self) -> None:
         self.process.kill()
 
-    async def restart(self) -> None:
-        self.process = await start_process(self.env)
+    async def restart(self, *, as_another_instance: bool = False) -> None:
+        """Start the bot again on the same PORT, so under the same instance name: it resumes
+        the dead process's conversations at once. `as_another_instance`: on another port, as
+        a second process would; it takes them over only once their leases expire (LEASE_S)."""
+        port = None if as_another_instance else self.process.port
+        self.process = await start_process(self.env, port=port)
         self.talk.events_url = self.process.events_url
 
 
@@ -250,13 +274,20 @@ async def test_healthz_answers(
         ):
             assert response.status == 200
             assert (await response.json())["ok"] is True
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{process.port}/metrics") as response,
+        ):
+            assert response.status == 404, "without METRICS_PORT, no port serves /metrics"
         assert "WARNING" not in process.output(), "a clean start logs no warnings"
     finally:
         process.stop()
 
 
-# The restarted process takes the turn over through the store (both databases); what it does
-# with the run it finds is the backend's (every backend, on SQLite).
+# The restarted process takes the turn over through the store (both databases), as another
+# instance once the dead one's lease has expired (the other kill -9 tests restart under the
+# same name, which resumes at once: tests/test_takeover.py); what it does with the run it
+# finds is the backend's (every backend, on SQLite).
 @pytest.mark.parametrize(
     ("database_url", "assistant_api"),
     [("sqlite", "threads"), ("sqlite", "responses"), ("sqlite", "chat"), ("postgres", "threads")],
@@ -273,7 +304,7 @@ async def test_kill_9_during_a_run_answers_once_after_restart(
         question = await bot.talk.mention("survive a crash")
         await wait_for_stored_run(database_url)
         bot.kill()
-        await bot.restart()
+        await bot.restart(as_another_instance=True)
         answers = await bot.talk.wait_for_answers("C0001", question.ts, timeout=60)
         await nothing_left(database_url)
         assert [a.text for a in bot.talk.answers("C0001", question.ts)] == [
@@ -343,7 +374,7 @@ async def test_sigterm_leaves_long_work_for_the_next_start(
         assistant_api="responses",
         SHUTDOWN_GRACE_S="0.5",
     )
-    openai_fake.run_s = 4.0
+    openai_fake.run_s = 3.0  # SIGTERM at once, gone 0.5 s later: well before it ends
     process = await start_process(env)
     async with aiohttp.ClientSession() as http:
         talk = Conversations(process.events_url, slack, openai_fake, http)
@@ -465,7 +496,7 @@ async def test_kill_9_mid_stream_replaces_the_half_streamed_answer(
         assistant_api=assistant_api,
         DELIVERY="stream",
     )
-    openai_fake.run_s = 3.0
+    openai_fake.run_s = 2.0  # killed at its first words, a third of a second in
     openai_fake.stream_chunks = 6
     async with crashable_bot(env, slack, openai_fake) as bot:
         question = await bot.talk.mention("stream through a crash")
@@ -586,16 +617,9 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["-m", "bot", "--help"], ["usage: python -m bot", "purge"]),
-        (["-m", "bot", "purge", "--help"], ["usage: python -m bot purge", "--older-than-days"]),
-    ],
-)
-def test_help_needs_no_settings(argv: list[str], expected: list[str]) -> None:
+def test_help_needs_no_settings() -> None:
     result = subprocess.run(
-        [sys.executable, *argv],
+        [sys.executable, "-m", "bot", "--help"],
         env=clean_env(),
         cwd="/tmp",
         capture_output=True,
@@ -603,8 +627,23 @@ def test_help_needs_no_settings(argv: list[str], expected: list[str]) -> None:
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    for text in expected:
-        assert text in result.stdout
+    assert "usage: python -m bot" in result.stdout and "purge" in result.stdout
+
+
+def test_a_commands_help_needs_no_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m bot purge --help`: the entry point in this process (that a real process
+    answers --help without settings is the test above)."""
+    for name in list(os.environ):
+        if name.startswith(("SLACK_", "OPENAI_", "ASSISTANT_", "DATABASE_URL")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir("/tmp")
+    with pytest.raises(SystemExit) as exited:
+        main(["purge", "--help"])
+    assert exited.value.code == 0
+    printed = capsys.readouterr().out
+    assert "usage: python -m bot purge" in printed and "--older-than-days" in printed
 
 
 def test_bench_help_needs_no_bench_extras() -> None:
@@ -639,10 +678,8 @@ async def test_rejected_app_token_stops_socket_mode_with_one_line(
         SLACK_APP_TOKEN="xapp-revoked",
     )
     del env["SLACK_SIGNING_SECRET"]
-    result = await asyncio.to_thread(run_bot_expecting_failure, env)
-    line = one_line(result)
+    line = await refused_start(env)
     assert line.startswith("bot: Slack rejected SLACK_APP_TOKEN (invalid_auth)"), line
-    assert result.returncode == 1
 
 
 @asynccontextmanager
@@ -679,10 +716,8 @@ async def test_slack_api_url_that_is_not_slack_is_one_true_line(
             assistant_api="responses",
             SLACK_API_URL=f"{url}/api/",
         )
-        result = await asyncio.to_thread(run_bot_expecting_failure, env)
-    assert one_line(result) == (
-        f"bot: SLACK_API_URL {url}/api/ does not look like Slack's Web API (HTTP 404)"
-    )
+        line = await refused_start(env)
+    assert line == (f"bot: SLACK_API_URL {url}/api/ does not look like Slack's Web API (HTTP 404)")
 
 
 @pytest.mark.parametrize(
@@ -712,9 +747,8 @@ async def test_wrong_openai_settings_stop_the_bot_at_start(
         env["OPENAI_MODEL"] = "gpt-nope"
     else:
         env["OPENAI_ASSISTANT_ID"] = "asst_nope"
-    result = await asyncio.to_thread(run_bot_expecting_failure, env)
-    assert one_line(result).startswith(expected.format(url=env["OPENAI_BASE_URL"]))
-    assert result.returncode == 1
+    line = await refused_start(env)
+    assert line.startswith(expected.format(url=env["OPENAI_BASE_URL"])), line
 
 
 async def test_compatible_server_without_model_lookup_warns_and_starts(

@@ -555,7 +555,7 @@ def unanswered_calls_in(openai: FakeOpenAI) -> list[str]:
 async def test_a_search_call_left_without_its_output_does_not_break_the_thread(
     make_bot: BotFactory,
 ) -> None:
-    async with make_bot(SLACK_SEARCH="true", ANSWER_DEADLINE_S="5") as bot:
+    async with make_bot(SLACK_SEARCH="true", ANSWER_DEADLINE_S="3") as bot:
         bot.slack.add_message("C0001", user="UBOB", text="The deploy freeze starts Friday")
         bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
         bot.slack.hold_next("assistant.search.context", seconds=0.5)

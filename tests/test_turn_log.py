@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +16,7 @@ from bot.turns.states import Outcome
 from bot.turns.usage import TurnTotal
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
-from tests.harness import BotProcess, Conversations, bot_env
+from tests.harness import BotProcess, BotUnderTest, Conversations, bot_env
 
 FIELDS = {
     "turn_id",
@@ -37,37 +38,33 @@ def finished_lines(output: str) -> list[dict[str, object]]:
     return [line for line in lines if line["message"] == "turn finished"]
 
 
-@pytest.mark.parametrize("assistant_api", ["chat", "threads", "responses"], indirect=True)
-async def test_every_finished_turn_writes_one_json_line_at_info(
-    slack: FakeSlack, openai_fake: FakeOpenAI, assistant_api: str, tmp_path: Path
-) -> None:
-    env = bot_env(
+def log_env(
+    slack: FakeSlack, openai: FakeOpenAI, assistant_api: str, tmp_path: Path
+) -> dict[str, str]:
+    return bot_env(
         slack=slack,
-        openai=openai_fake,
+        openai=openai,
         database_url=f"sqlite:///{tmp_path}/log.db",
         assistant_api=assistant_api,
         LOG_FORMAT="json",
         LOG_LEVEL="INFO",
         OPENAI_MODEL="gpt-5-mini",
     )
-    process = BotProcess(env, cwd=tmp_path)
-    process.start()
-    try:
-        await process.wait_ready()
-        async with aiohttp.ClientSession() as http:
-            talk = Conversations(process.events_url, slack, openai_fake, http)
-            answered = await talk.mention("a secret plan for the launch")
-            await talk.wait_for_answers("C0001", answered.ts)
-            openai_fake.script_runs("incomplete")
-            cut = await talk.mention("this one is cut short")
-            await talk.wait_for_answers("C0001", cut.ts)
-            await slack.wait_for(lambda: len(finished_lines(process.output())) == 2)
-    finally:
-        process.stop()
-    output = process.output()
-    first, second = finished_lines(output)
+
+
+async def answer_two(talk: Conversations, openai: FakeOpenAI) -> None:
+    """One question answered, one cut short (`incomplete`)."""
+    answered = await talk.mention("a secret plan for the launch")
+    await talk.wait_for_answers("C0001", answered.ts)
+    openai.script_runs("incomplete")
+    cut = await talk.mention("this one is cut short")
+    await talk.wait_for_answers("C0001", cut.ts)
+
+
+def check_lines(lines: list[dict[str, object]], *, team: str, assistant_api: str) -> None:
+    first, second = lines
     assert set(first) >= FIELDS
-    assert (first["team"], first["channel"]) == (slack.team_id, "C0001")
+    assert (first["team"], first["channel"]) == (team, "C0001")
     assert first["backend"] == assistant_api and first["outcome"] == "completed"
     assert isinstance(first["input_tokens"], int) and first["input_tokens"] > 0
     assert isinstance(first["output_tokens"], int) and first["output_tokens"] > 0
@@ -76,7 +73,45 @@ async def test_every_finished_turn_writes_one_json_line_at_info(
         assert isinstance(first["cost_usd"], float) and first["cost_usd"] > 0
     assert 0 <= first["first_words_s"] <= first["complete_s"]  # type: ignore[operator]
     assert second["outcome"] == "incomplete"
+
+
+# The line as a real process writes it (JSON on its output); what each backend puts in its
+# fields is the next test's, in this process.
+@pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
+async def test_every_finished_turn_writes_one_json_line_at_info(
+    slack: FakeSlack, openai_fake: FakeOpenAI, assistant_api: str, tmp_path: Path
+) -> None:
+    process = BotProcess(log_env(slack, openai_fake, assistant_api, tmp_path), cwd=tmp_path)
+    process.start()
+    try:
+        await process.wait_ready()
+        async with aiohttp.ClientSession() as http:
+            await answer_two(
+                Conversations(process.events_url, slack, openai_fake, http), openai_fake
+            )
+            await slack.wait_for(lambda: len(finished_lines(process.output())) == 2)
+    finally:
+        process.stop()
+    output = process.output()
+    check_lines(finished_lines(output), team=slack.team_id, assistant_api=assistant_api)
     assert "secret plan" not in output
+
+
+@pytest.mark.parametrize("assistant_api", ["chat", "threads"], indirect=True)
+async def test_every_backend_fills_the_turn_line(
+    slack: FakeSlack,
+    openai_fake: FakeOpenAI,
+    assistant_api: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = log_env(slack, openai_fake, assistant_api, tmp_path)
+    caplog.set_level(logging.INFO)
+    async with BotUnderTest.running(env, slack=slack, openai=openai_fake) as bot:
+        await answer_two(bot, openai_fake)
+    lines = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "turn finished"]
+    check_lines(lines, team=slack.team_id, assistant_api=assistant_api)
+    assert "secret plan" not in caplog.text
 
 
 def test_the_turn_line_fields() -> None:

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import select
 
+from bot.__main__ import build_parser
+from bot.admin.cli import usage_report
+from bot.settings import database_url as async_database_url
 from bot.store.models import Conversation, InboxMessage, Turn
 from tests.conftest import BotFactory
 from tests.fakes.openai_api import FakeOpenAI
-from tests.harness import ROOT, BotUnderTest
-
-pytestmark = pytest.mark.slow  # runs `python -m bot usage`
+from tests.harness import BotUnderTest
 
 
 async def reported_usage(openai: FakeOpenAI, thread_id: str, run_id: str) -> dict[str, int]:
@@ -68,18 +64,12 @@ async def expected_by_user(bot: BotUnderTest) -> dict[str, dict[str, int]]:
     return dict(totals)
 
 
-def run_usage(env: Mapping[str, str], *args: str) -> str:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "usage", *args],
-        env={**clean, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+async def usage_of(database_url: str, *args: str) -> str:
+    """What `python -m bot usage ARGS` prints, made in this process (the command itself, as a
+    process that needs only DATABASE_URL, is tests/test_maintenance.py's)."""
+    return await usage_report(
+        async_database_url(database_url), build_parser().parse_args(["usage", *args])
     )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 # What each backend reports as a turn's usage is checked in tests/test_turn_usage.py (every
@@ -87,7 +77,7 @@ def run_usage(env: Mapping[str, str], *args: str) -> str:
 # (responses: its model has a price) on each database (the sums and days are SQL).
 @pytest.mark.parametrize("assistant_api", ["responses"], indirect=True)
 async def test_usage_adds_up_exactly_as_csv_and_json(
-    make_bot: BotFactory, assistant_api: str
+    make_bot: BotFactory, assistant_api: str, database_url: str
 ) -> None:
     questions = [
         ("UALICE", "C0001", "How do we deploy the service to production?"),
@@ -99,23 +89,12 @@ async def test_usage_adds_up_exactly_as_csv_and_json(
             message = await bot.mention(text, user=user, channel=channel)
             await bot.wait_for_answers(channel, message.ts)
         expected = await expected_by_user(bot)
-        env = {
-            "SLACK_BOT_TOKEN": "xoxb-test",
-            "SLACK_SIGNING_SECRET": "unused",
-            "OPENAI_API_KEY": "sk-unused",
-            "ASSISTANT_API": bot.assistant_api,
-            "OPENAI_ASSISTANT_ID": "asst_test",
-            "DATABASE_URL": bot.bot.settings.database_url if bot.bot else "",
-        }
 
     assert sum(e["answers"] for e in expected.values()) == 3
-    # Four separate runs of the command, side by side: each only reads.
-    by_user_csv, by_channel_json, table, empty = await asyncio.gather(
-        asyncio.to_thread(run_usage, env, "--by", "user", "--format", "csv"),
-        asyncio.to_thread(run_usage, env, "--by", "channel", "--format", "json"),
-        asyncio.to_thread(run_usage, env, "--by", "day"),
-        asyncio.to_thread(run_usage, env, "--until", "2000-01-01"),
-    )
+    by_user_csv = await usage_of(database_url, "--by", "user", "--format", "csv")
+    by_channel_json = await usage_of(database_url, "--by", "channel", "--format", "json")
+    table = await usage_of(database_url, "--by", "day")
+    empty = await usage_of(database_url, "--until", "2000-01-01")
     rows = list(csv.DictReader(io.StringIO(by_user_csv)))
     got = {
         row["user"]: {
@@ -133,7 +112,7 @@ async def test_usage_adds_up_exactly_as_csv_and_json(
         e["input_tokens"] for e in expected.values()
     )
     # Costs: on the responses backend the model is gpt-5-mini, which has a price.
-    if env["ASSISTANT_API"] == "responses":
+    if assistant_api == "responses":
         assert all(row["cost_usd"] > 0 and row["unpriced_answers"] == 0 for row in by_channel)
 
     assert "TOTAL" in table and "answers" in table.splitlines()[0]
