@@ -110,6 +110,9 @@ class Dispatcher:
         self._active: dict[int, asyncio.Task[None]] = {}
         self._failures: dict[int, int] = {}
         self._last_scan = 0.0
+        self._more_waiting = False
+        """The last scan left work waiting that this process may take as soon as it has room:
+        look again at the busy pace, not at the next scan."""
         self._last_sweep = 0.0
         self._scan_interval_s = min(1.0, settings.lease_s / 3)
         self._idle_scan_interval_s = max(
@@ -146,9 +149,10 @@ class Dispatcher:
                 timer.cancel()
 
     def _wait_s(self) -> float:
-        """Until the next look at the work: soon while hints wait for room, at the scan
-        interval while conversations are worked on, rarely when idle (hints wake it)."""
-        if self._hints:
+        """Until the next look at the work: soon while hints or waiting work wait for room,
+        at the scan interval while conversations are worked on, rarely when idle (hints and
+        finished work wake it)."""
+        if self._hints or (self._more_waiting and self._may_look_for_more()):
             return BUSY_RECHECK_S
         return self._scan_interval_s if self._active else self._idle_scan_interval_s
 
@@ -223,7 +227,8 @@ class Dispatcher:
         self._hints.clear()
         now = time.monotonic()
         interval = self._scan_interval_s if self._active else self._idle_scan_interval_s
-        if now - self._last_scan >= interval and self._may_look_for_more() and not self.stopping:
+        due = self._more_waiting or now - self._last_scan >= interval
+        if due and self._may_look_for_more() and not self.stopping:
             self._last_scan = now
             if self._sweep is not None and now - self._last_sweep >= self._idle_scan_interval_s:
                 # Approvals time out in minutes: sweeping at the idle pace is soon enough,
@@ -246,16 +251,22 @@ class Dispatcher:
                 self._start_work(claimed)
 
     async def _claim_waiting(self) -> None:
-        """Lease what waits, as the room allows. Beside others with the loop not measured
-        (the ticker runs only once conversations are side by side), work found waiting
-        starts the measuring and is claimed at the next scan."""
+        """Lease what waits, as the room allows. What is left waiting (the room was full,
+        or the loop not yet measured: the ticker runs only once conversations are side by
+        side) starts the measuring and is looked at again at the busy pace, so work stored
+        before a restart or a burst is taken as fast as the room allows, not one
+        conversation a scan."""
         room = self._room()
         if room:
-            for lease in await self._store.leases.claim_waiting(
+            claimed = await self._store.leases.claim_waiting(
                 owner=self.owner, lease_s=self._settings.lease_s, limit=room
-            ):
+            )
+            for lease in claimed:
                 self._start_work(lease)
-        elif not self._load.sampled and await self._store.leases.any_waiting():
+            self._more_waiting = len(claimed) == room
+        else:
+            self._more_waiting = await self._store.leases.any_waiting()
+        if self._more_waiting:
             self._load.measure(busy=True)
 
     def _start_work(self, lease: Lease) -> None:

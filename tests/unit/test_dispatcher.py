@@ -195,3 +195,26 @@ async def test_a_conversation_another_process_took_over_is_counted_as_a_lost_lea
         await dispatcher.shutdown()
         await task
     assert engine.answered == []
+
+
+async def test_work_found_waiting_is_all_taken_without_a_scan_for_each(store: Store) -> None:
+    """Messages stored before a restart (no hint announces them) are found by a scan; the
+    rest of that work is taken as soon as there is room, not one conversation per scan
+    (10 s apart when idle at LEASE_S=30)."""
+
+    async def quick(_: TurnWork) -> None:
+        await asyncio.sleep(0)
+
+    engine = Engine(store, quick)
+    conversations = await ask(store, 6)
+    settings = replace(SETTINGS, lease_s=30, max_concurrent_turns=2)
+    dispatcher = Dispatcher(
+        store=store, settings=settings, take_turn=engine, retry=RetryPolicy(base_s=0.05)
+    )
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        await until(lambda: sorted(engine.answered) == sorted(conversations), timeout=5.0)
+    finally:
+        await dispatcher.shutdown()
+        await task
+    assert engine.most_at_once <= 2
