@@ -102,8 +102,7 @@ class IntakeWriter:
         """The batch's transaction (`connection` has begun it; its end commits it)."""
         now = time.time()
         messages = [waiting.message for waiting in batch]
-        postgres = connection.dialect.name == "postgresql"
-        conversations = self._flag_threads(connection, messages, now, lock=postgres)
+        conversations = self._flag_threads(connection, messages, now)
         inserted = self._add_messages(connection, messages, conversations, now)
         new = {position: row_id for position, row_id in inserted.values()}
         limited = [(i, w) for i, w in enumerate(batch) if i in new and w.per_minute > 0]
@@ -120,23 +119,31 @@ class IntakeWriter:
         ]
 
     def _flag_threads(
-        self, connection: Connection, messages: Sequence[NewMessage], now: float, *, lock: bool
+        self, connection: Connection, messages: Sequence[NewMessage], now: float
     ) -> dict[Thread, int]:
         """Every thread of the batch exists and is flagged for the dispatcher; their ids.
 
-        Rows are created and locked in one order (sorted by key, then by id), so two
-        processes storing batches that share threads wait for each other, never deadlock.
-        Flagging comes before the messages are inserted: a worker releasing the lease locks
-        the same row first, so it either sees the new messages or leaves the flag set.
+        One statement: threads are created, or locked and flagged, in one order (sorted by
+        key), so two processes storing batches that share threads wait for each other, never
+        deadlock. Flagging comes before the messages are inserted: a worker releasing the
+        lease locks the same row first, so it either sees the new messages or leaves the flag
+        set. A thread stored before its organisation was known (an older version) learns it
+        from the next message.
         """
         first_of: dict[Thread, NewMessage] = {}
         for message in messages:
             first_of.setdefault(thread(message), message)
-        threads = sorted(first_of)
-        connection.execute(
-            self._insert(_CONVERSATIONS).on_conflict_do_nothing(
-                index_elements=["team_id", "channel_id", "thread_ts"]
-            ),
+        c = _CONVERSATIONS.c
+        upsert = self._insert(_CONVERSATIONS)
+        rows = connection.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["team_id", "channel_id", "thread_ts"],
+                set_={
+                    "needs_attention": True,
+                    "updated_at": upsert.excluded.updated_at,
+                    "enterprise_id": func.coalesce(c.enterprise_id, upsert.excluded.enterprise_id),
+                },
+            ).returning(c.id, c.team_id, c.channel_id, c.thread_ts),
             [
                 {
                     "team_id": t[0],
@@ -144,34 +151,14 @@ class IntakeWriter:
                     "thread_ts": t[2],
                     "surface": first_of[t].surface,
                     "enterprise_id": first_of[t].enterprise_id,
-                    "needs_attention": False,
+                    "needs_attention": True,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for t in threads
+                for t in sorted(first_of)
             ],
         )
-        c = _CONVERSATIONS.c
-        same = tuple_(c.team_id, c.channel_id, c.thread_ts).in_(threads)
-        if lock:
-            connection.execute(select(c.id).where(same).order_by(c.id).with_for_update())
-        ids: dict[Thread, int] = {}
-        # A thread stored before its organisation was known (an older version) learns it
-        # from the next message: one statement per organisation seen in the batch.
-        for enterprise in dict.fromkeys(first_of[t].enterprise_id for t in threads):
-            named = [t for t in threads if first_of[t].enterprise_id == enterprise]
-            rows = connection.execute(
-                update(_CONVERSATIONS)
-                .where(tuple_(c.team_id, c.channel_id, c.thread_ts).in_(named))
-                .values(
-                    needs_attention=True,
-                    updated_at=now,
-                    enterprise_id=func.coalesce(c.enterprise_id, enterprise),
-                )
-                .returning(c.id, c.team_id, c.channel_id, c.thread_ts)
-            )
-            ids.update({(r.team_id, r.channel_id, r.thread_ts): r.id for r in rows})
-        return ids
+        return {(r.team_id, r.channel_id, r.thread_ts): r.id for r in rows}
 
     def _add_messages(
         self,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, update
 
 from bot.settings import database_url as async_url
 from bot.store.db import create_engine, create_intake_engine, migrate
@@ -119,6 +120,27 @@ async def test_a_failed_batch_fails_every_ack_in_it_and_the_next_batch_is_stored
         pytest.skip("SQLite does not enforce column lengths")
     assert all(isinstance(result, Exception) for result in results)
     assert (await store.inbox.record_message(message("2.0"))).status is RecordStatus.NEW
+
+
+async def test_a_reply_flags_its_thread_again_and_the_thread_learns_its_organisation(
+    store: Store,
+) -> None:
+    """A thread the dispatcher has finished (flag cleared), stored before its organisation
+    was known: a reply flags it for the dispatcher again and names the organisation; a
+    later message naming none (or another) does not take it away."""
+    first = await store.inbox.record_message(message("1.0"))
+    async with store.engine.begin() as connection:
+        await connection.execute(update(Conversation).values(needs_attention=False))
+    replies = [
+        dataclasses.replace(message("2.0", thread="1.0"), enterprise_id="E1"),
+        message("3.0", thread="1.0", channel="C1"),
+    ]
+    for reply in replies:
+        recorded = await store.inbox.record_message(reply)
+        assert recorded.conversation_id == first.conversation_id
+    async with store.engine.connect() as connection:
+        row = (await connection.execute(select(Conversation))).one()
+    assert (row.needs_attention, row.enterprise_id) == (True, "E1")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
