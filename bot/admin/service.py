@@ -25,12 +25,12 @@ from bot.admin.commands import Action, Command, Period, help_text
 from bot.admin.policy import Asker
 from bot.admin.prices import PriceTable, format_cost, load_price_table
 from bot.admin.report import total
-from bot.admin.store import AdminStore
+from bot.admin.store import AdminStore, channel_settings_of, channel_settings_query
 from bot.assistants.base import TurnOptions, Usage
 from bot.escape import escape_mrkdwn
 from bot.settings import Settings
 from bot.slack.errors import error_code
-from bot.store.database import single_statement_reads
+from bot.store.ack_reads import AckReads
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,7 @@ class AdminService:
         """`intake_engine`, if given, is what the off switch reads inside Slack's ack (so
         the ack never waits for a connection answer work holds)."""
         self.store = AdminStore(engine)
-        self._switch = self.store
-        if intake_engine is not None:
-            self._switch = AdminStore(single_statement_reads(intake_engine))
+        self._switch = AckReads(intake_engine or engine)
         self._settings = settings
         self.prices = prices or load_price_table(settings.prices_file)
         # (team, user) → (until, admin): on Enterprise Grid one person is an admin of one
@@ -134,7 +132,8 @@ class AdminService:
     # The listeners ----------------------------------------------------------------------
 
     async def is_enabled(self, team_id: str, channel_id: str) -> bool:
-        return (await self._switch.channel_settings(team_id, channel_id)).enabled
+        row = await self._switch.first(channel_settings_query(team_id, channel_id))
+        return channel_settings_of(row, team_id, channel_id).enabled
 
     async def is_admin(self, client: AsyncWebClient, user_id: str, *, team_id: str) -> bool:
         """Admins and owners of the workspace `team_id` (users.info with its token,

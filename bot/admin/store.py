@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, func, select, update
+from sqlalchemy import Integer, Row, Select, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.admin.budgets import Spent
@@ -66,6 +66,17 @@ _USAGE_FIELDS = (
 )
 
 
+def channel_settings_query(team_id: str, channel_id: str) -> Select[Any]:
+    return select(ChannelSetting).where(
+        ChannelSetting.team_id == team_id, ChannelSetting.channel_id == channel_id
+    )
+
+
+def channel_settings_of(row: Row[Any] | None, team_id: str, channel_id: str) -> ChannelSettings:
+    """The settings a `channel_settings_query` row holds; the defaults without one."""
+    return ChannelSettings(team_id, channel_id) if row is None else settings_of(row._mapping)
+
+
 class AdminStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -78,16 +89,8 @@ class AdminStore:
 
     async def channel_settings(self, team_id: str, channel_id: str) -> ChannelSettings:
         async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(ChannelSetting).where(
-                        ChannelSetting.team_id == team_id, ChannelSetting.channel_id == channel_id
-                    )
-                )
-            ).first()
-        if row is None:
-            return ChannelSettings(team_id, channel_id)
-        return settings_of(row._mapping)
+            row = (await connection.execute(channel_settings_query(team_id, channel_id))).first()
+        return channel_settings_of(row, team_id, channel_id)
 
     async def all_channel_settings(self, team_id: str) -> list[ChannelSettings]:
         async with self.engine.connect() as connection:

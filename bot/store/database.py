@@ -18,17 +18,6 @@ def dialect_insert(engine: AsyncEngine) -> Callable[[Any], Any]:
     return insert
 
 
-def single_statement_reads(engine: AsyncEngine) -> AsyncEngine:
-    """`engine` for reads of one statement (those inside Slack's ack). On PostgreSQL they
-    run outside a transaction (autocommit): one round trip to the server instead of three
-    (BEGIN, the statement, ROLLBACK), each of which also waits for a turn of a busy event
-    loop. SQLite's connections are in this process, and switching one to autocommit and
-    back costs as many round trips to its thread as it saves."""
-    if engine.dialect.name != "postgresql":
-        return engine
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
 class Database:
     """The engine, its session maker and the dialect's own INSERT (for upserts).
 

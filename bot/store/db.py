@@ -11,6 +11,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import Engine, event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -101,6 +102,30 @@ def _sqlite_engine(url: str, *, connections: int = 1) -> AsyncEngine:
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     sqlite_locking.install(engine.sync_engine)
     return engine
+
+
+def sqlite_file_engine_beside(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine (one sqlite3 connection, for one thread) on the SQLite file of
+    `engine`, set up as its connections are (WAL, synchronous=FULL, busy timeout, BEGIN
+    IMMEDIATE) and sharing its health tracker; its connection is closed when `engine` is
+    disposed. None for PostgreSQL and for an in-memory database (one connection's alone, or
+    shared in a cache whose locks do not wait)."""
+    url = engine.url
+    in_memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    if url.get_backend_name() != "sqlite" or in_memory:
+        return None
+    sync = sqlalchemy.create_engine(
+        url.set(drivername="sqlite"),
+        pool_size=1,
+        max_overflow=0,
+        hide_parameters=True,
+        connect_args={"check_same_thread": False},  # opened by the thread, closed by dispose
+    )
+    event.listen(sync, "connect", _sqlite_pragmas)
+    sqlite_locking.install(sync)
+    _track(sync, database_health(engine))
+    event.listen(engine.sync_engine, "engine_disposed", lambda _: sync.dispose())
+    return sync
 
 
 def _postgres_engine(
@@ -298,15 +323,17 @@ _HEALTH: weakref.WeakKeyDictionary[Engine, DatabaseHealth] = weakref.WeakKeyDict
 def database_health(engine: AsyncEngine, *, shared: DatabaseHealth | None = None) -> DatabaseHealth:
     """The one tracker of this engine's database (created with the engine); `shared`: the
     tracker of another engine on the same database (intake's engine shares the bot's)."""
-    sync_engine = engine.sync_engine
-    health = _HEALTH.get(sync_engine)
-    if health is None:
-        health = _HEALTH[sync_engine] = shared or DatabaseHealth()
+    health = _HEALTH.get(engine.sync_engine)
+    return health if health is not None else _track(engine.sync_engine, shared or DatabaseHealth())
 
-        def answered(*_: Any) -> None:
-            health.answered()
 
-        event.listen(sync_engine, "after_cursor_execute", answered)
+def _track(sync_engine: Engine, health: DatabaseHealth) -> DatabaseHealth:
+    _HEALTH[sync_engine] = health
+
+    def answered(*_: Any) -> None:
+        health.answered()
+
+    event.listen(sync_engine, "after_cursor_execute", answered)
     return health
 
 

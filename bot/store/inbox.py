@@ -13,7 +13,8 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.crypto import TokenCipher, UnreadableSecret
-from bot.store.database import Database, single_statement_reads
+from bot.store.ack_reads import AckReads
+from bot.store.database import Database
 from bot.store.inbox_types import NewMessage as NewMessage
 from bot.store.inbox_types import Recorded as Recorded
 from bot.store.inbox_types import RecordStatus as RecordStatus
@@ -31,7 +32,7 @@ class Inbox:
         self._engine = engine or database.engine
         self.engine = self._engine
         """Where messages are stored: intake's own engine when it has one."""
-        self._reader = single_statement_reads(self._engine)
+        self._reads = AckReads(self._engine)
         """Where messages are stored: intake's own engine when it has one."""
         self._cipher = cipher
         self._find_conversation = select(Conversation.id).where(
@@ -52,12 +53,11 @@ class Inbox:
         return await self._writer.record(message, per_minute=per_minute)
 
     async def is_known_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
-        async with self._reader.connect() as connection:
-            found = await connection.scalar(
-                self._find_conversation,
-                {"thread_team": team_id, "thread_channel": channel_id, "thread_ts_": thread_ts},
-            )
-            return found is not None
+        found = await self._reads.first(
+            self._find_conversation,
+            {"thread_team": team_id, "thread_channel": channel_id, "thread_ts_": thread_ts},
+        )
+        return found is not None
 
     async def set_context_channel(
         self,
@@ -136,13 +136,12 @@ class Inbox:
             )
 
     async def user_context(self, team_id: str, user_id: str) -> str | None:
-        async with self._reader.connect() as connection:
-            found = await connection.scalar(
-                select(DmUser.context_channel_id).where(
-                    DmUser.team_id == team_id, DmUser.user_id == user_id
-                )
+        found = await self._reads.first(
+            select(DmUser.context_channel_id).where(
+                DmUser.team_id == team_id, DmUser.user_id == user_id
             )
-            return None if found is None else str(found)
+        )
+        return None if found is None or found[0] is None else str(found[0])
 
     def action_token(self, message: InboxMessage) -> str | None:
         """The message's action token, decrypted; None when there is none or no configured

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, text, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.inbox_types import NewMessage, Recorded, RecordStatus
 from bot.store.models import Conversation, InboxMessage
+from bot.store.sqlite_thread import SqliteThread
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,9 @@ class IntakeWriter:
         self._encrypt = encrypt
         self._waiting: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
+        self._thread = SqliteThread.beside(engine, "sqlite-intake-writer")
+        """On a SQLite file, each batch's transaction runs in one call to a thread of its own
+        (bot.store.sqlite_thread); elsewhere on the event loop, on `engine`."""
 
     async def record(self, message: NewMessage, *, per_minute: int = 0) -> Recorded:
         """Once the message is durably stored (with the batch it joined), its outcome."""
@@ -88,44 +93,57 @@ class IntakeWriter:
                     waiting.done.set_result(outcome)
 
     async def _store(self, batch: Sequence[_Waiting]) -> list[Recorded]:
+        if self._thread is not None:
+            return await self._thread.run(self._store_in, batch)
+        async with self._engine.begin() as connection:
+            return await connection.run_sync(self._store_in, batch)
+
+    def _store_in(self, connection: Connection, batch: Sequence[_Waiting]) -> list[Recorded]:
+        """The batch's transaction (`connection` has begun it; its end commits it)."""
         now = time.time()
         messages = [waiting.message for waiting in batch]
-        async with self._engine.begin() as connection:
-            postgres = connection.dialect.name == "postgresql"
-            conversations = await self._flag_threads(connection, messages, now, lock=postgres)
-            inserted = await self._add_messages(connection, messages, conversations, now)
-            new = {position: row_id for position, row_id in inserted.values()}
-            limited = [(i, w) for i, w in enumerate(batch) if i in new and w.per_minute > 0]
-            over = await _over_rate_limit(connection, limited, now=now) if limited else []
-            if over:
-                await connection.execute(
-                    update(_MESSAGES)
-                    .where(_MESSAGES.c.id.in_([new[i] for i in over]))
-                    .values(refused=True, action_token=None)  # never answered: not needed
-                )
+        conversations = self._flag_threads(connection, messages, now)
+        inserted = self._add_messages(connection, messages, conversations, now)
+        new = {position: row_id for position, row_id in inserted.values()}
+        limited = [(i, w) for i, w in enumerate(batch) if i in new and w.per_minute > 0]
+        over = _over_rate_limit(connection, limited, now=now) if limited else []
+        if over:
+            connection.execute(
+                update(_MESSAGES)
+                .where(_MESSAGES.c.id.in_([new[i] for i in over]))
+                .values(refused=True, action_token=None)  # never answered: not needed
+            )
         return [
             Recorded(_status(i, new, over), conversations[thread(m)])
             for i, m in enumerate(messages)
         ]
 
-    async def _flag_threads(
-        self, connection: AsyncConnection, messages: Sequence[NewMessage], now: float, *, lock: bool
+    def _flag_threads(
+        self, connection: Connection, messages: Sequence[NewMessage], now: float
     ) -> dict[Thread, int]:
         """Every thread of the batch exists and is flagged for the dispatcher; their ids.
 
-        Rows are created and locked in one order (sorted by key, then by id), so two
-        processes storing batches that share threads wait for each other, never deadlock.
-        Flagging comes before the messages are inserted: a worker releasing the lease locks
-        the same row first, so it either sees the new messages or leaves the flag set.
+        One statement: threads are created, or locked and flagged, in one order (sorted by
+        key), so two processes storing batches that share threads wait for each other, never
+        deadlock. Flagging comes before the messages are inserted: a worker releasing the
+        lease locks the same row first, so it either sees the new messages or leaves the flag
+        set. A thread stored before its organisation was known (an older version) learns it
+        from the next message.
         """
         first_of: dict[Thread, NewMessage] = {}
         for message in messages:
             first_of.setdefault(thread(message), message)
-        threads = sorted(first_of)
-        await connection.execute(
-            self._insert(_CONVERSATIONS).on_conflict_do_nothing(
-                index_elements=["team_id", "channel_id", "thread_ts"]
-            ),
+        c = _CONVERSATIONS.c
+        upsert = self._insert(_CONVERSATIONS)
+        rows = connection.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["team_id", "channel_id", "thread_ts"],
+                set_={
+                    "needs_attention": True,
+                    "updated_at": upsert.excluded.updated_at,
+                    "enterprise_id": func.coalesce(c.enterprise_id, upsert.excluded.enterprise_id),
+                },
+            ).returning(c.id, c.team_id, c.channel_id, c.thread_ts),
             [
                 {
                     "team_id": t[0],
@@ -133,38 +151,18 @@ class IntakeWriter:
                     "thread_ts": t[2],
                     "surface": first_of[t].surface,
                     "enterprise_id": first_of[t].enterprise_id,
-                    "needs_attention": False,
+                    "needs_attention": True,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for t in threads
+                for t in sorted(first_of)
             ],
         )
-        c = _CONVERSATIONS.c
-        same = tuple_(c.team_id, c.channel_id, c.thread_ts).in_(threads)
-        if lock:
-            await connection.execute(select(c.id).where(same).order_by(c.id).with_for_update())
-        ids: dict[Thread, int] = {}
-        # A thread stored before its organisation was known (an older version) learns it
-        # from the next message: one statement per organisation seen in the batch.
-        for enterprise in dict.fromkeys(first_of[t].enterprise_id for t in threads):
-            named = [t for t in threads if first_of[t].enterprise_id == enterprise]
-            rows = await connection.execute(
-                update(_CONVERSATIONS)
-                .where(tuple_(c.team_id, c.channel_id, c.thread_ts).in_(named))
-                .values(
-                    needs_attention=True,
-                    updated_at=now,
-                    enterprise_id=func.coalesce(c.enterprise_id, enterprise),
-                )
-                .returning(c.id, c.team_id, c.channel_id, c.thread_ts)
-            )
-            ids.update({(r.team_id, r.channel_id, r.thread_ts): r.id for r in rows})
-        return ids
+        return {(r.team_id, r.channel_id, r.thread_ts): r.id for r in rows}
 
-    async def _add_messages(
+    def _add_messages(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         messages: Sequence[NewMessage],
         conversations: dict[Thread, int],
         now: float,
@@ -175,7 +173,7 @@ class IntakeWriter:
         for i, message in enumerate(messages):
             first.setdefault(key(message), i)
         m = _MESSAGES.c
-        rows = await connection.execute(
+        rows = connection.execute(
             self._insert(_MESSAGES)
             .on_conflict_do_nothing(index_elements=["team_id", "channel_id", "ts"])
             .returning(m.id, m.team_id, m.channel_id, m.ts),
@@ -212,8 +210,8 @@ def _status(position: int, new: dict[int, int], over: list[int]) -> RecordStatus
     return RecordStatus.OVER_RATE_LIMIT if position in over else RecordStatus.NEW
 
 
-async def _over_rate_limit(
-    connection: AsyncConnection, limited: Sequence[tuple[int, _Waiting]], *, now: float
+def _over_rate_limit(
+    connection: Connection, limited: Sequence[tuple[int, _Waiting]], *, now: float
 ) -> list[int]:
     """The positions of the new messages over their author's limit: a message is over when
     its author's stored, unrefused messages of the last minute, counting the batch's
@@ -221,12 +219,12 @@ async def _over_rate_limit(
     authors = sorted({(w.message.team_id, w.message.user_id) for _, w in limited})
     if connection.dialect.name == "postgresql":
         for team_id, user_id in authors:  # one counter per user at a time, across processes
-            await connection.execute(
+            connection.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                 {"key": f"rate:{team_id}:{user_id}"},
             )
     m = _MESSAGES.c
-    counted = await connection.execute(
+    counted = connection.execute(
         select(m.team_id, m.user_id, func.count())
         .where(
             tuple_(m.team_id, m.user_id).in_(authors),

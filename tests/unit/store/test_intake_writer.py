@@ -4,11 +4,13 @@ gets what storing it alone would give (new, duplicate, over the rate limit)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
 
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, event, func, select, update
 
 from bot.settings import database_url as async_url
 from bot.store.db import create_engine, create_intake_engine, migrate
@@ -32,18 +34,28 @@ def message(ts: str, *, channel: str = "C1", user: str = "U1", thread: str = "")
     return NewMessage("T1", channel, thread or ts, ts, user, f"message {ts}")
 
 
-def commits(engine: AsyncEngine) -> list[int]:
-    """Counts the transactions committed on `engine` from now on (one item each)."""
+@contextlib.contextmanager
+def commits() -> Iterator[list[int]]:
+    """Counts the transactions committed meanwhile, on any engine (one item each): intake's
+    writer commits on an engine of its own (on SQLite a synchronous one, on its thread)."""
     seen: list[int] = []
-    event.listen(engine.sync_engine, "commit", lambda _connection: seen.append(1))
-    return seen
+
+    def committed(_connection: object) -> None:
+        seen.append(1)
+
+    event.listen(Engine, "commit", committed)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "commit", committed)
 
 
 async def test_messages_arriving_together_share_one_commit(store: Store) -> None:
     assert store.inbox.engine is not store.engine
-    committed = commits(store.inbox.engine)
     batch = [message(f"{i}.0", channel=f"C{i % 3}") for i in range(30)]
-    outcomes = await asyncio.gather(*(store.inbox.record_message(m) for m in batch))
+    with commits() as committed:
+        outcomes = await asyncio.gather(*(store.inbox.record_message(m) for m in batch))
+    assert committed, "no commit seen"
     assert [o.status for o in outcomes] == [RecordStatus.NEW] * 30
     assert len(committed) < 30, "each message was committed on its own"
     async with store.engine.connect() as connection:
@@ -108,3 +120,61 @@ async def test_a_failed_batch_fails_every_ack_in_it_and_the_next_batch_is_stored
         pytest.skip("SQLite does not enforce column lengths")
     assert all(isinstance(result, Exception) for result in results)
     assert (await store.inbox.record_message(message("2.0"))).status is RecordStatus.NEW
+
+
+async def test_a_reply_flags_its_thread_again_and_the_thread_learns_its_organisation(
+    store: Store,
+) -> None:
+    """A thread the dispatcher has finished (flag cleared), stored before its organisation
+    was known: a reply flags it for the dispatcher again and names the organisation; a
+    later message naming none (or another) does not take it away."""
+    first = await store.inbox.record_message(message("1.0"))
+    async with store.engine.begin() as connection:
+        await connection.execute(update(Conversation).values(needs_attention=False))
+    replies = [
+        dataclasses.replace(message("2.0", thread="1.0"), enterprise_id="E1"),
+        message("3.0", thread="1.0", channel="C1"),
+    ]
+    for reply in replies:
+        recorded = await store.inbox.record_message(reply)
+        assert recorded.conversation_id == first.conversation_id
+    async with store.engine.connect() as connection:
+        row = (await connection.execute(select(Conversation))).one()
+    assert (row.needs_attention, row.enterprise_id) == (True, "E1")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_an_acks_database_work_waits_few_turns_of_a_busy_event_loop(store: Store) -> None:
+    """While answer work keeps the event loop busy (each turn 20 ms of CPU here), an ack's
+    read (is the thread known?) and its batch's commit each wait a few turns (the threads
+    they run on share the GIL with the loop), not several for every statement (through
+    aiosqlite 16 for the read and 34 for the batch: the ack took a second here)."""
+    turns = 0
+    busy = True
+
+    async def answer_work() -> None:
+        nonlocal turns
+        while busy:
+            until = time.perf_counter() + 0.02
+            while time.perf_counter() < until:  # a CPU-bound callback, holding the loop
+                pass
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def turns_waiting(work: Awaitable[object]) -> int:
+        before = turns
+        await work
+        return turns - before
+
+    reply = message("2.0", thread="1.0")
+    await store.inbox.record_message(message("1.0"))  # connections opened, not measured
+    await store.inbox.is_known_thread(reply.team_id, reply.channel_id, reply.thread_ts)
+    worker = asyncio.create_task(answer_work())
+    await asyncio.sleep(0)
+    read = await turns_waiting(
+        store.inbox.is_known_thread(reply.team_id, reply.channel_id, reply.thread_ts)
+    )
+    stored = await turns_waiting(store.inbox.record_message(reply))
+    busy = False
+    await worker
+    assert read <= 4 and stored <= 10, f"the read waited {read} turns, the batch {stored}"
