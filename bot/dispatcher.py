@@ -97,10 +97,11 @@ class Dispatcher:
         take_turn: TakeTurn,
         retry: RetryPolicy,
         sweep: Sweep | None = None,
+        load: LoopLag | None = None,
     ) -> None:
         self._store = store
         self._sweep = sweep
-        self._load = LoopLag()
+        self._load = load or LoopLag()
         self._settings = settings
         self._take_turn = take_turn
         self._retry = retry
