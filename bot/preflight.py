@@ -20,7 +20,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot import setup_rules
 from bot.assistants.errors import connection_refused
-from bot.assistants.factory import make_client
+from bot.assistants.factory import make_client, tls_context
 from bot.settings import Settings
 from bot.slack.client import SLACK_TIMEOUT_S
 
@@ -133,6 +133,8 @@ async def check_openai(settings: Settings) -> None:
         await check_azure(settings)
         return
     client = openai.AsyncOpenAI(
+        # The SDK's own httpx transport, as by default, with the process's one CA store.
+        http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
         api_key=settings.openai_api_key or "no-key",
         base_url=settings.openai_base_url,
         max_retries=0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -27,16 +27,21 @@ log = logging.getLogger("bot")
 SOCKET_CLOSE_TIMEOUT_S = 5.0
 
 
-async def serve(settings: Settings, *, stop_signals: Sequence[signal.Signals] = ()) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    stop_signals: Sequence[signal.Signals] = (),
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Run the bot until a stop signal; `StartupError` if it cannot start.
 
     The signal handlers are installed before anything is awaited, so a stop signal works in
     every state: during start-up (a slow database, Slack or OpenAI) it abandons the start at
     once; once running it stops intake and lets answers finish for SHUTDOWN_GRACE_S; a second
     signal while that runs ends the answers in hand with a note the next start replaces, and
-    a third abandons everything at once.
+    a third abandons everything at once. `on_ready` is called once the bot is ready.
     """
-    life = _Lifecycle()
+    life = _Lifecycle(on_ready=on_ready)
     work = asyncio.create_task(_run(settings, life))
 
     def on_signal() -> None:
@@ -72,6 +77,7 @@ class _Lifecycle:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     stop_now: asyncio.Event = field(default_factory=asyncio.Event)
     service: ConversationService | None = None
+    on_ready: Callable[[], None] | None = None
 
 
 def _stopped_early(life: _Lifecycle) -> str:
@@ -94,6 +100,8 @@ async def _run(settings: Settings, life: _Lifecycle) -> None:
         try:
             async with _intake(bot):
                 life.ready.set()
+                if life.on_ready is not None:
+                    life.on_ready()
                 await life.stop.wait()
                 log.info("stopping: no new work is taken")
             interrupted = await bot.service.shutdown(stop_now=life.stop_now)
