@@ -422,7 +422,7 @@ async def test_huge_message_is_answered(bot: BotUnderTest) -> None:
 async def test_conversations_run_in_parallel(bot: BotUnderTest) -> None:
     # Five mentions at once, each run long enough that all five start before the first ends
     # even on a loaded machine, unless a conversation waits for another.
-    bot.openai.run_s = 2.5
+    bot.openai.run_s = 1.5
     questions = await asyncio.gather(
         *(bot.mention(f"question {i}", channel=f"CPAR{i}") for i in range(5))
     )

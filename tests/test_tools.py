@@ -523,13 +523,13 @@ async def test_a_search_is_not_run_again_while_openai_refuses_its_output(
         bot.slack.add_channel("C0002", name="release")
         said = bot.slack.add_message("C0002", user="UBOB", text="The deploy freeze starts Friday")
         bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
-        bot.slack.hold_next("assistant.search.context", seconds=1.0)
+        bot.slack.hold_next("assistant.search.context", seconds=0.5)
         token = bot.slack.new_action_token()
         question = await mention_with_token(bot, "when does the deploy freeze start?", token)
         # While the search runs, OpenAI starts failing: the response carrying its output is
-        # refused three times before it is created.
+        # refused three times (each asking for a retry 50 ms later) before it is created.
         await bot.slack.wait_for(lambda: bool(bot.slack.calls_to("assistant.search.context")))
-        bot.openai.fail_http("POST", r"/v1/responses", status=500, times=3)
+        bot.openai.fail_http("POST", r"/v1/responses", status=500, times=3, retry_after=0.05)
         (answer,) = await bot.wait_for_answers("C0001", question.ts)
         permalink = f"https://fake-workspace.slack.com/archives/C0002/p{said.ts.replace('.', '')}"
         assert permalink in answer.text and "The deploy freeze starts Friday" in answer.text
