@@ -251,7 +251,9 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 @pytest.fixture
 async def openai_fake() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
+    """The fake OpenAI, whose runs take 0.12 s unless a test sets longer ones: every answer
+    of the suite waits for one (tests that need a run still going set `run_s`)."""
+    fake = FakeOpenAI(queue_s=0.02, run_s=0.1)
     await fake.start()
     yield fake
     await fake.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import SettingsError, load_settings
-from tests.conftest import BotFactory
+from tests.conftest import ON_ONE_BACKEND, BotFactory
 from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.slack import SlackMessage
 from tests.harness import BotUnderTest, SlackMode
@@ -42,7 +42,12 @@ def has_buttons(message: SlackMessage) -> bool:
     return any(block.get("type") == "actions" for block in message.blocks or [])
 
 
-@all_backends
+# One backend: an expired request reaches the model as a denied call, which each backend is
+# tested with (test_a_denied_call_is_not_run_and_the_model_is_told), and a turn waiting for
+# approval resumes after a restart on each backend and database
+# (test_a_turn_waiting_for_approval_survives_a_restart). What expiry adds (the sweep on each
+# database, the card updated through the stored install, the note, each delivery) is kept.
+@ON_ONE_BACKEND
 @pytest.mark.both_slack_modes
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 @pytest.mark.parametrize("delivery", ["poll", "stream"], indirect=True)

@@ -523,13 +523,13 @@ async def test_a_search_is_not_run_again_while_openai_refuses_its_output(
         bot.slack.add_channel("C0002", name="release")
         said = bot.slack.add_message("C0002", user="UBOB", text="The deploy freeze starts Friday")
         bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
-        bot.slack.hold_next("assistant.search.context", seconds=1.0)
+        bot.slack.hold_next("assistant.search.context", seconds=0.5)
         token = bot.slack.new_action_token()
         question = await mention_with_token(bot, "when does the deploy freeze start?", token)
         # While the search runs, OpenAI starts failing: the response carrying its output is
-        # refused three times before it is created.
+        # refused three times (each asking for a retry 50 ms later) before it is created.
         await bot.slack.wait_for(lambda: bool(bot.slack.calls_to("assistant.search.context")))
-        bot.openai.fail_http("POST", r"/v1/responses", status=500, times=3)
+        bot.openai.fail_http("POST", r"/v1/responses", status=500, times=3, retry_after=0.05)
         (answer,) = await bot.wait_for_answers("C0001", question.ts)
         permalink = f"https://fake-workspace.slack.com/archives/C0002/p{said.ts.replace('.', '')}"
         assert permalink in answer.text and "The deploy freeze starts Friday" in answer.text
@@ -555,16 +555,17 @@ def unanswered_calls_in(openai: FakeOpenAI) -> list[str]:
 async def test_a_search_call_left_without_its_output_does_not_break_the_thread(
     make_bot: BotFactory,
 ) -> None:
-    async with make_bot(SLACK_SEARCH="true", ANSWER_DEADLINE_S="3") as bot:
+    async with make_bot(SLACK_SEARCH="true", ANSWER_DEADLINE_S="2.5") as bot:
         bot.slack.add_message("C0001", user="UBOB", text="The deploy freeze starts Friday")
         bot.openai.tool_requests = [("search_workspace", {"query": "deploy freeze"})]
         bot.slack.hold_next("assistant.search.context", seconds=0.5)
         token = bot.slack.new_action_token()
         question = await mention_with_token(bot, "when does the deploy freeze start?", token)
         # OpenAI fails from the moment the search runs until the turn's deadline: the
-        # search's output never reaches the conversation.
+        # search's output never reaches the conversation (each refusal asks for a retry 50 ms
+        # later, so the retries end at the deadline rather than a backoff past it).
         await bot.slack.wait_for(lambda: bool(bot.slack.calls_to("assistant.search.context")))
-        bot.openai.fail_http("POST", r"/v1/responses", status=500, times=1000)
+        bot.openai.fail_http("POST", r"/v1/responses", status=500, times=1000, retry_after=0.05)
         (expired,) = await bot.wait_for_answers("C0001", question.ts)
         assert "took too long" in expired.text
         bot.openai.clear_failures()

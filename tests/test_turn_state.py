@@ -63,7 +63,7 @@ async def test_finished_failed_expired_and_denied_turns_leave_nothing_in_memory(
     async with make_bot(
         MCP_SERVERS_FILE=path,
         ORDERS_TOKEN="mcp-secret",
-        ANSWER_DEADLINE_S="3",
+        ANSWER_DEADLINE_S="2",
         SLACK_SEARCH="true",
     ) as bot:
         bot.openai.tool_requests = [("lookup_order", {"order_id": "A-17"})]

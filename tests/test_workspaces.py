@@ -191,7 +191,7 @@ async def test_no_transaction_is_held_while_slack_is_asked_for_a_new_token(
     try:
         made = [rotating_workspaces(slack, engine, later=later) for engine in engines]
         await store_install(made[0], slack, "T0001")
-        slack.hold_next("oauth.v2.access", seconds=3.0)
+        slack.hold_next("oauth.v2.access", seconds=1.5)
         refreshing = asyncio.create_task(made[0].auth_for(TeamKey("T0001")))
         await slack.wait_for(lambda: bool(slack.refreshes()))
         if engines[1].dialect.name == "postgresql":
