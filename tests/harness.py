@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import itertools
 import json
 import os
 import re
@@ -409,10 +410,33 @@ async def nothing_left(database_url: str, timeout: float = 40.0) -> None:
         await engine.dispose()
 
 
+PORTS_PER_WORKER = 1500
+_FIRST_PORT = 20_000
+"""Below Linux's ephemeral range (32768 on), where the ports of sockets bound to 0 (the fakes'
+servers, every client connection) come from."""
+
+
+def _worker_number() -> int:
+    """0 for gw0 (or no xdist), 1 for gw1, …"""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+_ports = itertools.count(_FIRST_PORT + PORTS_PER_WORKER * _worker_number())
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port no other test of this run is handed: each worker draws from a range of its
+    own, and never the same port twice. A port the OS picks (bind to 0) can be picked again
+    for another worker's bot while a killed bot waits to restart on it, and that test's
+    requests would then reach the other test's bot."""
+    for port in _ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("unreachable: the port counter is endless")
 
 
 class BotProcess:
