@@ -26,6 +26,7 @@ from bot.store.models import Turn
 from bot.store.repository import Store
 from bot.store.tool_models import ToolApproval
 from bot.store.turns import TurnWork
+from bot.tools.approvals import Click
 from bot.turns.runner import TurnRunner
 from bot.turns.wakeups import RunWakeups
 from tests.unit.turns.fake_model import FakeModel
@@ -125,6 +126,20 @@ class Bench:
         """The newest turn's status ("" before there is one)."""
         turn = await self.turn(conversation_id)
         return "" if turn is None else turn.status
+
+    async def decide(self, process: Process, conversation: int, *, allowed: bool) -> Click:
+        """The asker clicks Allow (or Deny) on the turn's waiting tool call, in `process`."""
+        turn = await self.turn(conversation)
+        assert turn is not None
+        approval = await self.approval(turn.id)
+        return await process.service.decide_tool_call(
+            approval_id=approval.id,
+            user_id=ASKER,
+            allowed=allowed,
+            channel_id=CHANNEL,
+            thread_ts=THREAD,
+            team_id="T1",
+        )
 
     async def approval(self, turn_id: int) -> ToolApproval:
         async with self.store.engine.connect() as connection:

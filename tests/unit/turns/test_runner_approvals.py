@@ -14,7 +14,7 @@ from bot.settings_parse import DeliveryMode
 from bot.store.repository import Store
 from bot.tools.approvals import ALLOW_ACTION, ApprovalStore, Click
 from bot.tools.mcp_client import DENIED_TEXT
-from tests.unit.turns.bench import ASKER, CHANNEL, SETTINGS, THREAD, Bench, until
+from tests.unit.turns.bench import ASKER, SETTINGS, Bench, until
 from tests.unit.turns.fake_model import FakeModel, ToolUse, UseTools
 
 CARD = f"<@{ASKER}>, may I run `lookup` (fake) with these arguments?"
@@ -72,20 +72,9 @@ async def test_the_decision_carries_the_turn_on_after_a_restart(
     model = FakeModel([LOOKUP])
     bench = Bench(store, model, settings=replace(SETTINGS, delivery=delivery_mode))
     conversation = await _pause(bench)
-    turn = await bench.turn(conversation)
-    assert turn is not None
-    approval = await bench.approval(turn.id)
 
     restarted = bench.start_process()
-    click = await restarted.service.decide_tool_call(
-        approval_id=approval.id,
-        user_id=ASKER,
-        allowed=allowed,
-        channel_id=CHANNEL,
-        thread_ts=THREAD,
-        team_id="T1",
-    )
-    assert click is Click.RECORDED
+    assert await bench.decide(restarted, conversation, allowed=allowed) is Click.RECORDED
     assert await bench.stored_status(conversation) == "resuming"
     await bench.take_turn(restarted, conversation)
 

@@ -19,7 +19,7 @@ from bot.store.models import InboxMessage
 from bot.store.repository import Store
 from bot.tools.approvals import Click
 from bot.turns.delivery import INTERRUPTED_NOTE
-from tests.unit.turns.bench import ASKER, CHANNEL, SETTINGS, THREAD, Bench, until
+from tests.unit.turns.bench import SETTINGS, Bench, until
 from tests.unit.turns.fake_model import FakeModel, Say, ToolUse, UseTools
 
 STREAMED = replace(SETTINGS, delivery="stream")
@@ -151,18 +151,7 @@ async def test_a_turn_paused_for_approval_is_timed_from_its_message(
     assert Counts.now().since(before) == (0, 0, 0), "a paused turn is not answered"
 
     restarted = bench.start_process()
-    turn = await bench.turn(conversation)
-    assert turn is not None
-    approval = await bench.approval(turn.id)
-    click = await restarted.service.decide_tool_call(
-        approval_id=approval.id,
-        user_id=ASKER,
-        allowed=True,
-        channel_id=CHANNEL,
-        thread_ts=THREAD,
-        team_id="T1",
-    )
-    assert click is Click.RECORDED
+    assert await bench.decide(restarted, conversation, allowed=True) is Click.RECORDED
     await bench.take_turn(restarted, conversation)
 
     after = Counts.now()
