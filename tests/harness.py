@@ -3,7 +3,8 @@
 `BotUnderTest` runs the production start-up (`running_bot`) and HTTP routes in this process on
 a free port, so each test talks to it over real HTTP with signed events while staying fast.
 Tests that need a separate process (kill -9, two processes, settings errors) use
-`BotProcess`, which runs `python -m bot` exactly as a user would.
+`BotProcess`, which runs `python -m bot`'s entry as a user would, in a process of its own
+(forked with the third-party libraries already imported, `tests.warm_start`, unless `cold`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from tests.fakes.events import (
 )
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
+from tests.warm_start import WarmProcess
 
 SIGNING_SECRET = "test-signing-secret"
 STATE_SECRET = "a-long-random-state-secret"
@@ -440,10 +442,19 @@ def free_port() -> int:
 
 
 class BotProcess:
-    """`python -m bot` in a subprocess, as a user (or a platform) runs it."""
+    """`python -m bot` in a process of its own, as a user (or a platform) runs it.
+
+    By default the process is forked from a server that has already imported the third-party
+    libraries (`tests.warm_start`); `cold=True` execs the interpreter, for tests about start-up
+    itself."""
 
     def __init__(
-        self, env: Mapping[str, str], *, cwd: Path | None = None, port: int | None = None
+        self,
+        env: Mapping[str, str],
+        *,
+        cwd: Path | None = None,
+        port: int | None = None,
+        cold: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.env = {
@@ -453,7 +464,8 @@ class BotProcess:
             "PYTHONUNBUFFERED": "1",
         }
         self.cwd = cwd or ROOT
-        self.process: subprocess.Popen[bytes] | None = None
+        self.cold = cold
+        self.process: subprocess.Popen[bytes] | WarmProcess | None = None
         name = f"bot-{self.port}-{uuid.uuid4().hex[:8]}.log"  # a restart may reuse the port
         self.log_path = self.cwd / name if cwd else Path("/tmp") / name
 
@@ -462,10 +474,14 @@ class BotProcess:
         return f"http://127.0.0.1:{self.port}/slack/events"
 
     def start(self) -> None:
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"], env=self.env, cwd=self.cwd, stdout=log, stderr=log
-        )
+        if not self.cold:
+            self.log_path.write_bytes(b"")
+            self.process = WarmProcess("bot", [], self.env, self.cwd, self.log_path)
+            return
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bot"], env=self.env, cwd=self.cwd, stdout=log, stderr=log
+            )
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

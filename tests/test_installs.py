@@ -747,7 +747,7 @@ async def test_python_m_bot_runs_in_oauth_mode(
     """The real entry point: started with the OAuth settings and no bot token, it serves the
     install pages, answers the workspace it was installed in, and stops cleanly."""
     env = oauth_env(slack, openai_fake, f"sqlite:///{tmp_path}/bot.db")
-    process = BotProcess(env)
+    process = BotProcess(env, cold=True)
     process.start()
     try:
         await process.wait_ready()

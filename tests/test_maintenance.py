@@ -12,7 +12,6 @@ import csv
 import io
 import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.fakes.slack import FakeSlack
 from tests.harness import bot_env
 from tests.test_process import refused_start
 from tests.test_usage import usage_of
+from tests.warm_start import run_module
 
 pytestmark = pytest.mark.slow  # runs `python -m bot` and its commands
 
@@ -37,16 +37,10 @@ _SETTINGS_PREFIXES = ("SLACK_", "OPENAI_", "ASSISTANT_", "AZURE_", "DATABASE_URL
 
 
 def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`python -m bot …` with only the given settings (none of this machine's)."""
+    """`python -m bot …` with only the given settings (none of this machine's), on a warm
+    start (`tests.warm_start`); what each command imports is tests/unit/test_lean_imports.py."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTINGS_PREFIXES)}
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *argv],
-        env={**clean, **env},
-        cwd="/tmp",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_module("bot", argv, env={**clean, **env}, cwd=Path("/tmp"), timeout=60)
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,14 +37,20 @@ from tests.harness import (
     free_port,
     nothing_left,
 )
+from tests.warm_start import run_module
 
 pytestmark = pytest.mark.slow
 
 
-def run_bot_expecting_failure(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_bot_expecting_failure(
+    env: dict[str, str], *, cold: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot` run to its end; on a warm start (`tests.warm_start`) unless `cold`."""
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_", "ASSISTANT_"))
     }
+    if not cold:
+        return run_module("bot", [], env={**clean, **env}, cwd=Path("/tmp"), timeout=30)
     return subprocess.run(
         [sys.executable, "-m", "bot"],
         env={**clean, **env},
@@ -94,7 +101,7 @@ async def refused_start(env: dict[str, str]) -> str:
 
 
 def test_a_settings_mistake_stops_the_real_process_with_one_line() -> None:
-    result = run_bot_expecting_failure({"SLACK_BOT_TOKEN": "xoxb-1"})
+    result = run_bot_expecting_failure({"SLACK_BOT_TOKEN": "xoxb-1"}, cold=True)
     assert result.returncode == 2
     assert one_line(result).startswith(
         "bot: missing settings: SLACK_SIGNING_SECRET, OPENAI_API_KEY"
@@ -219,8 +226,10 @@ async def wait_for_stored_run(url: str, timeout: float = 15.0) -> None:
         await engine.dispose()
 
 
-async def start_process(env: dict[str, str], *, port: int | None = None) -> BotProcess:
-    process = BotProcess(env, port=port)
+async def start_process(
+    env: dict[str, str], *, port: int | None = None, cold: bool = False
+) -> BotProcess:
+    process = BotProcess(env, port=port, cold=cold)
     process.start()
     await process.wait_ready()
     return process
@@ -266,7 +275,7 @@ async def test_healthz_answers(
     env = bot_env(
         slack=slack, openai=openai_fake, database_url=database_url, assistant_api="responses"
     )
-    process = await start_process(env)
+    process = await start_process(env, cold=True)  # `python -m bot` itself, interpreter and all
     try:
         async with (
             aiohttp.ClientSession() as http,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +15,7 @@ from bot.store.chat_models import ChatMessage
 from bot.store.models import Conversation, InboxMessage
 from tests.harness import BotUnderTest
 from tests.test_surfaces import click
+from tests.warm_start import run_module
 
 
 async def _count(bot: BotUnderTest, model: type) -> int:
@@ -60,12 +60,7 @@ async def test_purge_command_line(bot: BotUnderTest) -> None:
         "DATABASE_URL": settings.database_url,
     }
     result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "bot", "purge", "--older-than-days", "30"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        run_module, "bot", ["purge", "--older-than-days", "30"], env=env, cwd=Path.cwd(), timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert "deleted 0 conversation(s) idle for more than 30 days" in result.stdout
