@@ -18,6 +18,7 @@ import pytest
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest, SlackMode, bot_env
+from tests.sql_cache import compile_once_per_worker
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -313,6 +314,7 @@ def _compile_the_bot() -> None:
 
 # Workers cache what pytest's assertion rewriting made of each test module (see above).
 sys.dont_write_bytecode = False
+compile_once_per_worker()  # tests/sql_cache.py: each statement compiled once per worker
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
