@@ -453,14 +453,17 @@ async def test_a_saturated_bot_holds_new_conversations_back_and_loses_none(
     PostgreSQL only: on SQLite's single connection a saturated loop serializes the turns
     anyway, so holding back would not show.
     """
-    bot.openai.run_s = 2.0
-    busy = asyncio.create_task(_keep_the_loop_late(0.02))
+    bot.openai.run_s = 3.0  # the first run goes on past the window below
+    questions = [await bot.mention("question 0", channel="CBUSY0")]
+    await bot.openai.wait_for(lambda: bool(bot.openai.requests_to("POST", RUN_STARTS)))
+    busy = asyncio.create_task(_keep_the_loop_late(0.008))
     try:
-        questions = await asyncio.gather(
-            *(bot.mention(f"question {i}", channel=f"CBUSY{i}") for i in range(4))
+        questions += await asyncio.gather(
+            *(bot.mention(f"question {i}", channel=f"CBUSY{i}") for i in range(1, 4))
         )
-        await bot.openai.wait_for(lambda: bool(bot.openai.requests_to("POST", RUN_STARTS)))
-        await asyncio.sleep(0.6)  # not held back, the other three would start within ms
+        # Not held back, the other three start within about a second even on a loop this
+        # slow (seen: 0.6-1.0 s); held back, none starts.
+        await asyncio.sleep(1.5)
         started_while_busy = bot.openai.requests_to("POST", RUN_STARTS)
     finally:
         busy.cancel()
