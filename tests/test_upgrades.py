@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
+import os
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from bot.store.db import (
 )
 from bot.store.migrate import MigrationStopped, upgrade_schema
 from bot.store.schema import alembic_config, known_revisions
+from tests.warm_start import run_module
 
 pytestmark = pytest.mark.empty_database  # each test migrates an empty database itself
 
@@ -265,20 +267,17 @@ async def test_processes_starting_together_upgrade_once_and_lose_nothing(
     (PostgreSQL: an advisory lock; SQLite: the write lock) and then find nothing to do."""
     url = async_database_url(database_url)
     written = await _database_at(url, EARLIER[0])
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _MIGRATE,
-            url,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+    environment = dict(os.environ)
+    finished = await asyncio.gather(  # three processes (warm starts), side by side
+        *(
+            asyncio.to_thread(
+                run_module, "-c", [_MIGRATE, url], env=environment, cwd=Path.cwd(), timeout=60
+            )
+            for _ in range(3)
         )
-        for _ in range(3)
-    ]
-    for process in processes:
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-        assert process.returncode == 0, stderr.decode()
+    )
+    for process in finished:
+        assert process.returncode == 0, process.stderr
     engine = create_engine(url)
     try:
         assert await schema_revision(engine) == SCHEMA_HEAD

@@ -100,7 +100,8 @@ def _search_path(cwd: str, env: Mapping[str, str]) -> list[str]:
 def run_module_as_main(
     module: str, argv: list[str], env: dict[str, str], cwd: str, output: tuple[str, str]
 ) -> None:
-    """In the forked child: become `python -m <module> <argv>` run from `cwd` with `env`."""
+    """In the forked child: become `python -m <module> <argv>` run from `cwd` with `env`
+    (or `python -c <argv[0]> <argv[1:]>` for the module "-c")."""
     _unbuffered_output_to(*output)
     os.environ.clear()
     os.environ.update(env)
@@ -109,7 +110,11 @@ def run_module_as_main(
     sys.argv = [module, *argv]
     code = 0
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        if module == "-c":  # `python -c <code> <argv…>`
+            sys.argv = ["-c", *argv[1:]]
+            exec(compile(argv[0], "<string>", "exec"), {"__name__": "__main__"})
+        else:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as stop:
         code = _exit_code(stop)
     except KeyboardInterrupt:
