@@ -127,6 +127,35 @@ def test_an_outage_is_one_warning_and_its_end_one_info(caplog: pytest.LogCapture
     ]
 
 
+@pytest.mark.parametrize(
+    ("error", "first", "last"),
+    [
+        (
+            exc.OperationalError("SELECT 1", {}, Exception("connection refused")),
+            "database unreachable",
+            "database reachable again after 0.0 s",
+        ),
+        (
+            exc.TimeoutError("QueuePool limit of size 2 overflow 2 reached, timed out"),
+            "database busy: every pooled connection stayed in use",
+            "database connections free again after 0.0 s",
+        ),
+    ],
+)
+def test_the_log_says_whether_the_database_is_away_or_only_busy(
+    caplog: pytest.LogCaptureFixture, error: BaseException, first: str, last: str
+) -> None:
+    """A pool that timed out under load is not a database that went away: the operator is
+    pointed at connections and load, not at the network."""
+    health = DatabaseHealth()
+    with caplog.at_level(logging.INFO, logger="bot.store.db"):
+        health.failed(error, where="ack")
+        health.failed(error, where="scan")
+        health.answered()
+    lines = [(r.levelname, r.getMessage().split(" (")[0]) for r in caplog.records]
+    assert lines == [("WARNING", first), ("INFO", last)]
+
+
 def test_non_outage_errors_keep_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
     health = DatabaseHealth()
     logger = logging.getLogger("test.ops")

@@ -8,6 +8,7 @@ import logging
 import time
 import traceback
 import weakref
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -268,16 +269,47 @@ def is_database_outage(error: BaseException) -> bool:
     return False
 
 
+class DatabaseTrouble(Enum):
+    """Why the database does not answer, as the operator's log line names it."""
+
+    UNREACHABLE = "unreachable"
+    """The server is down or away: connections fail or break."""
+    BUSY = "busy"
+    """The server answers, but every connection of this process's pool stayed in use for the
+    pool's whole timeout (load, or a slow database): more connections or more processes help,
+    not a look at the network."""
+
+    @classmethod
+    def of(cls, error: BaseException) -> DatabaseTrouble:
+        return cls.BUSY if isinstance(error, exc.TimeoutError) else cls.UNREACHABLE
+
+    @property
+    def start(self) -> str:
+        return {
+            DatabaseTrouble.UNREACHABLE: "database unreachable",
+            DatabaseTrouble.BUSY: "database busy: every pooled connection stayed in use",
+        }[self]
+
+    @property
+    def end(self) -> str:
+        return {
+            DatabaseTrouble.UNREACHABLE: "database reachable again",
+            DatabaseTrouble.BUSY: "database connections free again",
+        }[self]
+
+
 class DatabaseHealth:
     """Whether the database answers, told to the log once per change rather than per failure.
 
-    While the database is away, every ack, scan and health check fails; an operator needs one
-    line when it goes and one when it is back, not a traceback for each. Failures are reported
-    with `failed`; any statement that completes (an engine event) marks the database back.
+    While the database is away (or, `DatabaseTrouble.BUSY`, every pooled connection is taken),
+    every ack, scan and health check fails; an operator needs one line when it starts and one
+    when it ends, not a traceback for each. Failures are reported with `failed`; any statement
+    that completes (an engine event) marks the database back.
     """
 
     def __init__(self) -> None:
         self.down_since: float | None = None
+        self.trouble: DatabaseTrouble | None = None
         self.failures = 0
 
     @property
@@ -287,12 +319,14 @@ class DatabaseHealth:
     def failed(self, error: BaseException, *, where: str) -> None:
         self.failures += 1
         if self.down_since is not None:
-            log.debug("database still unreachable (%s: %s)", where, _describe(error))
+            log.debug("database still not answering (%s: %s)", where, _describe(error))
             return
         self.down_since = time.monotonic()
+        self.trouble = DatabaseTrouble.of(error)
         log.warning(
-            "database unreachable (%s: %s): Slack events are refused, so Slack redelivers "
-            "them, until it answers again",
+            "%s (%s: %s): Slack events are refused, so Slack redelivers them, until it "
+            "answers again",
+            self.trouble.start,
             where,
             _describe(error),
         )
@@ -301,11 +335,13 @@ class DatabaseHealth:
         if self.down_since is None:
             return
         log.info(
-            "database reachable again after %.1f s (%d operations failed meanwhile)",
+            "%s after %.1f s (%d operations failed meanwhile)",
+            (self.trouble or DatabaseTrouble.UNREACHABLE).end,
             time.monotonic() - self.down_since,
             self.failures,
         )
         self.down_since = None
+        self.trouble = None
         self.failures = 0
 
     def report(self, logger: logging.Logger, error: BaseException, message: str) -> None:
