@@ -5,6 +5,7 @@ from __future__ import annotations
 import compileall
 import itertools
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -12,14 +13,16 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.fakes.openai_api import FakeOpenAI
-from tests.fakes.slack import FakeSlack
-from tests.harness import BotUnderTest, SlackMode, bot_env
-from tests.sql_cache import compile_once_per_worker
+from tests.modes import SlackMode
+
+if TYPE_CHECKING:  # imported where a test runs: the process handing tests out needs none
+    from tests.fakes.openai_api import FakeOpenAI
+    from tests.fakes.slack import FakeSlack
+    from tests.harness import BotUnderTest
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -213,6 +216,14 @@ async def _empty_tables(connection: Any) -> None:
     await connection.execute("; ".join([*statements, "SET session_replication_role = DEFAULT"]))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sql_compiled_once_per_worker() -> None:
+    """tests/sql_cache.py, where tests run (not in the process handing them out)."""
+    from tests.sql_cache import compile_once_per_worker
+
+    compile_once_per_worker()
+
+
 @pytest.fixture(scope="session")
 def _migrated_postgres() -> Iterator[_MigratedPostgres]:
     databases = _MigratedPostgres()
@@ -268,6 +279,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 async def slack() -> AsyncIterator[FakeSlack]:
+    from tests.fakes.slack import FakeSlack
+
     fake = FakeSlack()
     await fake.start()
     fake.add_user("UALICE", display_name="Alice")
@@ -280,6 +293,8 @@ async def slack() -> AsyncIterator[FakeSlack]:
 async def openai_fake() -> AsyncIterator[FakeOpenAI]:
     """The fake OpenAI, whose runs take 0.12 s unless a test sets longer ones: every answer
     of the suite waits for one (tests that need a run still going set `run_s`)."""
+    from tests.fakes.openai_api import FakeOpenAI
+
     fake = FakeOpenAI(queue_s=0.02, run_s=0.1)
     await fake.start()
     yield fake
@@ -318,6 +333,7 @@ run on both databases."""
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # once, in the process that starts the workers
         _compile_the_bot()
+        _compile_the_tests(config)
     config.addinivalue_line(
         "markers",
         f"{EMPTY_DATABASE}: the `database_url` fixture gives an empty database, not one at the "
@@ -338,9 +354,33 @@ def _compile_the_bot() -> None:
     compileall.compile_dir(Path(__file__).parent.parent / "bot", quiet=1)
 
 
+def _compile_the_tests(config: pytest.Config) -> None:
+    """The tests' own modules compiled once before the workers start, for the same reason:
+    the harness and fakes as Python caches them, the test modules as pytest's assertion
+    rewriting caches them (its private helpers; where they are not there, each worker
+    rewrites as before). In a fresh checkout the five workers otherwise each rewrote every
+    test module at once: about 1.9 CPU-s apiece."""
+    folder = Path(__file__).parent
+    compileall.compile_dir(folder, quiet=1, rx=re.compile(r"(^|/)(test_[^/]*|conftest)\.py$"))
+    try:
+        from _pytest.assertion import rewrite
+    except ImportError:
+        return
+    state = config.stash.get(getattr(rewrite, "assertstate_key", None), None)  # type: ignore[arg-type]
+    parts = ("PYC_TAIL", "get_cache_dir", "_read_pyc", "_rewrite_test", "_write_pyc")
+    if state is None or not all(hasattr(rewrite, part) for part in parts):
+        return
+    for module in [*folder.rglob("test_*.py"), *folder.rglob("conftest.py")]:
+        cache = rewrite.get_cache_dir(module)
+        pyc = cache / (module.name[:-3] + rewrite.PYC_TAIL)
+        if rewrite._read_pyc(module, pyc, state.trace) is None:
+            cache.mkdir(exist_ok=True)
+            source_hash, code = rewrite._rewrite_test(module, config)
+            rewrite._write_pyc(state, code, source_hash, pyc)
+
+
 # Workers cache what pytest's assertion rewriting made of each test module (see above).
 sys.dont_write_bytecode = False
-compile_once_per_worker()  # tests/sql_cache.py: each statement compiled once per worker
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -429,7 +469,7 @@ POLLED = pytest.mark.parametrize("delivery", ["poll"], indirect=True)
 """For a behaviour decided before the answer is delivered: the polled delivery only."""
 
 
-BotFactory = Callable[..., AbstractAsyncContextManager[BotUnderTest]]
+BotFactory = Callable[..., AbstractAsyncContextManager["BotUnderTest"]]
 
 
 @pytest.fixture
@@ -447,6 +487,8 @@ def make_bot(
     install pages; a bot started again on the same database (a restart) is not: it must
     find the installation where the first one stored it.
     """
+    from tests.harness import BotUnderTest, bot_env
+
     started = 0
 
     def start(**settings: str) -> AbstractAsyncContextManager[BotUnderTest]:

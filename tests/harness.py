@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from tests.fakes.events import (
 )
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack import FakeSlack, SlackMessage
+from tests.modes import ORG_ID, SlackMode
 from tests.warm_start import WarmProcess
 
 SIGNING_SECRET = "test-signing-secret"
@@ -58,24 +58,6 @@ STATE_SECRET = "a-long-random-state-secret"
 TOKEN_KEY = "QEcHbMB22-laOjPumiYHXpplIVHJulJI5VaD11f7N8w="
 """TOKEN_ENCRYPTION_KEYS of the bots under test in OAuth mode."""
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class SlackMode(StrEnum):
-    """How the bot is given to Slack: one workspace's bot token, or the app's OAuth
-    credentials with each workspace installed through the bot's own install pages, or (ORG)
-    installed once for a whole Enterprise Grid organisation, the fake's workspace one of it."""
-
-    TOKEN = "token"
-    OAUTH = "oauth"
-    ORG = "org"
-
-    @property
-    def oauth(self) -> bool:
-        return self is not SlackMode.TOKEN
-
-
-ORG_ID = "E0001"
-"""The organisation the fake's workspace belongs to in `SlackMode.ORG`."""
 
 
 def bot_env(
