@@ -270,32 +270,25 @@ def is_database_outage(error: BaseException) -> bool:
 
 
 class DatabaseTrouble(Enum):
-    """Why the database does not answer, as the operator's log line names it."""
+    """Why the database does not answer: the log lines that start and end it."""
 
-    UNREACHABLE = "unreachable"
+    UNREACHABLE = ("database unreachable", "database reachable again")
     """The server is down or away: connections fail or break."""
-    BUSY = "busy"
+    BUSY = (
+        "database busy: every pooled connection stayed in use",
+        "database connections free again",
+    )
     """The server answers, but every connection of this process's pool stayed in use for the
     pool's whole timeout (load, or a slow database): more connections or more processes help,
     not a look at the network."""
 
+    def __init__(self, start: str, end: str) -> None:
+        self.start = start
+        self.end = end
+
     @classmethod
     def of(cls, error: BaseException) -> DatabaseTrouble:
         return cls.BUSY if isinstance(error, exc.TimeoutError) else cls.UNREACHABLE
-
-    @property
-    def start(self) -> str:
-        return {
-            DatabaseTrouble.UNREACHABLE: "database unreachable",
-            DatabaseTrouble.BUSY: "database busy: every pooled connection stayed in use",
-        }[self]
-
-    @property
-    def end(self) -> str:
-        return {
-            DatabaseTrouble.UNREACHABLE: "database reachable again",
-            DatabaseTrouble.BUSY: "database connections free again",
-        }[self]
 
 
 class DatabaseHealth:
