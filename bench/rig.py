@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 
-from bot.turns.delivery import THINKING_TEXT
+from bot.live import THINKING_TEXT
 from tests.fakes.events import event_envelope, mention, signed_headers
 from tests.fakes.openai_api import FakeOpenAI, new_webhook_secret
 from tests.fakes.slack import FakeSlack, SlackCall

@@ -25,6 +25,9 @@ from bot.text.mentions import split_unfinished
 
 log = logging.getLogger(__name__)
 
+THINKING_TEXT = "_Thinking…_"
+"""What a live message or placeholder shows before the answer's first words."""
+
 STREAM_FLUSH_S = 0.75
 MAX_STREAMED_CHARS = 12_000
 """Longer answers are finished as separate messages (`chat.update` plus posts)."""
@@ -197,7 +200,7 @@ async def open_live_message(
         return SlackStream(slack, place, ts, sent=ready, held=held)
     except SlackApiError as exc:
         log.info("Slack streaming unavailable (%s); editing a placeholder instead", error_code(exc))
-    preview = markdown_to_mrkdwn(first_words) + " …" if first_words else "_Thinking…_"
+    preview = markdown_to_mrkdwn(first_words) + " …" if first_words else THINKING_TEXT
     ts = await slack.post(place, preview)
     return UpdatedMessage(slack, place, ts, text=first_words)
 

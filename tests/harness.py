@@ -34,9 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_web_app
 from bot.bootstrap import Bot, running_bot
+from bot.live import THINKING_TEXT
 from bot.settings import load_settings
 from bot.store.models import Conversation, InboxMessage, Turn
-from bot.turns.delivery import THINKING_TEXT
 from tests.fakes.events import (
     block_actions,
     channel_message,

@@ -18,9 +18,9 @@ import time
 
 import pytest
 
+from bot.live import THINKING_TEXT
 from bot.replies import OUTCOME_MESSAGES
 from bot.text.mentions import NO_PING
-from bot.turns.delivery import THINKING_TEXT
 from tests.conftest import ON_ONE_BACKEND, ON_SQLITE, POLLED, BotFactory
 from tests.fakes.events import channel_message, dm_message, mention
 from tests.fakes.openai_api import CLIENT_GONE

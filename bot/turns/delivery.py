@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import metrics
 from bot.assistants.base import ApprovalRequest, ToolProgress, ToolStatus
 from bot.attachments import Image
-from bot.live import LiveMessage, open_live_message
+from bot.live import THINKING_TEXT, LiveMessage, open_live_message
 from bot.replies import Reply, feedback_block, replies_for
 from bot.slack.errors import SlackErrorKind, best_effort, classify, error_code
 from bot.slack.gateway import SlackGateway
@@ -27,7 +27,6 @@ from bot.turns.states import Outcome
 
 log = logging.getLogger(__name__)
 
-THINKING_TEXT = "_Thinking…_"
 INTERRUPTED_NOTE = "_(interrupted, will resume)_"
 """Ends a live answer when the bot stops before it is written; the next start replaces it."""
 INTERRUPT_TIMEOUT_S = 3.0

@@ -37,6 +37,7 @@ from bot.assistants.base import (
     TurnRequest,
     UsageReport,
 )
+from bot.live import THINKING_TEXT
 from bot.settings import Settings
 from bot.store.leases import LeaseLost
 from bot.store.repository import Store
@@ -44,7 +45,7 @@ from bot.store.turns import TurnWork
 from bot.tools.approvals import ApprovalStore
 from bot.turns.active import ActiveTurn
 from bot.turns.approval_flow import ApprovalFlow
-from bot.turns.delivery import THINKING_TEXT, Delivery
+from bot.turns.delivery import Delivery
 from bot.turns.ending import TurnEnding
 from bot.turns.prompt import Prompt, PromptBuilder
 from bot.turns.retry import RetryPolicy

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
+from bot.live import THINKING_TEXT
 from bot.replies import OUTCOME_MESSAGES, SECTION_LIMIT, answer_chunks
 from bot.settings_parse import DeliveryMode
 from bot.store.repository import Store
-from bot.turns.delivery import THINKING_TEXT
 from tests.unit.turns.bench import SETTINGS, Bench, until
 from tests.unit.turns.crash import ProcessDied
 from tests.unit.turns.fake_model import Fail, Failure, FakeModel, Say

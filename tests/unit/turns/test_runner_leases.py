@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
+from bot.live import THINKING_TEXT
 from bot.settings_parse import DeliveryMode
 from bot.store.leases import LeaseLost
 from bot.store.repository import Store
-from bot.turns.delivery import THINKING_TEXT
 from tests.unit.turns.bench import SETTINGS, Bench, until
 from tests.unit.turns.fake_model import FakeModel, Say
 
