@@ -107,11 +107,10 @@ def run_module_as_main(
     os.environ.update(env)
     os.chdir(cwd)
     sys.path[:] = _search_path(cwd, env)
-    sys.argv = [module, *argv]
+    sys.argv = ["-c", *argv[1:]] if module == "-c" else [module, *argv]
     code = 0
     try:
         if module == "-c":  # `python -c <code> <argv…>`
-            sys.argv = ["-c", *argv[1:]]
             exec(compile(argv[0], "<string>", "exec"), {"__name__": "__main__"})
         else:
             runpy.run_module(module, run_name="__main__", alter_sys=True)
@@ -140,7 +139,7 @@ class WarmProcess:
         log_path: Path,
         stderr_path: Path | None = None,
     ) -> None:
-        self.args = [sys.executable, "-m", module, *argv]
+        self.args = [sys.executable, *([] if module == "-c" else ["-m"]), module, *argv]
         output = (str(log_path), str(stderr_path or log_path))
         self._process: Any = _CONTEXT.Process(
             target=run_module_as_main,

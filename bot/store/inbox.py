@@ -33,7 +33,6 @@ class Inbox:
         self.engine = self._engine
         """Where messages are stored: intake's own engine when it has one."""
         self._reads = AckReads(self._engine)
-        """Where messages are stored: intake's own engine when it has one."""
         self._cipher = cipher
         self._find_conversation = select(Conversation.id).where(
             Conversation.team_id == bindparam("thread_team"),
